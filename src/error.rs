@@ -1,0 +1,182 @@
+//! The one error type of the library and the exit codes the binaries map it to.
+//!
+//! Every variant carries what a person needs to act on it: the path, the command line, the
+//! exit status, an excerpt of stderr, the holder of a lock. Binaries print the error and exit
+//! with [`Error::exit_code`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::lock::LockHolder;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the check ran and failed (unhealthy, thresholds exceeded, switch undone).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code: bad usage or input; nothing was changed.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: the environment got in the way (I/O, a missing program, a held lock).
+pub const EXIT_ENVIRONMENT: u8 = 3;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value given by the user is not acceptable. Nothing was changed.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// Which input (for example `--app`).
+        what: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A file system operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing, as a verb phrase ("write", "read state file").
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A program could not be started at all.
+    #[error("could not run `{argv}`: {source}")]
+    Spawn {
+        /// The command line, quoted for display.
+        argv: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A program ran and exited unsuccessfully.
+    #[error("`{argv}` failed ({status}){}", stderr_suffix(stderr))]
+    CommandFailed {
+        /// The command line, quoted for display.
+        argv: String,
+        /// How it ended ("exit status 1", "killed by signal 9").
+        status: String,
+        /// The last lines of its stderr (or stdout when stderr was empty).
+        stderr: String,
+    },
+
+    /// A program did not finish in time and was killed.
+    #[error("`{argv}` did not finish within {}", humantime::format_duration(*timeout))]
+    CommandTimedOut {
+        /// The command line, quoted for display.
+        argv: String,
+        /// The limit it exceeded.
+        timeout: Duration,
+    },
+
+    /// Another process holds the per-app lock.
+    #[error("{}", lock_held_message(app, holder.as_ref(), *waited))]
+    LockHeld {
+        /// The app whose lock is held.
+        app: String,
+        /// Who holds it, when the holder wrote its details.
+        holder: Option<LockHolder>,
+        /// How long we waited before giving up.
+        waited: Duration,
+    },
+
+    /// The upstream template could not be rendered.
+    #[error("cannot render the upstream template {name}: {detail}")]
+    Template {
+        /// The template's name (a path, or "built-in").
+        name: String,
+        /// minijinja's explanation, with line information.
+        detail: String,
+    },
+
+    /// A switch was attempted and undone: the previous upstream file is back in place.
+    #[error("switch to {to} failed at {stage}: {reason}{}", if *restored { " (previous upstream restored)" } else { "" })]
+    SwitchFailed {
+        /// The slot we tried to switch to.
+        to: String,
+        /// Which step failed: "nginx test", "reload", "reload confirmation", "verify".
+        stage: &'static str,
+        /// What went wrong.
+        reason: String,
+        /// Whether the previous upstream file was restored.
+        restored: bool,
+    },
+
+    /// A check ran and failed; the message says why.
+    #[error("{0}")]
+    CheckFailed(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The documented exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidInput { .. } | Error::Template { .. } => EXIT_BAD_INPUT,
+            Error::SwitchFailed { .. } | Error::CheckFailed(_) => EXIT_CHECK_FAILED,
+            Error::Io { .. }
+            | Error::Spawn { .. }
+            | Error::CommandFailed { .. }
+            | Error::CommandTimedOut { .. }
+            | Error::LockHeld { .. } => EXIT_ENVIRONMENT,
+        }
+    }
+
+    /// A short machine-readable name of the variant, used in `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput { .. } => "invalid-input",
+            Error::Io { .. } => "io",
+            Error::Spawn { .. } => "spawn",
+            Error::CommandFailed { .. } => "command-failed",
+            Error::CommandTimedOut { .. } => "command-timed-out",
+            Error::LockHeld { .. } => "lock-held",
+            Error::Template { .. } => "template",
+            Error::SwitchFailed { .. } => "switch-failed",
+            Error::CheckFailed(_) => "check-failed",
+        }
+    }
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+fn lock_held_message(app: &str, holder: Option<&LockHolder>, waited: Duration) -> String {
+    let waited = if waited.is_zero() {
+        String::new()
+    } else {
+        format!(" (waited {})", humantime::format_duration(waited))
+    };
+    match holder {
+        Some(h) => format!(
+            "app {app} is locked by pid {} since {} for \"{}\"{waited}",
+            h.pid, h.started_at, h.purpose
+        ),
+        None => format!("app {app} is locked by another process{waited}"),
+    }
+}

@@ -1,0 +1,253 @@
+//! The one place that runs external programs (nginx, docker, the user's commands).
+//!
+//! Commands are argv vectors, never shell strings: a command the user configures as text
+//! (`--test-cmd "docker exec web nginx -t"`) is split into words once, with shell-like
+//! quoting rules but no shell, so nothing in it is ever interpreted.
+
+use std::fmt;
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How many bytes of a command's stderr an error keeps.
+const STDERR_EXCERPT_BYTES: usize = 2000;
+
+/// A program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    argv: Vec<String>,
+}
+
+impl CommandLine {
+    /// A command line from its words.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CommandLine {
+            argv: argv.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Splits a user-supplied command string into words (quotes group words; `$`, `;`, `|`
+    /// and the like are plain characters). `what` names the option in errors.
+    pub fn parse(text: &str, what: &str) -> Result<Self> {
+        let argv =
+            shell_words::split(text).map_err(|e| Error::invalid(what, format!("{text:?}: {e}")))?;
+        if argv.is_empty() {
+            return Err(Error::invalid(what, "the command is empty"));
+        }
+        Ok(CommandLine { argv })
+    }
+
+    /// A copy with more arguments appended.
+    pub fn with_args<I, S>(&self, more: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut argv = self.argv.clone();
+        argv.extend(more.into_iter().map(Into::into));
+        CommandLine { argv }
+    }
+
+    /// The words: program first.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// Runs the command with stdin closed, waiting up to `timeout`; a command still
+    /// running then is killed. Returns its output when it exits 0.
+    pub fn run(&self, timeout: Duration) -> Result<CommandOutput> {
+        let output = self.run_unchecked(timeout)?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(Error::CommandFailed {
+                argv: self.to_string(),
+                status: describe_status(output.status),
+                stderr: output.excerpt(),
+            })
+        }
+    }
+
+    /// Runs the command like [`CommandLine::run`] but returns its output whatever its exit
+    /// status. Errors only when it cannot be started or times out.
+    pub fn run_unchecked(&self, timeout: Duration) -> Result<CommandOutput> {
+        let mut child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                argv: self.to_string(),
+                source,
+            })?;
+        // Drain both pipes on threads so a chatty command cannot block on a full pipe.
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let status =
+            wait_with_timeout(&mut child, timeout).ok_or_else(|| Error::CommandTimedOut {
+                argv: self.to_string(),
+                timeout,
+            })?;
+        Ok(CommandOutput {
+            status,
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        })
+    }
+}
+
+impl fmt::Display for CommandLine {
+    /// The words joined with shell quoting where needed, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_words::join(&self.argv))
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Everything it printed on stderr (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// The tail of stderr (or of stdout when stderr is empty), trimmed, at most a few lines.
+    pub fn excerpt(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        tail(text.trim(), STDERR_EXCERPT_BYTES)
+    }
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary, marked when cut.
+pub fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &text[start..])
+}
+
+/// "exit status 1" or "killed by signal 9".
+pub fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Reads a pipe to its end on a thread. The result is collected with [`collect`], which
+/// stops waiting shortly after the command exits: a daemon the command left behind may hold
+/// the pipe open forever.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+    });
+    rx
+}
+
+fn collect(output: mpsc::Receiver<String>) -> String {
+    output
+        .recv_timeout(Duration::from_millis(500))
+        .unwrap_or_default()
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(25));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_splits_words_without_a_shell() {
+        let c = CommandLine::parse("docker exec 'my web' nginx -t", "--test-cmd").unwrap();
+        assert_eq!(c.argv, ["docker", "exec", "my web", "nginx", "-t"]);
+        let c = CommandLine::parse("echo $(id);ls", "--x").unwrap();
+        assert_eq!(c.argv, ["echo", "$(id);ls"]);
+        assert!(CommandLine::parse("", "--x").is_err());
+        assert!(CommandLine::parse("echo 'unterminated", "--x").is_err());
+    }
+
+    #[test]
+    fn run_reports_status_and_stderr() {
+        let ok = CommandLine::new(["sh", "-c", "echo out; echo err >&2"])
+            .run(Duration::from_secs(5))
+            .unwrap();
+        assert_eq!((ok.stdout.as_str(), ok.stderr.as_str()), ("out\n", "err\n"));
+        let err = CommandLine::new(["sh", "-c", "echo broken config >&2; exit 3"])
+            .run(Duration::from_secs(5))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("exit status 3") && text.contains("broken config"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn run_kills_a_command_that_overstays() {
+        let started = Instant::now();
+        let err = CommandLine::new(["sleep", "10"])
+            .run(Duration::from_millis(200))
+            .unwrap_err();
+        assert!(matches!(err, Error::CommandTimedOut { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let err = CommandLine::new(["/nonexistent/nginx", "-t"])
+            .run(Duration::from_secs(1))
+            .unwrap_err();
+        assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        assert_eq!(tail("abcdef", 3), "...def");
+        assert_eq!(tail("abc", 3), "abc");
+        assert_eq!(tail("ééé", 3), "...é");
+    }
+}

@@ -1,0 +1,181 @@
+//! One HTTP GET, done defensively: bounded in time (connect, headers and body together),
+//! bounded in memory (the body is read up to a cap and the rest dropped), redirects never
+//! followed, proxies from the environment ignored. Used by health-check, monitor and the
+//! verification step of switch-traffic.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::input::HttpUrl;
+
+/// How much of a response body is read; the rest is never downloaded into memory.
+pub const BODY_LIMIT_BYTES: u64 = 64 * 1024;
+
+/// How many characters of a body are kept for messages.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+/// The response header an app (or nginx) can use to say which slot answered.
+pub const SLOT_HEADER: &str = "x-bluegreen-slot";
+
+/// The outcome of one request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Probe {
+    /// The server answered with a status line (whatever the status).
+    Answered {
+        /// HTTP status code.
+        status: u16,
+        /// The start of the body (at most [`BODY_LIMIT_BYTES`]).
+        #[serde(skip)]
+        body: String,
+        /// The value of the `X-Bluegreen-Slot` response header, if any.
+        #[serde(skip)]
+        slot_header: Option<String>,
+        /// Time from sending to the end of the (capped) body.
+        elapsed_ms: u64,
+    },
+    /// No usable answer: refused, reset, timed out, malformed.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// Time until the failure.
+        elapsed_ms: u64,
+    },
+}
+
+impl Probe {
+    /// Time the request took, in milliseconds.
+    pub fn elapsed_ms(&self) -> u64 {
+        match self {
+            Probe::Answered { elapsed_ms, .. } | Probe::Failed { elapsed_ms, .. } => *elapsed_ms,
+        }
+    }
+
+    /// A string field of the body, when the body is a JSON object that has it.
+    pub fn json_str(&self, field: &str) -> Option<String> {
+        let Probe::Answered { body, .. } = self else {
+            return None;
+        };
+        let value: serde_json::Value = serde_json::from_str(body).ok()?;
+        value.get(field)?.as_str().map(str::to_owned)
+    }
+
+    /// The slot the answer says it came from: the `X-Bluegreen-Slot` header, else the JSON
+    /// body's `slot` field.
+    pub fn reported_slot(&self) -> Option<String> {
+        match self {
+            Probe::Answered {
+                slot_header: Some(s),
+                ..
+            } => Some(s.clone()),
+            _ => self.json_str("slot"),
+        }
+    }
+
+    /// One line for people: `HTTP 503: {"status":"starting"}` or the connection error.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Answered { status, body, .. } => {
+                let excerpt: String = body.trim().chars().take(BODY_EXCERPT_CHARS).collect();
+                let excerpt = excerpt.replace(['\n', '\r'], " ");
+                let cut = if body.trim().chars().count() > BODY_EXCERPT_CHARS {
+                    "..."
+                } else {
+                    ""
+                };
+                if excerpt.is_empty() {
+                    format!("HTTP {status} (empty body)")
+                } else {
+                    format!("HTTP {status}: {excerpt}{cut}")
+                }
+            }
+            Probe::Failed { error, .. } => error.clone(),
+        }
+    }
+}
+
+/// A reusable HTTP client with the defensive settings above.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    agent: ureq::Agent,
+}
+
+impl Prober {
+    /// A client that keeps connections alive between requests when `keep_alive` is true
+    /// (monitor), or opens a fresh connection for every request (health checks, so each
+    /// answer proves the server still accepts connections).
+    pub fn new(keep_alive: bool) -> Self {
+        let config = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_idle_connections(if keep_alive { 4 } else { 0 })
+            .max_idle_connections_per_host(if keep_alive { 4 } else { 0 })
+            .user_agent(concat!("bluegreen/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Prober {
+            agent: config.into(),
+        }
+    }
+
+    /// GETs `url`, giving up after `timeout` (the whole exchange, body included).
+    pub fn get(&self, url: &HttpUrl, timeout: Duration) -> Probe {
+        let started = Instant::now();
+        let elapsed_ms = || started.elapsed().as_millis() as u64;
+        let result = self
+            .agent
+            .get(url.as_str())
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call();
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return Probe::Failed {
+                    error: describe_error(&e, timeout),
+                    elapsed_ms: elapsed_ms(),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let slot_header = response
+            .headers()
+            .get(SLOT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        let read = response
+            .body_mut()
+            .as_reader()
+            .take(BODY_LIMIT_BYTES)
+            .read_to_end(&mut bytes);
+        if let Err(e) = read {
+            return Probe::Failed {
+                error: format!("HTTP {status}, then reading the body failed: {e}"),
+                elapsed_ms: elapsed_ms(),
+            };
+        }
+        Probe::Answered {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            slot_header,
+            elapsed_ms: elapsed_ms(),
+        }
+    }
+}
+
+fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!(
+            "no complete answer within {}",
+            humantime::format_duration(timeout)
+        ),
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        other => other.to_string(),
+    }
+}

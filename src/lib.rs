@@ -1,0 +1,35 @@
+//! bluegreen: zero-downtime blue-green deploys of a Docker app behind nginx.
+//!
+//! This library holds the logic of the host-side helpers; each binary in `src/bin/` only
+//! parses arguments, calls in here, and maps the outcome to an exit code.
+//!
+//! Layout:
+//! - [`input`]: validated input types (app names, ports, durations, URLs).
+//! - [`error`]: the one error type and the exit codes.
+//! - [`exec`]: running external programs as argv vectors, with timeouts.
+//! - [`fsutil`], [`state`], [`lock`]: crash-safe files, `state.json` and `history.jsonl`,
+//!   the per-app lock.
+//! - [`upstream`], [`nginx`]: rendering the upstream include, confirming reloads.
+//! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
+//! - [`switch`], [`validate`]: the switch with its undo path, the preflight checks.
+//! - [`runtime`], [`sys`]: Docker command builders, host facts from the kernel.
+//! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
+
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod fsutil;
+pub mod health;
+pub mod http;
+pub mod input;
+pub mod lock;
+pub mod monitor;
+pub mod nginx;
+pub mod progress;
+pub mod report;
+pub mod runtime;
+pub mod state;
+pub mod switch;
+pub mod sys;
+pub mod upstream;
+pub mod validate;

@@ -1,0 +1,137 @@
+//! The per-app lock that serialises mutations (switches, rollbacks).
+//!
+//! It is an advisory `flock` on `<state-dir>/lock`. The kernel drops it when the holder's
+//! file descriptor closes, so a holder killed with `kill -9` never leaves a stale lock behind.
+//! The holder writes its pid, start time and purpose into the file so a second mutation can
+//! say who is in the way.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::now_rfc3339;
+
+/// Who holds a lock, as written by the holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// The holder's process id.
+    pub pid: u32,
+    /// When it took the lock (RFC 3339, UTC).
+    pub started_at: String,
+    /// What it is doing, e.g. `switch-traffic --to green`.
+    pub purpose: String,
+}
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct AppLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl AppLock {
+    /// Takes the lock in `state_dir` for `app`, waiting up to `timeout` (zero: fail at once)
+    /// while another process holds it.
+    pub fn acquire(state_dir: &Path, app: &str, purpose: &str, timeout: Duration) -> Result<Self> {
+        let path = state_dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    if started.elapsed() >= timeout {
+                        return Err(Error::LockHeld {
+                            app: app.to_owned(),
+                            holder: read_holder(&mut file),
+                            waited: timeout,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
+        }
+        let holder = LockHolder {
+            pid: std::process::id(),
+            started_at: now_rfc3339(),
+            purpose: purpose.to_owned(),
+        };
+        let write = |file: &mut File| -> std::io::Result<()> {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(
+                serde_json::to_string(&holder)
+                    .expect("holder serializes")
+                    .as_bytes(),
+            )
+        };
+        write(&mut file).map_err(|e| Error::io("write lock holder to", &path, e))?;
+        Ok(AppLock { file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AppLock {
+    fn drop(&mut self) {
+        // Clear the holder details before the kernel releases the lock on close.
+        let _ = self.file.set_len(0);
+    }
+}
+
+fn read_holder(file: &mut File) -> Option<LockHolder> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_with_the_first_holders_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AppLock::acquire(dir.path(), "shop", "first", Duration::ZERO).unwrap();
+        let err = AppLock::acquire(dir.path(), "shop", "second", Duration::ZERO).unwrap_err();
+        let Error::LockHeld {
+            holder: Some(h), ..
+        } = &err
+        else {
+            panic!("unexpected {err:?}");
+        };
+        assert_eq!((h.pid, h.purpose.as_str()), (std::process::id(), "first"));
+        assert!(err.to_string().contains("\"first\""), "{err}");
+        drop(first);
+        AppLock::acquire(dir.path(), "shop", "third", Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn waiting_holder_gets_the_lock_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AppLock::acquire(dir.path(), "shop", "first", Duration::ZERO).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(first);
+        });
+        let started = Instant::now();
+        AppLock::acquire(dir.path(), "shop", "second", Duration::from_secs(5)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        releaser.join().unwrap();
+    }
+}

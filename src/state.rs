@@ -1,0 +1,380 @@
+//! Host-side state of one app: `state.json` (which slot is live, which was live before, the
+//! port and version of each slot) and `history.jsonl` (one JSON object per event).
+//!
+//! State is written atomically. When it is missing or corrupt it is rebuilt from what nginx
+//! is actually using (the upstream file) and the caller gets a warning to print: a deploy
+//! tool must never refuse to run, or crash, because its own bookkeeping was lost.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil::{append_line, read_optional, write_atomic};
+use crate::input::{AppName, Slot, SlotPorts};
+use crate::upstream;
+
+/// The format number written into `state.json`; a file with another number is not trusted.
+pub const STATE_FORMAT: u32 = 1;
+
+/// What is known about one slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    /// The loopback port the slot listens on.
+    pub port: Option<u16>,
+    /// The version last switched to in this slot.
+    pub version: Option<String>,
+}
+
+/// Both slots' records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    /// The blue slot.
+    pub blue: SlotRecord,
+    /// The green slot.
+    pub green: SlotRecord,
+}
+
+impl Slots {
+    /// The record of `slot`.
+    pub fn get(&self, slot: Slot) -> &SlotRecord {
+        match slot {
+            Slot::Blue => &self.blue,
+            Slot::Green => &self.green,
+        }
+    }
+
+    fn get_mut(&mut self, slot: Slot) -> &mut SlotRecord {
+        match slot {
+            Slot::Blue => &mut self.blue,
+            Slot::Green => &mut self.green,
+        }
+    }
+}
+
+/// The content of `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Always [`STATE_FORMAT`].
+    pub format: u32,
+    /// The app this state belongs to.
+    pub app: String,
+    /// The slot nginx routes to, if any switch has happened.
+    pub active: Option<Slot>,
+    /// The slot that was active before `active`: the rollback target.
+    pub previous: Option<Slot>,
+    /// When the last switch happened (RFC 3339, UTC).
+    pub switched_at: Option<String>,
+    /// Per-slot port and version.
+    pub slots: Slots,
+}
+
+impl State {
+    /// State of an app that has never been switched.
+    pub fn new(app: &AppName) -> Self {
+        State {
+            format: STATE_FORMAT,
+            app: app.to_string(),
+            active: None,
+            previous: None,
+            switched_at: None,
+            slots: Slots::default(),
+        }
+    }
+
+    /// The state after traffic moved to `to`. Switching to the slot that is already active
+    /// keeps `previous` as it was, so a repeated switch never loses the rollback target.
+    pub fn after_switch(
+        &self,
+        to: Slot,
+        ports: SlotPorts,
+        version: Option<&str>,
+        now: &str,
+    ) -> State {
+        let mut next = self.clone();
+        if self.active != Some(to) {
+            next.previous = self.active;
+        }
+        next.active = Some(to);
+        next.switched_at = Some(now.to_owned());
+        for slot in [Slot::Blue, Slot::Green] {
+            next.slots.get_mut(slot).port = Some(ports.port(slot));
+        }
+        if let Some(v) = version {
+            next.slots.get_mut(to).version = Some(v.to_owned());
+        }
+        next
+    }
+
+    /// Parses and checks `state.json` content for `app`.
+    pub fn parse(text: &str, app: &AppName) -> std::result::Result<State, String> {
+        let state: State = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if state.format != STATE_FORMAT {
+            return Err(format!(
+                "format {} is not the supported format {STATE_FORMAT}",
+                state.format
+            ));
+        }
+        if state.app != app.as_str() {
+            return Err(format!(
+                "it belongs to app {:?}, not {app:?}",
+                state.app,
+                app = app.as_str()
+            ));
+        }
+        if state.previous.is_some() && state.previous == state.active {
+            return Err("active and previous name the same slot".into());
+        }
+        if state.previous.is_some() && state.active.is_none() {
+            return Err("it has a previous slot but no active one".into());
+        }
+        Ok(state)
+    }
+}
+
+/// Where a loaded state came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateSource {
+    /// Read from `state.json`.
+    File,
+    /// `state.json` was missing or corrupt; rebuilt from the upstream file.
+    Rebuilt,
+    /// Nothing on disk: the app was never switched.
+    New,
+}
+
+/// A loaded state and what the caller should tell the user about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The state to work from.
+    pub state: State,
+    /// Where it came from.
+    pub source: StateSource,
+    /// A warning to print (missing or corrupt file, rebuilt from disk).
+    pub warning: Option<String>,
+}
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEvent {
+    /// When it happened (RFC 3339, UTC).
+    pub ts: String,
+    /// What happened: `switch`, `rollback`, `switch-failed`.
+    pub event: String,
+    /// The app.
+    pub app: String,
+    /// The slot traffic left (or would have left).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<Slot>,
+    /// The slot traffic went to (or would have gone to).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<Slot>,
+    /// The version in the `to` slot, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+    /// Extra detail: a failure reason, a rollback cause.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    /// The process that recorded it.
+    pub pid: u32,
+}
+
+/// The state directory of one app.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// The default state directory of `app`: `/var/lib/bluegreen/APP`.
+    pub fn default_dir(app: &AppName) -> PathBuf {
+        Path::new("/var/lib/bluegreen").join(app.as_str())
+    }
+
+    /// A store rooted at `dir` (not created until something is written).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateStore { dir: dir.into() }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Path of `history.jsonl`.
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.join("history.jsonl")
+    }
+
+    /// Path of the backup of the upstream file taken before the last switch.
+    pub fn upstream_backup_path(&self) -> PathBuf {
+        self.dir.join("upstream.backup")
+    }
+
+    /// Creates the state directory (mode 0755) when missing.
+    pub fn ensure_dir(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.dir)
+            .map_err(|e| Error::io("create state directory", &self.dir, e))
+    }
+
+    /// Loads the state of `app`. A missing or corrupt `state.json` is rebuilt from the
+    /// upstream file (the slot whose port it routes to is the active one) with a warning.
+    /// Fails only when the file exists but cannot be read at all.
+    pub fn load(&self, app: &AppName, upstream_file: &Path, ports: SlotPorts) -> Result<Loaded> {
+        let path = self.state_path();
+        let problem = match read_optional(&path)? {
+            Some(text) => match State::parse(&text, app) {
+                Ok(state) => {
+                    return Ok(Loaded {
+                        state,
+                        source: StateSource::File,
+                        warning: None,
+                    });
+                }
+                Err(why) => Some(format!("{} is corrupt ({why})", path.display())),
+            },
+            None => None,
+        };
+        let mut state = State::new(app);
+        let routed =
+            read_optional(upstream_file)?.and_then(|text| upstream::routed_slot(&text, ports, app));
+        state.active = routed;
+        let warning = match (&problem, routed) {
+            (None, None) => {
+                return Ok(Loaded {
+                    state,
+                    source: StateSource::New,
+                    warning: None,
+                });
+            }
+            (None, Some(slot)) => format!(
+                "{} is missing; rebuilt from {}: active slot is {slot}",
+                path.display(),
+                upstream_file.display()
+            ),
+            (Some(problem), Some(slot)) => format!(
+                "{problem}; rebuilt from {}: active slot is {slot}",
+                upstream_file.display()
+            ),
+            (Some(problem), None) => format!(
+                "{problem}; {} names neither slot's port, starting from empty state",
+                upstream_file.display()
+            ),
+        };
+        Ok(Loaded {
+            state,
+            source: StateSource::Rebuilt,
+            warning: Some(warning),
+        })
+    }
+
+    /// Writes `state.json` atomically.
+    pub fn save(&self, state: &State) -> Result<()> {
+        self.ensure_dir()?;
+        let mut text = serde_json::to_string_pretty(state).expect("state serializes");
+        text.push('\n');
+        write_atomic(&self.state_path(), text.as_bytes(), 0o644)
+    }
+
+    /// Appends one event to `history.jsonl`.
+    pub fn record(&self, event: &HistoryEvent) -> Result<()> {
+        self.ensure_dir()?;
+        let line = serde_json::to_string(event).expect("history event serializes");
+        append_line(&self.history_path(), &line)
+    }
+}
+
+/// The current time as RFC 3339 UTC with seconds, for state and history.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppName {
+        "shop".parse().unwrap()
+    }
+
+    fn ports() -> SlotPorts {
+        SlotPorts::new(3001, 3002).unwrap()
+    }
+
+    #[test]
+    fn switch_transitions_track_previous() {
+        let s0 = State::new(&app());
+        let s1 = s0.after_switch(Slot::Blue, ports(), Some("v1"), "t1");
+        assert_eq!((s1.active, s1.previous), (Some(Slot::Blue), None));
+        let s2 = s1.after_switch(Slot::Green, ports(), Some("v2"), "t2");
+        assert_eq!(
+            (s2.active, s2.previous),
+            (Some(Slot::Green), Some(Slot::Blue))
+        );
+        assert_eq!(s2.slots.blue.version.as_deref(), Some("v1"));
+        assert_eq!(s2.slots.green.version.as_deref(), Some("v2"));
+        assert_eq!(s2.slots.green.port, Some(3002));
+        // Re-switching to the live slot keeps the rollback target.
+        let s3 = s2.after_switch(Slot::Green, ports(), None, "t3");
+        assert_eq!(
+            (s3.active, s3.previous),
+            (Some(Slot::Green), Some(Slot::Blue))
+        );
+        assert_eq!(s3.slots.green.version.as_deref(), Some("v2"));
+        assert_eq!(s3.switched_at.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn parse_rejects_inconsistent_state() {
+        let good = State::new(&app()).after_switch(Slot::Blue, ports(), None, "t");
+        let text = serde_json::to_string(&good).unwrap();
+        assert_eq!(State::parse(&text, &app()).unwrap(), good);
+        assert!(State::parse(&text, &"other".parse().unwrap()).is_err());
+        assert!(State::parse("{", &app()).is_err());
+        assert!(State::parse("", &app()).is_err());
+        let mut same = good.clone();
+        same.previous = Some(Slot::Blue);
+        assert!(State::parse(&serde_json::to_string(&same).unwrap(), &app()).is_err());
+        let mut future = good;
+        future.format = 99;
+        assert!(State::parse(&serde_json::to_string(&future).unwrap(), &app()).is_err());
+    }
+
+    #[test]
+    fn load_rebuilds_from_upstream_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state"));
+        let upstream = dir.path().join("upstream.conf");
+        // Nothing on disk: a new app, no warning.
+        let fresh = store.load(&app(), &upstream, ports()).unwrap();
+        assert_eq!(fresh.source, StateSource::New);
+        assert!(fresh.warning.is_none());
+        // Upstream routes to green, state missing: rebuilt.
+        std::fs::write(&upstream, "upstream shop {\n  server 127.0.0.1:3002;\n}\n").unwrap();
+        let rebuilt = store.load(&app(), &upstream, ports()).unwrap();
+        assert_eq!(rebuilt.source, StateSource::Rebuilt);
+        assert_eq!(rebuilt.state.active, Some(Slot::Green));
+        assert!(rebuilt.warning.unwrap().contains("missing"));
+        // Corrupt state: rebuilt, the warning names the problem.
+        store.ensure_dir().unwrap();
+        std::fs::write(store.state_path(), "{\"format\": 1, \"app\": ").unwrap();
+        let corrupt = store.load(&app(), &upstream, ports()).unwrap();
+        assert_eq!(corrupt.state.active, Some(Slot::Green));
+        assert!(corrupt.warning.unwrap().contains("corrupt"));
+        // Saved state wins over the upstream file.
+        let saved = State::new(&app()).after_switch(Slot::Blue, ports(), None, "t");
+        store.save(&saved).unwrap();
+        let loaded = store.load(&app(), &upstream, ports()).unwrap();
+        assert_eq!((loaded.source, loaded.state), (StateSource::File, saved));
+    }
+}

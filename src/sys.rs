@@ -1,0 +1,139 @@
+//! Small facts about the host read from the kernel: free disk space, write permission,
+//! whether a TCP port is free and which process listens on it.
+
+use std::ffi::CString;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let c = c_path(path)?;
+    // SAFETY: statvfs only writes into the zeroed struct we pass; `c` is a valid C string.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stats) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The field types differ between libcs and word sizes; both fit in u64.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+/// Whether this process may create files in directory `dir` (checks permissions and
+/// read-only mounts, writes nothing).
+pub fn dir_writable(dir: &Path) -> io::Result<()> {
+    let c = c_path(dir)?;
+    // SAFETY: access only reads the C string.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The closest existing ancestor of `path` (itself if it exists): where a directory that
+/// does not exist yet would be created.
+pub fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+/// Whether TCP `port` can be listened on (on all IPv4 addresses, so a listener on any
+/// address, loopback included, makes it busy).
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_ok()
+}
+
+/// The process listening on TCP `port`, as `pid N (name)`, when it can be found.
+pub fn port_owner(port: u16) -> Option<String> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|link| targets.iter().any(|t| link.as_os_str() == t.as_str()))
+        });
+        if holds {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            return Some(format!("pid {pid} ({})", name.trim()));
+        }
+    }
+    None
+}
+
+/// Socket inodes of listeners on `port` in a `/proc/net/tcp`-format table.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            (local.ends_with(&want) && *state == "0A").then(|| inode.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_found_and_named() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(!port_is_free(port));
+        let owner = port_owner(port).expect("owner found");
+        assert!(
+            owner.contains(&format!("pid {}", std::process::id())),
+            "{owner}"
+        );
+        drop(listener);
+        assert!(port_is_free(port));
+    }
+
+    #[test]
+    fn listening_inodes_skip_other_ports_and_states() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:0BB9 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n\
+   1: 0100007F:0BBA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1\n\
+   2: 0100007F:0BB9 0100007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 333 1\n";
+        assert_eq!(listening_inodes(table, 3001), ["111"]);
+    }
+
+    #[test]
+    fn disk_and_permissions() {
+        assert!(free_bytes(Path::new("/")).unwrap() > 0);
+        assert!(free_bytes(Path::new("/nonexistent-dir")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(dir_writable(dir.path()).is_ok());
+        assert!(dir_writable(Path::new("/nonexistent-dir")).is_err());
+        assert_eq!(existing_ancestor(&dir.path().join("a/b/c")), dir.path());
+    }
+}

@@ -1,0 +1,240 @@
+//! The nginx upstream include that switch-traffic owns: rendering it from a template, reading
+//! back which slot it routes to, and showing the difference a switch would make.
+//!
+//! Templates are minijinja in strict-undefined mode: a typo in a user template is an error
+//! before anything is written, never an empty string in nginx's config.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::input::{AppName, Slot, SlotPorts};
+use minijinja::{Environment, UndefinedBehavior};
+
+/// The built-in template: `upstream APP { server 127.0.0.1:PORT; }` plus a marker comment.
+pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/upstream.conf.j2");
+
+/// The values a template can use.
+#[derive(Debug, Clone)]
+pub struct UpstreamContext {
+    /// The app name; also the upstream's name.
+    pub app: String,
+    /// The slot traffic goes to.
+    pub slot: Slot,
+    /// The port of that slot.
+    pub port: u16,
+    /// The blue slot's port.
+    pub blue_port: u16,
+    /// The green slot's port.
+    pub green_port: u16,
+    /// The version in that slot, or `unknown`.
+    pub version: String,
+}
+
+impl UpstreamContext {
+    /// The context for routing `app` to `slot`.
+    pub fn new(app: &AppName, slot: Slot, ports: SlotPorts, version: Option<&str>) -> Self {
+        UpstreamContext {
+            app: app.to_string(),
+            slot,
+            port: ports.port(slot),
+            blue_port: ports.port(Slot::Blue),
+            green_port: ports.port(Slot::Green),
+            version: version.unwrap_or("unknown").to_owned(),
+        }
+    }
+}
+
+/// A template's source and the name errors refer to it by.
+#[derive(Debug, Clone)]
+pub struct Template {
+    name: String,
+    source: String,
+}
+
+impl Template {
+    /// The user's template at `path`, or the built-in one.
+    pub fn load(path: Option<&Path>) -> Result<Template> {
+        match path {
+            None => Ok(Template {
+                name: "built-in".into(),
+                source: DEFAULT_TEMPLATE.into(),
+            }),
+            Some(p) => {
+                let source = std::fs::read_to_string(p).map_err(|e| {
+                    Error::invalid("--template", format!("cannot read {}: {e}", p.display()))
+                })?;
+                Ok(Template {
+                    name: p.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Renders the template with `ctx`. Unknown variables are errors.
+    pub fn render(&self, ctx: &UpstreamContext) -> Result<String> {
+        let template_error = |e: minijinja::Error| Error::Template {
+            name: self.name.clone(),
+            detail: format!("{e:#}"),
+        };
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.add_template("upstream", &self.source)
+            .map_err(template_error)?;
+        let mut text = env
+            .get_template("upstream")
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    app => ctx.app.as_str(),
+                    slot => ctx.slot.as_str(),
+                    port => ctx.port,
+                    blue_port => ctx.blue_port,
+                    green_port => ctx.green_port,
+                    version => ctx.version.as_str(),
+                })
+            })
+            .map_err(template_error)?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+/// The slot an upstream file routes `app` to: the slot whose port appears in its `server`
+/// directives. When both ports appear (a user template with a backup server), the marker
+/// comment `# bluegreen: app=APP slot=SLOT` decides. `None` when neither tells.
+pub fn routed_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> {
+    let code: String = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut tokens = code
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}'))
+        .filter(|t| !t.is_empty());
+    let mut seen = Vec::new();
+    while let Some(token) = tokens.next() {
+        if token != "server" {
+            continue;
+        }
+        let port = tokens
+            .next()
+            .and_then(|address| address.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+        if let Some(slot) = port.and_then(|p| ports.slot_of(p))
+            && !seen.contains(&slot)
+        {
+            seen.push(slot);
+        }
+    }
+    match seen.as_slice() {
+        [one] => Some(*one),
+        _ => marker_slot(text, app),
+    }
+}
+
+fn marker_slot(text: &str, app: &AppName) -> Option<Slot> {
+    let want = format!("app={app}");
+    text.lines().find_map(|line| {
+        let fields = line.trim().strip_prefix("# bluegreen:")?;
+        let mut words = fields.split_whitespace();
+        if words.next()? != want {
+            return None;
+        }
+        words.find_map(|w| w.strip_prefix("slot=")?.parse().ok())
+    })
+}
+
+/// A unified diff from `old` to `new` (empty when they are equal).
+pub fn unified_diff(old: &str, new: &str, path: &Path) -> String {
+    if old == new {
+        return String::new();
+    }
+    let name = path.display().to_string();
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .header(&format!("{name} (current)"), &format!("{name} (new)"))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> AppName {
+        "shop".parse().unwrap()
+    }
+
+    fn ports() -> SlotPorts {
+        SlotPorts::new(3001, 3002).unwrap()
+    }
+
+    #[test]
+    fn default_template_renders_the_upstream_named_after_the_app() {
+        let ctx = UpstreamContext::new(&app(), Slot::Green, ports(), Some("v2"));
+        let text = Template::load(None).unwrap().render(&ctx).unwrap();
+        assert!(
+            text.contains("upstream shop {\n    server 127.0.0.1:3002;\n}"),
+            "{text}"
+        );
+        assert!(text.contains("slot=green version=v2"), "{text}");
+        assert_eq!(routed_slot(&text, ports(), &app()), Some(Slot::Green));
+    }
+
+    #[test]
+    fn strict_mode_rejects_unknown_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.j2");
+        std::fs::write(&path, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }").unwrap();
+        let ctx = UpstreamContext::new(&app(), Slot::Blue, ports(), None);
+        let err = Template::load(Some(&path))
+            .unwrap()
+            .render(&ctx)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("prot") || err.to_string().contains("undefined"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT);
+    }
+
+    #[test]
+    fn routed_slot_reads_ports_and_falls_back_to_the_marker() {
+        assert_eq!(
+            routed_slot("upstream shop { server 127.0.0.1:3001; }", ports(), &app()),
+            Some(Slot::Blue)
+        );
+        assert_eq!(
+            routed_slot(
+                "# server 127.0.0.1:3002;\nupstream shop{server [::1]:3001;}",
+                ports(),
+                &app()
+            ),
+            Some(Slot::Blue)
+        );
+        assert_eq!(
+            routed_slot(
+                "upstream shop {\n server localhost:3001 max_fails=0;\n}",
+                ports(),
+                &app()
+            ),
+            Some(Slot::Blue)
+        );
+        let both = "# bluegreen: app=shop slot=green\nupstream shop {\n server 127.0.0.1:3002;\n server 127.0.0.1:3001 backup;\n}";
+        assert_eq!(routed_slot(both, ports(), &app()), Some(Slot::Green));
+        assert_eq!(routed_slot("server 127.0.0.1:9999;", ports(), &app()), None);
+        assert_eq!(
+            routed_slot("# bluegreen: app=other slot=blue", ports(), &app()),
+            None
+        );
+    }
+
+    #[test]
+    fn diff_shows_the_changed_port() {
+        let d = unified_diff("server 1;\n", "server 2;\n", Path::new("/x.conf"));
+        assert!(d.contains("-server 1;") && d.contains("+server 2;"), "{d}");
+        assert_eq!(unified_diff("a\n", "a\n", Path::new("/x")), "");
+    }
+}

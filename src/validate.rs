@@ -1,0 +1,330 @@
+//! Preflight checks of a host before a deploy. Read-only: nothing is created or changed.
+//!
+//! Every check runs, whatever the others found, so one run lists every problem. Each
+//! result is pass, warn (worth knowing, does not block a deploy) or fail.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::exec::CommandLine;
+use crate::fsutil::{parent_dir, read_optional};
+use crate::input::{AppName, HostPort, Slot, SlotPorts};
+use crate::runtime::{self, Runtime};
+use crate::state::{StateSource, StateStore};
+use crate::sys;
+use crate::upstream::routed_slot;
+
+/// How long a Docker or nginx command may take during validation.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// Fine.
+    Pass,
+    /// Worth knowing; does not fail validation.
+    Warn,
+    /// Blocks a deploy.
+    Fail,
+}
+
+/// One check's name, verdict and explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// Short name, e.g. `nginx`, `standby-port`, `tcp db:5432`.
+    pub name: String,
+    /// The verdict.
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+}
+
+impl CheckResult {
+    fn new(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    fn from_result(name: impl Into<String>, result: Result<String, String>) -> Self {
+        match result {
+            Ok(d) => CheckResult::new(name, CheckStatus::Pass, d),
+            Err(d) => CheckResult::new(name, CheckStatus::Fail, d),
+        }
+    }
+}
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct ValidateRequest {
+    /// The app.
+    pub app: AppName,
+    /// Its state directory.
+    pub store: StateStore,
+    /// The nginx include switch-traffic will write.
+    pub upstream_file: PathBuf,
+    /// The nginx configuration test command.
+    pub test_cmd: CommandLine,
+    /// How the slots run.
+    pub runtime: Runtime,
+    /// The docker command (`docker`, `sudo docker`).
+    pub docker_cmd: CommandLine,
+    /// Minimum free space at the state dir and Docker's data root, in MiB.
+    pub min_free_disk_mb: u64,
+    /// Ports of both slots.
+    pub ports: SlotPorts,
+    /// TCP dependencies that must accept connections.
+    pub tcp: Vec<HostPort>,
+    /// Connect timeout per dependency.
+    pub tcp_timeout: Duration,
+}
+
+/// All results, and which slot a deploy would use.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateReport {
+    /// True when no check failed.
+    pub passed: bool,
+    /// The app.
+    pub app: String,
+    /// The slot a deploy would start the new version in.
+    pub standby: Slot,
+    /// Every check, in order.
+    pub checks: Vec<CheckResult>,
+}
+
+impl ValidateRequest {
+    /// Runs every check.
+    pub fn run(&self) -> ValidateReport {
+        let mut checks = vec![
+            CheckResult::from_result("nginx", self.check_nginx()),
+            CheckResult::from_result("upstream-dir", self.check_upstream_dir()),
+            CheckResult::from_result(
+                "disk state-dir",
+                self.check_disk(&sys::existing_ancestor(self.store.dir())),
+            ),
+        ];
+        if self.runtime.uses_docker() {
+            let docker = self.check_docker();
+            match &docker {
+                Ok(root) => {
+                    checks.push(CheckResult::new(
+                        "docker",
+                        CheckStatus::Pass,
+                        format!("daemon answers (data root {})", root.display()),
+                    ));
+                    checks.push(self.check_docker_disk(root));
+                }
+                Err(why) => checks.push(CheckResult::new("docker", CheckStatus::Fail, why)),
+            }
+            if self.runtime == Runtime::Compose {
+                checks.push(CheckResult::from_result("compose", self.check_compose()));
+            }
+        }
+        let (state_check, standby, standby_version) = self.check_state();
+        checks.push(self.check_standby_port(standby, standby_version.as_deref()));
+        for dep in &self.tcp {
+            checks.push(CheckResult::from_result(
+                format!("tcp {dep}"),
+                self.check_tcp(dep),
+            ));
+        }
+        checks.push(state_check);
+        ValidateReport {
+            passed: checks.iter().all(|c| c.status != CheckStatus::Fail),
+            app: self.app.to_string(),
+            standby,
+            checks,
+        }
+    }
+
+    fn check_nginx(&self) -> Result<String, String> {
+        self.test_cmd
+            .run(COMMAND_TIMEOUT)
+            .map(|_| format!("`{}` passed", self.test_cmd))
+            .map_err(|e| e.to_string())
+    }
+
+    fn check_upstream_dir(&self) -> Result<String, String> {
+        let dir = parent_dir(&self.upstream_file);
+        if !dir.is_dir() {
+            return Err(format!(
+                "{} does not exist or is not a directory",
+                dir.display()
+            ));
+        }
+        sys::dir_writable(dir)
+            .map(|()| format!("{} is writable", dir.display()))
+            .map_err(|e| format!("{} is not writable: {e}", dir.display()))
+    }
+
+    fn check_disk(&self, path: &std::path::Path) -> Result<String, String> {
+        let free_mb = sys::free_bytes(path)
+            .map_err(|e| format!("cannot read free space of {}: {e}", path.display()))?
+            / (1024 * 1024);
+        let detail = format!(
+            "{free_mb} MiB free at {} (minimum {} MiB)",
+            path.display(),
+            self.min_free_disk_mb
+        );
+        if free_mb >= self.min_free_disk_mb {
+            Ok(detail)
+        } else {
+            Err(format!("only {detail}"))
+        }
+    }
+
+    fn check_docker(&self) -> Result<PathBuf, String> {
+        let out = runtime::docker_root_dir(&self.docker_cmd)
+            .run(COMMAND_TIMEOUT)
+            .map_err(|e| format!("Docker daemon does not answer: {e}"))?;
+        Ok(PathBuf::from(out.stdout.trim()))
+    }
+
+    fn check_docker_disk(&self, root: &std::path::Path) -> CheckResult {
+        if !root.exists() {
+            return CheckResult::new(
+                "disk docker",
+                CheckStatus::Warn,
+                format!(
+                    "Docker's data root {} is not visible from here (remote or rootless daemon?); its free space was not checked",
+                    root.display()
+                ),
+            );
+        }
+        CheckResult::from_result("disk docker", self.check_disk(root))
+    }
+
+    fn check_compose(&self) -> Result<String, String> {
+        runtime::compose_version(&self.docker_cmd)
+            .run(COMMAND_TIMEOUT)
+            .map(|out| out.stdout.trim().to_owned())
+            .map_err(|e| format!("docker compose is not available: {e}"))
+    }
+
+    /// The state check, the standby slot, and the version state records for it.
+    fn check_state(&self) -> (CheckResult, Slot, Option<String>) {
+        let writable_at = sys::existing_ancestor(self.store.dir());
+        let loaded = match self.store.load(&self.app, &self.upstream_file, self.ports) {
+            Ok(l) => l,
+            Err(e) => {
+                return (
+                    CheckResult::new("state", CheckStatus::Fail, e.to_string()),
+                    Slot::Blue,
+                    None,
+                );
+            }
+        };
+        let state = &loaded.state;
+        let standby = state.active.map_or(Slot::Blue, Slot::other);
+        let standby_version = state.slots.get(standby).version.clone();
+        let result = if let Err(e) = sys::dir_writable(&writable_at) {
+            CheckResult::new(
+                "state",
+                CheckStatus::Fail,
+                format!(
+                    "state directory {} cannot be written ({} is not writable: {e})",
+                    self.store.dir().display(),
+                    writable_at.display()
+                ),
+            )
+        } else {
+            match (loaded.source, &loaded.warning) {
+                (_, Some(w)) => CheckResult::new("state", CheckStatus::Warn, w.clone()),
+                (StateSource::New, None) => CheckResult::new(
+                    "state",
+                    CheckStatus::Pass,
+                    "no state yet: the first deploy goes to blue",
+                ),
+                _ => self.check_drift(state),
+            }
+        };
+        (result, standby, standby_version)
+    }
+
+    fn check_drift(&self, state: &crate::state::State) -> CheckResult {
+        let routed = read_optional(&self.upstream_file)
+            .ok()
+            .flatten()
+            .and_then(|t| routed_slot(&t, self.ports, &self.app));
+        let active = state.active.map_or("none", Slot::as_str);
+        match routed {
+            Some(slot) if state.active != Some(slot) => CheckResult::new(
+                "state",
+                CheckStatus::Warn,
+                format!(
+                    "state says {active} is active but {} routes to {slot}; the next switch rewrites both",
+                    self.upstream_file.display()
+                ),
+            ),
+            _ => CheckResult::new(
+                "state",
+                CheckStatus::Pass,
+                format!(
+                    "active {active}, previous {}",
+                    state.previous.map_or("none", Slot::as_str)
+                ),
+            ),
+        }
+    }
+
+    fn check_standby_port(&self, standby: Slot, standby_version: Option<&str>) -> CheckResult {
+        let port = self.ports.port(standby);
+        let name = "standby-port";
+        if sys::port_is_free(port) {
+            return CheckResult::new(
+                name,
+                CheckStatus::Pass,
+                format!("port {port} of standby slot {standby} is free"),
+            );
+        }
+        let ours =
+            match runtime::slot_containers(&self.docker_cmd, self.runtime, &self.app, standby) {
+                Some(ps) => ps
+                    .run(COMMAND_TIMEOUT)
+                    .ok()
+                    .filter(|out| !out.stdout.trim().is_empty())
+                    .map(|_| format!("{}-{standby}", self.app)),
+                None => standby_version.map(|v| format!("version {v}")),
+            };
+        match ours {
+            Some(what) => CheckResult::new(
+                name,
+                CheckStatus::Pass,
+                format!(
+                    "port {port} is held by this app's own standby ({what}), which the deploy replaces"
+                ),
+            ),
+            None => CheckResult::new(
+                name,
+                CheckStatus::Fail,
+                format!(
+                    "port {port} of standby slot {standby} is held by another process{}",
+                    sys::port_owner(port)
+                        .map(|o| format!(": {o}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    fn check_tcp(&self, dep: &HostPort) -> Result<String, String> {
+        let addrs: Vec<_> = (dep.host.as_str(), dep.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", dep.host))?
+            .collect();
+        let mut last_error = format!("{} resolves to no address", dep.host);
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, self.tcp_timeout) {
+                Ok(_) => return Ok(format!("{dep} accepts connections ({addr})")),
+                Err(e) => last_error = format!("{dep} ({addr}) refused or timed out: {e}"),
+            }
+        }
+        Err(last_error)
+    }
+}
