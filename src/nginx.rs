@@ -39,12 +39,23 @@ pub fn children(parent: u32) -> HashSet<u32> {
         .collect()
 }
 
-/// Waits up to `timeout` for `master` to have a child that is not in `before`: the sign
-/// that a reload started new workers.
-pub fn wait_for_new_workers(master: u32, before: &HashSet<u32>, timeout: Duration) -> bool {
+/// Waits up to `timeout` until a reload of `master` has taken effect: a worker not in
+/// `before` is running, and every worker in `before` has exited or is shutting down.
+///
+/// New workers alone are not enough: the master lets old and new workers accept side by side
+/// for about 100 ms before it tells the old ones to stop, and an old worker answers from the
+/// old configuration until then.
+pub fn wait_for_reload(master: u32, before: &HashSet<u32>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if children(master).iter().any(|pid| !before.contains(pid)) {
+        let now = children(master);
+        let new_worker = now
+            .iter()
+            .any(|pid| !before.contains(pid) && title(*pid).starts_with("nginx: worker process"));
+        let old_accepting = before
+            .iter()
+            .any(|pid| now.contains(pid) && title(*pid) == "nginx: worker process");
+        if new_worker && !old_accepting {
             return true;
         }
         if Instant::now() >= deadline {
@@ -52,6 +63,15 @@ pub fn wait_for_new_workers(master: u32, before: &HashSet<u32>, timeout: Duratio
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A process's title as nginx sets it ("nginx: worker process", "nginx: worker process is
+/// shutting down"), empty when it is gone.
+fn title(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches(['\0', ' '])
+        .to_owned()
 }
 
 fn all_pids() -> impl Iterator<Item = u32> {
@@ -87,20 +107,15 @@ mod tests {
     }
 
     #[test]
-    fn new_children_are_noticed() {
+    fn processes_that_are_not_nginx_workers_do_not_confirm_a_reload() {
         let before = children(std::process::id());
-        assert!(!wait_for_new_workers(
-            std::process::id(),
-            &before,
-            Duration::from_millis(50)
-        ));
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
             .unwrap();
-        let noticed = wait_for_new_workers(std::process::id(), &before, Duration::from_secs(2));
+        let confirmed = wait_for_reload(std::process::id(), &before, Duration::from_millis(100));
         let _ = child.kill();
         let _ = child.wait();
-        assert!(noticed);
+        assert!(!confirmed);
     }
 }

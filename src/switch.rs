@@ -92,7 +92,7 @@ pub struct SwitchReport {
     pub rendered: String,
     /// Unified diff against the include that was in place (empty when equal).
     pub diff: String,
-    /// Whether new nginx workers were seen after the reload.
+    /// Whether nginx was seen replacing its workers after the reload.
     pub workers_restarted: bool,
     /// Whether the verify URL answered naming the target slot.
     pub verified_slot: bool,
@@ -106,6 +106,15 @@ impl SwitchRequest {
     /// Performs the switch (or, with `dry_run`, shows it).
     pub fn run(&self, progress: &Progress) -> Result<SwitchReport> {
         let started = Instant::now();
+        if self.target == SwitchTarget::Previous && !self.dry_run {
+            // Refuse before taking the lock (which creates the state dir): bad input
+            // changes nothing. The answer is checked again under the lock.
+            let state = self
+                .store
+                .load(&self.app, &self.upstream_file, self.ports)?
+                .state;
+            self.resolve(&state)?;
+        }
         let _lock = if self.dry_run {
             None
         } else {
@@ -138,19 +147,7 @@ impl SwitchRequest {
                 state.active.map_or("none", Slot::as_str)
             )));
         }
-        let to = match self.target {
-            SwitchTarget::Slot(s) => s,
-            SwitchTarget::Previous => state.previous.ok_or_else(|| {
-                Error::invalid(
-                    "--to previous",
-                    format!(
-                        "no previous slot is recorded for {} (active: {})",
-                        self.app,
-                        state.active.map_or("none", Slot::as_str)
-                    ),
-                )
-            })?,
-        };
+        let to = self.resolve(&state)?;
         let version = self
             .version
             .as_ref()
@@ -206,28 +203,15 @@ impl SwitchRequest {
         ));
 
         let fail = |stage: &'static str, reason: String, reloaded: bool| {
-            self.undo(old.as_deref(), to, stage, reason, reloaded)
+            self.undo(old.as_deref(), to, master, stage, reason, reloaded)
         };
 
         if let Err(e) = self.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
             return Err(fail("nginx test", e.to_string(), false));
         }
-        let workers_before = master.map(nginx::children).unwrap_or_default();
-        if let Err(e) = self.reload_cmd.run(NGINX_COMMAND_TIMEOUT) {
-            return Err(fail("reload", e.to_string(), false));
-        }
-        if let Some(pid) = master {
-            if !nginx::wait_for_new_workers(pid, &workers_before, self.reload_timeout) {
-                return Err(fail(
-                    "reload confirmation",
-                    format!(
-                        "nginx master {pid} started no new workers within {}: the new configuration was not applied (see nginx's error log)",
-                        humantime::format_duration(self.reload_timeout)
-                    ),
-                    true,
-                ));
-            }
-            report.workers_restarted = true;
+        match self.reload(master) {
+            Ok(confirmed) => report.workers_restarted = confirmed,
+            Err((stage, reason)) => return Err(fail(stage, reason, stage != "reload")),
         }
         if let Some(url) = &self.verify_url {
             match self.verify(url, to) {
@@ -272,6 +256,47 @@ impl SwitchRequest {
         })?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// Runs the reload command and, when `master` is known, waits until nginx has replaced
+    /// its workers. `Ok(true)` when the reload was seen to take effect, `Ok(false)` when
+    /// there was no master to watch; on failure, the failed stage and why.
+    fn reload(&self, master: Option<u32>) -> std::result::Result<bool, (&'static str, String)> {
+        let workers_before = master.map(nginx::children).unwrap_or_default();
+        self.reload_cmd
+            .run(NGINX_COMMAND_TIMEOUT)
+            .map_err(|e| ("reload", e.to_string()))?;
+        let Some(pid) = master else {
+            return Ok(false);
+        };
+        if nginx::wait_for_reload(pid, &workers_before, self.reload_timeout) {
+            Ok(true)
+        } else {
+            Err((
+                "reload confirmation",
+                format!(
+                    "nginx master {pid} did not replace its workers within {}: the new configuration was not applied (see nginx's error log)",
+                    humantime::format_duration(self.reload_timeout)
+                ),
+            ))
+        }
+    }
+
+    /// The slot the target names, given the current state.
+    fn resolve(&self, state: &crate::state::State) -> Result<Slot> {
+        match self.target {
+            SwitchTarget::Slot(s) => Ok(s),
+            SwitchTarget::Previous => state.previous.ok_or_else(|| {
+                Error::invalid(
+                    "--to previous",
+                    format!(
+                        "no previous slot is recorded for {} (active: {})",
+                        self.app,
+                        state.active.map_or("none", Slot::as_str)
+                    ),
+                )
+            }),
+        }
     }
 
     /// Polls the verify URL until it answers 2xx from `to`. `Ok(true)` when the answer named
@@ -320,12 +345,14 @@ impl SwitchRequest {
         }
     }
 
-    /// Puts the previous include back, reloads nginx if it had loaded the new one, records
+    /// Puts the previous include back, reloads nginx if it had loaded the new one (waiting
+    /// until the restored configuration serves), records
     /// the failure in history, and builds the error to return.
     fn undo(
         &self,
         old: Option<&str>,
         to: Slot,
+        master: Option<u32>,
         stage: &'static str,
         reason: String,
         reloaded: bool,
@@ -347,7 +374,7 @@ impl SwitchRequest {
         };
         if restored
             && reloaded
-            && let Err(e) = self.reload_cmd.run(NGINX_COMMAND_TIMEOUT)
+            && let Err((_, e)) = self.reload(master)
         {
             reason.push_str(&format!(
                 "; reloading the restored configuration failed: {e}"

@@ -22,7 +22,7 @@ string \"status\" field, its value is healthy, ok, up or pass (or degraded with
 
 /// Wait until a URL answers healthy N times in a row.
 #[derive(Debug, Parser)]
-#[command(version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+#[command(version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 struct Cli {
     /// The URL to poll, usually the new slot's health endpoint on loopback.
     #[arg(long)]

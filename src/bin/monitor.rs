@@ -28,7 +28,7 @@ The watch stops early once failures exceed what the whole window allows.";
 /// successful answer. Exit 1 when a threshold is broken; with --rollback-on-fail, switch
 /// back to the previous slot first.
 #[derive(Debug, Parser)]
-#[command(version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+#[command(version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 struct Cli {
     /// The live URL to watch (through nginx).
     #[arg(long)]

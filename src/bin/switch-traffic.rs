@@ -12,7 +12,7 @@ use clap::Parser;
 
 const EXAMPLES: &str = "\
 Examples:
-  switch-traffic --app shop --to green --version v42 --verify-url http://127.0.0.1/health
+  switch-traffic --app shop --to green --app-version v42 --verify-url http://127.0.0.1/health
   switch-traffic --app shop --to previous
   switch-traffic --app shop --to blue --dry-run
   switch-traffic --app shop --to green --test-cmd 'docker exec web nginx -t' \\
@@ -26,7 +26,7 @@ Your nginx server block proxies to the upstream named after the app:
 /// atomically, test, reload, confirm, and only then record the new state. Any failure puts
 /// the previous include back.
 #[derive(Debug, Parser)]
-#[command(version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+#[command(version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 struct Cli {
     #[command(flatten)]
     app: AppArgs,
@@ -36,8 +36,8 @@ struct Cli {
     to: SwitchTarget,
 
     /// The version now running in that slot, recorded in state and the include.
-    #[arg(long)]
-    version: Option<Version>,
+    #[arg(long, value_name = "VERSION")]
+    app_version: Option<Version>,
 
     #[command(flatten)]
     ports: PortArgs,
@@ -65,7 +65,7 @@ fn run(cli: &Cli) -> Result<SwitchReport> {
         nginx: &cli.nginx,
         switch: &cli.switch,
     };
-    let request = parts.request(cli.to, cli.version.clone(), cli.dry_run)?;
+    let request = parts.request(cli.to, cli.app_version.clone(), cli.dry_run)?;
     request.run(&Progress::new(0))
 }
 

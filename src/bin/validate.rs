@@ -22,7 +22,7 @@ Examples:
 /// Check that a host is ready for a blue-green deploy (nginx, disk, Docker, the standby
 /// port, dependencies, state). Changes nothing.
 #[derive(Debug, Parser)]
-#[command(version, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+#[command(version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 struct Cli {
     #[command(flatten)]
     app: AppArgs,

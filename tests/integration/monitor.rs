@@ -1,0 +1,152 @@
+//! monitor through a real nginx: passing, failing on 5xx and on slow answers, and rolling
+//! back by itself.
+
+use crate::support::{MONITOR, Site, run};
+
+fn watch(site: &Site, extra: &[&str]) -> crate::support::Run {
+    let url = site.nginx.url("/");
+    let mut args = vec!["--url", url.as_str(), "--json"];
+    args.extend(extra);
+    run(MONITOR, &args)
+}
+
+#[test]
+fn a_healthy_slot_passes() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let r = watch(&site, &["--duration", "1.5", "--interval", "50"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["failures"], 0);
+    let requests = report["requests"].as_u64().unwrap();
+    assert!((20..=31).contains(&requests), "{report}");
+    assert!(
+        report["longest_gap_ms"].as_u64().unwrap() < 1000,
+        "{report}"
+    );
+}
+
+#[test]
+fn server_errors_fail_the_watch_early() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &["--error-rate", "0.5"]);
+    let r = watch(&site, &["--duration", "10", "--interval", "50"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["stopped_early"], true, "{report}");
+    assert!(report["duration_ms"].as_u64().unwrap() < 5000, "{report}");
+    assert!(
+        report["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("error rate"),
+        "{report}"
+    );
+    assert!(
+        report["first_failure"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{report}"
+    );
+}
+
+#[test]
+fn slow_answers_fail_the_p95_limit() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &["--delay", "120"]);
+    let r = watch(
+        &site,
+        &["--duration", "1", "--interval", "50", "--max-p95-ms", "60"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["failures"], 0);
+    assert!(report["p95_ms"].as_u64().unwrap() >= 120, "{report}");
+    assert!(
+        report["reasons"][0].as_str().unwrap().contains("p95"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_failing_release_is_rolled_back() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &["--error-rate", "1"]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    assert_eq!(
+        site.switch(&["--to", "green", "--app-version", "v2"]).code,
+        0
+    );
+    assert_eq!(site.served_slot(), "green");
+
+    let mut args: Vec<String> = [
+        "--url",
+        &site.nginx.url("/"),
+        "--json",
+        "--duration",
+        "10",
+        "--interval",
+        "50",
+        "--rollback-on-fail",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(site.switch_args());
+    let r = run(MONITOR, &args);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["rollback"]["rolled_back"], true, "{report}");
+    assert_eq!(report["rollback"]["to"], "blue");
+    assert_eq!(site.served_slot(), "blue");
+    let state = site.state();
+    assert_eq!(
+        (&state["active"], &state["previous"]),
+        (&"blue".into(), &"green".into())
+    );
+    let last = site.history().pop().unwrap();
+    assert_eq!(last["event"], "rollback");
+    assert!(
+        last["detail"].as_str().unwrap().contains("error rate"),
+        "{last}"
+    );
+}
+
+#[test]
+fn rollback_without_a_previous_slot_is_refused_up_front() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let mut args: Vec<String> = [
+        "--url",
+        &site.nginx.url("/"),
+        "--duration",
+        "5",
+        "--rollback-on-fail",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(site.switch_args());
+    let r = run(MONITOR, &args);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no previous slot"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    for args in [
+        &["--url", "http://127.0.0.1/", "--max-error-rate", "2"][..],
+        &["--url", "http://127.0.0.1/", "--duration", "-1"],
+        &["--url", "http://127.0.0.1/", "--rollback-on-fail"],
+        &["--url", "127.0.0.1"],
+    ] {
+        let r = run(MONITOR, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+    }
+}

@@ -1,0 +1,319 @@
+//! switch-traffic against a real nginx: successful switches with verification, every undo
+//! path, the lock, state recovery, dry runs and bad input.
+
+use std::time::Duration;
+
+use bluegreen::lock::AppLock;
+
+use crate::support::{APP, SWITCH_TRAFFIC, Site, run};
+
+fn upstream_text(site: &Site) -> String {
+    std::fs::read_to_string(&site.nginx.upstream_file).unwrap()
+}
+
+#[test]
+fn switch_to_green_is_verified_and_recorded() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    assert_eq!(site.served_slot(), "blue");
+    let before = upstream_text(&site);
+
+    let r = site.switch(&["--to", "green", "--app-version", "v2", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["from"], "blue");
+    assert_eq!(report["to"], "green");
+    assert_eq!(report["workers_restarted"], true);
+    assert_eq!(report["verified_slot"], true);
+    // No state yet: rebuilt from the upstream file, with a warning.
+    assert!(r.stderr.contains("missing; rebuilt"), "{}", r.stderr);
+
+    for _ in 0..5 {
+        assert_eq!(site.served_slot(), "green");
+    }
+    let state = site.state();
+    assert_eq!(state["active"], "green");
+    assert_eq!(state["previous"], "blue");
+    assert_eq!(state["slots"]["green"]["version"], "v2");
+    assert_eq!(state["slots"]["green"]["port"], site.green_port);
+    let history = site.history();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["from"], &last["to"], &last["version"]),
+        (
+            &"switch".into(),
+            &"blue".into(),
+            &"green".into(),
+            &"v2".into()
+        )
+    );
+    let backup = std::fs::read_to_string(site.state_dir.join("upstream.backup")).unwrap();
+    assert_eq!(backup, before);
+    assert!(upstream_text(&site).contains(&format!("server 127.0.0.1:{};", site.green_port)));
+}
+
+#[test]
+fn to_previous_goes_back_and_forth() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    assert_eq!(site.switch(&["--to", "green"]).code, 0);
+
+    let r = site.switch(&["--to", "previous"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("from green to blue"), "{}", r.stdout);
+    assert_eq!(site.served_slot(), "blue");
+    assert_eq!(site.state()["previous"], "green");
+
+    assert_eq!(site.switch(&["--to", "previous"]).code, 0);
+    assert_eq!(site.served_slot(), "green");
+    assert_eq!(site.state()["active"], "green");
+}
+
+#[test]
+fn failing_nginx_test_restores_the_previous_upstream() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    let before = upstream_text(&site);
+    let template = site.tmp.path().join("broken.j2");
+    // Missing semicolon: renders fine, nginx -t rejects it.
+    std::fs::write(
+        &template,
+        "upstream {{ app }} { server 127.0.0.1:{{ port }} }\n",
+    )
+    .unwrap();
+
+    let r = site.switch(&[
+        "--to",
+        "green",
+        "--template",
+        &template.display().to_string(),
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("failed at nginx test"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("previous upstream restored"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(upstream_text(&site), before);
+    assert_eq!(site.served_slot(), "blue");
+    assert!(!site.state_dir.join("state.json").exists());
+    let failed = site.history();
+    assert_eq!(failed.last().unwrap()["event"], "switch-failed");
+}
+
+#[test]
+fn a_reload_that_starts_no_workers_is_undone() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    let before = upstream_text(&site);
+    // `true` exits 0 like `nginx -s reload` does even when nginx rejects the reload.
+    let r = site.switch(&[
+        "--to",
+        "green",
+        "--reload-cmd",
+        "true",
+        "--reload-timeout",
+        "1",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("reload confirmation"), "{}", r.stderr);
+    assert_eq!(upstream_text(&site), before);
+    assert_eq!(site.served_slot(), "blue");
+}
+
+#[test]
+fn verification_against_the_wrong_slot_is_undone() {
+    let site = Site::new();
+    let blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    let before = upstream_text(&site);
+    // A verify URL that can only ever answer from blue.
+    let r = site.switch(&[
+        "--to",
+        "green",
+        "--verify-url",
+        &blue.health_url(),
+        "--verify-timeout",
+        "1",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("still served by slot \"blue\""),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(upstream_text(&site), before);
+    // nginx was reloaded back to the restored file.
+    for _ in 0..5 {
+        assert_eq!(site.served_slot(), "blue");
+    }
+}
+
+#[test]
+fn a_held_lock_blocks_a_second_switch_and_can_be_waited_for() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    std::fs::create_dir_all(&site.state_dir).unwrap();
+    let held = AppLock::acquire(&site.state_dir, APP, "deploy run 42", Duration::ZERO).unwrap();
+
+    let r = site.switch(&["--to", "green"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("deploy run 42"), "{}", r.stderr);
+    assert_eq!(site.served_slot(), "blue");
+
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(held);
+    });
+    let r = site.switch(&["--to", "green", "--lock-timeout", "10"]);
+    releaser.join().unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(site.served_slot(), "green");
+}
+
+#[test]
+fn corrupt_state_is_rebuilt_from_the_upstream_file() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    std::fs::create_dir_all(&site.state_dir).unwrap();
+    std::fs::write(site.state_dir.join("state.json"), "{\"format\": 1, \"act").unwrap();
+
+    let r = site.switch(&["--to", "green"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    let state = site.state();
+    assert_eq!(
+        (&state["active"], &state["previous"]),
+        (&"green".into(), &"blue".into())
+    );
+}
+
+#[test]
+fn dry_run_shows_the_diff_and_changes_nothing() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let before = upstream_text(&site);
+    let r = site.switch(&["--to", "green", "--dry-run"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("-    server 127.0.0.1:{};", site.blue_port)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("+    server 127.0.0.1:{};", site.green_port)),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("nothing was changed"), "{}", r.stdout);
+    assert_eq!(upstream_text(&site), before);
+    assert!(!site.state_dir.exists());
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_changes() {
+    let site = Site::new();
+    let before = upstream_text(&site);
+    let state_dir = site.state_dir.display().to_string();
+    let upstream = site.nginx.upstream_file.display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--app", "Bad_Name", "--to", "green"], "app name"),
+        (&["--app", APP, "--to", "purple"], "blue, green or previous"),
+        (
+            &[
+                "--app",
+                APP,
+                "--to",
+                "green",
+                "--blue-port",
+                "3001",
+                "--green-port",
+                "3001",
+            ],
+            "different ports",
+        ),
+        (
+            &["--app", APP, "--to", "green", "--blue-port", "0"],
+            "1 to 65535",
+        ),
+        (
+            &["--app", APP, "--to", "green", "--green-port", "70000"],
+            "1 to 65535",
+        ),
+        (
+            &["--app", APP, "--to", "green", "--verify-timeout", "-5"],
+            "negative",
+        ),
+        (
+            &[
+                "--app",
+                APP,
+                "--to",
+                "green",
+                "--verify-url",
+                "localhost/health",
+            ],
+            "invalid URL",
+        ),
+        (
+            &[
+                "--app",
+                APP,
+                "--to",
+                "green",
+                "--app-version",
+                "v1; rm -rf /",
+            ],
+            "version",
+        ),
+        (
+            &[
+                "--app",
+                APP,
+                "--to",
+                "green",
+                "--reload-cmd",
+                "nginx 'unterminated",
+            ],
+            "--reload-cmd",
+        ),
+        (&["--app", APP, "--to", "previous"], "no previous slot"),
+    ];
+    for (args, expected) in cases {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--state-dir", &state_dir, "--upstream-file", &upstream]);
+        all.extend(
+            [
+                "--nginx-pid-file",
+                "/nonexistent.pid",
+                "--verify-url",
+                "http://127.0.0.1:1/",
+            ]
+            .iter()
+            .filter(|_| !args.contains(&"--verify-url")),
+        );
+        let r = run(SWITCH_TRAFFIC, &all);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            r.stderr
+        );
+        assert_eq!(upstream_text(&site), before, "{args:?}");
+    }
+    assert!(!site.state_dir.exists());
+}

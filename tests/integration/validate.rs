@@ -1,0 +1,231 @@
+//! validate against a real nginx, the Docker daemon, real listeners and state files.
+
+use std::net::TcpListener;
+
+use crate::support::{APP, Site, VALIDATE, free_port, run};
+
+/// Arguments pointing validate at `site`.
+fn site_args(site: &Site) -> Vec<String> {
+    [
+        "--app",
+        APP,
+        "--state-dir",
+        &site.state_dir.display().to_string(),
+        "--blue-port",
+        &site.blue_port.to_string(),
+        "--green-port",
+        &site.green_port.to_string(),
+        "--upstream-file",
+        &site.nginx.upstream_file.display().to_string(),
+        "--test-cmd",
+        &site.nginx.test_cmd(),
+        "--min-free-disk-mb",
+        "1",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn validate(args: &[String], extra: &[&str]) -> crate::support::Run {
+    let mut all = args.to_vec();
+    all.extend(extra.iter().map(|s| s.to_string()));
+    run(VALIDATE, &all)
+}
+
+/// The status of the check named `name` in a JSON report.
+fn status_of(report: &serde_json::Value, name: &str) -> String {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_ready_host_passes_every_check() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    let dependency = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dep = format!("127.0.0.1:{}", dependency.local_addr().unwrap().port());
+
+    let r = validate(&site_args(&site), &["--runtime", "docker", "--tcp", &dep]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["standby"], "green");
+    for name in [
+        "nginx",
+        "upstream-dir",
+        "disk state-dir",
+        "docker",
+        "disk docker",
+        "standby-port",
+        "state",
+    ] {
+        assert_eq!(status_of(&report, name), "pass", "{name}: {report}");
+    }
+    assert_eq!(status_of(&report, &format!("tcp {dep}")), "pass");
+}
+
+#[test]
+fn every_failure_is_listed_in_one_run() {
+    let site = Site::new();
+    site.nginx.break_config();
+    let holder = TcpListener::bind(("127.0.0.1", site.blue_port)).unwrap();
+    let closed = free_port();
+    let mut args = site_args(&site);
+    let missing_dir = site.tmp.path().join("no-such-dir/bluegreen-shop.conf");
+    let upstream_index = args.iter().position(|a| a == "--upstream-file").unwrap() + 1;
+    args[upstream_index] = missing_dir.display().to_string();
+    let disk_index = args.iter().position(|a| a == "--min-free-disk-mb").unwrap() + 1;
+    args[disk_index] = "999999999".into();
+
+    let r = validate(
+        &args,
+        &[
+            "--runtime",
+            "docker",
+            "--docker-cmd",
+            "docker -H unix:///nonexistent/docker.sock",
+            "--tcp",
+            &format!("127.0.0.1:{closed}"),
+            "--tcp-timeout",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["passed"], false);
+    for name in [
+        "nginx",
+        "upstream-dir",
+        "disk state-dir",
+        "docker",
+        "standby-port",
+    ] {
+        assert_eq!(status_of(&report, name), "fail", "{name}: {report}");
+    }
+    assert_eq!(
+        status_of(&report, &format!("tcp 127.0.0.1:{closed}")),
+        "fail"
+    );
+    let detail = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let port_detail = detail("standby-port");
+    assert!(
+        port_detail.contains(&format!("port {}", site.blue_port)),
+        "{port_detail}"
+    );
+    assert!(
+        port_detail.contains(&format!("pid {}", std::process::id())),
+        "{port_detail}"
+    );
+    assert!(detail("nginx").contains("failed"), "{}", detail("nginx"));
+    assert!(detail("disk state-dir").contains("minimum 999999999 MiB"));
+    drop(holder);
+
+    // The human form lists the same failures and counts them.
+    let human_args: Vec<String> = args.into_iter().filter(|a| a != "--json").collect();
+    let text = validate(
+        &human_args,
+        &[
+            "--runtime",
+            "command",
+            "--tcp",
+            &format!("127.0.0.1:{closed}"),
+        ],
+    );
+    assert_eq!(text.code, 1);
+    assert!(text.stdout.contains("FAIL  nginx"), "{}", text.stdout);
+    assert!(text.stdout.contains("checks failed"), "{}", text.stdout);
+}
+
+#[test]
+fn a_standby_port_held_by_our_own_standby_passes() {
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    // Green ran before (recorded in state), blue is live: green's port is ours.
+    assert_eq!(
+        site.switch(&["--to", "green", "--app-version", "v2"]).code,
+        0
+    );
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    let r = validate(&site_args(&site), &["--runtime", "command"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["standby"], "green");
+    assert_eq!(status_of(&report, "standby-port"), "pass");
+    assert!(
+        r.stdout.contains("own standby (version v2)"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn corrupt_state_warns_and_unreadable_state_fails() {
+    let site = Site::new();
+    std::fs::create_dir_all(&site.state_dir).unwrap();
+    std::fs::write(site.state_dir.join("state.json"), "not json").unwrap();
+    let r = validate(&site_args(&site), &["--runtime", "command"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(status_of(&r.json(), "state"), "warn");
+    assert!(r.stdout.contains("corrupt"), "{}", r.stdout);
+
+    std::fs::remove_file(site.state_dir.join("state.json")).unwrap();
+    std::fs::create_dir(site.state_dir.join("state.json")).unwrap();
+    let r = validate(&site_args(&site), &["--runtime", "command"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(status_of(&r.json(), "state"), "fail");
+}
+
+#[test]
+fn validate_changes_nothing() {
+    let site = Site::new();
+    let before = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
+    let r = validate(&site_args(&site), &["--runtime", "command"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!site.state_dir.exists());
+    assert_eq!(
+        std::fs::read_to_string(&site.nginx.upstream_file).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    for args in [
+        &["--app", "UPPER"][..],
+        &["--app", APP, "--blue-port", "3001", "--green-port", "3001"],
+        &["--app", APP, "--tcp", "db"],
+        &["--app", APP, "--tcp", "db:99999"],
+        &["--app", APP, "--runtime", "podman"],
+        &["--app", APP, "--tcp-timeout", "-3"],
+        &["--app", APP, "--test-cmd", ""],
+    ] {
+        let r = run(VALIDATE, args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+    }
+}
