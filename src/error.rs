@@ -109,6 +109,15 @@ pub enum Error {
     /// A check ran and failed; the message says why.
     #[error("{0}")]
     CheckFailed(String),
+
+    /// Talking to a remote host over SSH failed.
+    #[error("{host}: {detail}")]
+    Remote {
+        /// The host.
+        host: String,
+        /// What failed, with the remote command and its stderr where there was one.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -138,7 +147,8 @@ impl Error {
             | Error::Spawn { .. }
             | Error::CommandFailed { .. }
             | Error::CommandTimedOut { .. }
-            | Error::LockHeld { .. } => EXIT_ENVIRONMENT,
+            | Error::LockHeld { .. }
+            | Error::Remote { .. } => EXIT_ENVIRONMENT,
         }
     }
 
@@ -154,6 +164,7 @@ impl Error {
             Error::Template { .. } => "template",
             Error::SwitchFailed { .. } => "switch-failed",
             Error::CheckFailed(_) => "check-failed",
+            Error::Remote { .. } => "remote",
         }
     }
 }

@@ -19,6 +19,7 @@ const STDERR_EXCERPT_BYTES: usize = 2000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLine {
     argv: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl CommandLine {
@@ -30,6 +31,7 @@ impl CommandLine {
     {
         CommandLine {
             argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
         }
     }
 
@@ -41,7 +43,10 @@ impl CommandLine {
         if argv.is_empty() {
             return Err(Error::invalid(what, "the command is empty"));
         }
-        Ok(CommandLine { argv })
+        Ok(CommandLine {
+            argv,
+            env: Vec::new(),
+        })
     }
 
     /// A copy with more arguments appended.
@@ -52,7 +57,22 @@ impl CommandLine {
     {
         let mut argv = self.argv.clone();
         argv.extend(more.into_iter().map(Into::into));
-        CommandLine { argv }
+        CommandLine {
+            argv,
+            env: self.env.clone(),
+        }
+    }
+
+    /// A copy that runs with `name=value` added to its environment. Values travel in the
+    /// environment, never in the command text, so they are never interpreted.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The variables added to the environment.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// The words: program first.
@@ -80,6 +100,7 @@ impl CommandLine {
     pub fn run_unchecked(&self, timeout: Duration) -> Result<CommandOutput> {
         let mut child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

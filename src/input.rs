@@ -151,6 +151,35 @@ impl FromStr for Version {
     }
 }
 
+/// A container image reference (`ghcr.io/acme/shop:1.2`, `shop@sha256:...`): 1-512
+/// characters of ASCII letters, digits and `. _ - / : @ +`, starting with a letter or digit,
+/// so it can never be taken for a command-line option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image(String);
+
+impl Image {
+    /// The reference as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Image {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-/:@+".contains(c);
+        let starts_well = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if s.len() > 512 || !starts_well || !s.chars().all(ok_char) {
+            return Err(Error::invalid(
+                "image",
+                format!("{s:?}: expected a reference like registry/name:tag"),
+            ));
+        }
+        Ok(Image(s.to_owned()))
+    }
+}
+
 /// The TCP ports of the two slots on the host's loopback. They are never equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotPorts {
@@ -397,6 +426,26 @@ impl FromStr for StatusSet {
     }
 }
 
+/// Serializes a validated string type as its string, and deserializes it through its
+/// parser, so a value read from JSON is checked exactly like one typed on a command line.
+macro_rules! serde_via_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_via_str!(AppName, Version, Image, HttpUrl);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +567,28 @@ mod tests {
             &"a".repeat(129),
         ] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images() {
+        for good in [
+            "shop",
+            "ghcr.io/acme/shop:1.2",
+            "localhost:5000/a/b@sha256:abc",
+        ] {
+            assert!(good.parse::<Image>().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "--privileged",
+            "-x",
+            "shop:1 2",
+            "shop;id",
+            "$(id)",
+            "a\nb",
+        ] {
+            assert!(bad.parse::<Image>().is_err(), "{bad}");
         }
     }
 

@@ -15,7 +15,9 @@
 //! - [`runtime`], [`sys`]: Docker command builders, host facts from the kernel.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
 
+pub mod action;
 pub mod cli;
+pub mod deploy;
 pub mod error;
 pub mod exec;
 pub mod fsutil;

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::http::Prober;
@@ -39,7 +39,7 @@ pub struct Monitor {
 }
 
 /// What the watch saw and its verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorReport {
     /// Whether every threshold held.
     pub passed: bool,

@@ -1,5 +1,6 @@
 //! Progress reporting on stderr: an indicatif bar when stderr is a terminal, plain lines
-//! otherwise (CI logs, pipes), so logs stay readable and terminals stay tidy.
+//! otherwise (CI logs, pipes), so logs stay readable and terminals stay tidy; or handed to
+//! a sink when a deploy run reports them as events.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -7,11 +8,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress reporter for one long-running step.
-pub struct Progress {
+pub struct Progress<'a> {
     bar: Option<ProgressBar>,
+    sink: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
-impl Progress {
+impl<'a> Progress<'a> {
     /// A reporter for a step of `total` units (milliseconds of a time budget, for example).
     /// Draws a bar only when stderr is a terminal.
     pub fn new(total: u64) -> Self {
@@ -24,7 +26,16 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Progress { bar }
+        Progress { bar, sink: None }
+    }
+
+    /// A reporter that hands every line to `sink` instead of printing (a deploy run turns
+    /// them into events).
+    pub fn lines(sink: &'a (dyn Fn(&str) + Sync)) -> Self {
+        Progress {
+            bar: None,
+            sink: Some(sink),
+        }
     }
 
     /// Whether plain lines are printed (no terminal).
@@ -40,16 +51,18 @@ impl Progress {
         }
     }
 
-    /// Prints a line: above the bar on a terminal, as a plain line otherwise.
+    /// Prints a line: above the bar on a terminal, as a plain line otherwise, or to the
+    /// sink.
     pub fn line(&self, message: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+        match (&self.bar, self.sink) {
+            (Some(bar), _) => bar.println(message),
+            (None, Some(sink)) => sink(message),
+            (None, None) => eprintln!("{message}"),
         }
     }
 }
 
-impl Drop for Progress {
+impl Drop for Progress<'_> {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

@@ -24,6 +24,9 @@ pub struct SlotRecord {
     pub port: Option<u16>,
     /// The version last switched to in this slot.
     pub version: Option<String>,
+    /// The image that version runs, when a deploy recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Both slots' records.
@@ -89,6 +92,7 @@ impl State {
         to: Slot,
         ports: SlotPorts,
         version: Option<&str>,
+        image: Option<&str>,
         now: &str,
     ) -> State {
         let mut next = self.clone();
@@ -100,8 +104,12 @@ impl State {
         for slot in [Slot::Blue, Slot::Green] {
             next.slots.get_mut(slot).port = Some(ports.port(slot));
         }
+        let record = next.slots.get_mut(to);
         if let Some(v) = version {
-            next.slots.get_mut(to).version = Some(v.to_owned());
+            record.version = Some(v.to_owned());
+        }
+        if let Some(i) = image {
+            record.image = Some(i.to_owned());
         }
         next
     }
@@ -314,18 +322,19 @@ mod tests {
     #[test]
     fn switch_transitions_track_previous() {
         let s0 = State::new(&app());
-        let s1 = s0.after_switch(Slot::Blue, ports(), Some("v1"), "t1");
+        let s1 = s0.after_switch(Slot::Blue, ports(), Some("v1"), Some("shop:1"), "t1");
         assert_eq!((s1.active, s1.previous), (Some(Slot::Blue), None));
-        let s2 = s1.after_switch(Slot::Green, ports(), Some("v2"), "t2");
+        let s2 = s1.after_switch(Slot::Green, ports(), Some("v2"), None, "t2");
         assert_eq!(
             (s2.active, s2.previous),
             (Some(Slot::Green), Some(Slot::Blue))
         );
         assert_eq!(s2.slots.blue.version.as_deref(), Some("v1"));
+        assert_eq!(s2.slots.blue.image.as_deref(), Some("shop:1"));
         assert_eq!(s2.slots.green.version.as_deref(), Some("v2"));
         assert_eq!(s2.slots.green.port, Some(3002));
         // Re-switching to the live slot keeps the rollback target.
-        let s3 = s2.after_switch(Slot::Green, ports(), None, "t3");
+        let s3 = s2.after_switch(Slot::Green, ports(), None, None, "t3");
         assert_eq!(
             (s3.active, s3.previous),
             (Some(Slot::Green), Some(Slot::Blue))
@@ -336,7 +345,7 @@ mod tests {
 
     #[test]
     fn parse_rejects_inconsistent_state() {
-        let good = State::new(&app()).after_switch(Slot::Blue, ports(), None, "t");
+        let good = State::new(&app()).after_switch(Slot::Blue, ports(), None, None, "t");
         let text = serde_json::to_string(&good).unwrap();
         assert_eq!(State::parse(&text, &app()).unwrap(), good);
         assert!(State::parse(&text, &"other".parse().unwrap()).is_err());
@@ -372,7 +381,7 @@ mod tests {
         assert_eq!(corrupt.state.active, Some(Slot::Green));
         assert!(corrupt.warning.unwrap().contains("corrupt"));
         // Saved state wins over the upstream file.
-        let saved = State::new(&app()).after_switch(Slot::Blue, ports(), None, "t");
+        let saved = State::new(&app()).after_switch(Slot::Blue, ports(), None, None, "t");
         store.save(&saved).unwrap();
         let loaded = store.load(&app(), &upstream, ports()).unwrap();
         assert_eq!((loaded.source, loaded.state), (StateSource::File, saved));

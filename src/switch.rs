@@ -60,8 +60,10 @@ pub struct SwitchRequest {
     pub verify_timeout: Duration,
     /// The version now in the target slot, recorded in state.
     pub version: Option<Version>,
-    /// How long to wait for the app lock.
-    pub lock_timeout: Duration,
+    /// The image now in the target slot, recorded in state.
+    pub image: Option<String>,
+    /// Whether to take the app lock, and how long to wait for it.
+    pub lock: LockPolicy,
     /// Show what would change and change nothing.
     pub dry_run: bool,
     /// Switch only if this slot is still the active one (a rollback must not undo a switch
@@ -71,6 +73,15 @@ pub struct SwitchRequest {
     pub event: &'static str,
     /// Why, for the history line (a rollback's cause).
     pub reason: Option<String>,
+}
+
+/// How a switch gets the app lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockPolicy {
+    /// Take it, waiting up to this long while another process holds it.
+    Acquire(Duration),
+    /// The caller already holds it for this whole operation (a deploy run).
+    HeldByCaller,
 }
 
 /// What a switch did.
@@ -117,7 +128,7 @@ impl SwitchRequest {
         }
         let _lock = if self.dry_run {
             None
-        } else {
+        } else if let LockPolicy::Acquire(timeout) = self.lock {
             self.store.ensure_dir()?;
             let purpose = match self.target {
                 SwitchTarget::Slot(s) => format!("{} to {s}", self.event),
@@ -127,8 +138,10 @@ impl SwitchRequest {
                 self.store.dir(),
                 self.app.as_str(),
                 &purpose,
-                self.lock_timeout,
+                timeout,
             )?)
+        } else {
+            None
         };
         let loaded = self
             .store
@@ -241,6 +254,7 @@ impl SwitchRequest {
             to,
             self.ports,
             self.version.as_ref().map(Version::as_str),
+            self.image.as_deref(),
             &now,
         );
         self.store.save(&next)?;

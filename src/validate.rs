@@ -201,10 +201,11 @@ impl ValidateRequest {
     }
 
     fn check_compose(&self) -> Result<String, String> {
-        runtime::compose_version(&self.docker_cmd)
-            .run(COMMAND_TIMEOUT)
-            .map(|out| out.stdout.trim().to_owned())
-            .map_err(|e| format!("docker compose is not available: {e}"))
+        match runtime::Compose::detect(&self.docker_cmd) {
+            Some(runtime::Compose::Plugin(_)) => Ok("`docker compose` plugin found".into()),
+            Some(runtime::Compose::Standalone(_)) => Ok("standalone `docker-compose` found".into()),
+            None => Err("neither `docker compose` nor `docker-compose` answers `version`".into()),
+        }
     }
 
     /// The state check, the standby slot, and the version state records for it.

@@ -1,5 +1,12 @@
-//! Command-line pieces shared by the helper binaries: argument groups (clap) and turning
-//! them into library requests. Printing results lives in [`crate::report`].
+//! The helpers' command lines: one module per helper (its clap parser and `main`), and the
+//! argument groups they share. Printing results lives in [`crate::report`]. The binaries in
+//! `src/bin/` and the multi-call `bluegreen` binary only parse and call in here.
+
+pub mod deploy;
+pub mod health_check;
+pub mod monitor;
+pub mod switch_traffic;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +15,7 @@ use crate::error::Result;
 use crate::exec::CommandLine;
 use crate::input::{AppName, HttpUrl, SlotPorts, SwitchTarget, Version, parse_port, parse_seconds};
 use crate::state::StateStore;
-use crate::switch::SwitchRequest;
+use crate::switch::{LockPolicy, SwitchRequest};
 use crate::upstream::Template;
 use clap::Args;
 
@@ -160,7 +167,8 @@ impl SwitchParts<'_> {
             verify_url: self.switch.verify_url.clone(),
             verify_timeout: self.switch.verify_timeout,
             version,
-            lock_timeout: self.switch.lock_timeout,
+            image: None,
+            lock: LockPolicy::Acquire(self.switch.lock_timeout),
             dry_run,
             only_if_active: None,
             event: "switch",

@@ -1,0 +1,302 @@
+//! The SSH side of the orchestrator: credentials on disk for the length of a run, one
+//! multiplexed connection per host (the `openssh` crate driving the system's `ssh` with a
+//! control socket), and remote commands whose arguments are quoted once, here.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::error::{Error, Result};
+use crate::exec::tail;
+
+use super::inputs::Host;
+
+/// The key and known_hosts files, in a private directory removed on drop.
+#[derive(Debug)]
+pub struct Credentials {
+    dir: PathBuf,
+    /// The private key file (mode 0600).
+    pub key: PathBuf,
+    /// The known_hosts file (mode 0600).
+    pub known_hosts: PathBuf,
+}
+
+impl Credentials {
+    /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`.
+    pub fn write(base: &Path, key: &str, known_hosts: &str) -> Result<Credentials> {
+        let dir = base.join(format!("bluegreen-{}", random_token()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir)
+            .map_err(|e| Error::io("create credentials directory", &dir, e))?;
+        let creds = Credentials {
+            key: dir.join("id"),
+            known_hosts: dir.join("known_hosts"),
+            dir,
+        };
+        // ssh refuses a key without its final newline.
+        let key = format!("{}\n", key.trim_end());
+        let known = format!("{}\n", known_hosts.trim_end());
+        for (path, text) in [
+            (&creds.key, key.as_str()),
+            (&creds.known_hosts, known.as_str()),
+        ] {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| Error::io("write", path, e))?;
+        }
+        Ok(creds)
+    }
+
+    /// The private directory (the SSH control socket lives here too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// 32 random hex characters from the kernel.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("the kernel provides random bytes");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How to reach a host.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions<'a> {
+    /// The SSH user.
+    pub username: &'a str,
+    /// Key and known_hosts files.
+    pub credentials: &'a Credentials,
+    /// Accept any host key (warned about by the caller).
+    pub insecure: bool,
+    /// `user@bastion:port` to jump through.
+    pub proxy_jump: Option<&'a str>,
+}
+
+/// One open connection to a host.
+pub struct Remote {
+    session: Session,
+    host: String,
+}
+
+impl Remote {
+    /// Opens the host's master connection, checking its key against known_hosts.
+    pub async fn connect(host: &Host, options: &ConnectOptions<'_>) -> Result<Remote> {
+        let mut builder = SessionBuilder::default();
+        builder
+            .user(options.username.to_owned())
+            .port(host.port)
+            .keyfile(&options.credentials.key)
+            .user_known_hosts_file(&options.credentials.known_hosts)
+            .known_hosts_check(if options.insecure {
+                KnownHosts::Accept
+            } else {
+                KnownHosts::Strict
+            })
+            .control_directory(options.credentials.dir())
+            .connect_timeout(Duration::from_secs(20))
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(jump) = options.proxy_jump {
+            builder.jump_hosts([jump]);
+        }
+        let session = builder
+            .connect(&host.name)
+            .await
+            .map_err(|e| Error::Remote {
+                host: host.name.clone(),
+                detail: format!("cannot connect: {}", describe_ssh_error(&e)),
+            })?;
+        Ok(Remote {
+            session,
+            host: host.name.clone(),
+        })
+    }
+
+    /// The host's name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn remote_error(&self, argv: &[&str], detail: impl std::fmt::Display) -> Error {
+        Error::Remote {
+            host: self.host.clone(),
+            detail: format!("`{}`: {detail}", shell_words::join(argv)),
+        }
+    }
+
+    fn command(&self, argv: &[&str]) -> openssh::OwningCommand<&Session> {
+        let mut cmd = self.session.command(argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
+    /// Runs `argv` on the host with `stdin` fed to it; its output, whatever its status.
+    pub async fn output(&self, argv: &[&str], stdin: &[u8]) -> Result<Output> {
+        let mut child = self
+            .command(argv)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let mut input = child.stdin().take().expect("stdin is piped");
+        let feed = async {
+            let result = input.write_all(stdin).await;
+            drop(input);
+            result
+        };
+        let (fed, output) = tokio::join!(feed, child.wait_with_output());
+        let output = output.map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        if let Err(e) = fed
+            && output.status.success()
+        {
+            return Err(self.remote_error(argv, format!("sending input failed: {e}")));
+        }
+        Ok(output)
+    }
+
+    /// Runs `argv` and requires exit status 0; its stdout.
+    pub async fn run(&self, argv: &[&str], stdin: &[u8]) -> Result<String> {
+        let out = self.output(argv, stdin).await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(self.remote_error(
+                argv,
+                format!(
+                    "{}: {}",
+                    crate::exec::describe_status(out.status),
+                    tail(stderr.trim(), 2000)
+                ),
+            ))
+        }
+    }
+
+    /// Runs `argv` with `stdin`, handing each stdout line to `on_line` as it arrives.
+    /// Returns the exit status (None when the connection dropped) and the tail of stderr.
+    pub async fn stream(
+        &self,
+        argv: &[&str],
+        stdin: &[u8],
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(Option<i32>, String)> {
+        let mut child = self
+            .command(argv)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let mut input = child.stdin().take().expect("stdin is piped");
+        input
+            .write_all(stdin)
+            .await
+            .map_err(|e| self.remote_error(argv, format!("sending input failed: {e}")))?;
+        drop(input);
+        let stdout = child.stdout().take().expect("stdout is piped");
+        let mut stderr = child.stderr().take().expect("stderr is piped");
+        let collect_stderr = async move {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        };
+        let read_lines = async {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                on_line(&line);
+            }
+        };
+        let ((), stderr_text) = tokio::join!(read_lines, collect_stderr);
+        let status = child.wait().await.ok().and_then(|s| s.code());
+        Ok((status, tail(stderr_text.trim(), 2000)))
+    }
+
+    /// Streams a local program's stdout into `argv`'s stdin on the host (`docker save |
+    /// docker load`); returns how many bytes went across.
+    pub async fn pipe_from_local(&self, local: &[&str], argv: &[&str]) -> Result<u64> {
+        let mut producer = tokio::process::Command::new(local[0])
+            .args(&local[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                argv: shell_words::join(local),
+                source,
+            })?;
+        let mut child = self
+            .command(argv)
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let mut remote_in = child.stdin().take().expect("stdin is piped");
+        let mut local_out = producer.stdout.take().expect("stdout is piped");
+        let copied = tokio::io::copy(&mut local_out, &mut remote_in).await;
+        drop(remote_in);
+        let local_status = producer.wait_with_output().await;
+        let remote = child
+            .wait_with_output()
+            .await
+            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let local_status = local_status.map_err(|source| Error::Spawn {
+            argv: shell_words::join(local),
+            source,
+        })?;
+        if !local_status.status.success() {
+            return Err(Error::CommandFailed {
+                argv: shell_words::join(local),
+                status: crate::exec::describe_status(local_status.status),
+                stderr: tail(String::from_utf8_lossy(&local_status.stderr).trim(), 2000),
+            });
+        }
+        if !remote.status.success() {
+            return Err(self.remote_error(
+                argv,
+                tail(String::from_utf8_lossy(&remote.stderr).trim(), 2000),
+            ));
+        }
+        copied.map_err(|e| self.remote_error(argv, format!("stream broke: {e}")))
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// openssh's error with the ssh client's own explanation when it gave one.
+fn describe_ssh_error(e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,439 @@
+//! What a run reports: step outputs, the job summary and the Slack message. The summary and
+//! the Slack payload are minijinja templates (strict mode) fed with values prepared here,
+//! where user and host text is escaped for its destination.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::deploy::{DeployResult, Outcome};
+use crate::error::{Error, Result};
+use crate::monitor::MonitorReport;
+
+const SUMMARY_TEMPLATE: &str = include_str!("../../templates/summary.md.j2");
+const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.json.j2");
+
+/// How long a Slack post may take before it is given up (with a warning).
+pub const SLACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One host's part of a run.
+#[derive(Debug, Clone)]
+pub struct HostReport {
+    /// The host.
+    pub host: String,
+    /// What the host reported (phases, result); runner-side failures are folded in.
+    pub result: DeployResult,
+    /// Runner-side phases (connect, ship helpers, image transfer) with their timings.
+    pub runner_phases: Vec<(String, bool, u64, String)>,
+}
+
+impl HostReport {
+    /// The host's outcome.
+    pub fn outcome(&self) -> Outcome {
+        self.result.result.unwrap_or(Outcome::Failed)
+    }
+
+    /// The failed phase's name, runner-side or host-side.
+    pub fn failed_phase(&self) -> Option<String> {
+        self.runner_phases
+            .iter()
+            .find(|(_, ok, _, _)| !ok)
+            .map(|(name, ..)| name.clone())
+            .or_else(|| self.result.failed_phase.map(|p| p.as_str().to_owned()))
+    }
+}
+
+/// A whole run across hosts.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The app.
+    pub app: String,
+    /// deploy, rollback or status.
+    pub command: String,
+    /// The version deployed.
+    pub version: String,
+    /// Hosts in the order they were handled.
+    pub hosts: Vec<HostReport>,
+    /// Wall time of the whole run.
+    pub duration: Duration,
+    /// The error that stopped the run before any host (bad input, missing binaries).
+    pub early_error: Option<String>,
+}
+
+impl RunReport {
+    /// The overall outcome: failed if any host failed, else rolled-back if any rolled back,
+    /// else unchanged if all were unchanged, else deployed.
+    pub fn outcome(&self) -> Outcome {
+        let outcomes: Vec<Outcome> = self.hosts.iter().map(HostReport::outcome).collect();
+        if self.early_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed)
+        {
+            Outcome::Failed
+        } else if outcomes.contains(&Outcome::RolledBack) {
+            Outcome::RolledBack
+        } else if outcomes.iter().all(|o| *o == Outcome::Unchanged) {
+            Outcome::Unchanged
+        } else {
+            Outcome::Deployed
+        }
+    }
+
+    fn last(&self) -> Option<&DeployResult> {
+        self.hosts.last().map(|h| &h.result)
+    }
+
+    /// The step outputs, in the order action.yml declares them.
+    pub fn outputs(&self) -> Vec<(&'static str, String)> {
+        let slot = |s: Option<crate::input::Slot>| s.map_or(String::new(), |s| s.to_string());
+        vec![
+            ("active-slot", slot(self.last().and_then(|r| r.active_slot))),
+            (
+                "previous-slot",
+                slot(self.last().and_then(|r| r.previous_slot)),
+            ),
+            ("version", self.version.clone()),
+            ("result", self.outcome().as_str().to_owned()),
+            (
+                "duration-seconds",
+                format!("{:.1}", self.duration.as_secs_f64()),
+            ),
+        ]
+    }
+
+    /// The job summary in Markdown.
+    pub fn summary(&self) -> Result<String> {
+        let hosts: Vec<SummaryHost> = self.hosts.iter().map(SummaryHost::from).collect();
+        let outcome = self.outcome();
+        render(
+            "summary",
+            SUMMARY_TEMPLATE,
+            minijinja::context! {
+                icon => if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) { "✅" } else { "❌" },
+                command => self.command.as_str(),
+                app => self.app.as_str(),
+                result => outcome.as_str(),
+                version => self.version.as_str(),
+                duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
+                hosts => minijinja::value::Serde(&hosts),
+            },
+        )
+    }
+
+    /// The Slack message, with everything from users and hosts escaped for Slack.
+    pub fn slack_payload(&self, github: &GithubContext) -> Result<String> {
+        let outcome = self.outcome();
+        let failed = self
+            .hosts
+            .iter()
+            .find(|h| h.outcome() != Outcome::Deployed && h.outcome() != Outcome::Unchanged);
+        let headline = format!(
+            "{} {} of {} {}",
+            if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) {
+                "✅"
+            } else {
+                "🚨"
+            },
+            slack_escape(&self.command),
+            slack_escape(&self.app),
+            outcome.as_str()
+        );
+        let error = self
+            .early_error
+            .clone()
+            .or_else(|| failed.and_then(|h| h.result.error.clone()));
+        let mut fields = vec![
+            ("Repository", github.repository.clone()),
+            ("Ref", github.ref_name.clone()),
+            ("Commit", github.sha.chars().take(12).collect()),
+            ("Actor", github.actor.clone()),
+            ("Version", self.version.clone()),
+            (
+                "Hosts",
+                self.hosts
+                    .iter()
+                    .map(|h| h.host.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ];
+        if let Some(h) = failed {
+            fields.push(("Failed host", h.host.clone()));
+            fields.push((
+                "Failed phase",
+                h.failed_phase().unwrap_or_else(|| "-".into()),
+            ));
+            fields.push((
+                "Rolled back",
+                (h.outcome() == Outcome::RolledBack).to_string(),
+            ));
+        }
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    slack_escape(if v.is_empty() { "-" } else { &v }),
+                )
+            })
+            .collect();
+        let mut detail = error.map(|e| slack_escape(&e)).unwrap_or_default();
+        if let Some(url) = &github.run_url {
+            detail.push_str(&format!("\n<{}|Open the workflow run>", slack_escape(url)));
+        }
+        render(
+            "slack",
+            SLACK_TEMPLATE,
+            minijinja::context! {
+                headline => headline,
+                fields => minijinja::value::Serde(&fields),
+                color => if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) { "#2eb886" } else { "#d40e0d" },
+                detail => detail.trim().to_owned(),
+            },
+        )
+    }
+}
+
+/// The workflow run's context, from GitHub's environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct GithubContext {
+    /// owner/name.
+    pub repository: String,
+    /// Branch or tag.
+    pub ref_name: String,
+    /// Commit.
+    pub sha: String,
+    /// Who triggered the run.
+    pub actor: String,
+    /// The run's URL.
+    pub run_url: Option<String>,
+}
+
+impl GithubContext {
+    /// Reads the context from environment variables.
+    pub fn from_env(env: &std::collections::HashMap<String, String>) -> Self {
+        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+        GithubContext {
+            repository: get("GITHUB_REPOSITORY"),
+            ref_name: get("GITHUB_REF_NAME"),
+            sha: get("GITHUB_SHA"),
+            actor: get("GITHUB_ACTOR"),
+            run_url: super::inputs::run_url(env),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryPhase {
+    name: String,
+    ok: bool,
+    ms: u64,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct SummaryHost {
+    host: String,
+    result: String,
+    active_slot: String,
+    previous_slot: String,
+    active_version: String,
+    failed_phase: String,
+    phases: Vec<SummaryPhase>,
+    monitor: Option<MonitorReport>,
+    error: Option<String>,
+    warnings: Vec<String>,
+    upstream_diff: Option<String>,
+    log_tail: Option<String>,
+}
+
+impl From<&HostReport> for SummaryHost {
+    fn from(h: &HostReport) -> Self {
+        let r = &h.result;
+        let mut phases: Vec<SummaryPhase> = h
+            .runner_phases
+            .iter()
+            .map(|(name, ok, ms, detail)| SummaryPhase {
+                name: name.clone(),
+                ok: *ok,
+                ms: *ms,
+                detail: cell(detail),
+            })
+            .collect();
+        phases.extend(r.phases.iter().map(|p| SummaryPhase {
+            name: p.phase.as_str().to_owned(),
+            ok: p.ok,
+            ms: p.ms,
+            detail: cell(&p.detail),
+        }));
+        let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+        SummaryHost {
+            host: cell(&h.host),
+            result: h.outcome().as_str().to_owned(),
+            active_slot: dash(r.active_slot.map(|s| s.to_string())),
+            previous_slot: dash(r.previous_slot.map(|s| s.to_string())),
+            active_version: cell(&dash(r.active_version.clone())),
+            failed_phase: dash(h.failed_phase()),
+            phases,
+            monitor: r.monitor.clone(),
+            error: r.error.as_deref().map(cell),
+            warnings: r.warnings.iter().map(|w| cell(w)).collect(),
+            upstream_diff: r
+                .upstream_diff
+                .clone()
+                .filter(|d| !d.is_empty())
+                .map(|d| d.replace("```", "'''")),
+            log_tail: r.log_tail.clone().map(|l| l.replace("```", "'''")),
+        }
+    }
+}
+
+/// Text made safe for one Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Escapes Slack's control characters in user text.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn render(name: &str, source: &str, ctx: minijinja::Value) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_template(name, source)
+        .and_then(|_| env.get_template(name)?.render(ctx))
+        .map_err(|e| Error::Template {
+            name: name.to_owned(),
+            detail: format!("{e:#}"),
+        })
+}
+
+/// Appends `name=value` lines to the file GitHub reads step outputs from.
+pub fn write_outputs(path: &Path, outputs: &[(&str, String)]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::io("open outputs file", path, e))?;
+    for (name, value) in outputs {
+        let value = value.replace(['\n', '\r'], " ");
+        writeln!(file, "{name}={value}").map_err(|e| Error::io("write outputs to", path, e))?;
+    }
+    Ok(())
+}
+
+/// Posts `payload` to the webhook; `Err` carries a message that never contains the URL.
+pub fn post_slack(webhook: &str, payload: &str) -> std::result::Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(SLACK_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let response = agent
+        .post(webhook)
+        .header("Content-Type", "application/json")
+        .send(payload)
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => format!("no answer within {} s", SLACK_TIMEOUT.as_secs()),
+            ureq::Error::Io(io) => format!("connection failed: {}", io.kind()),
+            _ => "the request failed".to_owned(),
+        })?;
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("Slack answered HTTP {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{Phase, PhaseRecord};
+
+    fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
+        RunReport {
+            app: "shop".into(),
+            command: "deploy".into(),
+            version: "v2".into(),
+            hosts: vec![HostReport {
+                host: "web1".into(),
+                result: DeployResult {
+                    result: Some(outcome),
+                    active_slot: Some(crate::input::Slot::Blue),
+                    failed_phase: error.map(|_| Phase::HealthCheck),
+                    error: error.map(str::to_owned),
+                    phases: vec![PhaseRecord {
+                        phase: Phase::HealthCheck,
+                        ok: error.is_none(),
+                        ms: 1200,
+                        detail: "a | b".into(),
+                    }],
+                    ..Default::default()
+                },
+                runner_phases: vec![("connect".into(), true, 80, "ok".into())],
+            }],
+            duration: Duration::from_millis(4200),
+            early_error: None,
+        }
+    }
+
+    #[test]
+    fn outputs_follow_the_outcome() {
+        let r = report(Outcome::Deployed, None);
+        let out = r.outputs();
+        assert_eq!(out[0], ("active-slot", "blue".to_owned()));
+        assert_eq!(out[3], ("result", "deployed".to_owned()));
+        assert_eq!(out[4], ("duration-seconds", "4.2".to_owned()));
+        assert_eq!(
+            report(Outcome::RolledBack, Some("x")).outcome(),
+            Outcome::RolledBack
+        );
+    }
+
+    #[test]
+    fn summary_has_a_row_per_phase_with_escaped_cells() {
+        let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
+        assert!(text.contains("| connect | yes | 80 ms | ok |"), "{text}");
+        assert!(
+            text.contains("| health-check standby | **no** | 1200 ms | a \\| b |"),
+            "{text}"
+        );
+        assert!(text.contains("**Error:** boom"), "{text}");
+    }
+
+    #[test]
+    fn slack_payload_is_json_with_escaped_text() {
+        let ctx = GithubContext {
+            repository: "acme/shop".into(),
+            actor: "<script>&".into(),
+            run_url: Some("https://github.com/acme/shop/actions/runs/1".into()),
+            ..Default::default()
+        };
+        let payload = report(Outcome::Failed, Some("standby <crashed> & burned"))
+            .slack_payload(&ctx)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .contains("deploy of shop failed")
+        );
+        assert_eq!(v["attachments"][0]["color"], "#d40e0d");
+        let fields = v["blocks"][1]["fields"].to_string();
+        assert!(fields.contains("&lt;script&gt;&amp;"), "{fields}");
+        assert!(fields.contains("Failed phase"), "{fields}");
+        let detail = v["attachments"][0]["text"].as_str().unwrap();
+        assert!(
+            detail.starts_with("standby &lt;crashed&gt; &amp; burned"),
+            "{detail}"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! `monitor`: watches the live URL after a switch and, when asked, rolls back by itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
+use crate::error::Result;
+use crate::input::{
+    AppName, HttpUrl, StatusSet, SwitchTarget, parse_fraction, parse_millis, parse_seconds,
+};
+use crate::monitor::{Monitor, MonitorOutcome};
+use crate::progress::Progress;
+use crate::report::finish;
+
+const EXAMPLES: &str = "\
+Examples:
+  monitor --url https://shop.example.com/ --duration 30
+  monitor --url http://127.0.0.1/ --duration 60 --max-error-rate 0 --max-p95-ms 300
+  monitor --url http://127.0.0.1/ --rollback-on-fail --app shop --verify-url http://127.0.0.1/health
+
+A request fails when it gets no answer in time or a status outside --accept-status
+(default 200-499: server errors and connection failures count, client errors do not).
+The watch stops early once failures exceed what the whole window allows.";
+
+/// Watch a live URL for a while: error rate, latency percentiles, longest gap without a
+/// successful answer. Exit 1 when a threshold is broken; with --rollback-on-fail, switch
+/// back to the previous slot first.
+#[derive(Debug, clap::Parser)]
+#[command(name = "monitor", version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+pub struct Cli {
+    /// The live URL to watch (through nginx).
+    #[arg(long)]
+    url: HttpUrl,
+
+    /// How long to watch (seconds, or 2m...).
+    #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "DURATION")]
+    duration: Duration,
+
+    /// Time between request starts (milliseconds, or 1s...).
+    #[arg(long, default_value = "200", value_parser = parse_millis, value_name = "DURATION")]
+    interval: Duration,
+
+    /// Time budget of one request (seconds, or 500ms...).
+    #[arg(long, default_value = "5", value_parser = parse_seconds, value_name = "DURATION")]
+    request_timeout: Duration,
+
+    /// Statuses that count as success, like 200-499 or 2xx.
+    #[arg(long, default_value = "200-499", value_name = "SET")]
+    accept_status: StatusSet,
+
+    /// Highest acceptable error rate, from 0 to 1.
+    #[arg(long, default_value = "0.01", value_parser = parse_fraction, value_name = "RATE")]
+    max_error_rate: f64,
+
+    /// Highest acceptable 95th percentile latency in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    max_p95_ms: u64,
+
+    /// On failure, switch back to the previous slot (needs --app and the switch options).
+    #[arg(long, requires = "app")]
+    rollback_on_fail: bool,
+
+    /// Application name, for --rollback-on-fail.
+    #[arg(long)]
+    app: Option<AppName>,
+
+    /// State directory, for --rollback-on-fail [default: /var/lib/bluegreen/APP].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    ports: PortArgs,
+
+    #[command(flatten)]
+    nginx: NginxArgs,
+
+    #[command(flatten)]
+    switch: SwitchArgs,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run(cli: &Cli) -> Result<MonitorOutcome> {
+    let monitor = Monitor {
+        url: cli.url.clone(),
+        duration: cli.duration,
+        interval: cli.interval,
+        request_timeout: cli.request_timeout,
+        accepted: cli.accept_status.clone(),
+        max_error_rate: cli.max_error_rate,
+        max_p95_ms: cli.max_p95_ms,
+    };
+    let rollback = match (&cli.app, cli.rollback_on_fail) {
+        (Some(app), true) => Some(
+            SwitchParts {
+                app,
+                state_dir: cli.state_dir.as_ref(),
+                ports: &cli.ports,
+                nginx: &cli.nginx,
+                switch: &cli.switch,
+            }
+            .request(SwitchTarget::Previous, None, false)?,
+        ),
+        _ => None,
+    };
+    let progress = Progress::new(monitor.duration.as_millis() as u64);
+    monitor.run_with_rollback(rollback, &progress)
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    finish(cli.json, run(&cli))
+}

@@ -1,0 +1,78 @@
+//! `validate`: read-only preflight of a host before a deploy. Runs every check and lists
+//! each as pass, warn or fail.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs};
+use crate::error::Result;
+use crate::exec::CommandLine;
+use crate::input::{HostPort, parse_seconds};
+use crate::report::finish;
+use crate::runtime::Runtime;
+use crate::validate::{ValidateReport, ValidateRequest};
+
+const EXAMPLES: &str = "\
+Examples:
+  validate --app shop
+  validate --app shop --runtime compose --tcp db:5432 --tcp redis:6379
+  validate --app shop --test-cmd 'docker exec web nginx -t' --json";
+
+/// Check that a host is ready for a blue-green deploy (nginx, disk, Docker, the standby
+/// port, dependencies, state). Changes nothing.
+#[derive(Debug, clap::Parser)]
+#[command(name = "validate", version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
+pub struct Cli {
+    #[command(flatten)]
+    app: AppArgs,
+
+    #[command(flatten)]
+    ports: PortArgs,
+
+    #[command(flatten)]
+    nginx: NginxArgs,
+
+    /// How the slots run: docker and compose need a Docker daemon, command does not.
+    #[arg(long, value_enum, default_value_t = Runtime::Docker)]
+    runtime: Runtime,
+
+    /// The docker command (split into words, no shell), e.g. 'sudo docker'.
+    #[arg(long, default_value = "docker", value_name = "CMD")]
+    docker_cmd: String,
+
+    /// Minimum free space at the state directory and Docker's data root, in MiB.
+    #[arg(long, default_value_t = 5120, value_name = "MIB")]
+    min_free_disk_mb: u64,
+
+    /// A TCP dependency that must accept connections (repeatable), e.g. db:5432.
+    #[arg(long = "tcp", value_name = "HOST:PORT")]
+    tcp: Vec<HostPort>,
+
+    /// Connect timeout for each --tcp dependency.
+    #[arg(long, default_value = "3", value_parser = parse_seconds, value_name = "DURATION")]
+    tcp_timeout: Duration,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run(cli: &Cli) -> Result<ValidateReport> {
+    let request = ValidateRequest {
+        app: cli.app.app.clone(),
+        store: cli.app.store(),
+        upstream_file: cli.nginx.upstream_file(&cli.app.app),
+        test_cmd: cli.nginx.test_cmd()?,
+        runtime: cli.runtime,
+        docker_cmd: CommandLine::parse(&cli.docker_cmd, "--docker-cmd")?,
+        min_free_disk_mb: cli.min_free_disk_mb,
+        ports: cli.ports.ports()?,
+        tcp: cli.tcp.clone(),
+        tcp_timeout: cli.tcp_timeout,
+    };
+    Ok(request.run())
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    finish(cli.json, run(&cli))
+}
