@@ -282,6 +282,7 @@ impl Inputs {
         let compose_file = path(&mut s, "compose-file");
         let upstream_file = path(&mut s, "upstream-file");
         let state_dir = path(&mut s, "state-dir");
+        let nginx_pid_file = path(&mut s, "nginx-pid-file");
         let docker_args = s.parse("docker-args", "", |raw| {
             shell_words::split(raw)
                 .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
@@ -392,7 +393,7 @@ impl Inputs {
             upstream_file,
             test_cmd,
             reload_cmd,
-            nginx_pid_file: PathBuf::from("/run/nginx.pid"),
+            nginx_pid_file: nginx_pid_file.unwrap_or_else(|| PathBuf::from("/run/nginx.pid")),
             verify_url,
             monitor_url,
             monitor_duration_secs: monitor_duration.expect("validated"),

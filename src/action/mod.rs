@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::deploy::{DeployResult, Event, Outcome, Phase};
+use crate::deploy::{DeployResult, Event, Operation, Outcome, Phase};
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK, Error};
 
 use github::JobLog;
@@ -80,7 +80,9 @@ pub fn main() -> ExitCode {
     let mut hosts = Vec::new();
     for host in &inputs.hosts {
         let report = runtime.block_on(run_host(host, &inputs, &credentials, &helper, &log));
-        let stop = !matches!(report.outcome(), Outcome::Deployed | Outcome::Unchanged);
+        let stop = report.outcome() == Outcome::Failed
+            || (report.outcome() == Outcome::RolledBack
+                && inputs.plan.operation != Operation::Rollback);
         hosts.push(report);
         if stop {
             let remaining = inputs.hosts.len() - hosts.len();
@@ -111,9 +113,9 @@ pub fn main() -> ExitCode {
 
 fn command_name(inputs: &Inputs) -> String {
     match inputs.plan.operation {
-        crate::deploy::Operation::Deploy => "deploy",
-        crate::deploy::Operation::Rollback => "rollback",
-        crate::deploy::Operation::Status => "status",
+        Operation::Deploy => "deploy",
+        Operation::Rollback => "rollback",
+        Operation::Status => "status",
     }
     .to_owned()
 }
@@ -185,7 +187,7 @@ fn finish(
     }
     let notify = match notify_on {
         NotifyOn::Always => true,
-        NotifyOn::Failure => !matches!(outcome, Outcome::Deployed | Outcome::Unchanged),
+        NotifyOn::Failure => !report.succeeded(),
         NotifyOn::Never => false,
     };
     if let (true, Some(webhook)) = (notify, webhook) {
@@ -204,9 +206,10 @@ fn finish(
         report.app,
         report.duration.as_secs_f64()
     ));
-    ExitCode::from(match outcome {
-        Outcome::Deployed | Outcome::Unchanged => EXIT_OK,
-        _ => EXIT_CHECK_FAILED,
+    ExitCode::from(if report.succeeded() {
+        EXIT_OK
+    } else {
+        EXIT_CHECK_FAILED
     })
 }
 
@@ -301,7 +304,7 @@ async fn run_host(
         }
     };
     if inputs.image_transfer == ImageTransfer::Ssh
-        && inputs.plan.operation == crate::deploy::Operation::Deploy
+        && inputs.plan.operation == Operation::Deploy
         && !inputs.plan.dry_run
     {
         let image = inputs

@@ -17,10 +17,16 @@ use crate::exec::tail;
 
 use super::inputs::Host;
 
-/// The key and known_hosts files, in a private directory removed on drop.
+/// Longest path of a directory that can hold the SSH control socket: a Unix socket path
+/// must fit in 108 bytes, and the socket's own name under it takes about 50.
+const MAX_CONTROL_DIR_LEN: usize = 56;
+
+/// The key and known_hosts files, in a private directory removed on drop, and the private
+/// directory of the SSH control socket.
 #[derive(Debug)]
 pub struct Credentials {
     dir: PathBuf,
+    control_dir: PathBuf,
     /// The private key file (mode 0600).
     pub key: PathBuf,
     /// The known_hosts file (mode 0600).
@@ -30,16 +36,29 @@ pub struct Credentials {
 impl Credentials {
     /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`.
     pub fn write(base: &Path, key: &str, known_hosts: &str) -> Result<Credentials> {
-        let dir = base.join(format!("bluegreen-{}", random_token()));
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&dir)
-            .map_err(|e| Error::io("create credentials directory", &dir, e))?;
+        let private_dir = |dir: &Path| {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+                .map_err(|e| Error::io("create private directory", dir, e))
+        };
+        let token = random_token();
+        let dir = base.join(format!("bluegreen-{token}"));
+        private_dir(&dir)?;
+        // Under the runner's temp directory when its path is short enough for a socket.
+        let control_dir = if dir.as_os_str().len() <= MAX_CONTROL_DIR_LEN {
+            dir.clone()
+        } else {
+            let short = std::env::temp_dir().join(format!("bg-{}", &token[..12]));
+            private_dir(&short)?;
+            short
+        };
         let creds = Credentials {
             key: dir.join("id"),
             known_hosts: dir.join("known_hosts"),
             dir,
+            control_dir,
         };
         // ssh refuses a key without its final newline.
         let key = format!("{}\n", key.trim_end());
@@ -59,15 +78,16 @@ impl Credentials {
         Ok(creds)
     }
 
-    /// The private directory (the SSH control socket lives here too).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The private directory of the SSH control socket.
+    pub fn control_dir(&self) -> &Path {
+        &self.control_dir
     }
 }
 
 impl Drop for Credentials {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.control_dir);
     }
 }
 
@@ -113,7 +133,7 @@ impl Remote {
             } else {
                 KnownHosts::Strict
             })
-            .control_directory(options.credentials.dir())
+            .control_directory(options.credentials.control_dir())
             .connect_timeout(Duration::from_secs(20))
             .server_alive_interval(Duration::from_secs(15));
         if let Some(jump) = options.proxy_jump {

@@ -80,6 +80,16 @@ impl RunReport {
         }
     }
 
+    /// Whether the run did what was asked: a deploy that deployed (or had nothing to do),
+    /// a rollback command that rolled back, a status that read the state.
+    pub fn succeeded(&self) -> bool {
+        match self.outcome() {
+            Outcome::Deployed | Outcome::Unchanged => true,
+            Outcome::RolledBack => self.command == "rollback",
+            Outcome::Failed => false,
+        }
+    }
+
     fn last(&self) -> Option<&DeployResult> {
         self.hosts.last().map(|h| &h.result)
     }
@@ -110,7 +120,7 @@ impl RunReport {
             "summary",
             SUMMARY_TEMPLATE,
             minijinja::context! {
-                icon => if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) { "✅" } else { "❌" },
+                icon => if self.succeeded() { "✅" } else { "❌" },
                 command => self.command.as_str(),
                 app => self.app.as_str(),
                 result => outcome.as_str(),
@@ -188,7 +198,7 @@ impl RunReport {
             minijinja::context! {
                 headline => headline,
                 fields => minijinja::value::Serde(&fields),
-                color => if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) { "#2eb886" } else { "#d40e0d" },
+                color => if self.succeeded() { "#2eb886" } else { "#d40e0d" },
                 detail => detail.trim().to_owned(),
             },
         )

@@ -9,8 +9,12 @@ use crate::error::{Error, Result};
 
 use super::remote::Remote;
 
-/// Probe run on the host: its machine type, then the checksum of the helper if present.
-const PROBE: &str = r#"uname -m; if [ -x "$1" ]; then sha256sum "$1"; fi"#;
+/// Probe run on the host with the helper's sha256: prints the machine type, the helper's
+/// path in the user's cache directory, and its checksum when it is there.
+const PROBE: &str = r#"uname -m
+helper="${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen/bin/$1/bluegreen"
+echo "$helper"
+if [ -x "$helper" ]; then sha256sum "$helper"; fi"#;
 
 /// Upload run on the host: stdin to a temp file, checked against the expected sum, then
 /// moved into place; a mismatch leaves nothing behind.
@@ -28,7 +32,7 @@ mv -f "$tmp" "$1""#;
 /// The helper as it is on the host.
 #[derive(Debug, Clone)]
 pub struct Shipped {
-    /// Its path on the host (relative to the SSH user's home).
+    /// Its absolute path on the host.
     pub path: String,
     /// Bytes sent (0 when the host already had it).
     pub uploaded_bytes: u64,
@@ -69,10 +73,16 @@ pub async fn ensure_helper(remote: &Remote, local: &Path) -> Result<Shipped> {
         )
     })?;
     let sha256 = sha256_hex(&binary);
-    let path = format!(".cache/bluegreen/bin/{sha256}/bluegreen");
-    let probe = remote.run(&["sh", "-c", PROBE, "sh", &path], b"").await?;
+    let probe = remote.run(&["sh", "-c", PROBE, "sh", &sha256], b"").await?;
     let mut lines = probe.lines();
     let host_machine = lines.next().unwrap_or("").trim();
+    let path = lines.next().unwrap_or("").trim().to_owned();
+    if !path.starts_with('/') {
+        return Err(Error::Remote {
+            host: remote.host().to_owned(),
+            detail: format!("cannot find the user's cache directory (got {path:?})"),
+        });
+    }
     if host_machine != machine {
         return Err(Error::Remote {
             host: remote.host().to_owned(),

@@ -1,7 +1,8 @@
 //! Integration tests of the helper binaries against real programs: nginx from the system's
-//! packages, the demo app, Docker where a check needs it. One test binary, one module per
+//! packages, the demo app, Docker, sshd, and the real action.yml run by act. One test binary, one module per
 //! helper; `support` holds the harness.
 
+mod action;
 mod demo_app;
 mod health_check;
 mod monitor;

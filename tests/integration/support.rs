@@ -110,7 +110,7 @@ impl Drop for Demo {
 }
 
 /// A real nginx under its own prefix, proxying 127.0.0.1:`port` to the upstream named
-/// after [`APP`] in `upstream_file`. Stopped (master and workers) on drop.
+/// after the app in `upstream_file`. Stopped (master and workers) on drop.
 pub struct Nginx {
     child: Child,
     pub dir: PathBuf,
@@ -119,15 +119,16 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx in `dir` with an upstream file routing to `initial_port`.
-    pub fn start(dir: &Path, initial_port: u16) -> Nginx {
+    /// Starts nginx in `dir` proxying to upstream `app`, with an upstream file routing to
+    /// `initial_port`.
+    pub fn start(dir: &Path, app: &str, initial_port: u16) -> Nginx {
         let port = free_port();
-        let upstream_file = dir.join("conf.d").join(format!("bluegreen-{APP}.conf"));
+        let upstream_file = dir.join("conf.d").join(format!("bluegreen-{app}.conf"));
         std::fs::create_dir_all(upstream_file.parent().unwrap()).unwrap();
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         std::fs::write(
             &upstream_file,
-            format!("upstream {APP} {{\n    server 127.0.0.1:{initial_port};\n}}\n"),
+            format!("upstream {app} {{\n    server 127.0.0.1:{initial_port};\n}}\n"),
         )
         .unwrap();
         // SAFETY: geteuid has no preconditions.
@@ -155,7 +156,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location / {{
-            proxy_pass http://{APP};
+            proxy_pass http://{app};
         }}
     }}
 }}
@@ -271,15 +272,30 @@ pub struct Site {
 }
 
 impl Site {
-    /// nginx routing to the blue port; no apps started yet.
+    /// nginx routing [`APP`] to the blue port; no apps started yet.
     pub fn new() -> Site {
+        Site::build(APP, true)
+    }
+
+    /// nginx routing `app` to a port of neither slot, as on a host adopting bluegreen
+    /// (its first deploy goes to blue); no apps started yet.
+    pub fn adopting(app: &str) -> Site {
+        Site::build(app, false)
+    }
+
+    fn build(app: &str, route_to_blue: bool) -> Site {
         let tmp = tempfile::tempdir().unwrap();
         let blue_port = free_port();
         let mut green_port = free_port();
         while green_port == blue_port {
             green_port = free_port();
         }
-        let nginx = Nginx::start(tmp.path(), blue_port);
+        let initial = if route_to_blue {
+            blue_port
+        } else {
+            free_port()
+        };
+        let nginx = Nginx::start(tmp.path(), app, initial);
         let state_dir = tmp.path().join("state");
         Site {
             tmp,
@@ -358,6 +374,209 @@ impl Site {
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A real sshd on a loopback port with a throwaway host key, accepting one throwaway user
+/// key for the current user. Stopped on drop.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    /// The user's private key text.
+    pub user_key: String,
+    /// The known_hosts line for this sshd.
+    pub known_hosts: String,
+}
+
+impl Sshd {
+    /// Starts sshd with its files in `dir`.
+    pub fn start(dir: &Path) -> Sshd {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for name in ["host_key", "user_key"] {
+            let status = Command::new("ssh-keygen")
+                .args([
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "bluegreen-test",
+                    "-f",
+                ])
+                .arg(dir.join(name))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n\
+                 LogLevel VERBOSE\nMaxSessions 50\nMaxStartups 50\n\
+                 SetEnv XDG_CACHE_HOME={d}/cache\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("sshd starts");
+        wait_for_port(port, Duration::from_secs(10));
+        let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let mut fields = host_pub.split_whitespace();
+        let known_hosts = format!(
+            "[127.0.0.1]:{port} {} {}",
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        );
+        Sshd {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            user_key: std::fs::read_to_string(dir.join("user_key")).unwrap(),
+            known_hosts,
+        }
+    }
+
+    /// How many SSH connections sshd accepted so far.
+    pub fn connections(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("sshd.log"))
+            .unwrap_or_default()
+            .matches("Accepted publickey")
+            .count()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The user name the tests log in as over SSH (the current user).
+pub fn current_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+/// A static (musl) build of the demo app, for images built `FROM scratch`.
+pub fn musl_demo_app() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = "x86_64-unknown-linux-musl";
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            target,
+            "--bin",
+            "demo-app",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the static demo app failed");
+    root.join("target").join(target).join("release/demo-app")
+}
+
+/// Builds (once per variant) the image `bluegreen-demo:VARIANT`: the static demo app
+/// `FROM scratch`, with `env` baked in (e.g. DEMO_HEALTH=unhealthy).
+pub fn demo_image(variant: &str, env: &[(&str, &str)]) -> String {
+    let tag = format!("bluegreen-demo:{variant}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(musl_demo_app(), dir.path().join("demo-app")).unwrap();
+    let mut dockerfile = String::from("FROM scratch\nCOPY demo-app /demo-app\nEXPOSE 8080\n");
+    for (k, v) in env {
+        dockerfile.push_str(&format!("ENV {k}={v}\n"));
+    }
+    dockerfile.push_str("ENTRYPOINT [\"/demo-app\"]\n");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(dir.path())
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}
+
+/// An HTTP server standing in for Slack: records every request body and answers with
+/// `status` (or never answers when `hang`). Lives until the test process ends.
+pub struct SlackRecorder {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SlackRecorder {
+    /// A recorder answering `status`, or hanging without an answer when `hang`.
+    pub fn start(status: u16, hang: bool) -> SlackRecorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/services/T000/B000/SECRETTOKEN",
+            listener.local_addr().unwrap().port()
+        );
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                if hang {
+                    std::thread::sleep(Duration::from_secs(60));
+                    continue;
+                }
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        SlackRecorder { url, bodies }
+    }
+
+    /// The bodies received so far, parsed as JSON.
+    pub fn payloads(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("not JSON ({e}): {b}")))
             .collect()
     }
 }

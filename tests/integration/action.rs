@@ -1,0 +1,461 @@
+//! End-to-end tests of the real action.yml, run by act on this machine (self-hosted
+//! platform) against a real sshd, nginx and Docker on loopback, with an HTTP server of the
+//! test's own in place of Slack.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Site, SlackRecorder, Sshd, current_user, demo_image, free_port, http_get};
+
+/// One throwaway target host: sshd, nginx, Docker, a unique app name.
+struct Target {
+    site: Site,
+    sshd: Sshd,
+    app: String,
+    bin_dir: tempfile::TempDir,
+    slack: SlackRecorder,
+}
+
+/// What an act run left: the action's outputs, the job log, act's exit code.
+#[derive(Debug)]
+struct ActRun {
+    outputs: HashMap<String, String>,
+    log: String,
+}
+
+impl ActRun {
+    fn output(&self, name: &str) -> &str {
+        self.outputs.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+impl Target {
+    fn new(app: &str) -> Target {
+        let app = format!("{app}-{}", free_port());
+        let site = Site::adopting(&app);
+        let sshd = Sshd::start(&site.tmp.path().join("sshd"));
+        let bin_dir = tempfile::tempdir().unwrap();
+        for (name, path) in [
+            ("bluegreen", env!("CARGO_BIN_EXE_bluegreen")),
+            ("bluegreen-action", env!("CARGO_BIN_EXE_bluegreen-action")),
+        ] {
+            std::os::unix::fs::symlink(path, bin_dir.path().join(name)).unwrap();
+        }
+        Target {
+            site,
+            sshd,
+            app,
+            bin_dir,
+            slack: SlackRecorder::start(200, false),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let nginx = &self.site.nginx;
+        [
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", self.sshd.port.to_string()),
+            ("USERNAME", current_user()),
+            ("APP", self.app.clone()),
+            ("BLUE_PORT", self.site.blue_port.to_string()),
+            ("GREEN_PORT", self.site.green_port.to_string()),
+            ("UPSTREAM_FILE", nginx.upstream_file.display().to_string()),
+            ("NGINX_TEST_COMMAND", nginx.test_cmd()),
+            ("NGINX_RELOAD_COMMAND", nginx.reload_cmd()),
+            ("NGINX_PID_FILE", nginx.pid_file().display().to_string()),
+            ("VERIFY_URL", nginx.url("/health")),
+            ("STATE_DIR", self.site.state_dir.display().to_string()),
+            ("PULL", "never".to_owned()),
+            ("HEALTH_TIMEOUT", "20".to_owned()),
+            ("MONITOR_DURATION", "2".to_owned()),
+            ("DRAIN_SECONDS", "0".to_owned()),
+            ("STOP_TIMEOUT", "5".to_owned()),
+            ("MIN_FREE_DISK_MB", "100".to_owned()),
+            ("NOTIFY_ON", "failure".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Runs the action with the target's inputs plus `extra` (input name in BG_ form).
+    fn run(&self, extra: &[(&str, &str)]) -> ActRun {
+        self.run_with(extra, &self.sshd.known_hosts)
+    }
+
+    fn run_with(&self, extra: &[(&str, &str)], known_hosts: &str) -> ActRun {
+        let work = tempfile::tempdir().unwrap();
+        let output_file = work.path().join("outputs");
+        let mut env: HashMap<String, String> = self.env().into_iter().collect();
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = Command::new("act");
+        cmd.current_dir(root)
+            .args(["workflow_dispatch", "-W", "tests/e2e/deploy.yml"])
+            .args(["-P", "ubuntu-latest=-self-hosted"])
+            .args(["-s", "SSH_KEY", "-s", "KNOWN_HOSTS", "-s", "SLACK_WEBHOOK"])
+            .env("SSH_KEY", &self.sshd.user_key)
+            .env("KNOWN_HOSTS", known_hosts)
+            .env("SLACK_WEBHOOK", &self.slack.url)
+            // A cache of its own, so act runs of parallel tests never share a workspace.
+            .env("XDG_CACHE_HOME", work.path().join("cache"))
+            .args([
+                "--env",
+                &format!("BLUEGREEN_BIN_DIR={}", self.bin_dir.path().display()),
+            ])
+            .args([
+                "--env",
+                &format!("BG_OUTPUT_FILE={}", output_file.display()),
+            ]);
+        for (k, v) in &env {
+            cmd.args(["--env", &format!("BG_{k}={v}")]);
+        }
+        let out = cmd.output().expect("act runs");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "act failed to run the workflow:\n{log}"
+        );
+        let outputs = std::fs::read_to_string(&output_file)
+            .unwrap_or_else(|e| panic!("no outputs ({e}):\n{log}"))
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        ActRun { outputs, log }
+    }
+
+    /// The slot and version nginx serves now.
+    fn live(&self) -> (String, String) {
+        let (status, slot, body) = http_get(&self.site.nginx.url("/"));
+        assert_eq!(status, 200, "{body}");
+        (
+            slot,
+            body.split_whitespace().nth(1).unwrap_or("").to_owned(),
+        )
+    }
+
+    fn container_running(&self, slot: &str) -> bool {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{.State.Running}}",
+                &format!("{}-{slot}", self.app),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.site.state_dir.clone()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args([
+                "rm",
+                "--force",
+                &format!("{}-blue", self.app),
+                &format!("{}-green", self.app),
+            ])
+            .output();
+    }
+}
+
+fn assert_result(run: &ActRun, result: &str) {
+    assert_eq!(run.output("result"), result, "{}", run.log);
+}
+
+#[test]
+fn deploys_to_blue_then_green_then_blue() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-cycle");
+    let connections_before = t.sshd.connections();
+
+    let first = t.run(&[("IMAGE", &image), ("VERSION", "v1")]);
+    assert_result(&first, "deployed");
+    assert_eq!(first.output("active-slot"), "blue");
+    assert_eq!(first.output("previous-slot"), "");
+    assert_eq!(first.output("version"), "v1");
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    assert!(first.log.contains("uploaded and verified"), "{}", first.log);
+    assert_eq!(
+        t.sshd.connections() - connections_before,
+        1,
+        "one SSH connection per deploy"
+    );
+
+    let second = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
+    assert_result(&second, "deployed");
+    assert_eq!(
+        (second.output("active-slot"), second.output("previous-slot")),
+        ("green", "blue")
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    assert!(second.log.contains("host already has"), "{}", second.log);
+    assert!(!t.container_running("blue"), "the old slot is retired");
+    assert!(second.output("duration-seconds").parse::<f64>().unwrap() > 0.0);
+
+    let third = t.run(&[("IMAGE", &image), ("VERSION", "v3")]);
+    assert_result(&third, "deployed");
+    assert_eq!(
+        (third.output("active-slot"), third.output("previous-slot")),
+        ("blue", "green")
+    );
+    assert_eq!(t.live(), ("blue".into(), "v3".into()));
+
+    // The same version again changes nothing.
+    let again = t.run(&[("IMAGE", &image), ("VERSION", "v3")]);
+    assert_result(&again, "unchanged");
+    assert_eq!(t.live(), ("blue".into(), "v3".into()));
+    assert!(t.slack.payloads().is_empty(), "no Slack message on success");
+}
+
+#[test]
+fn a_standby_that_never_gets_healthy_is_not_switched_to() {
+    let good = demo_image("v", &[]);
+    let sick = demo_image("unhealthy", &[("DEMO_HEALTH", "unhealthy")]);
+    let t = Target::new("e2e-sick");
+    assert_result(&t.run(&[("IMAGE", &good), ("VERSION", "v1")]), "deployed");
+
+    let run = t.run(&[("IMAGE", &sick), ("VERSION", "v2"), ("HEALTH_TIMEOUT", "3")]);
+    assert_result(&run, "failed");
+    assert_eq!(run.output("outcome"), "failure");
+    assert_eq!(run.output("active-slot"), "blue");
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    assert!(
+        !t.container_running("green"),
+        "the failed standby is stopped"
+    );
+    assert!(run.log.contains("log of the failed slot"), "{}", run.log);
+
+    let payloads = t.slack.payloads();
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    let text = payloads[0].to_string();
+    assert!(
+        payloads[0]["text"].as_str().unwrap().contains("failed"),
+        "{text}"
+    );
+    assert!(text.contains("health-check standby"), "{text}");
+    assert!(text.contains(&t.app), "{text}");
+    assert!(
+        !run.log.contains("SECRETTOKEN"),
+        "the webhook leaked into the log"
+    );
+}
+
+#[test]
+fn a_release_failing_after_the_switch_is_rolled_back() {
+    let good = demo_image("v", &[]);
+    let broken = demo_image("broken", &[("DEMO_ERROR_RATE", "1")]);
+    let t = Target::new("e2e-broken");
+    assert_result(&t.run(&[("IMAGE", &good), ("VERSION", "v1")]), "deployed");
+
+    let monitor_url = t.site.nginx.url("/");
+    let run = t.run(&[
+        ("IMAGE", &broken),
+        ("VERSION", "v2"),
+        ("MONITOR_URL", &monitor_url),
+        ("MONITOR_DURATION", "10"),
+    ]);
+    assert_result(&run, "rolled-back");
+    assert_eq!(
+        (run.output("active-slot"), run.output("previous-slot")),
+        ("blue", "green")
+    );
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    let history = std::fs::read_to_string(t.state_dir().join("history.jsonl")).unwrap();
+    assert!(history.contains("\"event\":\"rollback\""), "{history}");
+    let payloads = t.slack.payloads();
+    assert_eq!(payloads.len(), 1);
+    assert!(
+        payloads[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("rolled-back"),
+        "{:?}",
+        payloads[0]
+    );
+}
+
+#[test]
+fn the_rollback_command_goes_back_to_the_previous_slot() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-rollback");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v2")]), "deployed");
+    assert!(!t.container_running("blue"));
+
+    let run = t.run(&[("COMMAND", "rollback")]);
+    assert_result(&run, "rolled-back");
+    assert_eq!(run.output("outcome"), "success", "{}", run.log);
+    assert_eq!(
+        (run.output("active-slot"), run.output("previous-slot")),
+        ("blue", "green")
+    );
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    assert!(t.slack.payloads().is_empty());
+
+    let status = t.run(&[("COMMAND", "status")]);
+    assert_result(&status, "unchanged");
+    assert!(
+        status.log.contains("active blue, previous green"),
+        "{}",
+        status.log
+    );
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-dry");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    let upstream = std::fs::read_to_string(&t.site.nginx.upstream_file).unwrap();
+    let state = std::fs::read_to_string(t.state_dir().join("state.json")).unwrap();
+
+    let run = t.run(&[("IMAGE", &image), ("VERSION", "v2"), ("DRY_RUN", "true")]);
+    assert_result(&run, "unchanged");
+    assert!(
+        run.log
+            .contains(&format!("+    server 127.0.0.1:{};", t.site.green_port)),
+        "{}",
+        run.log
+    );
+    assert!(run.log.contains("plan: start"), "{}", run.log);
+    assert_eq!(
+        std::fs::read_to_string(&t.site.nginx.upstream_file).unwrap(),
+        upstream
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.state_dir().join("state.json")).unwrap(),
+        state
+    );
+    assert!(!t.container_running("green"));
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+}
+
+#[test]
+fn a_second_deploy_while_one_holds_the_lock_reports_the_holder() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-lock");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    let held = bluegreen::lock::AppLock::acquire(
+        &t.state_dir(),
+        &t.app,
+        "deploy v9 by someone else",
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let run = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
+    drop(held);
+    assert_result(&run, "failed");
+    assert!(run.log.contains("deploy v9 by someone else"), "{}", run.log);
+    assert!(
+        run.log.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        run.log
+    );
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+}
+
+#[test]
+fn a_host_key_that_does_not_match_is_refused_before_anything_is_sent() {
+    let t = Target::new("e2e-hostkey");
+    let other = Sshd::start(&t.site.tmp.path().join("other-sshd"));
+    let wrong = other
+        .known_hosts
+        .replacen(&other.port.to_string(), &t.sshd.port.to_string(), 1);
+    let run = t.run_with(&[("IMAGE", "bluegreen-demo:v"), ("VERSION", "v1")], &wrong);
+    assert_result(&run, "failed");
+    assert!(run.log.contains("cannot connect"), "{}", run.log);
+    assert_eq!(t.sshd.connections(), 0);
+    assert!(!t.state_dir().exists());
+}
+
+#[test]
+fn the_command_runtime_needs_no_docker() {
+    let t = Target::new("e2e-command");
+    let pids = t.site.tmp.path().join("pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    // Starts the demo app for the slot in the background and stops it by its pid file.
+    let script = format!(
+        "pidfile={pids}/$BLUEGREEN_SLOT.pid; \
+         if [ -f \"$pidfile\" ]; then kill \"$(cat \"$pidfile\")\" 2>/dev/null; rm -f \"$pidfile\"; fi; \
+         if [ \"$BLUEGREEN_ACTION\" = start ]; then \
+           {app} --listen 127.0.0.1:$BLUEGREEN_PORT --app-version \"$BLUEGREEN_VERSION\" </dev/null >/dev/null 2>&1 & \
+           echo $! > \"$pidfile\"; \
+         fi",
+        pids = pids.display(),
+        app = env!("CARGO_BIN_EXE_demo-app"),
+    );
+    let first = t.run(&[
+        ("RUNTIME", "command"),
+        ("DEPLOY_COMMAND", &script),
+        ("VERSION", "c1"),
+    ]);
+    assert_result(&first, "deployed");
+    assert_eq!(t.live(), ("blue".into(), "c1".into()));
+    let second = t.run(&[
+        ("RUNTIME", "command"),
+        ("DEPLOY_COMMAND", &script),
+        ("VERSION", "c2"),
+    ]);
+    assert_result(&second, "deployed");
+    assert_eq!(t.live(), ("green".into(), "c2".into()));
+    assert!(!pids.join("blue.pid").exists(), "the old slot was stopped");
+    let green_pid = std::fs::read_to_string(pids.join("green.pid")).unwrap();
+    let _ = Command::new("kill").arg(green_pid.trim()).status();
+}
+
+#[test]
+fn the_compose_runtime_runs_one_project_per_slot() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-compose");
+    let compose = t.site.tmp.path().join("compose.yml");
+    std::fs::write(
+        &compose,
+        "services:\n  web:\n    image: ${BLUEGREEN_IMAGE}\n    ports:\n      - \"127.0.0.1:${BLUEGREEN_PORT}:8080\"\n    environment:\n      BLUEGREEN_SLOT: ${BLUEGREEN_SLOT}\n      BLUEGREEN_VERSION: ${BLUEGREEN_VERSION}\n",
+    )
+    .unwrap();
+    let compose = compose.display().to_string();
+    let inputs = |version: &'static str| {
+        vec![
+            ("RUNTIME", "compose"),
+            ("COMPOSE_FILE", compose.as_str()),
+            ("IMAGE", image.as_str()),
+            ("VERSION", version),
+        ]
+    };
+    let first = t.run(&inputs("k1"));
+    assert_result(&first, "deployed");
+    assert_eq!(t.live(), ("blue".into(), "k1".into()));
+    let second = t.run(&inputs("k2"));
+    assert_result(&second, "deployed");
+    assert_eq!(t.live(), ("green".into(), "k2".into()));
+    for slot in ["blue", "green"] {
+        let _ = Command::new("docker-compose")
+            .args([
+                "-p",
+                &format!("{}-{slot}", t.app),
+                "-f",
+                &compose,
+                "down",
+                "--timeout",
+                "1",
+            ])
+            .env("BLUEGREEN_IMAGE", &image)
+            .env("BLUEGREEN_PORT", "1")
+            .output();
+    }
+}
