@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Site, SlackRecorder, Sshd, current_user, demo_image, free_port, http_get};
+use crate::support::{
+    SecondDocker, Site, SlackRecorder, Sshd, current_user, demo_image, free_port, http_get,
+};
 
 /// One throwaway target host: sshd, nginx, Docker, a unique app name.
 struct Target {
@@ -81,10 +83,17 @@ impl Target {
 
     /// Runs the action with the target's inputs plus `extra` (input name in BG_ form).
     fn run(&self, extra: &[(&str, &str)]) -> ActRun {
-        self.run_with(extra, &self.sshd.known_hosts)
+        self.run_with(extra, &self.sshd.known_hosts, &[])
     }
 
-    fn run_with(&self, extra: &[(&str, &str)], known_hosts: &str) -> ActRun {
+    /// Runs the action with `known_hosts` as that secret and `runner_env` in the runner's
+    /// environment.
+    fn run_with(
+        &self,
+        extra: &[(&str, &str)],
+        known_hosts: &str,
+        runner_env: &[(&str, &str)],
+    ) -> ActRun {
         let work = tempfile::tempdir().unwrap();
         let output_file = work.path().join("outputs");
         let mut env: HashMap<String, String> = self.env().into_iter().collect();
@@ -112,6 +121,9 @@ impl Target {
             ]);
         for (k, v) in &env {
             cmd.args(["--env", &format!("BG_{k}={v}")]);
+        }
+        for (k, v) in runner_env {
+            cmd.args(["--env", &format!("{k}={v}")]);
         }
         let out = cmd.output().expect("act runs");
         let log = format!(
@@ -376,7 +388,11 @@ fn a_host_key_that_does_not_match_is_refused_before_anything_is_sent() {
     let wrong = other
         .known_hosts
         .replacen(&other.port.to_string(), &t.sshd.port.to_string(), 1);
-    let run = t.run_with(&[("IMAGE", "bluegreen-demo:v"), ("VERSION", "v1")], &wrong);
+    let run = t.run_with(
+        &[("IMAGE", "bluegreen-demo:v"), ("VERSION", "v1")],
+        &wrong,
+        &[],
+    );
     assert_result(&run, "failed");
     assert!(run.log.contains("cannot connect"), "{}", run.log);
     assert_eq!(t.sshd.connections(), 0);
@@ -458,4 +474,70 @@ fn the_compose_runtime_runs_one_project_per_slot() {
             .env("BLUEGREEN_PORT", "1")
             .output();
     }
+}
+
+#[test]
+fn image_transfer_over_ssh_reaches_a_host_without_the_image() {
+    let t = Target::new("e2e-transfer");
+    // The runner's Docker is a second daemon holding the image; the host's lacks it.
+    let runner_docker = SecondDocker::start(&t.site.tmp.path().join("docker"));
+    let tag = format!("bluegreen-demo:transfer-{}", t.sshd.port);
+    let built = demo_image("v", &[]);
+    let docker = |args: &[&str], host: Option<&str>| {
+        let mut cmd = Command::new("docker");
+        cmd.args(args);
+        if let Some(h) = host {
+            cmd.env("DOCKER_HOST", h);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(docker(&["tag", &built, &tag], None).status.success());
+    let saved = docker(&["save", &tag], None).stdout;
+    let mut load = Command::new("docker")
+        .args(["load", "--quiet"])
+        .env("DOCKER_HOST", runner_docker.host())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(load.stdin.as_mut().unwrap(), &saved).unwrap();
+    assert!(load.wait().unwrap().success());
+    assert!(docker(&["rmi", &tag], None).status.success());
+    assert!(!docker(&["image", "inspect", &tag], None).status.success());
+
+    let runner_env = [("DOCKER_HOST", runner_docker.host())];
+    let inputs = [
+        ("IMAGE", tag.as_str()),
+        ("VERSION", "t1"),
+        ("IMAGE_TRANSFER", "ssh"),
+    ];
+    let run = t.run_with(&inputs, &t.sshd.known_hosts, &runner_env);
+    assert_result(&run, "deployed");
+    assert!(run.log.contains("over SSH"), "{}", run.log);
+    assert!(
+        docker(&["image", "inspect", &tag], None).status.success(),
+        "the host has the image now"
+    );
+    assert_eq!(t.live(), ("blue".into(), "t1".into()));
+
+    let again = t.run_with(
+        &[
+            ("IMAGE", tag.as_str()),
+            ("VERSION", "t2"),
+            ("IMAGE_TRANSFER", "ssh"),
+        ],
+        &t.sshd.known_hosts,
+        &runner_env,
+    );
+    assert_result(&again, "deployed");
+    assert!(again.log.contains("host already has"), "{}", again.log);
+    let _ = docker(
+        &[
+            "rm",
+            "--force",
+            &format!("{}-blue", t.app),
+            &format!("{}-green", t.app),
+        ],
+        None,
+    );
+    let _ = docker(&["rmi", &tag], None);
 }
