@@ -3,6 +3,7 @@
 //! helper; `support` holds the harness.
 
 mod action;
+mod action_yml;
 mod demo_app;
 mod health_check;
 mod monitor;

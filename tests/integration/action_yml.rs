@@ -1,0 +1,108 @@
+//! Checks of action.yml itself: the conventions it promises (descriptions, quoted defaults,
+//! inputs only through env, bash everywhere) and that its defaults are the ones the
+//! orchestrator applies to an empty input.
+
+use std::collections::HashMap;
+
+use bluegreen::action::inputs::{Inputs, env_name};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn action() -> Yaml {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    YamlLoader::load_from_str(&text).unwrap().remove(0)
+}
+
+fn entries(y: &Yaml) -> Vec<(String, Yaml)> {
+    y.as_hash()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn inputs_and_outputs_follow_the_conventions() {
+    let action = action();
+    for (name, input) in entries(&action["inputs"]) {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name} is not kebab-case"
+        );
+        assert!(
+            input["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name} has no description"
+        );
+        let required = input["required"].as_bool().unwrap_or(false);
+        assert!(
+            required || input["default"].as_str().is_some(),
+            "{name} needs a quoted default"
+        );
+    }
+    for (name, output) in entries(&action["outputs"]) {
+        assert!(
+            output["description"].as_str().is_some(),
+            "output {name} has no description"
+        );
+    }
+    for step in action["runs"]["steps"].as_vec().unwrap() {
+        assert_eq!(step["shell"].as_str(), Some("bash"), "{step:?}");
+        let run = step["run"].as_str().unwrap();
+        assert!(
+            !run.contains("${{"),
+            "expressions must reach scripts through env: {run}"
+        );
+    }
+}
+
+#[test]
+fn every_input_is_passed_to_the_orchestrator() {
+    let action = action();
+    let deploy = action["runs"]["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"].as_str() == Some("deploy"))
+        .unwrap()
+        .clone();
+    for (name, _) in entries(&action["inputs"]) {
+        let env = deploy["env"][env_name(&name).as_str()]
+            .as_str()
+            .unwrap_or("");
+        assert_eq!(env, format!("${{{{ inputs.{name} }}}}"), "input {name}");
+    }
+}
+
+#[test]
+fn action_defaults_match_what_an_empty_input_means() {
+    let mut base: HashMap<String, String> = [
+        ("host", "203.0.113.7"),
+        ("username", "deploy"),
+        ("ssh-key", "KEY"),
+        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
+        ("app", "shop"),
+        ("image", "ghcr.io/acme/shop:1"),
+        ("version", "v1"),
+    ]
+    .iter()
+    .map(|(k, v)| (env_name(k), v.to_string()))
+    .collect();
+    let empty = Inputs::from_env(&base).unwrap();
+    for (name, input) in entries(&action()["inputs"]) {
+        let Some(default) = input["default"].as_str() else {
+            continue;
+        };
+        if default.is_empty() || base.contains_key(&env_name(&name)) {
+            continue;
+        }
+        base.insert(env_name(&name), default.to_owned());
+    }
+    let defaults = Inputs::from_env(&base).unwrap();
+    assert_eq!(
+        serde_json::to_value(&defaults.plan).unwrap(),
+        serde_json::to_value(&empty.plan).unwrap()
+    );
+    assert_eq!(defaults.hosts, empty.hosts);
+    assert_eq!(defaults.image_transfer, empty.image_transfer);
+    assert_eq!(defaults.notify_on, empty.notify_on);
+}
