@@ -31,6 +31,9 @@ pub struct Credentials {
     pub key: PathBuf,
     /// The known_hosts file (mode 0600).
     pub known_hosts: PathBuf,
+    /// An ssh_config naming both for every host, so a ProxyJump bastion (whose ssh does
+    /// not inherit command-line options) is checked and authenticated the same way.
+    pub config: PathBuf,
 }
 
 impl Credentials {
@@ -57,15 +60,22 @@ impl Credentials {
         let creds = Credentials {
             key: dir.join("id"),
             known_hosts: dir.join("known_hosts"),
+            config: dir.join("ssh_config"),
             dir,
             control_dir,
         };
         // ssh refuses a key without its final newline.
         let key = format!("{}\n", key.trim_end());
         let known = format!("{}\n", known_hosts.trim_end());
+        let config = format!(
+            "Host *\n  IdentityFile \"{}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{}\"\n  BatchMode yes\n",
+            creds.key.display(),
+            creds.known_hosts.display()
+        );
         for (path, text) in [
             (&creds.key, key.as_str()),
             (&creds.known_hosts, known.as_str()),
+            (&creds.config, config.as_str()),
         ] {
             fs::OpenOptions::new()
                 .write(true)
@@ -133,6 +143,7 @@ impl Remote {
             } else {
                 KnownHosts::Strict
             })
+            .config_file(&options.credentials.config)
             .control_directory(options.credentials.control_dir())
             .connect_timeout(Duration::from_secs(20))
             .server_alive_interval(Duration::from_secs(15));

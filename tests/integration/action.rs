@@ -541,3 +541,30 @@ fn image_transfer_over_ssh_reaches_a_host_without_the_image() {
     );
     let _ = docker(&["rmi", &tag], None);
 }
+
+#[test]
+fn deploys_through_a_proxy_jump_bastion() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-jump");
+    // The bastion is a second sshd accepting the same key; both host keys are known.
+    let bastion = Sshd::start_with_key(
+        &t.site.tmp.path().join("bastion"),
+        &t.sshd.dir.join("user_key.pub"),
+    );
+    let known = format!("{}\n{}", t.sshd.known_hosts, bastion.known_hosts);
+    let jump = format!("{}@127.0.0.1:{}", current_user(), bastion.port);
+    let run = t.run_with(
+        &[("IMAGE", &image), ("VERSION", "j1"), ("PROXY_JUMP", &jump)],
+        &known,
+        &[],
+    );
+    assert_result(&run, "deployed");
+    let bastion_log = std::fs::read_to_string(bastion.dir.join("sshd.log")).unwrap();
+    assert_eq!(
+        bastion.connections(),
+        1,
+        "no connection through the bastion:\n{bastion_log}\n{}",
+        run.log
+    );
+    assert_eq!(t.live(), ("blue".into(), "j1".into()));
+}

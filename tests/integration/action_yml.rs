@@ -106,3 +106,24 @@ fn action_defaults_match_what_an_empty_input_means() {
     assert_eq!(defaults.image_transfer, empty.image_transfer);
     assert_eq!(defaults.notify_on, empty.notify_on);
 }
+
+#[test]
+fn the_end_to_end_workflow_can_set_every_input() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/deploy.yml"))
+            .unwrap();
+    let workflow = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    let step = workflow["jobs"]["deploy"]["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["uses"].as_str() == Some("./"))
+        .unwrap()
+        .clone();
+    for (name, _) in entries(&action()["inputs"]) {
+        assert!(
+            step["with"][name.as_str()].as_str().is_some(),
+            "tests/e2e/deploy.yml does not pass {name}"
+        );
+    }
+}

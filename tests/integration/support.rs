@@ -391,8 +391,17 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd with its files in `dir`.
+    /// Starts sshd with its files in `dir` and a new user key.
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::launch(dir, None)
+    }
+
+    /// Starts sshd with its files in `dir`, accepting the existing public key `authorized`.
+    pub fn start_with_key(dir: &Path, authorized: &Path) -> Sshd {
+        Sshd::launch(dir, Some(authorized))
+    }
+
+    fn launch(dir: &Path, authorized: Option<&Path>) -> Sshd {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         for name in ["host_key", "user_key"] {
@@ -412,7 +421,8 @@ impl Sshd {
                 .unwrap();
             assert!(status.success());
         }
-        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        let authorized = authorized.map_or_else(|| dir.join("user_key.pub"), Path::to_path_buf);
+        std::fs::copy(authorized, dir.join("authorized_keys")).unwrap();
         let port = free_port();
         let d = dir.display();
         std::fs::write(
