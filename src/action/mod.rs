@@ -47,16 +47,22 @@ pub fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail_early(&env, &log, &github, started, &e, EXIT_BAD_INPUT),
     };
-    let helper = match env.get("BLUEGREEN_HELPER").map(PathBuf::from) {
-        Some(p) if p.is_file() => p,
-        _ => {
-            let e = Error::invalid(
-                "BLUEGREEN_HELPER",
-                "the path of the host helper binary is not set or not a file",
-            );
-            return fail_early(&env, &log, &github, started, &e, EXIT_ENVIRONMENT);
-        }
-    };
+    let helpers: Vec<PathBuf> = env
+        .get("BLUEGREEN_HELPERS")
+        .map(|list| {
+            list.split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if helpers.is_empty() || !helpers.iter().all(|p| p.is_file()) {
+        let e = Error::invalid(
+            "BLUEGREEN_HELPERS",
+            "the host helper binaries (a :-separated list of files) are not set or missing",
+        );
+        return fail_early(&env, &log, &github, started, &e, EXIT_ENVIRONMENT);
+    }
     if inputs.insecure_skip_host_key_check {
         log.warning("insecure-skip-host-key-check is on: the host's identity is not verified");
     }
@@ -79,7 +85,7 @@ pub fn main() -> ExitCode {
         .expect("a tokio runtime starts");
     let mut hosts = Vec::new();
     for host in &inputs.hosts {
-        let report = runtime.block_on(run_host(host, &inputs, &credentials, &helper, &log));
+        let report = runtime.block_on(run_host(host, &inputs, &credentials, &helpers, &log));
         let stop = report.outcome() == Outcome::Failed
             || (report.outcome() == Outcome::RolledBack
                 && inputs.plan.operation != Operation::Rollback);
@@ -245,7 +251,7 @@ async fn run_host(
     host: &Host,
     inputs: &Inputs,
     credentials: &Credentials,
-    helper: &Path,
+    helpers: &[PathBuf],
     log: &JobLog,
 ) -> HostReport {
     let mut phases = Vec::new();
@@ -280,7 +286,7 @@ async fn run_host(
         Err(e) => return failed(phases, e),
     };
     let shipped = runner_phase(log, &mut phases, "ship helpers", async {
-        let shipped = ship::ensure_helper(&remote, helper).await?;
+        let shipped = ship::ensure_helper(&remote, helpers).await?;
         let detail = if shipped.uploaded_bytes == 0 {
             format!(
                 "host already has {} (sha256 {})",

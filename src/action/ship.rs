@@ -1,7 +1,8 @@
-//! Getting the helper binary onto a host: kept in a private directory named by its sha256,
-//! uploaded only when the host lacks exactly that file, and verified after the upload.
+//! Getting the helper binary onto a host: the one built for the host's machine type, kept
+//! in a private directory named by its sha256, uploaded only when the host lacks exactly
+//! that file, and verified after the upload. One round trip when the host has it.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -9,12 +10,15 @@ use crate::error::{Error, Result};
 
 use super::remote::Remote;
 
-/// Probe run on the host with the helper's sha256: prints the machine type, the helper's
-/// path in the user's cache directory, and its checksum when it is there.
+/// Probe run on the host with the sha256 of each candidate helper: prints the machine type,
+/// then for each candidate its path in the user's cache directory and, when it is there,
+/// its checksum (a line of its own starting with `sum `).
 const PROBE: &str = r#"uname -m
-helper="${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen/bin/$1/bluegreen"
-echo "$helper"
-if [ -x "$helper" ]; then sha256sum "$helper"; fi"#;
+for sha in "$@"; do
+  helper="${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen/bin/$sha/bluegreen"
+  echo "$helper"
+  if [ -x "$helper" ]; then echo "sum $(sha256sum "$helper")"; fi
+done"#;
 
 /// Upload run on the host: stdin to a temp file, checked against the expected sum, then
 /// moved into place; a mismatch leaves nothing behind.
@@ -60,53 +64,89 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Makes sure the host has the helper at `local`; uploads it when it does not.
-pub async fn ensure_helper(remote: &Remote, local: &Path) -> Result<Shipped> {
-    let binary = std::fs::read(local).map_err(|e| Error::io("read helper", local, e))?;
-    let machine = elf_machine(&binary).ok_or_else(|| {
-        Error::invalid(
-            "helper",
-            format!(
-                "{} is not an x86_64 or aarch64 Linux binary",
-                local.display()
+/// A helper binary the runner can ship.
+struct Candidate {
+    machine: &'static str,
+    sha256: String,
+    bytes: Vec<u8>,
+}
+
+/// Makes sure the host has the helper built for its machine, out of `helpers` (one per
+/// machine type); uploads it when the host lacks it.
+pub async fn ensure_helper(remote: &Remote, helpers: &[PathBuf]) -> Result<Shipped> {
+    let mut candidates = Vec::new();
+    for path in helpers {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read helper", path, e))?;
+        let machine = elf_machine(&bytes).ok_or_else(|| {
+            Error::invalid(
+                "helper",
+                format!(
+                    "{} is not an x86_64 or aarch64 Linux binary",
+                    path.display()
+                ),
+            )
+        })?;
+        candidates.push(Candidate {
+            machine,
+            sha256: sha256_hex(&bytes),
+            bytes,
+        });
+    }
+    let mut argv = vec!["sh", "-c", PROBE, "sh"];
+    argv.extend(candidates.iter().map(|c| c.sha256.as_str()));
+    let probe = remote.run(&argv, b"").await?;
+    let mut lines = probe.lines().map(str::trim);
+    let host_machine = lines.next().unwrap_or("").to_owned();
+    // Each candidate's path, and whether its checksum line followed it.
+    let mut found: Vec<(String, Option<String>)> = Vec::new();
+    for line in lines {
+        match line.strip_prefix("sum ") {
+            Some(sum) => {
+                if let Some(last) = found.last_mut() {
+                    last.1 = sum.split_whitespace().next().map(str::to_owned);
+                }
+            }
+            None => found.push((line.to_owned(), None)),
+        }
+    }
+    let Some((index, candidate)) = candidates
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.machine == host_machine)
+    else {
+        let have: Vec<&str> = candidates.iter().map(|c| c.machine).collect();
+        return Err(Error::Remote {
+            host: remote.host().to_owned(),
+            detail: format!(
+                "the host is {host_machine:?} but the helpers at hand are built for {}",
+                have.join(", ")
             ),
-        )
-    })?;
-    let sha256 = sha256_hex(&binary);
-    let probe = remote.run(&["sh", "-c", PROBE, "sh", &sha256], b"").await?;
-    let mut lines = probe.lines();
-    let host_machine = lines.next().unwrap_or("").trim();
-    let path = lines.next().unwrap_or("").trim().to_owned();
+        });
+    };
+    let (path, present_sum) = found.get(index).cloned().unwrap_or_default();
     if !path.starts_with('/') {
         return Err(Error::Remote {
             host: remote.host().to_owned(),
             detail: format!("cannot find the user's cache directory (got {path:?})"),
         });
     }
-    if host_machine != machine {
-        return Err(Error::Remote {
-            host: remote.host().to_owned(),
-            detail: format!("the host is {host_machine:?} but the helper is built for {machine}"),
-        });
-    }
-    let present = lines
-        .next()
-        .and_then(|l| l.split_whitespace().next())
-        .is_some_and(|sum| sum == sha256);
-    if present {
+    if present_sum.as_deref() == Some(candidate.sha256.as_str()) {
         return Ok(Shipped {
             path,
             uploaded_bytes: 0,
-            sha256,
+            sha256: candidate.sha256.clone(),
         });
     }
     remote
-        .run(&["sh", "-c", UPLOAD, "sh", &path, &sha256], &binary)
+        .run(
+            &["sh", "-c", UPLOAD, "sh", &path, &candidate.sha256],
+            &candidate.bytes,
+        )
         .await?;
     Ok(Shipped {
         path,
-        uploaded_bytes: binary.len() as u64,
-        sha256,
+        uploaded_bytes: candidate.bytes.len() as u64,
+        sha256: candidate.sha256.clone(),
     })
 }
 
