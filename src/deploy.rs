@@ -252,6 +252,8 @@ pub enum Phase {
     Monitor,
     /// Switch back after a failed watch.
     Rollback,
+    /// Make state, the upstream file and nginx agree after an interrupted run.
+    Reconcile,
     /// Stop the old slot.
     Retire,
     /// Read the state (status).
@@ -269,6 +271,7 @@ impl Phase {
             Phase::Switch => "switch",
             Phase::Monitor => "monitor",
             Phase::Rollback => "rollback",
+            Phase::Reconcile => "reconcile",
             Phase::Retire => "retire",
             Phase::Status => "status",
         }
@@ -694,6 +697,7 @@ impl<'a> Deployer<'a> {
         }
         let _lock = self.lock()?;
         let state = self.load_state()?;
+        let state = self.reconcile(state)?;
         if let Some(active) = state.active
             && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
             && self.answers_healthy(active)
@@ -783,6 +787,57 @@ impl<'a> Deployer<'a> {
             self.retire(old);
         }
         Ok(Outcome::Deployed)
+    }
+
+    /// Makes state, the upstream file and nginx agree again when an earlier run died between
+    /// writing the upstream file and recording state (`kill -9`, a power cut): nginx may be
+    /// serving either slot. The file's slot wins if it answers healthy, else the recorded
+    /// one; either way nginx is reloaded onto it and state records it.
+    fn reconcile(&mut self, state: State) -> Result<State, Failure> {
+        let plan = self.plan;
+        let routed = crate::fsutil::read_optional(&plan.upstream_file())?
+            .and_then(|text| crate::upstream::routed_slot(&text, plan.ports(), &plan.app));
+        let (Some(routed), Some(recorded)) = (routed, state.active) else {
+            return Ok(state);
+        };
+        if routed == recorded {
+            return Ok(state);
+        }
+        let target = if self.answers_healthy(routed) {
+            routed
+        } else {
+            recorded
+        };
+        let version = self
+            .running_version(target)
+            .or_else(|| state.slots.get(target).version.clone());
+        let mut request = self.switch_request(SwitchTarget::Slot(target), false)?;
+        request.version = version.as_deref().and_then(|v| v.parse().ok());
+        request.event = "reconcile";
+        request.reason = Some(format!(
+            "state said {recorded} but the upstream file routed to {routed}; an earlier run stopped half-way"
+        ));
+        let emit = self.emit;
+        self.phase(Phase::Reconcile, |_| {
+            let sink = |line: &str| emit(&Event::Log { line: line.to_owned() });
+            let report = request.run(&Progress::lines(&sink))?;
+            Ok(((), format!(
+                "state said {recorded}, the upstream file {routed}: nginx and state now agree on {}",
+                report.to
+            )))
+        })?;
+        self.load_state()
+    }
+
+    /// The version label of the container running in `slot`, when the runtime has one.
+    fn running_version(&self, slot: Slot) -> Option<String> {
+        let spec = self.spec(slot, "", None);
+        let out = self
+            .runtime
+            .version_label(&spec)?
+            .run(Duration::from_secs(30))
+            .ok()?;
+        Some(out.stdout.trim().to_owned()).filter(|v| !v.is_empty() && v.parse::<Version>().is_ok())
     }
 
     /// One quick probe of a slot's health URL.
@@ -984,8 +1039,22 @@ impl<'a> Deployer<'a> {
         let history = self.phase(Phase::Status, |me| {
             let state = me.load_state()?;
             let text = crate::fsutil::read_optional(&store.history_path())?.unwrap_or_default();
-            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            let tail = lines[lines.len().saturating_sub(STATUS_HISTORY_LINES)..].to_vec();
+            let lines: Vec<&str> = text.lines().collect();
+            let first = lines.len().saturating_sub(STATUS_HISTORY_LINES);
+            let tail: Vec<String> = lines[first..]
+                .iter()
+                .enumerate()
+                .map(|(i, line)| match HistoryEvent::parse(line) {
+                    Ok(event) => event.describe(),
+                    Err(e) => format!(
+                        "(line {} of history.jsonl is unreadable: {e})",
+                        first + i + 1
+                    ),
+                })
+                .collect();
+            for line in &tail {
+                me.log(line);
+            }
             let describe = |slot: Slot| {
                 let r = state.slots.get(slot);
                 format!(

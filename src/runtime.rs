@@ -317,6 +317,18 @@ impl RuntimeConfig {
         }
     }
 
+    /// The command printing the version label of the slot's container (docker runtime).
+    pub fn version_label(&self, spec: &SlotSpec) -> Option<CommandLine> {
+        (self.runtime == Runtime::Docker).then(|| {
+            self.docker.with_args([
+                "inspect",
+                "--format",
+                &format!("{{{{index .Config.Labels \"{LABEL_VERSION}\"}}}}"),
+                &spec.name(),
+            ])
+        })
+    }
+
     /// The command printing the last lines of the slot's log, when the runtime has one.
     pub fn logs(&self, spec: &SlotSpec) -> Option<CommandLine> {
         let tail = LOG_TAIL_LINES.to_string();

@@ -188,6 +188,30 @@ pub struct HistoryEvent {
     pub pid: u32,
 }
 
+impl HistoryEvent {
+    /// Parses one line of `history.jsonl`.
+    pub fn parse(line: &str) -> std::result::Result<HistoryEvent, String> {
+        serde_json::from_str(line).map_err(|e| e.to_string())
+    }
+
+    /// One line for people: `2026-11-23T10:00:00Z switch blue -> green v42 (detail)`.
+    pub fn describe(&self) -> String {
+        let slot = |s: Option<Slot>| s.map_or("-", Slot::as_str);
+        let mut text = format!(
+            "{} {} {} -> {} {}",
+            self.ts,
+            self.event,
+            slot(self.from),
+            slot(self.to),
+            self.version.as_deref().unwrap_or("-")
+        );
+        if let Some(d) = &self.detail {
+            text.push_str(&format!(" ({d})"));
+        }
+        text
+    }
+}
+
 /// The state directory of one app.
 #[derive(Debug, Clone)]
 pub struct StateStore {
@@ -357,6 +381,24 @@ mod tests {
         let mut future = good;
         future.format = 99;
         assert!(State::parse(&serde_json::to_string(&future).unwrap(), &app()).is_err());
+    }
+
+    #[test]
+    fn history_lines_round_trip_and_describe_themselves() {
+        let event = HistoryEvent {
+            ts: "t".into(),
+            event: "switch".into(),
+            app: "shop".into(),
+            from: Some(Slot::Blue),
+            to: Some(Slot::Green),
+            version: Some("v2".into()),
+            detail: None,
+            pid: 7,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(HistoryEvent::parse(&line).unwrap(), event);
+        assert_eq!(event.describe(), "t switch blue -> green v2");
+        assert!(HistoryEvent::parse("{\"ts\":").is_err());
     }
 
     #[test]

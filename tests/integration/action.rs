@@ -11,29 +11,29 @@ use crate::support::{
 };
 
 /// One throwaway target host: sshd, nginx, Docker, a unique app name.
-struct Target {
-    site: Site,
-    sshd: Sshd,
-    app: String,
+pub(crate) struct Target {
+    pub(crate) site: Site,
+    pub(crate) sshd: Sshd,
+    pub(crate) app: String,
     bin_dir: tempfile::TempDir,
-    slack: SlackRecorder,
+    pub(crate) slack: SlackRecorder,
 }
 
 /// What an act run left: the action's outputs, the job log, act's exit code.
 #[derive(Debug)]
-struct ActRun {
-    outputs: HashMap<String, String>,
-    log: String,
+pub(crate) struct ActRun {
+    pub(crate) outputs: HashMap<String, String>,
+    pub(crate) log: String,
 }
 
 impl ActRun {
-    fn output(&self, name: &str) -> &str {
+    pub(crate) fn output(&self, name: &str) -> &str {
         self.outputs.get(name).map(String::as_str).unwrap_or("")
     }
 }
 
 impl Target {
-    fn new(app: &str) -> Target {
+    pub(crate) fn new(app: &str) -> Target {
         let app = format!("{app}-{}", free_port());
         let site = Site::adopting(&app);
         let sshd = Sshd::start(&site.tmp.path().join("sshd"));
@@ -82,13 +82,13 @@ impl Target {
     }
 
     /// Runs the action with the target's inputs plus `extra` (input name in BG_ form).
-    fn run(&self, extra: &[(&str, &str)]) -> ActRun {
+    pub(crate) fn run(&self, extra: &[(&str, &str)]) -> ActRun {
         self.run_with(extra, &self.sshd.known_hosts, &[])
     }
 
     /// Runs the action with `known_hosts` as that secret and `runner_env` in the runner's
     /// environment.
-    fn run_with(
+    pub(crate) fn run_with(
         &self,
         extra: &[(&str, &str)],
         known_hosts: &str,
@@ -157,7 +157,7 @@ impl Target {
     }
 
     /// The slot and version nginx serves now.
-    fn live(&self) -> (String, String) {
+    pub(crate) fn live(&self) -> (String, String) {
         let (status, slot, body) = http_get(&self.site.nginx.url("/"));
         assert_eq!(status, 200, "{body}");
         (
@@ -166,7 +166,7 @@ impl Target {
         )
     }
 
-    fn container_running(&self, slot: &str) -> bool {
+    pub(crate) fn container_running(&self, slot: &str) -> bool {
         let out = Command::new("docker")
             .args([
                 "inspect",
@@ -179,7 +179,7 @@ impl Target {
         String::from_utf8_lossy(&out.stdout).trim() == "true"
     }
 
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.site.state_dir.clone()
     }
 }
@@ -197,7 +197,7 @@ impl Drop for Target {
     }
 }
 
-fn assert_result(run: &ActRun, result: &str) {
+pub(crate) fn assert_result(run: &ActRun, result: &str) {
     assert_eq!(run.output("result"), result, "{}", run.log);
 }
 

@@ -144,9 +144,21 @@ fn a_huge_body_is_read_only_up_to_the_cap() {
         }
     });
     let started = Instant::now();
-    let r = check(
-        &format!("http://127.0.0.1:{port}/health"),
-        &["--healthy-threshold", "1", "--timeout", "10"],
+    // Under a 64 MiB data limit: buffering the body would abort the checker.
+    let url = format!("http://127.0.0.1:{port}/health");
+    let r = run(
+        "prlimit",
+        &[
+            "--data=67108864",
+            HEALTH_CHECK,
+            "--url",
+            &url,
+            "--healthy-threshold",
+            "1",
+            "--timeout",
+            "10",
+            "--json",
+        ],
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(

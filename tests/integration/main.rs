@@ -5,6 +5,7 @@
 mod action;
 mod action_yml;
 mod demo_app;
+mod faults;
 mod health_check;
 mod monitor;
 mod support;

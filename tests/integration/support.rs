@@ -462,6 +462,11 @@ impl Sshd {
         }
     }
 
+    /// The listening sshd's pid (its session processes are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How many SSH connections sshd accepted so far.
     pub fn connections(&self) -> usize {
         std::fs::read_to_string(self.dir.join("sshd.log"))
@@ -578,6 +583,17 @@ impl SlackRecorder {
             }
         });
         SlackRecorder { url, bodies }
+    }
+
+    /// A webhook URL on a loopback port where nothing listens: every post is refused.
+    pub fn refusing() -> SlackRecorder {
+        SlackRecorder {
+            url: format!(
+                "http://127.0.0.1:{}/services/T000/B000/SECRETTOKEN",
+                free_port()
+            ),
+            bodies: std::sync::Arc::default(),
+        }
     }
 
     /// The bodies received so far, parsed as JSON.
