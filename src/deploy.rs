@@ -22,10 +22,11 @@ use crate::health::{HealthCheck, HealthCriteria};
 use crate::input::{AppName, HttpUrl, Image, Slot, SlotPorts, StatusSet, SwitchTarget, Version};
 use crate::lock::AppLock;
 use crate::monitor::{Monitor, MonitorReport};
+use crate::nft::NftSwitch;
 use crate::progress::Progress;
 use crate::runtime::{Compose, Pull, Runtime, RuntimeConfig, SlotSpec};
 use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
-use crate::switch::{LockPolicy, SwitchRequest};
+use crate::switch::{LockPolicy, SwitchMode, SwitchRequest};
 use crate::upstream::Template;
 use crate::validate::{CheckStatus, ValidateRequest};
 
@@ -103,6 +104,10 @@ pub struct DeployPlan {
     pub healthy_threshold: u32,
     /// The nginx include we own (default `/etc/nginx/conf.d/bluegreen-APP.conf`).
     pub upstream_file: Option<PathBuf>,
+    /// How traffic moves between slots.
+    pub switch_mode: SwitchMode,
+    /// The fixed port nginx proxies to in nftables mode.
+    pub service_port: u16,
     /// The nginx test command.
     pub test_cmd: String,
     /// The nginx reload command.
@@ -136,6 +141,16 @@ impl DeployPlan {
     /// Cross-field checks that types alone cannot express.
     pub fn check(&self) -> Result<(), Error> {
         SlotPorts::new(self.blue_port, self.green_port)?;
+        if self.switch_mode == SwitchMode::Nftables
+            && (self.service_port == 0
+                || self.service_port == self.blue_port
+                || self.service_port == self.green_port)
+        {
+            return Err(Error::invalid(
+                "service-port",
+                "must be a port of its own, not 0 and not a slot's port",
+            ));
+        }
         if self.container_port == 0 {
             return Err(Error::invalid(
                 "container-port",
@@ -221,6 +236,11 @@ impl DeployPlan {
         self.upstream_file.clone().unwrap_or_else(|| {
             PathBuf::from(format!("/etc/nginx/conf.d/bluegreen-{}.conf", self.app))
         })
+    }
+
+    fn nft(&self) -> Option<NftSwitch> {
+        (self.switch_mode == SwitchMode::Nftables)
+            .then(|| NftSwitch::new(&self.app, self.service_port))
     }
 
     fn health_url(&self, slot: Slot) -> HttpUrl {
@@ -541,7 +561,20 @@ impl<'a> Deployer<'a> {
             self.log(&format!("warning: {w}"));
             self.result.warnings.push(w);
         }
-        Ok(loaded.state)
+        let mut state = loaded.state;
+        // In nftables mode the upstream file does not say which slot is live: the rule does.
+        if loaded.source != crate::state::StateSource::File
+            && let Some(nft) = self.plan.nft()
+            && let Some(slot) = nft
+                .current_target()
+                .and_then(|p| self.plan.ports().slot_of(p))
+        {
+            self.log(&format!(
+                "the nftables rule routes to {slot}: taking it as the live slot"
+            ));
+            state.active = Some(slot);
+        }
+        Ok(state)
     }
 
     fn spec(&self, slot: Slot, version: &'a str, image: Option<&'a str>) -> SlotSpec<'a> {
@@ -596,6 +629,7 @@ impl<'a> Deployer<'a> {
                 ports: plan.ports(),
                 tcp: Vec::new(),
                 tcp_timeout: Duration::from_secs(3),
+                nft: plan.nft(),
             }
             .run();
             let failed: Vec<String> = report
@@ -630,7 +664,8 @@ impl<'a> Deployer<'a> {
             target,
             ports: plan.ports(),
             upstream_file: plan.upstream_file(),
-            template: Template::load(None)?,
+            nft: plan.nft(),
+            template: Template::load(None, plan.switch_mode == SwitchMode::Nftables)?,
             test_cmd: CommandLine::parse(&plan.test_cmd, "nginx-test-command")?,
             reload_cmd: CommandLine::parse(&plan.reload_cmd, "nginx-reload-command")?,
             nginx_pid_file: plan.nginx_pid_file.clone(),
@@ -795,8 +830,10 @@ impl<'a> Deployer<'a> {
     /// one; either way nginx is reloaded onto it and state records it.
     fn reconcile(&mut self, state: State) -> Result<State, Failure> {
         let plan = self.plan;
-        let routed = crate::fsutil::read_optional(&plan.upstream_file())?
-            .and_then(|text| crate::upstream::routed_slot(&text, plan.ports(), &plan.app));
+        let text = crate::fsutil::read_optional(&plan.upstream_file())?;
+        let routed = self
+            .switch_request(SwitchTarget::Previous, true)?
+            .routed(text.as_deref());
         let (Some(routed), Some(recorded)) = (routed, state.active) else {
             return Ok(state);
         };

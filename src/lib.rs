@@ -26,6 +26,7 @@ pub mod http;
 pub mod input;
 pub mod lock;
 pub mod monitor;
+pub mod nft;
 pub mod nginx;
 pub mod progress;
 pub mod report;

@@ -23,6 +23,7 @@ use crate::fsutil::{read_optional, write_atomic};
 use crate::http::Prober;
 use crate::input::{AppName, HttpUrl, Slot, SlotPorts, SwitchTarget, Version};
 use crate::lock::AppLock;
+use crate::nft::NftSwitch;
 use crate::nginx;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, StateStore, now_rfc3339};
@@ -44,6 +45,9 @@ pub struct SwitchRequest {
     pub ports: SlotPorts,
     /// The nginx include we own.
     pub upstream_file: PathBuf,
+    /// The nftables switch, in nftables mode; `None` switches by rewriting the upstream and
+    /// reloading nginx.
+    pub nft: Option<NftSwitch>,
     /// The template it is rendered from.
     pub template: Template,
     /// Command that checks nginx's configuration (`nginx -t`).
@@ -73,6 +77,21 @@ pub struct SwitchRequest {
     pub event: &'static str,
     /// Why, for the history line (a rollback's cause).
     pub reason: Option<String>,
+}
+
+/// How traffic moves from one slot to the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchMode {
+    /// Rewrite the upstream file and reload nginx. Works everywhere; a reload closes idle
+    /// keep-alive client connections, so a request racing that close can fail.
+    Reload,
+    /// Keep nginx's configuration constant and move a DNAT rule (nftables) from the service
+    /// port to the new slot. No reload, no dropped client connections; needs nftables and
+    /// root.
+    Nftables,
 }
 
 /// How a switch gets the app lock.
@@ -166,13 +185,13 @@ impl SwitchRequest {
             .as_ref()
             .map(|v| v.as_str().to_owned())
             .or_else(|| state.slots.get(to).version.clone());
-        let ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
+        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
+        if let Some(nft) = &self.nft {
+            ctx.port = nft.service_port;
+        }
         let rendered = self.template.render(&ctx)?;
         let old = read_optional(&self.upstream_file)?;
-        let from = old
-            .as_deref()
-            .and_then(|t| routed_slot(t, self.ports, &self.app))
-            .or(state.active);
+        let from = self.routed(old.as_deref()).or(state.active);
         let diff = unified_diff(old.as_deref().unwrap_or(""), &rendered, &self.upstream_file);
         let mut report = SwitchReport {
             app: self.app.to_string(),
@@ -194,7 +213,8 @@ impl SwitchRequest {
         }
 
         let master = nginx::find_master(&self.nginx_pid_file);
-        if master.is_none() && self.verify_url.is_none() {
+        let file_changes = old.as_deref() != Some(report.rendered.as_str());
+        if file_changes && master.is_none() && self.verify_url.is_none() {
             return Err(Error::invalid(
                 "--verify-url",
                 format!(
@@ -203,42 +223,68 @@ impl SwitchRequest {
                 ),
             ));
         }
-
-        if let Some(text) = &old {
-            write_atomic(&self.store.upstream_backup_path(), text.as_bytes(), 0o644)?;
-        }
-        write_atomic(&self.upstream_file, report.rendered.as_bytes(), 0o644)?;
-        progress.line(&format!(
-            "wrote {} routing {} to {to} (port {})",
-            self.upstream_file.display(),
-            self.app,
-            report.port
-        ));
-
-        let fail = |stage: &'static str, reason: String, reloaded: bool| {
-            self.undo(old.as_deref(), to, master, stage, reason, reloaded)
+        let mut undo = Undo {
+            old_file: old.clone(),
+            master,
+            file_written: false,
+            reloaded: false,
+            nft_previous: None,
         };
 
-        if let Err(e) = self.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
-            return Err(fail("nginx test", e.to_string(), false));
+        if let Some(nft) = &self.nft {
+            // New connections to the service port go to the target before nginx is ever
+            // pointed at the service port.
+            let previous = nft.current_target();
+            undo.nft_previous = Some(previous);
+            if let Err(e) = nft.apply(report.port, self.store.dir()) {
+                return Err(self.undo(&undo, to, "nftables", e.to_string()));
+            }
+            progress.line(&format!(
+                "nftables: service port {} now leads to {to} (port {})",
+                nft.service_port, report.port
+            ));
         }
-        match self.reload(master) {
-            Ok(confirmed) => report.workers_restarted = confirmed,
-            Err((stage, reason)) => return Err(fail(stage, reason, stage != "reload")),
+        if file_changes || self.nft.is_none() {
+            if let Some(text) = &old {
+                write_atomic(&self.store.upstream_backup_path(), text.as_bytes(), 0o644)?;
+            }
+            write_atomic(&self.upstream_file, report.rendered.as_bytes(), 0o644)?;
+            undo.file_written = true;
+            progress.line(&format!(
+                "wrote {} routing {} to {}",
+                self.upstream_file.display(),
+                self.app,
+                match &self.nft {
+                    Some(nft) => format!("the service port {}", nft.service_port),
+                    None => format!("{to} (port {})", report.port),
+                }
+            ));
+            if let Err(e) = self.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
+                return Err(self.undo(&undo, to, "nginx test", e.to_string()));
+            }
+            undo.reloaded = true;
+            match self.reload(master) {
+                Ok(confirmed) => report.workers_restarted = confirmed,
+                Err((stage, reason)) => {
+                    undo.reloaded = stage != "reload";
+                    return Err(self.undo(&undo, to, stage, reason));
+                }
+            }
         }
         if let Some(url) = &self.verify_url {
             match self.verify(url, to) {
                 Ok(named_slot) => report.verified_slot = named_slot,
-                Err(reason) => return Err(fail("verify", reason, true)),
+                Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
             }
             if !report.verified_slot {
                 if !report.workers_restarted {
-                    return Err(fail(
+                    return Err(self.undo(
+                        &undo,
+                        to,
                         "verify",
                         format!(
                             "{url} answers but does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\"), and no nginx master could be watched: the switch cannot be confirmed"
                         ),
-                        true,
                     ));
                 }
                 let w = format!(
@@ -359,40 +405,45 @@ impl SwitchRequest {
         }
     }
 
-    /// Puts the previous include back, reloads nginx if it had loaded the new one (waiting
-    /// until the restored configuration serves), records
-    /// the failure in history, and builds the error to return.
-    fn undo(
-        &self,
-        old: Option<&str>,
-        to: Slot,
-        master: Option<u32>,
-        stage: &'static str,
-        reason: String,
-        reloaded: bool,
-    ) -> Error {
-        let restore = match old {
-            Some(text) => write_atomic(&self.upstream_file, text.as_bytes(), 0o644),
-            None => std::fs::remove_file(&self.upstream_file)
-                .map_err(|e| Error::io("remove", &self.upstream_file, e)),
-        };
+    /// Puts back what the switch changed: the nftables rule, the previous include (reloaded
+    /// if nginx had loaded the new one, waiting until the restored one serves). Records the
+    /// failure in history and builds the error to return.
+    fn undo(&self, undo: &Undo, to: Slot, stage: &'static str, reason: String) -> Error {
         let mut reason = reason;
-        let restored = match restore {
-            Ok(()) => true,
-            Err(e) => {
-                reason.push_str(&format!(
-                    "; restoring the previous upstream failed too: {e}"
-                ));
-                false
+        let mut restored = true;
+        if let (Some(nft), Some(previous)) = (&self.nft, undo.nft_previous) {
+            let put_back = match previous {
+                Some(port) => nft.apply(port, self.store.dir()),
+                None => nft.remove(),
+            };
+            if let Err(e) = put_back {
+                reason.push_str(&format!("; restoring the nftables rule failed too: {e}"));
+                restored = false;
             }
-        };
-        if restored
-            && reloaded
-            && let Err((_, e)) = self.reload(master)
-        {
-            reason.push_str(&format!(
-                "; reloading the restored configuration failed: {e}"
-            ));
+        }
+        if undo.file_written {
+            let restore = match &undo.old_file {
+                Some(text) => write_atomic(&self.upstream_file, text.as_bytes(), 0o644),
+                None => std::fs::remove_file(&self.upstream_file)
+                    .map_err(|e| Error::io("remove", &self.upstream_file, e)),
+            };
+            match restore {
+                Ok(()) => {
+                    if undo.reloaded
+                        && let Err((_, e)) = self.reload(undo.master)
+                    {
+                        reason.push_str(&format!(
+                            "; reloading the restored configuration failed: {e}"
+                        ));
+                    }
+                }
+                Err(e) => {
+                    reason.push_str(&format!(
+                        "; restoring the previous upstream failed too: {e}"
+                    ));
+                    restored = false;
+                }
+            }
         }
         let _ = self.store.record(&HistoryEvent {
             ts: now_rfc3339(),
@@ -411,4 +462,25 @@ impl SwitchRequest {
             restored,
         }
     }
+
+    /// The slot traffic is routed to now: the nftables rule's target in nftables mode, else
+    /// the slot the upstream file (`text`) names.
+    pub fn routed(&self, text: Option<&str>) -> Option<Slot> {
+        match &self.nft {
+            Some(nft) => nft
+                .current_target()
+                .and_then(|port| self.ports.slot_of(port)),
+            None => text.and_then(|t| routed_slot(t, self.ports, &self.app)),
+        }
+    }
+}
+
+/// What a switch changed so far, for putting it back.
+struct Undo {
+    old_file: Option<String>,
+    master: Option<u32>,
+    file_written: bool,
+    reloaded: bool,
+    /// In nftables mode, once the rule was touched: the port it led to before, if any.
+    nft_previous: Option<Option<u16>>,
 }

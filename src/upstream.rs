@@ -13,6 +13,10 @@ use minijinja::{Environment, UndefinedBehavior};
 /// The built-in template: `upstream APP { server 127.0.0.1:PORT; }` plus a marker comment.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/upstream.conf.j2");
 
+/// The built-in template of the nftables switch mode: the same upstream on the service
+/// port, with nothing that changes from one switch to the next.
+pub const NFTABLES_TEMPLATE: &str = include_str!("../templates/upstream-nftables.conf.j2");
+
 /// The values a template can use.
 #[derive(Debug, Clone)]
 pub struct UpstreamContext {
@@ -52,12 +56,17 @@ pub struct Template {
 }
 
 impl Template {
-    /// The user's template at `path`, or the built-in one.
-    pub fn load(path: Option<&Path>) -> Result<Template> {
+    /// The user's template at `path`, or the built-in one of the switch mode.
+    pub fn load(path: Option<&Path>, nftables: bool) -> Result<Template> {
         match path {
             None => Ok(Template {
                 name: "built-in".into(),
-                source: DEFAULT_TEMPLATE.into(),
+                source: if nftables {
+                    NFTABLES_TEMPLATE
+                } else {
+                    DEFAULT_TEMPLATE
+                }
+                .into(),
             }),
             Some(p) => {
                 let source = std::fs::read_to_string(p).map_err(|e| {
@@ -174,7 +183,7 @@ mod tests {
     #[test]
     fn default_template_renders_the_upstream_named_after_the_app() {
         let ctx = UpstreamContext::new(&app(), Slot::Green, ports(), Some("v2"));
-        let text = Template::load(None).unwrap().render(&ctx).unwrap();
+        let text = Template::load(None, false).unwrap().render(&ctx).unwrap();
         assert!(
             text.contains("upstream shop {\n    server 127.0.0.1:3002;\n}"),
             "{text}"
@@ -184,12 +193,23 @@ mod tests {
     }
 
     #[test]
+    fn the_nftables_template_does_not_change_between_switches() {
+        let t = Template::load(None, true).unwrap();
+        let mut blue = UpstreamContext::new(&app(), Slot::Blue, ports(), Some("v1"));
+        let mut green = UpstreamContext::new(&app(), Slot::Green, ports(), Some("v2"));
+        blue.port = 3000;
+        green.port = 3000;
+        assert_eq!(t.render(&blue).unwrap(), t.render(&green).unwrap());
+        assert!(t.render(&blue).unwrap().contains("server 127.0.0.1:3000;"));
+    }
+
+    #[test]
     fn strict_mode_rejects_unknown_variables() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.j2");
         std::fs::write(&path, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }").unwrap();
         let ctx = UpstreamContext::new(&app(), Slot::Blue, ports(), None);
-        let err = Template::load(Some(&path))
+        let err = Template::load(Some(&path), false)
             .unwrap()
             .render(&ctx)
             .unwrap_err();

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::exec::CommandLine;
 use crate::fsutil::{parent_dir, read_optional};
 use crate::input::{AppName, HostPort, Slot, SlotPorts};
+use crate::nft::NftSwitch;
 use crate::runtime::{self, Runtime};
 use crate::state::{StateSource, StateStore};
 use crate::sys;
@@ -83,6 +84,8 @@ pub struct ValidateRequest {
     pub tcp: Vec<HostPort>,
     /// Connect timeout per dependency.
     pub tcp_timeout: Duration,
+    /// The nftables switch, when that is the switch mode.
+    pub nft: Option<NftSwitch>,
 }
 
 /// All results, and which slot a deploy would use.
@@ -125,6 +128,23 @@ impl ValidateRequest {
             if self.runtime == Runtime::Compose {
                 checks.push(CheckResult::from_result("compose", self.check_compose()));
             }
+        }
+        if let Some(nft) = &self.nft {
+            checks.push(CheckResult::from_result(
+                "nftables",
+                nft.available()
+                    .map(|()| match nft.current_target() {
+                        Some(port) => format!(
+                            "nft answers; service port {} leads to port {port}",
+                            nft.service_port
+                        ),
+                        None => format!(
+                            "nft answers; table {} is created by the first switch",
+                            nft.table
+                        ),
+                    })
+                    .map_err(|e| format!("nftables cannot be used: {e}")),
+            ));
         }
         let (state_check, standby, standby_version) = self.check_state();
         checks.push(self.check_standby_port(standby, standby_version.as_deref()));

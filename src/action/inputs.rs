@@ -11,6 +11,7 @@ use crate::input::{
     AppName, HttpUrl, Image, SlotPorts, Version, parse_fraction, parse_port, parse_positive_count,
 };
 use crate::runtime::{Pull, Runtime};
+use crate::switch::SwitchMode;
 
 /// Where the target host is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +284,15 @@ impl Inputs {
         let upstream_file = path(&mut s, "upstream-file");
         let state_dir = path(&mut s, "state-dir");
         let nginx_pid_file = path(&mut s, "nginx-pid-file");
+        let switch_mode = s.choice(
+            "switch-mode",
+            "reload",
+            &[
+                ("reload", SwitchMode::Reload),
+                ("nftables", SwitchMode::Nftables),
+            ],
+        );
+        let service_port = s.parse("service-port", "3000", parse_port);
         let docker_args = s.parse("docker-args", "", |raw| {
             shell_words::split(raw)
                 .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
@@ -391,6 +401,8 @@ impl Inputs {
             health_timeout_secs: health_timeout.expect("validated"),
             healthy_threshold: healthy_threshold.expect("validated"),
             upstream_file,
+            switch_mode: switch_mode.expect("validated"),
+            service_port: service_port.expect("validated"),
             test_cmd,
             reload_cmd,
             nginx_pid_file: nginx_pid_file.unwrap_or_else(|| PathBuf::from("/run/nginx.pid")),

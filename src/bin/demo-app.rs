@@ -3,7 +3,7 @@
 //! `GET /health` answers JSON with its status, slot and version; every other path answers
 //! with its version. Behaviour a deploy must cope with can be switched on by flags or
 //! environment: start unhealthy, become healthy after a delay, answer 500s, answer slowly,
-//! exit after N requests. On SIGTERM it stops accepting, finishes the requests in flight,
+//! exit after N requests. A request can ask to be slow with `?delay_ms=N`. On SIGTERM it stops accepting, finishes the requests in flight,
 //! closes idle keep-alive connections, and exits 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -279,6 +279,20 @@ fn read_request(app: &App, reader: &mut BufReader<TcpStream>) -> std::io::Result
     Ok(Some(Request { path, keep_alive }))
 }
 
+/// The delay a request asks for with `?delay_ms=N` (at most 10 s), for load tests that need
+/// slow requests in flight.
+fn requested_delay(path: &str) -> Duration {
+    let ms = path
+        .split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("delay_ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_millis(ms.min(10_000))
+}
+
 /// Status line, content type and body for a request.
 fn answer(app: &App, request: &Request) -> (&'static str, &'static str, String) {
     let cfg = &app.config;
@@ -301,8 +315,9 @@ fn answer(app: &App, request: &Request) -> (&'static str, &'static str, String) 
         });
         return (code, "application/json", format!("{body}\n"));
     }
-    if !cfg.delay.is_zero() {
-        std::thread::sleep(cfg.delay);
+    let delay = cfg.delay + requested_delay(&request.path);
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
     }
     let n = app.non_health_requests.fetch_add(1, Ordering::SeqCst) + 1;
     // Request n fails when the running count of failures due grows at n: an even spread.

@@ -14,8 +14,9 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::exec::CommandLine;
 use crate::input::{AppName, HttpUrl, SlotPorts, SwitchTarget, Version, parse_port, parse_seconds};
+use crate::nft::NftSwitch;
 use crate::state::StateStore;
-use crate::switch::{LockPolicy, SwitchRequest};
+use crate::switch::{LockPolicy, SwitchMode, SwitchRequest};
 use crate::upstream::Template;
 use clap::Args;
 
@@ -126,6 +127,15 @@ pub struct SwitchArgs {
     #[arg(long, default_value = "10", value_parser = parse_seconds, value_name = "DURATION")]
     pub verify_timeout: Duration,
 
+    /// How traffic moves: reload (rewrite the upstream, reload nginx) or nftables (a DNAT
+    /// rule from --service-port to the slot; nginx is never reloaded).
+    #[arg(long, value_enum, default_value_t = SwitchMode::Reload)]
+    pub mode: SwitchMode,
+
+    /// The fixed loopback port nginx proxies to in nftables mode.
+    #[arg(long, default_value = "3000", value_parser = parse_port, value_name = "PORT")]
+    pub service_port: u16,
+
     /// How long to wait when another switch holds the app's lock (0: fail at once).
     #[arg(long, default_value = "0", value_parser = parse_seconds, value_name = "DURATION")]
     pub lock_timeout: Duration,
@@ -159,7 +169,12 @@ impl SwitchParts<'_> {
             target,
             ports: self.ports.ports()?,
             upstream_file: self.nginx.upstream_file(self.app),
-            template: Template::load(self.switch.template.as_deref())?,
+            nft: (self.switch.mode == SwitchMode::Nftables)
+                .then(|| NftSwitch::new(self.app, self.switch.service_port)),
+            template: Template::load(
+                self.switch.template.as_deref(),
+                self.switch.mode == SwitchMode::Nftables,
+            )?,
             test_cmd: self.nginx.test_cmd()?,
             reload_cmd: CommandLine::parse(&self.switch.reload_cmd, "--reload-cmd")?,
             nginx_pid_file: self.switch.nginx_pid_file.clone(),

@@ -7,9 +7,11 @@ use std::time::Duration;
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs};
 use crate::error::Result;
 use crate::exec::CommandLine;
-use crate::input::{HostPort, parse_seconds};
+use crate::input::{HostPort, parse_port, parse_seconds};
+use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
+use crate::switch::SwitchMode;
 use crate::validate::{ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\
@@ -52,6 +54,14 @@ pub struct Cli {
     #[arg(long, default_value = "3", value_parser = parse_seconds, value_name = "DURATION")]
     tcp_timeout: Duration,
 
+    /// The switch mode the deploys use; nftables mode checks that nft answers.
+    #[arg(long, value_enum, default_value_t = SwitchMode::Reload)]
+    mode: SwitchMode,
+
+    /// The service port of the nftables mode.
+    #[arg(long, default_value = "3000", value_parser = parse_port, value_name = "PORT")]
+    service_port: u16,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -69,6 +79,8 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         ports: cli.ports.ports()?,
         tcp: cli.tcp.clone(),
         tcp_timeout: cli.tcp_timeout,
+        nft: (cli.mode == SwitchMode::Nftables)
+            .then(|| NftSwitch::new(&cli.app.app, cli.service_port)),
     };
     Ok(request.run())
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    SecondDocker, Site, SlackRecorder, Sshd, current_user, demo_image, free_port, http_get,
+    NftTable, SecondDocker, Site, SlackRecorder, Sshd, current_user, demo_image, free_port,
+    http_get,
 };
 
 /// One throwaway target host: sshd, nginx, Docker, a unique app name.
@@ -751,4 +752,57 @@ fn a_tampered_release_archive_is_refused() {
         "{:?}",
         payloads[0]
     );
+}
+
+#[test]
+fn the_nftables_switch_mode_keeps_client_connections_open() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-nft");
+    let _table = NftTable::of_app(&t.app);
+    let service_port = free_port().to_string();
+    let inputs = |version: &'static str| {
+        vec![
+            ("IMAGE", image.as_str()),
+            ("VERSION", version),
+            ("SWITCH_MODE", "nftables"),
+            ("SERVICE_PORT", service_port.as_str()),
+        ]
+    };
+    assert_result(&t.run(&inputs("n1")), "deployed");
+    let mut conn =
+        BufReader::new(std::net::TcpStream::connect(("127.0.0.1", t.site.nginx.port)).unwrap());
+    let mut ask = || {
+        conn.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            conn.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap();
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).unwrap();
+        String::from_utf8(body).unwrap()
+    };
+    assert_eq!(ask().trim(), "demo-app n1 (blue)");
+    assert_result(&t.run(&inputs("n2")), "deployed");
+    assert_eq!(
+        ask().trim(),
+        "demo-app n2 (green)",
+        "the same client connection reaches the new slot"
+    );
+    assert_eq!(t.live(), ("green".into(), "n2".into()));
 }

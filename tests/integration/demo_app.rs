@@ -65,3 +65,12 @@ fn sigterm_finishes_in_flight_requests_then_exits() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn a_request_can_ask_to_be_slow() {
+    let demo = Demo::start(free_port(), "blue", "v1", &[]);
+    let started = Instant::now();
+    let (status, _, _) = http_get(&format!("http://127.0.0.1:{}/work?delay_ms=300", demo.port));
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}

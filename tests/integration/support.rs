@@ -697,3 +697,21 @@ impl Drop for SecondDocker {
             .status();
     }
 }
+
+/// The nftables table of an app's switch, removed when dropped.
+pub struct NftTable(String);
+
+impl NftTable {
+    /// The table switch-traffic uses for `app`.
+    pub fn of_app(app: &str) -> NftTable {
+        NftTable(format!("bluegreen_{}", app.replace('-', "_")))
+    }
+}
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.0])
+            .status();
+    }
+}

@@ -317,3 +317,89 @@ fn bad_input_is_refused_before_anything_changes() {
     }
     assert!(!site.state_dir.exists());
 }
+
+/// One request on an open keep-alive connection: (status line, slot header).
+fn keepalive_get(conn: &mut std::io::BufReader<std::net::TcpStream>) -> (String, String) {
+    use std::io::{BufRead, Read, Write};
+    conn.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut status = String::new();
+    conn.read_line(&mut status).unwrap();
+    let (mut length, mut slot) = (0, String::new());
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if let Some(v) = lower.strip_prefix("x-bluegreen-slot:") {
+            slot = v.trim().to_owned();
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).unwrap();
+    (status.trim().to_owned(), slot)
+}
+
+#[test]
+fn nftables_mode_switches_without_reloading_nginx() {
+    let app = format!("nft-{}", crate::support::free_port());
+    let site = Site::adopting(&app);
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    let _table = crate::support::NftTable::of_app(&app);
+    let service_port = crate::support::free_port().to_string();
+    let mut args = site.switch_args();
+    args[1] = app.clone();
+    args.extend(["--mode", "nftables", "--service-port", &service_port].map(String::from));
+    let switch = |to: &str| {
+        let mut all = args.clone();
+        all.extend(["--to", to, "--json"].map(String::from));
+        run(SWITCH_TRAFFIC, &all)
+    };
+
+    // The first switch points nginx at the service port (one reload).
+    let first = switch("blue");
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(upstream_text(&site).contains(&format!("server 127.0.0.1:{service_port};")));
+    assert_eq!(site.served_slot(), "blue");
+    let include = upstream_text(&site);
+    let master: u32 = std::fs::read_to_string(site.nginx.pid_file())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let workers = bluegreen::nginx::children(master);
+    let mut conn = std::io::BufReader::new(
+        std::net::TcpStream::connect(("127.0.0.1", site.nginx.port)).unwrap(),
+    );
+    assert_eq!(keepalive_get(&mut conn).1, "blue");
+
+    // Later switches move only the rule: no reload, and open client connections live on.
+    let second = switch("green");
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second.json()["workers_restarted"], false);
+    assert_eq!(second.json()["verified_slot"], true);
+    assert_eq!(site.served_slot(), "green");
+    assert_eq!(upstream_text(&site), include, "the include did not change");
+    assert_eq!(
+        bluegreen::nginx::children(master),
+        workers,
+        "nginx was not reloaded"
+    );
+    let (status, slot) = keepalive_get(&mut conn);
+    assert_eq!(
+        (status.as_str(), slot.as_str()),
+        ("HTTP/1.1 200 OK", "green")
+    );
+
+    let back = switch("previous");
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(keepalive_get(&mut conn).1, "blue");
+    assert_eq!(site.state()["active"], "blue");
+}
