@@ -76,6 +76,10 @@ struct RunArgs {
     /// Where to write the records.
     #[arg(long)]
     out: String,
+    /// Stop early once this file exists (the benchmark creates it when its deploys are
+    /// done); --duration stays the upper bound.
+    #[arg(long)]
+    until_file: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +163,12 @@ fn run(args: &RunArgs) {
     let start = Instant::now();
     let start_epoch = epoch_ms();
     for n in 0..total {
+        if n % 50 == 0
+            && let Some(file) = &args.until_file
+            && std::path::Path::new(file).exists()
+        {
+            break;
+        }
         let offset = interval * n as u32;
         let due = start + offset;
         let now = Instant::now();

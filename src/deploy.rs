@@ -32,6 +32,11 @@ use crate::validate::{CheckStatus, ValidateRequest};
 
 /// How long one runtime command (docker run, compose up, the user's command) may take.
 const RUNTIME_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+/// First wait between health probes of a standby.
+const STANDBY_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Longest wait between health probes of a standby: bounds how late a ready standby is
+/// noticed.
+const STANDBY_POLL_MAX_INTERVAL: Duration = Duration::from_millis(200);
 /// How many history lines `status` reports.
 const STATUS_HISTORY_LINES: usize = 10;
 
@@ -690,8 +695,9 @@ impl<'a> Deployer<'a> {
                 url: plan.health_url(slot),
                 timeout: Duration::from_secs(plan.health_timeout_secs),
                 healthy_threshold: plan.healthy_threshold,
-                interval: Duration::from_millis(200),
-                max_interval: Duration::from_secs(2),
+                // Loopback probes are cheap: poll often so a ready standby is noticed fast.
+                interval: STANDBY_POLL_INTERVAL,
+                max_interval: STANDBY_POLL_MAX_INTERVAL,
                 request_timeout: Duration::from_secs(5),
                 criteria: HealthCriteria::new(StatusSet::default(), false),
             };
@@ -705,8 +711,11 @@ impl<'a> Deployer<'a> {
                 Ok((
                     (),
                     format!(
-                        "{} healthy {} times in a row after {} ms",
-                        report.url, report.consecutive_healthy, report.elapsed_ms
+                        "{} healthy {} times in a row after {} ms (first healthy after {} ms)",
+                        report.url,
+                        report.consecutive_healthy,
+                        report.elapsed_ms,
+                        report.first_healthy_ms.unwrap_or(report.elapsed_ms)
                     ),
                 ))
             } else {
