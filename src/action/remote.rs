@@ -181,16 +181,20 @@ impl Remote {
         cmd
     }
 
-    /// Runs `argv` on the host with `stdin` fed to it; its output, whatever its status.
-    pub async fn output(&self, argv: &[&str], stdin: &[u8]) -> Result<Output> {
-        let mut child = self
-            .command(argv)
+    /// Starts `argv` on the host with stdin, stdout and stderr piped.
+    async fn spawn_piped(&self, argv: &[&str]) -> Result<openssh::Child<&Session>> {
+        self.command(argv)
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
             .stderr(openssh::Stdio::piped())
             .spawn()
             .await
-            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))
+    }
+
+    /// Runs `argv` on the host with `stdin` fed to it; its output, whatever its status.
+    pub async fn output(&self, argv: &[&str], stdin: &[u8]) -> Result<Output> {
+        let mut child = self.spawn_piped(argv).await?;
         let mut input = child.stdin().take().expect("stdin is piped");
         let feed = async {
             let result = input.write_all(stdin).await;
@@ -233,14 +237,7 @@ impl Remote {
         stdin: &[u8],
         mut on_line: impl FnMut(&str),
     ) -> Result<(Option<i32>, String)> {
-        let mut child = self
-            .command(argv)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let mut child = self.spawn_piped(argv).await?;
         let mut input = child.stdin().take().expect("stdin is piped");
         input
             .write_all(stdin)
@@ -278,14 +275,7 @@ impl Remote {
                 argv: shell_words::join(local),
                 source,
             })?;
-        let mut child = self
-            .command(argv)
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
+        let mut child = self.spawn_piped(argv).await?;
         let mut remote_in = child.stdin().take().expect("stdin is piped");
         let mut local_out = producer.stdout.take().expect("stdout is piped");
         let copied = tokio::io::copy(&mut local_out, &mut remote_in).await;

@@ -2,8 +2,6 @@
 //! inputs only through env, bash everywhere) and that its defaults are the ones the
 //! orchestrator applies to an empty input.
 
-use std::collections::HashMap;
-
 use bluegreen::action::inputs::{Inputs, env_name};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -75,18 +73,8 @@ fn every_input_is_passed_to_the_orchestrator() {
 
 #[test]
 fn action_defaults_match_what_an_empty_input_means() {
-    let mut base: HashMap<String, String> = [
-        ("host", "203.0.113.7"),
-        ("username", "deploy"),
-        ("ssh-key", "KEY"),
-        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
-        ("app", "shop"),
-        ("image", "ghcr.io/acme/shop:1"),
-        ("version", "v1"),
-    ]
-    .iter()
-    .map(|(k, v)| (env_name(k), v.to_string()))
-    .collect();
+    let mut base = crate::support::valid_env();
+    base.insert(env_name("version"), "v1".into());
     let empty = Inputs::from_env(&base).unwrap();
     for (name, input) in entries(&action()["inputs"]) {
         let Some(default) = input["default"].as_str() else {

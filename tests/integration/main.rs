@@ -8,6 +8,7 @@ mod demo_app;
 mod faults;
 mod health_check;
 mod monitor;
+mod properties;
 mod support;
 mod switch_traffic;
 mod validate;

@@ -715,3 +715,18 @@ impl Drop for NftTable {
             .status();
     }
 }
+
+/// The smallest set of action inputs (as INPUT_* variables) that validates.
+pub fn valid_env() -> std::collections::HashMap<String, String> {
+    [
+        ("host", "203.0.113.7"),
+        ("username", "deploy"),
+        ("ssh-key", "KEY"),
+        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
+        ("app", "shop"),
+        ("image", "ghcr.io/acme/shop:1"),
+    ]
+    .iter()
+    .map(|(k, v)| (bluegreen::action::inputs::env_name(k), v.to_string()))
+    .collect()
+}

@@ -2,13 +2,13 @@
 //! lines, the deploy plan a host receives, and the action's inputs. Random and truncated
 //! input must never panic and must always give an error that says something.
 
-use std::collections::HashMap;
-
 use bluegreen::action::inputs::{Inputs, env_name};
 use bluegreen::deploy::DeployPlan;
 use bluegreen::input::{AppName, Slot, SlotPorts};
 use bluegreen::state::{HistoryEvent, State};
 use proptest::prelude::*;
+
+use crate::support::valid_env;
 
 fn app() -> AppName {
     "shop".parse().unwrap()
@@ -24,20 +24,6 @@ fn valid_state() -> String {
 
 fn valid_history_line() -> String {
     r#"{"ts":"2026-11-23T10:00:00Z","event":"switch","app":"shop","from":"blue","to":"green","version":"v2","pid":42}"#.into()
-}
-
-fn valid_env() -> HashMap<String, String> {
-    [
-        ("host", "203.0.113.7"),
-        ("username", "deploy"),
-        ("ssh-key", "KEY"),
-        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
-        ("app", "shop"),
-        ("image", "ghcr.io/acme/shop:1"),
-    ]
-    .iter()
-    .map(|(k, v)| (env_name(k), v.to_string()))
-    .collect()
 }
 
 const INPUTS: &[&str] = &[
