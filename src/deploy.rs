@@ -52,6 +52,17 @@ pub enum Operation {
     Status,
 }
 
+impl Operation {
+    /// The operation's name, as the action's `command` input spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Deploy => "deploy",
+            Operation::Rollback => "rollback",
+            Operation::Status => "status",
+        }
+    }
+}
+
 /// What happens to the old slot after a successful deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -1,15 +1,20 @@
 //! bluegreen: zero-downtime blue-green deploys of a Docker app behind nginx.
 //!
-//! This library holds the logic of the host-side helpers; each binary in `src/bin/` only
-//! parses arguments, calls in here, and maps the outcome to an exit code.
+//! This library holds the logic of the host-side helpers and of the action's orchestrator;
+//! each binary in `src/bin/` only parses arguments, calls in here, and maps the outcome to an
+//! exit code.
 //!
 //! Layout:
+//! - [`action`]: the orchestrator `action.yml` runs on the runner (inputs, SSH, shipping the
+//!   helper, relaying events, outputs, job summary, Slack).
+//! - [`deploy`]: one deploy, rollback or status on a host, phase by phase (`bluegreen deploy`).
 //! - [`input`]: validated input types (app names, ports, durations, URLs).
 //! - [`error`]: the one error type and the exit codes.
 //! - [`exec`]: running external programs as argv vectors, with timeouts.
 //! - [`fsutil`], [`state`], [`lock`]: crash-safe files, `state.json` and `history.jsonl`,
 //!   the per-app lock.
-//! - [`upstream`], [`nginx`]: rendering the upstream include, confirming reloads.
+//! - [`upstream`], [`nginx`], [`nft`]: rendering the upstream include, confirming reloads,
+//!   the nftables switch mode.
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
 //! - [`switch`], [`validate`]: the switch with its undo path, the preflight checks.
 //! - [`runtime`], [`sys`]: Docker command builders, host facts from the kernel.

@@ -374,8 +374,7 @@ impl Inputs {
         }
         let purpose = format!(
             "{} {} by {} ({})",
-            env.get("INPUT_COMMAND")
-                .map_or("deploy", |c| if c.is_empty() { "deploy" } else { c }),
+            operation.map_or("deploy", Operation::as_str),
             version.as_ref().map_or("", Version::as_str),
             env.get("GITHUB_ACTOR").map_or("someone", String::as_str),
             run_url(env).unwrap_or_else(|| "a local run".into())

@@ -101,7 +101,7 @@ pub fn main() -> ExitCode {
     drop(credentials);
     let report = RunReport {
         app: inputs.plan.app.to_string(),
-        command: command_name(&inputs),
+        command: inputs.plan.operation.as_str().to_owned(),
         version: inputs.plan.version.as_str().to_owned(),
         hosts,
         duration: started.elapsed(),
@@ -115,15 +115,6 @@ pub fn main() -> ExitCode {
         inputs.slack_webhook.as_deref(),
         inputs.notify_on,
     )
-}
-
-fn command_name(inputs: &Inputs) -> String {
-    match inputs.plan.operation {
-        Operation::Deploy => "deploy",
-        Operation::Rollback => "rollback",
-        Operation::Status => "status",
-    }
-    .to_owned()
 }
 
 /// Reports a run that stopped before any host: outputs, summary, and Slack when the
