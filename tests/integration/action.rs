@@ -34,6 +34,11 @@ impl ActRun {
 }
 
 impl Target {
+    /// The directory the action takes its binaries from.
+    pub(crate) fn bin_dir(&self) -> &Path {
+        self.bin_dir.path()
+    }
+
     pub(crate) fn new(app: &str) -> Target {
         let app = format!("{app}-{}", free_port());
         let site = Site::adopting(&app);

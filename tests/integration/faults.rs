@@ -1,5 +1,6 @@
-//! Faults and hostile input against the real action, sshd, nginx and Docker: our processes
-//! killed with SIGKILL at each phase boundary, a dropped SSH connection, a broken nginx
+//! Faults and hostile input against the real action, sshd, nginx and Docker: the host-side
+//! run killed with SIGKILL at each phase boundary, the orchestrator killed, a dropped SSH
+//! connection, a broken nginx
 //! config, a squatted port, a Slack endpoint that refuses, fails or hangs, two deploys at
 //! once, shell metacharacters in every string that reaches the host, a host printing
 //! workflow commands, and secrets in logs.
@@ -183,6 +184,50 @@ fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
     });
     assert_result(&run, "failed");
     // The host finishes on its own; wait for it to let go of the lock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lock_holder(&t).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let again = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
+    let result = again.output("result").to_owned();
+    assert!(
+        result == "deployed" || result == "unchanged",
+        "{result}: {}",
+        again.log
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    let (_, bad) = traffic.finish();
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+#[test]
+fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
+    let image = demo_image("slow", &[("DEMO_READY_AFTER", "2000")]);
+    let t = Target::new("e2e-killrunner");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    let traffic = Traffic::start(t.site.nginx.url("/"));
+    let orchestrator = t.bin_dir().join("bluegreen-action");
+    let run = std::thread::scope(|s| {
+        let deploy = s.spawn(|| t.run(&[("IMAGE", &image), ("VERSION", "v2")]));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !t.container_running("green") && Instant::now() < deadline && !deploy.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The runner side dies mid-deploy: the orchestrator this test's act run started.
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.starts_with(orchestrator.as_os_str().as_encoded_bytes()) {
+                let pid: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: the orchestrator process of this test's own run.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed += 1;
+            }
+        }
+        assert_eq!(killed, 1, "the orchestrator was not found");
+        deploy.join().unwrap()
+    });
+    assert_eq!(run.output("outcome"), "failure", "{}", run.log);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lock_holder(&t).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
