@@ -1,9 +1,8 @@
 //! Faults and hostile input against the real action, sshd, nginx and Docker: the host-side
 //! run killed with SIGKILL at each phase boundary, the orchestrator killed, a dropped SSH
-//! connection, a broken nginx
-//! config, a squatted port, a Slack endpoint that refuses, fails or hangs, two deploys at
-//! once, shell metacharacters in every string that reaches the host, a host printing
-//! workflow commands, and secrets in logs.
+//! connection, a broken nginx config, a squatted port, a Slack endpoint that refuses, fails
+//! or hangs, two deploys at once, shell metacharacters in every string that reaches the host,
+//! a host printing workflow commands, and secrets in logs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
