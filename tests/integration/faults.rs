@@ -162,10 +162,12 @@ fn sigkill_during_the_watch() {
     kill_at(Point::DuringMonitor);
 }
 
-#[test]
-fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
+/// Deploys v1, then v2 and calls `interrupt` once the v2 standby runs; checks that the
+/// interrupted run failed, that nginx answered throughout, and that a rerun converges on
+/// v2 once the host-side run, which finishes on its own, has let go of the lock.
+fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> ActRun {
     let image = demo_image("slow", &[("DEMO_READY_AFTER", "2000")]);
-    let t = Target::new("e2e-drop");
+    let t = Target::new(label);
     assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
     let traffic = Traffic::start(t.site.nginx.url("/"));
     let run = std::thread::scope(|s| {
@@ -174,56 +176,7 @@ fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
         while !t.container_running("green") && Instant::now() < deadline && !deploy.is_finished() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        // End sshd's session processes: the connection drops mid-deploy.
-        for pid in bluegreen::nginx::children(t.sshd.pid()) {
-            // SAFETY: children of the sshd this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        deploy.join().unwrap()
-    });
-    assert_result(&run, "failed");
-    // The host finishes on its own; wait for it to let go of the lock.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lock_holder(&t).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let again = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
-    let result = again.output("result").to_owned();
-    assert!(
-        result == "deployed" || result == "unchanged",
-        "{result}: {}",
-        again.log
-    );
-    assert_eq!(t.live(), ("green".into(), "v2".into()));
-    let (_, bad) = traffic.finish();
-    assert!(bad.is_empty(), "{bad:?}");
-}
-
-#[test]
-fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
-    let image = demo_image("slow", &[("DEMO_READY_AFTER", "2000")]);
-    let t = Target::new("e2e-killrunner");
-    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
-    let traffic = Traffic::start(t.site.nginx.url("/"));
-    let orchestrator = t.bin_dir().join("bluegreen-action");
-    let run = std::thread::scope(|s| {
-        let deploy = s.spawn(|| t.run(&[("IMAGE", &image), ("VERSION", "v2")]));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !t.container_running("green") && Instant::now() < deadline && !deploy.is_finished() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // The runner side dies mid-deploy: the orchestrator this test's act run started.
-        let mut killed = 0;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if cmdline.starts_with(orchestrator.as_os_str().as_encoded_bytes()) {
-                let pid: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
-                // SAFETY: the orchestrator process of this test's own run.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                killed += 1;
-            }
-        }
-        assert_eq!(killed, 1, "the orchestrator was not found");
+        interrupt(&t);
         deploy.join().unwrap()
     });
     assert_eq!(run.output("outcome"), "failure", "{}", run.log);
@@ -241,6 +194,39 @@ fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
     assert_eq!(t.live(), ("green".into(), "v2".into()));
     let (_, bad) = traffic.finish();
     assert!(bad.is_empty(), "{bad:?}");
+    run
+}
+
+#[test]
+fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
+    let run = interrupt_mid_deploy("e2e-drop", |t| {
+        // End sshd's session processes: the connection drops mid-deploy.
+        for pid in bluegreen::nginx::children(t.sshd.pid()) {
+            // SAFETY: children of the sshd this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    // The orchestrator survives a dropped connection and reports it.
+    assert_result(&run, "failed");
+}
+
+#[test]
+fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
+    interrupt_mid_deploy("e2e-killrunner", |t| {
+        // The runner side dies mid-deploy: the orchestrator this test's act run started.
+        let orchestrator = t.bin_dir().join("bluegreen-action");
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.starts_with(orchestrator.as_os_str().as_encoded_bytes()) {
+                let pid: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: the orchestrator process of this test's own run.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed += 1;
+            }
+        }
+        assert_eq!(killed, 1, "the orchestrator was not found");
+    });
 }
 
 #[test]
