@@ -811,3 +811,25 @@ fn the_nftables_switch_mode_keeps_client_connections_open() {
     );
     assert_eq!(t.live(), ("green".into(), "n2".into()));
 }
+
+#[test]
+fn insecure_mode_connects_without_known_hosts_and_says_so() {
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-insecure");
+    let run = t.run_with(
+        &[
+            ("IMAGE", &image),
+            ("VERSION", "i1"),
+            ("INSECURE_SKIP_HOST_KEY_CHECK", "true"),
+        ],
+        "ignored in insecure mode",
+        &[],
+    );
+    assert_result(&run, "deployed");
+    assert!(
+        run.log.contains("host's identity is not verified"),
+        "{}",
+        run.log
+    );
+    assert_eq!(t.live(), ("blue".into(), "i1".into()));
+}
