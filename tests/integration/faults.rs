@@ -80,6 +80,20 @@ fn reached(t: &Target, point: Point) -> bool {
     }
 }
 
+/// Reruns the v2 deploy after an interrupted one: it must converge on v2 (deploying it, or
+/// finding it already live) with no manual cleanup. Returns the rerun.
+fn rerun_converges(t: &Target, image: &str) -> ActRun {
+    let again = t.run(&[("IMAGE", image), ("VERSION", "v2")]);
+    let result = again.output("result").to_owned();
+    assert!(
+        result == "deployed" || result == "unchanged",
+        "{result}: {}",
+        again.log
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    again
+}
+
 /// Deploys v1, then deploys v2 and SIGKILLs the host-side run at `point`; checks nginx
 /// kept answering throughout and that a rerun converges on v2 without manual cleanup.
 fn kill_at(point: Point) {
@@ -118,14 +132,7 @@ fn kill_at(point: Point) {
     let (status, _, _) = http_get(&t.site.nginx.url("/"));
     assert_eq!(status, 200);
 
-    let again = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
-    let result = again.output("result").to_owned();
-    assert!(
-        result == "deployed" || result == "unchanged",
-        "{result}: {}",
-        again.log
-    );
-    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    let again = rerun_converges(&t, &image);
     let state = std::fs::read_to_string(t.state_dir().join("state.json")).unwrap();
     assert!(state.contains("\"active\": \"green\""), "{state}");
     if matches!(point, Point::AfterUpstreamWritten) {
@@ -184,14 +191,7 @@ fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> ActRun {
     while lock_holder(&t).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let again = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
-    let result = again.output("result").to_owned();
-    assert!(
-        result == "deployed" || result == "unchanged",
-        "{result}: {}",
-        again.log
-    );
-    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    rerun_converges(&t, &image);
     let (_, bad) = traffic.finish();
     assert!(bad.is_empty(), "{bad:?}");
     run
