@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::error::{Error, Result};
@@ -20,6 +20,9 @@ use super::inputs::Host;
 /// Longest path of a directory that can hold the SSH control socket: a Unix socket path
 /// must fit in 108 bytes, and the socket's own name under it takes about 50.
 const MAX_CONTROL_DIR_LEN: usize = 56;
+
+/// How long the SSH master connection stays up with no command using it.
+const MASTER_IDLE_SECONDS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(60).unwrap();
 
 /// The key and known_hosts files, in a private directory removed on drop, and the private
 /// directory of the SSH control socket.
@@ -145,6 +148,9 @@ impl Remote {
             })
             .config_file(&options.credentials.config)
             .control_directory(options.credentials.control_dir())
+            // A killed orchestrator cannot close the connection: with nothing using it, the
+            // master connection closes itself after a minute instead of lingering.
+            .control_persist(ControlPersist::IdleFor(MASTER_IDLE_SECONDS))
             .connect_timeout(Duration::from_secs(20))
             .server_alive_interval(Duration::from_secs(15));
         if let Some(jump) = options.proxy_jump {

@@ -172,7 +172,7 @@ fn sigkill_during_the_watch() {
 /// Deploys v1, then v2 and calls `interrupt` once the v2 standby runs; checks that the
 /// interrupted run failed, that nginx answered throughout, and that a rerun converges on
 /// v2 once the host-side run, which finishes on its own, has let go of the lock.
-fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> ActRun {
+fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> (Target, ActRun) {
     let image = demo_image("slow", &[("DEMO_READY_AFTER", "2000")]);
     let t = Target::new(label);
     assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
@@ -194,12 +194,12 @@ fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> ActRun {
     rerun_converges(&t, &image);
     let (_, bad) = traffic.finish();
     assert!(bad.is_empty(), "{bad:?}");
-    run
+    (t, run)
 }
 
 #[test]
 fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
-    let run = interrupt_mid_deploy("e2e-drop", |t| {
+    let (_target, run) = interrupt_mid_deploy("e2e-drop", |t| {
         // End sshd's session processes: the connection drops mid-deploy.
         for pid in bluegreen::nginx::children(t.sshd.pid()) {
             // SAFETY: children of the sshd this test started.
@@ -212,7 +212,7 @@ fn a_dropped_ssh_connection_leaves_a_healthy_site_and_a_rerun_converges() {
 
 #[test]
 fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
-    interrupt_mid_deploy("e2e-killrunner", |t| {
+    let (t, _) = interrupt_mid_deploy("e2e-killrunner", |t| {
         // The runner side dies mid-deploy: the orchestrator this test's act run started.
         let orchestrator = t.bin_dir().join("bluegreen-action");
         let mut killed = 0;
@@ -227,6 +227,24 @@ fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
         }
         assert_eq!(killed, 1, "the orchestrator was not found");
     });
+    // Nobody is left to close the killed run's SSH master connection: it closes itself once
+    // idle for a minute (the host-side run, which it carried, has ended by now).
+    let master = format!("-p {} ", t.sshd.port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let lingering = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.starts_with("ssh ") && cmdline.contains(" -M ") && cmdline.contains(&master)
+        })
+    };
+    while lingering() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        !lingering(),
+        "the SSH master connection of the killed run is still up"
+    );
 }
 
 #[test]
