@@ -8,7 +8,13 @@
 //!
 //! `loadgen run` writes one line per request (`due_epoch_ms,latency_ms,outcome`, the outcome
 //! an HTTP status or `connect`, `reset`, `timeout`, `protocol`); `loadgen report` summarises
-//! such a file per time window.
+//! such a file per time window; `loadgen marks` turns the orchestrator's time-stamped job log
+//! into the spans of its phases; `loadgen chart` draws requests, failures, latency and phases
+//! as an SVG chart.
+
+mod chart;
+mod records;
+mod windows;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -31,6 +37,11 @@ enum Command {
     Run(RunArgs),
     /// Summarise recorded requests per time window.
     Report(ReportArgs),
+    /// Print the phases of a job log whose lines start with the epoch time in microseconds,
+    /// as marks (`start_ms,end_ms,label`).
+    Marks(MarksArgs),
+    /// Draw recorded requests and marked phases as an SVG chart.
+    Chart(ChartArgs),
 }
 
 /// How connections are used.
@@ -92,6 +103,36 @@ struct ReportArgs {
     windows: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct MarksArgs {
+    /// The time-stamped job log.
+    #[arg(long)]
+    log: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ChartArgs {
+    /// The records written by `run`.
+    #[arg(long)]
+    records: String,
+    /// Marks (`start_ms,end_ms,label` per line).
+    #[arg(long)]
+    marks: String,
+    /// The chart's title.
+    #[arg(long)]
+    title: String,
+    /// Width of one time bucket, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    bucket_ms: u128,
+    /// Where to write the SVG.
+    #[arg(long)]
+    out: String,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
 fn epoch_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,7 +150,22 @@ struct Job {
 fn main() {
     match Cli::parse().command {
         Command::Run(args) => run(&args),
-        Command::Report(args) => report(&args),
+        Command::Report(args) => windows::report(&read(&args.records), &args.windows),
+        Command::Marks(args) => {
+            for m in records::marks_from_log(&read(&args.log)) {
+                println!("{},{},{}", m.start_ms, m.end_ms, m.label);
+            }
+        }
+        Command::Chart(args) => {
+            let svg = chart::render(
+                &records::parse_records(&read(&args.records)),
+                &records::parse_marks(&read(&args.marks)),
+                &args.title,
+                args.bucket_ms,
+            );
+            std::fs::write(&args.out, svg)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", args.out));
+        }
     }
 }
 
@@ -307,100 +363,4 @@ fn classify(e: &std::io::Error) -> String {
         _ => "protocol",
     }
     .into()
-}
-
-/// What one window saw.
-#[derive(Debug, Default)]
-struct Summary {
-    requests: u64,
-    non_2xx: u64,
-    connect: u64,
-    reset: u64,
-    timeout: u64,
-    other: u64,
-    latencies: Vec<f64>,
-    successes_at: Vec<u128>,
-}
-
-fn report(args: &ReportArgs) {
-    let text = std::fs::read_to_string(&args.records).expect("records readable");
-    let mut windows: Vec<(String, u128, u128, Summary)> = args
-        .windows
-        .iter()
-        .map(|w| {
-            let mut parts = w.split(':');
-            let label = parts.next().expect("window label").to_owned();
-            let start = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .expect("window start");
-            let end = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .expect("window end");
-            (label, start, end, Summary::default())
-        })
-        .collect();
-    for line in text.lines() {
-        let mut fields = line.split(',');
-        let (Some(due), Some(latency), Some(outcome)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let (Ok(due), Ok(latency)) = (due.parse::<u128>(), latency.parse::<f64>()) else {
-            continue;
-        };
-        for (_, _, _, s) in windows
-            .iter_mut()
-            .filter(|(_, s, e, _)| (*s..*e).contains(&due))
-        {
-            s.requests += 1;
-            s.latencies.push(latency);
-            match outcome.parse::<u16>() {
-                Ok(200..=299) => s.successes_at.push(due + latency as u128),
-                Ok(_) => s.non_2xx += 1,
-                Err(_) => match outcome {
-                    "connect" => s.connect += 1,
-                    "reset" => s.reset += 1,
-                    "timeout" => s.timeout += 1,
-                    _ => s.other += 1,
-                },
-            }
-        }
-    }
-    println!(
-        "window,requests,failed,non_2xx,connect,reset,timeout,other,longest_gap_ms,p50_ms,p99_ms"
-    );
-    for (label, start, end, mut s) in windows {
-        s.latencies.sort_by(f64::total_cmp);
-        s.successes_at.sort_unstable();
-        let pct = |p: f64| {
-            if s.latencies.is_empty() {
-                0.0
-            } else {
-                let rank = ((p / 100.0) * s.latencies.len() as f64).ceil() as usize;
-                s.latencies[rank.clamp(1, s.latencies.len()) - 1]
-            }
-        };
-        let mut gap = 0u128;
-        let mut last = start;
-        for &t in &s.successes_at {
-            gap = gap.max(t.saturating_sub(last));
-            last = t;
-        }
-        gap = gap.max(end.saturating_sub(last));
-        let failed = s.non_2xx + s.connect + s.reset + s.timeout + s.other;
-        println!(
-            "{label},{},{failed},{},{},{},{},{},{gap},{:.1},{:.1}",
-            s.requests,
-            s.non_2xx,
-            s.connect,
-            s.reset,
-            s.timeout,
-            s.other,
-            pct(50.0),
-            pct(99.0)
-        );
-    }
 }
