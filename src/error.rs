@@ -140,32 +140,107 @@ impl Error {
 
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
+        self.kind().exit_code()
+    }
+
+    /// Which kind of error this is: travels with the message across the SSH boundary and
+    /// into `--json` output.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidInput { .. } | Error::Template { .. } => EXIT_BAD_INPUT,
-            Error::SwitchFailed { .. } | Error::CheckFailed(_) => EXIT_CHECK_FAILED,
-            Error::Io { .. }
-            | Error::Spawn { .. }
-            | Error::CommandFailed { .. }
-            | Error::CommandTimedOut { .. }
-            | Error::LockHeld { .. }
-            | Error::Remote { .. } => EXIT_ENVIRONMENT,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Spawn { .. } => ErrorKind::Spawn,
+            Error::CommandFailed { .. } => ErrorKind::CommandFailed,
+            Error::CommandTimedOut { .. } => ErrorKind::CommandTimedOut,
+            Error::LockHeld { .. } => ErrorKind::LockHeld,
+            Error::Template { .. } => ErrorKind::Template,
+            Error::SwitchFailed { .. } => ErrorKind::SwitchFailed,
+            Error::CheckFailed(_) => ErrorKind::CheckFailed,
+            Error::Remote { .. } => ErrorKind::Remote,
+        }
+    }
+}
+
+/// The kind of an [`Error`], without its details: what a result carries across the SSH
+/// boundary (with the message) and what decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// A value given by the user is not acceptable.
+    InvalidInput,
+    /// A file system operation failed.
+    Io,
+    /// A program could not be started.
+    Spawn,
+    /// A program exited unsuccessfully.
+    CommandFailed,
+    /// A program did not finish in time.
+    CommandTimedOut,
+    /// Another process holds the app lock.
+    LockHeld,
+    /// A template could not be rendered.
+    Template,
+    /// A switch was attempted and undone.
+    SwitchFailed,
+    /// A check ran and failed.
+    CheckFailed,
+    /// Talking to a host over SSH failed.
+    Remote,
+}
+
+impl ErrorKind {
+    /// The documented exit code of errors of this kind.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::InvalidInput | ErrorKind::Template => EXIT_BAD_INPUT,
+            ErrorKind::SwitchFailed | ErrorKind::CheckFailed => EXIT_CHECK_FAILED,
+            ErrorKind::Io
+            | ErrorKind::Spawn
+            | ErrorKind::CommandFailed
+            | ErrorKind::CommandTimedOut
+            | ErrorKind::LockHeld
+            | ErrorKind::Remote => EXIT_ENVIRONMENT,
         }
     }
 
-    /// A short machine-readable name of the variant, used in `--json` output.
-    pub fn kind(&self) -> &'static str {
+    /// The kind's name, as `--json` output spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::InvalidInput { .. } => "invalid-input",
-            Error::Io { .. } => "io",
-            Error::Spawn { .. } => "spawn",
-            Error::CommandFailed { .. } => "command-failed",
-            Error::CommandTimedOut { .. } => "command-timed-out",
-            Error::LockHeld { .. } => "lock-held",
-            Error::Template { .. } => "template",
-            Error::SwitchFailed { .. } => "switch-failed",
-            Error::CheckFailed(_) => "check-failed",
-            Error::Remote { .. } => "remote",
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Io => "io",
+            ErrorKind::Spawn => "spawn",
+            ErrorKind::CommandFailed => "command-failed",
+            ErrorKind::CommandTimedOut => "command-timed-out",
+            ErrorKind::LockHeld => "lock-held",
+            ErrorKind::Template => "template",
+            ErrorKind::SwitchFailed => "switch-failed",
+            ErrorKind::CheckFailed => "check-failed",
+            ErrorKind::Remote => "remote",
         }
+    }
+}
+
+/// An error as a run reports it: its kind and its message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunError {
+    /// What kind of error (decides the exit code).
+    pub kind: ErrorKind,
+    /// The whole message.
+    pub message: String,
+}
+
+impl From<&Error> for RunError {
+    fn from(e: &Error) -> Self {
+        RunError {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -15,8 +15,11 @@ use crate::error::{Error, Result};
 /// How many bytes of a command's stderr an error keeps.
 const STDERR_EXCERPT_BYTES: usize = 2000;
 
-/// A program and its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A program and its arguments. In JSON (a deploy plan) it is its words, `["nginx", "-t"]`,
+/// read back through the same check as a parsed command (not empty); variables added with
+/// [`CommandLine::with_env`] belong to commands built on the host and are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct CommandLine {
     argv: Vec<String>,
     env: Vec<(String, String)>,
@@ -125,6 +128,23 @@ impl CommandLine {
     }
 }
 
+impl TryFrom<Vec<String>> for CommandLine {
+    type Error = Error;
+
+    fn try_from(argv: Vec<String>) -> Result<Self> {
+        if argv.first().is_none_or(|program| program.is_empty()) {
+            return Err(Error::invalid("command", "the command is empty"));
+        }
+        Ok(CommandLine::new(argv))
+    }
+}
+
+impl From<CommandLine> for Vec<String> {
+    fn from(cmd: CommandLine) -> Vec<String> {
+        cmd.argv
+    }
+}
+
 impl fmt::Display for CommandLine {
     /// The words joined with shell quoting where needed, for messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -198,15 +218,19 @@ fn collect(output: mpsc::Receiver<String>) -> String {
         .unwrap_or_default()
 }
 
+/// The longest pause between two looks at a running command: how late its end may be
+/// noticed (a deploy runs a dozen commands in a row, so this adds up).
+const WAIT_POLL_MAX: Duration = Duration::from_millis(2);
+
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_micros(250);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
             Ok(None) if Instant::now() < deadline => {
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(25));
+                pause = (pause * 2).min(WAIT_POLL_MAX);
             }
             _ => {
                 let _ = child.kill();
@@ -229,6 +253,16 @@ mod tests {
         assert_eq!(c.argv, ["echo", "$(id);ls"]);
         assert!(CommandLine::parse("", "--x").is_err());
         assert!(CommandLine::parse("echo 'unterminated", "--x").is_err());
+    }
+
+    #[test]
+    fn json_is_the_words_and_an_empty_command_is_refused() {
+        let c = CommandLine::parse("nginx -s reload", "--x").unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"["nginx","-s","reload"]"#);
+        assert_eq!(serde_json::from_str::<CommandLine>(&json).unwrap(), c);
+        assert!(serde_json::from_str::<CommandLine>("[]").is_err());
+        assert!(serde_json::from_str::<CommandLine>(r#"[""]"#).is_err());
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::http::{Probe, Prober};
 use crate::input::{HttpUrl, StatusSet};
 use crate::progress::Progress;
 
+/// In plain output, the longest time between two progress lines while the answer stays
+/// the same.
+const PLAIN_LINE_EVERY: Duration = Duration::from_secs(1);
+
 /// Body `status` values accepted as healthy.
 const HEALTHY_BODY_STATUSES: [&str; 4] = ["healthy", "ok", "up", "pass"];
 
@@ -149,6 +153,8 @@ impl HealthCheck {
             last_answer: None,
             last_problem: None,
         };
+        let mut last_said: Option<(bool, Option<String>)> = None;
+        let mut next_plain_line = Duration::ZERO;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let probe = prober.get(&self.url, self.request_timeout.min(remaining));
@@ -177,7 +183,14 @@ impl HealthCheck {
                 elapsed.as_secs_f64()
             );
             if progress.is_plain() {
-                progress.line(&line);
+                // A line for the first answer and every change of answer, else one a
+                // second: a fast poll must not flood a log.
+                let answer = (verdict.is_ok(), report.last_problem.clone());
+                if last_said.as_ref() != Some(&answer) || elapsed >= next_plain_line {
+                    progress.line(&line);
+                    last_said = Some(answer);
+                    next_plain_line = elapsed + PLAIN_LINE_EVERY;
+                }
             } else {
                 progress.update(elapsed.as_millis() as u64, &line);
             }
@@ -244,6 +257,51 @@ mod tests {
             elapsed_ms: 0,
         };
         assert_eq!(c.judge(&failed).unwrap_err(), "connection failed: refused");
+    }
+
+    #[test]
+    fn a_fast_poll_says_each_change_and_otherwise_one_line_a_second() {
+        use std::io::{Read, Write};
+        // Answers 503 for 600 ms, then 200.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let status = if started.elapsed() < Duration::from_millis(600) {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        let lines = std::sync::Mutex::new(Vec::new());
+        let sink = |line: &str| lines.lock().unwrap().push(line.to_owned());
+        let report = HealthCheck {
+            url: format!("http://127.0.0.1:{port}/health").parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            healthy_threshold: 2,
+            interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(1),
+            criteria: HealthCriteria::new(StatusSet::default(), false),
+        }
+        .run(&Progress::lines(&sink));
+        assert!(report.healthy);
+        assert!(report.attempts > 20, "{}", report.attempts);
+        let lines = lines.into_inner().unwrap();
+        // The first 503 and the first 200, and at most one line a second besides, for
+        // about thirty attempts.
+        assert!((2..=4).contains(&lines.len()), "{lines:#?}");
+        assert!(
+            lines[0].contains("unhealthy") && lines.iter().any(|l| l.contains("healthy, HTTP 200"))
+        );
     }
 
     #[test]

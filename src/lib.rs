@@ -7,21 +7,27 @@
 //! Layout:
 //! - [`action`]: the orchestrator `action.yml` runs on the runner (inputs, SSH, shipping the
 //!   helper, relaying events, outputs, job summary, Slack).
-//! - [`deploy`]: one deploy, rollback or status on a host, phase by phase (`bluegreen deploy`).
-//! - [`input`]: validated input types (app names, ports, durations, URLs).
+//! - [`deploy`]: one deploy, rollback or status on a host, phase by phase (`bluegreen deploy`):
+//!   the plan, the engine and its operations, and [`deploy::Host`], the one interface through
+//!   which the engine acts on the host.
+//! - [`config`]: every default, shared by the action's inputs, the helpers and the plan.
+//! - [`input`]: validated input types (app names, ports, durations, URLs, paths).
 //! - [`error`]: the one error type and the exit codes.
 //! - [`exec`]: running external programs as argv vectors, with timeouts.
 //! - [`fsutil`], [`state`], [`lock`]: crash-safe files, `state.json` and `history.jsonl`,
 //!   the per-app lock.
-//! - [`upstream`], [`nginx`], [`nft`]: rendering the upstream include, confirming reloads,
-//!   the nftables switch mode.
+//! - [`upstream`], [`nginx`], [`nft`], [`boot`]: rendering the upstream include, confirming
+//!   reloads, the nftables switch mode and what restores it at boot.
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
-//! - [`switch`], [`validate`]: the switch with its undo path, the preflight checks.
-//! - [`runtime`], [`sys`]: Docker command builders, host facts from the kernel.
+//! - [`switch`], [`validate`]: the switch (its configuration, intent, and undo path), the
+//!   preflight checks.
+//! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
 
 pub mod action;
+pub mod boot;
 pub mod cli;
+pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod exec;

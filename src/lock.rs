@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::state::now_rfc3339;
 
+/// How often a waiting run says who holds the lock.
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// Who holds a lock, as written by the holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockHolder {
@@ -37,6 +40,18 @@ impl AppLock {
     /// Takes the lock in `state_dir` for `app`, waiting up to `timeout` (zero: fail at once)
     /// while another process holds it.
     pub fn acquire(state_dir: &Path, app: &str, purpose: &str, timeout: Duration) -> Result<Self> {
+        AppLock::acquire_reporting(state_dir, app, purpose, timeout, |_| {})
+    }
+
+    /// Like [`AppLock::acquire`], telling `report` every few seconds while it waits who holds
+    /// the lock and how long it has waited.
+    pub fn acquire_reporting(
+        state_dir: &Path,
+        app: &str,
+        purpose: &str,
+        timeout: Duration,
+        report: impl Fn(&str),
+    ) -> Result<Self> {
         let path = state_dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -46,16 +61,31 @@ impl AppLock {
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
         let started = Instant::now();
+        let mut next_report = Duration::ZERO;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
-                    if started.elapsed() >= timeout {
+                    let waited = started.elapsed();
+                    if waited >= timeout {
                         return Err(Error::LockHeld {
                             app: app.to_owned(),
                             holder: read_holder(&mut file),
                             waited: timeout,
                         });
+                    }
+                    if waited >= next_report {
+                        let held = Error::LockHeld {
+                            app: app.to_owned(),
+                            holder: read_holder(&mut file),
+                            waited: Duration::ZERO,
+                        };
+                        report(&format!(
+                            "{held}; waited {} of {}",
+                            humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                            humantime::format_duration(timeout)
+                        ));
+                        next_report += WAIT_REPORT_EVERY;
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -119,6 +149,29 @@ mod tests {
         assert!(err.to_string().contains("\"first\""), "{err}");
         drop(first);
         AppLock::acquire(dir.path(), "shop", "third", Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_waiting_run_says_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = AppLock::acquire(dir.path(), "shop", "deploy v1", Duration::ZERO).unwrap();
+        let said = std::cell::RefCell::new(Vec::new());
+        let err = AppLock::acquire_reporting(
+            dir.path(),
+            "shop",
+            "deploy v2",
+            Duration::from_millis(300),
+            |line| said.borrow_mut().push(line.to_owned()),
+        )
+        .unwrap_err();
+        let said = said.into_inner();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains("\"deploy v1\"") && said[0].contains("waited 0s of 300ms"),
+            "{}",
+            said[0]
+        );
+        assert!(err.to_string().contains("waited 300ms"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::http::Prober;
 use crate::input::{HttpUrl, Slot, StatusSet, SwitchTarget};
 use crate::progress::Progress;
-use crate::switch::SwitchRequest;
+use crate::switch::{Intent, SwitchRequest};
 
 /// How often a plain-text progress line is printed.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -189,8 +189,8 @@ pub struct MonitorOutcome {
 }
 
 impl Monitor {
-    /// Watches the URL; if the watch fails and `rollback` is given, switches back to the
-    /// previous slot. The rollback only happens while the slot that was active when the
+    /// Watches the URL; if the watch fails and `rollback` is given (its intent is replaced),
+    /// switches back to the previous slot. The rollback only happens while the slot that was active when the
     /// watch began is still active, and is refused up front when no previous slot exists.
     pub fn run_with_rollback(
         &self,
@@ -200,10 +200,11 @@ impl Monitor {
         let rollback = match rollback {
             None => None,
             Some(mut request) => {
-                let loaded =
-                    request
-                        .store
-                        .load(&request.app, &request.upstream_file, request.ports)?;
+                let loaded = request.store.load(
+                    &request.app,
+                    request.config.upstream_file.as_path(),
+                    request.ports,
+                )?;
                 let (Some(active), Some(_)) = (loaded.state.active, loaded.state.previous) else {
                     return Err(Error::invalid(
                         "--rollback-on-fail",
@@ -213,16 +214,16 @@ impl Monitor {
                         ),
                     ));
                 };
-                request.target = SwitchTarget::Previous;
-                request.only_if_active = Some(active);
-                request.event = "rollback";
+                request.intent = Intent::back(active, SwitchTarget::Previous);
                 Some(request)
             }
         };
         let report = self.run(progress);
         let rollback = match rollback {
             Some(mut request) if !report.passed => {
-                request.reason = Some(format!("monitor failed: {}", report.reasons.join("; ")));
+                request.intent = request
+                    .intent
+                    .because(format!("monitor failed: {}", report.reasons.join("; ")));
                 progress.line(&format!(
                     "monitor failed: {}; rolling back",
                     report.reasons.join("; ")

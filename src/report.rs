@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::boot::RestoreReport;
 use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::health::HealthReport;
 use crate::monitor::MonitorOutcome;
@@ -146,6 +147,11 @@ impl Report for SwitchReport {
             return out;
         }
         let mut confirmed = Vec::new();
+        if self.kernel_confirmed {
+            confirmed.push(
+                "the kernel (the nftables rule read back, a new connection reached the slot)",
+            );
+        }
         if self.workers_restarted {
             confirmed.push("new nginx workers");
         }
@@ -153,11 +159,12 @@ impl Report for SwitchReport {
             confirmed.push("verify URL answered from the new slot");
         }
         format!(
-            "switched {} from {from} to {} (port {}, version {}) in {}; confirmed by {}\n",
+            "switched {} from {from} to {} (port {}, version {}, {} mode) in {}; confirmed by {}\n",
             self.app,
             self.to,
             self.port,
             self.version.as_deref().unwrap_or("unknown"),
+            self.mode,
             seconds(self.elapsed_ms),
             confirmed.join(" and ")
         )
@@ -211,5 +218,15 @@ impl Report for MonitorOutcome {
             None => {}
         }
         out
+    }
+}
+
+impl Report for RestoreReport {
+    fn passed(&self) -> bool {
+        true
+    }
+
+    fn human(&self) -> String {
+        format!("restore {}: {}\n", self.app, self.detail)
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil::{append_line, read_optional, write_atomic};
 use crate::input::{AppName, Slot, SlotPorts};
+use crate::switch::SwitchMode;
 use crate::upstream;
 
 /// The format number written into `state.json`; a file with another number is not trusted.
@@ -70,6 +71,12 @@ pub struct State {
     pub switched_at: Option<String>,
     /// Per-slot port and version.
     pub slots: Slots,
+    /// How the last switch moved traffic: what a restore at boot re-creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_mode: Option<SwitchMode>,
+    /// The service port nginx proxies to in nftables mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
 }
 
 impl State {
@@ -82,6 +89,8 @@ impl State {
             previous: None,
             switched_at: None,
             slots: Slots::default(),
+            switch_mode: None,
+            service_port: None,
         }
     }
 
@@ -112,6 +121,14 @@ impl State {
             record.image = Some(i.to_owned());
         }
         next
+    }
+
+    /// The same state, recording that traffic is switched by `mode` (on `service_port` in
+    /// nftables mode).
+    pub fn switched_by(mut self, mode: SwitchMode, service_port: u16) -> State {
+        self.switch_mode = Some(mode);
+        self.service_port = (mode == SwitchMode::Nftables).then_some(service_port);
+        self
     }
 
     /// Parses and checks `state.json` content for `app`.
@@ -219,11 +236,6 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// The default state directory of `app`: `/var/lib/bluegreen/APP`.
-    pub fn default_dir(app: &AppName) -> PathBuf {
-        Path::new("/var/lib/bluegreen").join(app.as_str())
-    }
-
     /// A store rooted at `dir` (not created until something is written).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StateStore { dir: dir.into() }

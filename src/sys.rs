@@ -1,8 +1,9 @@
 //! Small facts about the host read from the kernel: free disk space, write permission,
-//! whether a TCP port is free and which process listens on it.
+//! whether a TCP port is free and which process listens on it, and which local port a new
+//! loopback connection really reached (through any NAT rule).
 
 use std::ffi::CString;
-use std::io;
+use std::io::{self, Read};
 use std::net::TcpListener;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,57 @@ pub fn port_owner(port: u16) -> Option<String> {
     None
 }
 
+/// Opens a new connection to 127.0.0.1:`port` and returns the local port of the socket that
+/// accepted it, looked up in the kernel's table of connections: after a DNAT rule, the port
+/// the connection was really sent to. The connection comes from a random loopback address
+/// of its own (127.x.y.z), so the accepting socket is the one whose peer is exactly that
+/// address and port: no other connection can be taken for it. It is closed again at once.
+pub fn loopback_destination(port: u16, timeout: std::time::Duration) -> io::Result<u16> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let mut random = [0u8; 3];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let source = std::net::Ipv4Addr::new(127, random[0], random[1], random[2].clamp(2, 254));
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SockAddr::from(std::net::SocketAddrV4::new(source, 0)))?;
+    let target = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+    socket.connect_timeout(&SockAddr::from(target), timeout)?;
+    let ours = socket
+        .local_addr()?
+        .as_socket_ipv4()
+        .ok_or_else(|| io::Error::other("not an IPv4 socket"))?;
+    // The accepting side is in the table once the handshake is done; a few tries cover a
+    // reader racing the kernel.
+    for _ in 0..20 {
+        let table = std::fs::read_to_string("/proc/net/tcp")?;
+        if let Some(found) = accepted_port(&table, ours) {
+            return Ok(found);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no socket in /proc/net/tcp accepted the connection from {ours}"),
+    ))
+}
+
+/// The local port of the established (or half-open) socket whose peer is `peer`, in a
+/// `/proc/net/tcp` table.
+fn accepted_port(table: &str, peer: std::net::SocketAddrV4) -> Option<u16> {
+    // The kernel writes an address as the hex of its bytes in memory order (little-endian
+    // here), then the port in hex.
+    let ip = u32::from_le_bytes(peer.ip().octets());
+    let peer = format!("{ip:08X}:{:04X}", peer.port());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+        // 01 established, 03 SYN received: a TIME_WAIT entry of an earlier connection is not it.
+        if *remote != peer || !matches!(*state, "01" | "03") {
+            return None;
+        }
+        u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()
+    })
+}
+
 /// Socket inodes of listeners on `port` in a `/proc/net/tcp`-format table.
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let want = format!(":{port:04X}");
@@ -125,6 +177,33 @@ mod tests {
    1: 0100007F:0BBA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1\n\
    2: 0100007F:0BB9 0100007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 333 1\n";
         assert_eq!(listening_inodes(table, 3001), ["111"]);
+    }
+
+    #[test]
+    fn a_loopback_connection_is_traced_to_the_port_that_accepted_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let found = loopback_destination(port, std::time::Duration::from_secs(2)).unwrap();
+        assert_eq!(found, port);
+        let peer = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 9, 8, 7), 0xC350);
+        let table = "  sl  local_address rem_address   st\n\
+   0: 0100007F:0BB9 0708097F:C350 06 0 0 0 0 0 1 1\n\
+   1: 0100007F:0BBB 0100007F:C350 01 0 0 0 0 0 1 1\n\
+   2: 0100007F:0BBA 0708097F:C350 01 0 0 0 0 0 1 1\n";
+        assert_eq!(
+            accepted_port(table, peer),
+            Some(3002),
+            "not the TIME_WAIT entry, not another peer"
+        );
+        assert_eq!(
+            accepted_port(
+                table,
+                std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(127, 1, 1, 1), 1)
+            ),
+            None
+        );
+        drop(listener);
+        assert!(loopback_destination(port, std::time::Duration::from_secs(1)).is_err());
     }
 
     #[test]

@@ -56,28 +56,29 @@ pub struct Template {
 }
 
 impl Template {
-    /// The user's template at `path`, or the built-in one of the switch mode.
-    pub fn load(path: Option<&Path>, nftables: bool) -> Result<Template> {
-        match path {
-            None => Ok(Template {
-                name: "built-in".into(),
-                source: if nftables {
-                    NFTABLES_TEMPLATE
-                } else {
-                    DEFAULT_TEMPLATE
-                }
-                .into(),
-            }),
-            Some(p) => {
-                let source = std::fs::read_to_string(p).map_err(|e| {
-                    Error::invalid("--template", format!("cannot read {}: {e}", p.display()))
-                })?;
-                Ok(Template {
-                    name: p.display().to_string(),
-                    source,
-                })
+    /// The built-in template of the switch mode (nftables mode: constant, on the service
+    /// port).
+    pub fn builtin(nftables: bool) -> Template {
+        Template {
+            name: "built-in".into(),
+            source: if nftables {
+                NFTABLES_TEMPLATE
+            } else {
+                DEFAULT_TEMPLATE
             }
+            .into(),
         }
+    }
+
+    /// The user's template at `path`.
+    pub fn from_file(path: &Path) -> Result<Template> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            Error::invalid("--template", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Ok(Template {
+            name: path.display().to_string(),
+            source,
+        })
     }
 
     /// Renders the template with `ctx`. Unknown variables are errors.
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn default_template_renders_the_upstream_named_after_the_app() {
         let ctx = UpstreamContext::new(&app(), Slot::Green, ports(), Some("v2"));
-        let text = Template::load(None, false).unwrap().render(&ctx).unwrap();
+        let text = Template::builtin(false).render(&ctx).unwrap();
         assert!(
             text.contains("upstream shop {\n    server 127.0.0.1:3002;\n}"),
             "{text}"
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_nftables_template_does_not_change_between_switches() {
-        let t = Template::load(None, true).unwrap();
+        let t = Template::builtin(true);
         let mut blue = UpstreamContext::new(&app(), Slot::Blue, ports(), Some("v1"));
         let mut green = UpstreamContext::new(&app(), Slot::Green, ports(), Some("v2"));
         blue.port = 3000;
@@ -209,7 +210,7 @@ mod tests {
         let path = dir.path().join("t.j2");
         std::fs::write(&path, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }").unwrap();
         let ctx = UpstreamContext::new(&app(), Slot::Blue, ports(), None);
-        let err = Template::load(Some(&path), false)
+        let err = Template::from_file(&path)
             .unwrap()
             .render(&ctx)
             .unwrap_err();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::boot::BootPath;
 use crate::exec::CommandLine;
 use crate::fsutil::{parent_dir, read_optional};
 use crate::input::{AppName, HostPort, Slot, SlotPorts};
@@ -31,6 +32,17 @@ pub enum CheckStatus {
     Warn,
     /// Blocks a deploy.
     Fail,
+}
+
+impl CheckStatus {
+    /// The verdict as a word: pass, warn or fail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "fail",
+        }
+    }
 }
 
 /// One check's name, verdict and explanation.
@@ -86,6 +98,8 @@ pub struct ValidateRequest {
     pub tcp_timeout: Duration,
     /// The nftables switch, when that is the switch mode.
     pub nft: Option<NftSwitch>,
+    /// The boot path of the nftables switch, when that is the switch mode.
+    pub boot: Option<BootPath>,
 }
 
 /// All results, and which slot a deploy would use.
@@ -104,31 +118,71 @@ pub struct ValidateReport {
 impl ValidateRequest {
     /// Runs every check.
     pub fn run(&self) -> ValidateReport {
-        let mut checks = vec![
+        // The groups are independent and mostly wait on other programs: run them side by
+        // side, report them in this fixed order.
+        let (mut groups, (state_checks, standby)) = std::thread::scope(|s| {
+            let groups = [
+                s.spawn(|| self.nginx_checks()),
+                s.spawn(|| self.docker_checks()),
+                s.spawn(|| self.nft_checks()),
+                s.spawn(|| self.tcp_checks()),
+            ];
+            let state = self.state_checks();
+            let groups: Vec<Vec<CheckResult>> = groups
+                .into_iter()
+                .map(|g| g.join().expect("a check does not panic"))
+                .collect();
+            (groups, state)
+        });
+        let tcp = groups.pop().expect("four groups");
+        let (standby_port, state) = state_checks;
+        let mut checks: Vec<CheckResult> = groups.concat();
+        checks.push(standby_port);
+        checks.extend(tcp);
+        checks.push(state);
+        ValidateReport {
+            passed: checks.iter().all(|c| c.status != CheckStatus::Fail),
+            app: self.app.to_string(),
+            standby,
+            checks,
+        }
+    }
+
+    fn nginx_checks(&self) -> Vec<CheckResult> {
+        vec![
             CheckResult::from_result("nginx", self.check_nginx()),
             CheckResult::from_result("upstream-dir", self.check_upstream_dir()),
             CheckResult::from_result(
                 "disk state-dir",
                 self.check_disk(&sys::existing_ancestor(self.store.dir())),
             ),
-        ];
-        if self.runtime.uses_docker() {
-            let docker = self.check_docker();
-            match &docker {
-                Ok(root) => {
-                    checks.push(CheckResult::new(
-                        "docker",
-                        CheckStatus::Pass,
-                        format!("daemon answers (data root {})", root.display()),
-                    ));
-                    checks.push(self.check_docker_disk(root));
-                }
-                Err(why) => checks.push(CheckResult::new("docker", CheckStatus::Fail, why)),
-            }
-            if self.runtime == Runtime::Compose {
-                checks.push(CheckResult::from_result("compose", self.check_compose()));
-            }
+        ]
+    }
+
+    fn docker_checks(&self) -> Vec<CheckResult> {
+        let mut checks = Vec::new();
+        if !self.runtime.uses_docker() {
+            return checks;
         }
+        match self.check_docker() {
+            Ok(root) => {
+                checks.push(CheckResult::new(
+                    "docker",
+                    CheckStatus::Pass,
+                    format!("daemon answers (data root {})", root.display()),
+                ));
+                checks.push(self.check_docker_disk(&root));
+            }
+            Err(why) => checks.push(CheckResult::new("docker", CheckStatus::Fail, why)),
+        }
+        if self.runtime == Runtime::Compose {
+            checks.push(CheckResult::from_result("compose", self.check_compose()));
+        }
+        checks
+    }
+
+    fn nft_checks(&self) -> Vec<CheckResult> {
+        let mut checks = Vec::new();
         if let Some(nft) = &self.nft {
             checks.push(CheckResult::from_result(
                 "nftables",
@@ -146,21 +200,38 @@ impl ValidateRequest {
                     .map_err(|e| format!("nftables cannot be used: {e}")),
             ));
         }
+        if let Some(boot) = &self.boot {
+            checks.push(match boot.missing() {
+                None => CheckResult::new(
+                    "boot-path",
+                    CheckStatus::Pass,
+                    format!("{} restores the rule at boot", boot.unit_name()),
+                ),
+                Some(what) => CheckResult::new(
+                    "boot-path",
+                    CheckStatus::Warn,
+                    format!(
+                        "{what}: after a reboot nginx would proxy to the service port with no rule until the next deploy; a successful nftables deploy installs it (needs write access to {})",
+                        boot.unit_dir.display()
+                    ),
+                ),
+            });
+        }
+        checks
+    }
+
+    fn tcp_checks(&self) -> Vec<CheckResult> {
+        self.tcp
+            .iter()
+            .map(|dep| CheckResult::from_result(format!("tcp {dep}"), self.check_tcp(dep)))
+            .collect()
+    }
+
+    /// The standby-port and state checks, and the standby slot.
+    fn state_checks(&self) -> ((CheckResult, CheckResult), Slot) {
         let (state_check, standby, standby_version) = self.check_state();
-        checks.push(self.check_standby_port(standby, standby_version.as_deref()));
-        for dep in &self.tcp {
-            checks.push(CheckResult::from_result(
-                format!("tcp {dep}"),
-                self.check_tcp(dep),
-            ));
-        }
-        checks.push(state_check);
-        ValidateReport {
-            passed: checks.iter().all(|c| c.status != CheckStatus::Fail),
-            app: self.app.to_string(),
-            standby,
-            checks,
-        }
+        let port = self.check_standby_port(standby, standby_version.as_deref());
+        ((port, state_check), standby)
     }
 
     fn check_nginx(&self) -> Result<String, String> {

@@ -8,29 +8,38 @@
 //! when asked. A failed notification never changes the result.
 //!
 //! - [`inputs`]: reading and validating the inputs.
-//! - [`remote`]: credentials and the SSH connection.
-//! - [`ship`]: getting the helper onto a host.
+//! - [`remote`]: credentials and the SSH connection; [`proxy`]: its TCP leg.
+//! - [`ship`]: getting the helper (and, with `image-transfer: ssh`, the image) onto a host.
+//! - `relay`: the host's event stream into the job log.
 //! - [`github`]: workflow commands (groups, annotations, masks, stop-commands).
-//! - [`report`]: outputs, job summary, Slack.
+//! - [`report`]: outputs, Slack; `summary`: the job summary.
 
 pub mod github;
 pub mod inputs;
+pub mod proxy;
+mod relay;
 pub mod remote;
 pub mod report;
 pub mod ship;
+mod summary;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::deploy::{DeployResult, Event, Operation, Outcome, Phase};
-use crate::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK, Error};
+use crate::deploy::{DeployResult, Operation, Outcome, Phase, PhaseRecord};
+use crate::error::{
+    EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK, Error, ErrorKind, RunError,
+};
+use crate::input::HostPort;
 
 use github::JobLog;
-use inputs::{Host, ImageTransfer, Inputs, NotifyOn, env_name};
+use inputs::{ImageTransfer, Inputs, Known, NotifyOn, env_name};
+use relay::Relay;
 use remote::{ConnectOptions, Credentials, Remote};
 use report::{GithubContext, HostReport, RunReport};
+use ship::{Helpers, Need};
 
 /// Runs the action with the process environment; returns the step's exit code.
 pub fn main() -> ExitCode {
@@ -45,7 +54,16 @@ pub fn main() -> ExitCode {
     let github = GithubContext::from_env(&env);
     let inputs = match Inputs::from_env(&env) {
         Ok(i) => i,
-        Err(e) => return fail_early(&env, &log, &github, started, &e, EXIT_BAD_INPUT),
+        Err(bad) => {
+            return fail_early(
+                &log,
+                &github,
+                started,
+                &bad.known,
+                &bad.error,
+                EXIT_BAD_INPUT,
+            );
+        }
     };
     let helpers: Vec<PathBuf> = env
         .get("BLUEGREEN_HELPERS")
@@ -56,12 +74,13 @@ pub fn main() -> ExitCode {
                 .collect()
         })
         .unwrap_or_default();
+    let environment_error =
+        |e: &Error| fail_early(&log, &github, started, &inputs.known(), e, EXIT_ENVIRONMENT);
     if helpers.is_empty() || !helpers.iter().all(|p| p.is_file()) {
-        let e = Error::invalid(
+        return environment_error(&Error::invalid(
             "BLUEGREEN_HELPERS",
             "the host helper binaries (a :-separated list of files) are not set or missing",
-        );
-        return fail_early(&env, &log, &github, started, &e, EXIT_ENVIRONMENT);
+        ));
     }
     if inputs.insecure_skip_host_key_check {
         log.warning("insecure-skip-host-key-check is on: the host's identity is not verified");
@@ -75,17 +94,30 @@ pub fn main() -> ExitCode {
     } else {
         inputs.known_hosts.as_str()
     };
-    let credentials = match Credentials::write(&base, &inputs.ssh_key, known_hosts) {
-        Ok(c) => c,
-        Err(e) => return fail_early(&env, &log, &github, started, &e, EXIT_ENVIRONMENT),
+    // A bastion makes ssh run its own hop; otherwise the TCP leg is this program's relay.
+    let proxy = match (&inputs.proxy_jump, std::env::current_exe()) {
+        (None, Ok(program)) => Some(remote::tcp_proxy_command(&program)),
+        _ => None,
     };
+    let credentials =
+        match Credentials::write(&base, &inputs.ssh_key, known_hosts, proxy.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return environment_error(&e),
+        };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
     let mut hosts = Vec::new();
     for host in &inputs.hosts {
-        let report = runtime.block_on(run_host(host, &inputs, &credentials, &helpers, &log));
+        let report = runtime.block_on(run_host(
+            host,
+            &inputs,
+            &credentials,
+            &helpers,
+            &log,
+            started,
+        ));
         let stop = report.outcome() == Outcome::Failed
             || (report.outcome() == Outcome::RolledBack
                 && inputs.plan.operation != Operation::Rollback);
@@ -108,7 +140,6 @@ pub fn main() -> ExitCode {
         early_error: None,
     };
     finish(
-        &env,
         &log,
         &github,
         &report,
@@ -118,43 +149,48 @@ pub fn main() -> ExitCode {
 }
 
 /// Reports a run that stopped before any host: outputs, summary, and Slack when the
-/// webhook input itself is usable.
+/// webhook input itself is usable. Only validated values are reported.
 fn fail_early(
-    env: &HashMap<String, String>,
     log: &JobLog,
     github: &GithubContext,
     started: Instant,
+    known: &Known,
     error: &Error,
     code: u8,
 ) -> ExitCode {
     log.error(&error.to_string());
     let report = RunReport {
-        app: env.get(&env_name("app")).cloned().unwrap_or_default(),
-        command: env
-            .get(&env_name("command"))
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .unwrap_or_else(|| "deploy".into()),
-        version: env.get(&env_name("version")).cloned().unwrap_or_default(),
+        app: known
+            .app
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        command: known
+            .operation
+            .unwrap_or(Operation::Deploy)
+            .as_str()
+            .to_owned(),
+        version: known
+            .version
+            .as_ref()
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default(),
         hosts: Vec::new(),
         duration: started.elapsed(),
         early_error: Some(error.to_string()),
     };
-    let webhook = env
-        .get(&env_name("slack-webhook"))
-        .map(|w| w.trim())
-        .filter(|w| w.parse::<crate::input::HttpUrl>().is_ok());
-    let notify = match env.get(&env_name("notify-on")).map(String::as_str) {
-        Some("never") => NotifyOn::Never,
-        _ => NotifyOn::Failure,
-    };
-    finish(env, log, github, &report, webhook, notify);
+    finish(
+        log,
+        github,
+        &report,
+        known.slack_webhook.as_deref(),
+        known.notify_on.unwrap_or(NotifyOn::Failure),
+    );
     ExitCode::from(code)
 }
 
 /// Writes outputs and summary, notifies, and maps the outcome to the exit code.
 fn finish(
-    env: &HashMap<String, String>,
     log: &JobLog,
     github: &GithubContext,
     report: &RunReport,
@@ -162,14 +198,14 @@ fn finish(
     notify_on: NotifyOn,
 ) -> ExitCode {
     let outcome = report.outcome();
-    if let Some(path) = env.get("GITHUB_OUTPUT")
-        && let Err(e) = report::write_outputs(Path::new(path), &report.outputs())
+    if let Some(path) = &github.output_file
+        && let Err(e) = report::write_outputs(path, &report.outputs())
     {
         log.warning(&format!("could not write outputs: {e}"));
     }
     match report.summary() {
         Ok(text) => {
-            if let Some(path) = env.get("GITHUB_STEP_SUMMARY") {
+            if let Some(path) = &github.summary_file {
                 let written = std::fs::OpenOptions::new()
                     .append(true)
                     .create(true)
@@ -210,13 +246,16 @@ fn finish(
     })
 }
 
-/// Runs one runner-side phase inside a log group, recording it.
+/// Runs one runner-side phase inside a log group, recording it with its start relative to
+/// `run_started`.
 async fn runner_phase<T>(
     log: &JobLog,
-    phases: &mut Vec<(String, bool, u64, String)>,
-    name: &str,
+    phases: &mut Vec<PhaseRecord>,
+    phase: Phase,
+    run_started: Instant,
     body: impl std::future::Future<Output = Result<(T, String), Error>>,
 ) -> Result<T, Error> {
+    let name = phase.as_str();
     log.group(name);
     let started = Instant::now();
     let outcome = body.await;
@@ -233,17 +272,24 @@ async fn runner_phase<T>(
     if !ok {
         log.error(&format!("{name} failed: {detail}"));
     }
-    phases.push((name.to_owned(), ok, ms, detail));
+    phases.push(PhaseRecord {
+        phase,
+        ok,
+        start_ms: started.duration_since(run_started).as_millis() as u64,
+        ms,
+        detail,
+    });
     outcome.map(|(v, _)| v)
 }
 
 /// Deploys to one host; never fails, the report says what happened.
 async fn run_host(
-    host: &Host,
+    host: &HostPort,
     inputs: &Inputs,
     credentials: &Credentials,
     helpers: &[PathBuf],
     log: &JobLog,
+    run_started: Instant,
 ) -> HostReport {
     let mut phases = Vec::new();
     let options = ConnectOptions {
@@ -253,21 +299,21 @@ async fn run_host(
         proxy_jump: inputs.proxy_jump.as_deref(),
     };
     let failed = |phases, error: Error| HostReport {
-        host: host.name.clone(),
+        host: host.host.clone(),
         result: DeployResult {
             result: Some(Outcome::Failed),
-            error: Some(error.to_string()),
+            error: Some(RunError::from(&error)),
             ..Default::default()
         },
         runner_phases: phases,
     };
-    let connect = runner_phase(log, &mut phases, "connect", async {
+    let connect = runner_phase(log, &mut phases, Phase::Connect, run_started, async {
         let remote = Remote::connect(host, &options).await?;
         Ok((
             remote,
             format!(
                 "connected to {}@{}:{}",
-                inputs.username, host.name, host.port
+                inputs.username, host.host, host.port
             ),
         ))
     })
@@ -276,25 +322,17 @@ async fn run_host(
         Ok(r) => r,
         Err(e) => return failed(phases, e),
     };
-    let shipped = runner_phase(log, &mut phases, "ship helpers", async {
-        let shipped = ship::ensure_helper(&remote, helpers).await?;
-        let detail = if shipped.uploaded_bytes == 0 {
-            format!(
-                "host already has {} (sha256 {})",
-                shipped.path,
-                &shipped.sha256[..12]
-            )
-        } else {
-            format!(
-                "uploaded and verified {} bytes to {}",
-                shipped.uploaded_bytes, shipped.path
-            )
-        };
-        Ok((shipped, detail))
+    let helpers = runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
+        let helpers = Helpers::read(helpers)?;
+        let detail = format!(
+            "{}; the host checks its copy as the run starts",
+            helpers.describe()
+        );
+        Ok((helpers, detail))
     })
     .await;
-    let shipped = match shipped {
-        Ok(s) => s,
+    let helpers = match helpers {
+        Ok(h) => h,
         Err(e) => {
             remote.close().await;
             return failed(phases, e);
@@ -306,6 +344,7 @@ async fn run_host(
     {
         let image = inputs
             .plan
+            .runtime
             .image
             .as_ref()
             .expect("checked with the inputs")
@@ -314,8 +353,9 @@ async fn run_host(
         let transfer = runner_phase(
             log,
             &mut phases,
-            "image transfer",
-            transfer_image(&remote, &image),
+            Phase::ImageTransfer,
+            run_started,
+            ship::transfer_image(&remote, &image),
         )
         .await;
         if let Err(e) = transfer {
@@ -324,36 +364,78 @@ async fn run_host(
         }
     }
     let plan = serde_json::to_vec(&inputs.plan).expect("plan serializes");
+    let argv = helpers.run_argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let mut relay = Relay::new(log);
-    let streamed = remote
-        .stream(&[&shipped.path, "deploy"], &plan, |line| relay.line(line))
-        .await;
+    let mut uploaded = false;
+    let (launched_ms, streamed) = loop {
+        let launched_ms = run_started.elapsed().as_millis() as u64;
+        let mut need = None;
+        let streamed = remote
+            .stream(&argv, &plan, |line| match Helpers::need(line) {
+                Some(n) => {
+                    need = Some(n);
+                    true
+                }
+                None => relay.line(line),
+            })
+            .await;
+        let shipped = match need {
+            None => break (launched_ms, streamed),
+            Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&host.host, &machine)),
+            Some(Need::Upload { .. }) if uploaded => Err(Error::Remote {
+                host: host.host.clone(),
+                detail: "the helper was uploaded and verified, but the host still does not run it (is its cache directory writable by others?)".into(),
+            }),
+            Some(Need::Upload { machine, path }) => {
+                runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
+                    let bytes = helpers.upload(&remote, &machine, &path).await?;
+                    Ok(((), format!("uploaded and verified {bytes} bytes to {path}")))
+                })
+                .await
+            }
+        };
+        if let Err(e) = shipped {
+            remote.close().await;
+            return failed(phases, e);
+        }
+        uploaded = true;
+    };
     let finished = relay.finish();
     remote.close().await;
     let result = match (finished, streamed) {
-        (Ok(result), _) => result,
+        (Ok(mut result), _) => {
+            // The host counts from its own start: make its phases relative to the run's.
+            for p in &mut result.phases {
+                p.start_ms += launched_ms;
+            }
+            result
+        }
         (Err(lost_during), Ok((status, stderr))) => DeployResult {
             result: Some(Outcome::Failed),
-            error: Some(format!(
-                "the host-side run ended without a result (exit {}){}{}",
-                status.map_or("unknown".into(), |s| s.to_string()),
-                if stderr.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {stderr}")
-                },
-                lost_hint(lost_during)
-            )),
+            error: Some(RunError {
+                kind: ErrorKind::Remote,
+                message: format!(
+                    "the host-side run ended without a result (exit {}){}{}",
+                    status.map_or("unknown".into(), |s| s.to_string()),
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {stderr}")
+                    },
+                    lost_hint(lost_during)
+                ),
+            }),
             ..Default::default()
         },
         (Err(_), Err(e)) => DeployResult {
             result: Some(Outcome::Failed),
-            error: Some(e.to_string()),
+            error: Some(RunError::from(&e)),
             ..Default::default()
         },
     };
     HostReport {
-        host: host.name.clone(),
+        host: host.host.clone(),
         result,
         runner_phases: phases,
     }
@@ -366,114 +448,5 @@ fn lost_hint(phase: Option<Phase>) -> String {
             p.as_str()
         ),
         None => String::new(),
-    }
-}
-
-/// `image-transfer: ssh`: streams the image when the host does not have that image ID.
-async fn transfer_image(remote: &Remote, image: &str) -> Result<((), String), Error> {
-    let inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image];
-    let local = crate::exec::CommandLine::new(inspect)
-        .run(std::time::Duration::from_secs(60))?
-        .stdout
-        .trim()
-        .to_owned();
-    let on_host = remote.output(&inspect, b"").await?;
-    let host_id = String::from_utf8_lossy(&on_host.stdout).trim().to_owned();
-    if on_host.status.success() && host_id == local {
-        return Ok((
-            (),
-            format!("host already has {image} ({})", short_id(&local)),
-        ));
-    }
-    let bytes = remote
-        .pipe_from_local(&["docker", "save", image], &["docker", "load", "--quiet"])
-        .await?;
-    Ok((
-        (),
-        format!(
-            "streamed {image} ({}, {bytes} bytes) over SSH",
-            short_id(&local)
-        ),
-    ))
-}
-
-fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
-
-/// Turns the host's event stream into log groups and collects the result.
-struct Relay<'a> {
-    log: &'a JobLog,
-    result: Option<DeployResult>,
-    open: Option<Phase>,
-}
-
-impl<'a> Relay<'a> {
-    fn new(log: &'a JobLog) -> Self {
-        Relay {
-            log,
-            result: None,
-            open: None,
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        match serde_json::from_str::<Event>(line) {
-            Ok(Event::PhaseStart { phase }) => {
-                self.log.group(phase.as_str());
-                self.open = Some(phase);
-            }
-            Ok(Event::Log { line }) => self.log.relay(&[line]),
-            Ok(Event::PhaseEnd(record)) => {
-                self.log.relay(&[format!(
-                    "{} {} ({} ms): {}",
-                    if record.ok { "ok" } else { "FAILED" },
-                    record.phase.as_str(),
-                    record.ms,
-                    record.detail
-                )]);
-                self.log.end_group();
-                if !record.ok {
-                    self.log.error(&format!(
-                        "{} failed: {}",
-                        record.phase.as_str(),
-                        record.detail
-                    ));
-                }
-                self.open = None;
-            }
-            Ok(Event::Result(result)) => {
-                for w in &result.warnings {
-                    self.log.warning(w);
-                }
-                if let Some(tail) = &result.log_tail {
-                    self.log.group("log of the failed slot");
-                    self.log
-                        .relay(&tail.lines().map(str::to_owned).collect::<Vec<_>>());
-                    self.log.end_group();
-                }
-                if let Some(diff) = result.upstream_diff.as_ref().filter(|d| !d.is_empty()) {
-                    self.log.group("upstream change (dry run)");
-                    self.log
-                        .relay(&diff.lines().map(str::to_owned).collect::<Vec<_>>());
-                    self.log.end_group();
-                }
-                self.result = Some(*result);
-            }
-            // Anything else the host printed is shown, never interpreted.
-            Err(_) => self.log.relay(&[line.to_owned()]),
-        }
-    }
-
-    /// The result, or the phase that was running when the stream ended without one.
-    fn finish(&mut self) -> Result<DeployResult, Option<Phase>> {
-        let open = self.open.take();
-        if let Some(phase) = open {
-            self.log.end_group();
-            self.log
-                .error(&format!("lost the host during {}", phase.as_str()));
-        }
-        self.result.take().ok_or(open)
     }
 }

@@ -15,11 +15,19 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use crate::error::{Error, Result};
 use crate::exec::tail;
 
-use super::inputs::Host;
+use crate::input::HostPort;
 
 /// Longest path of a directory that can hold the SSH control socket: a Unix socket path
 /// must fit in 108 bytes, and the socket's own name under it takes about 50.
 const MAX_CONTROL_DIR_LEN: usize = 56;
+
+/// The `ProxyCommand` that runs this program as the TCP leg of the connection (see
+/// [`super::proxy`]), for an ssh_config: the program's path quoted for the shell ssh runs it
+/// with, `%` doubled for ssh's own expansion.
+pub fn tcp_proxy_command(program: &Path) -> String {
+    let program = shell_words::quote(&program.to_string_lossy()).replace('%', "%%");
+    format!("{program} --tcp-proxy %h %p")
+}
 
 /// How long the SSH master connection stays up with no command using it.
 const MASTER_IDLE_SECONDS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(60).unwrap();
@@ -40,8 +48,14 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`.
-    pub fn write(base: &Path, key: &str, known_hosts: &str) -> Result<Credentials> {
+    /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`; with
+    /// `proxy_command`, the TCP leg of every connection goes through it.
+    pub fn write(
+        base: &Path,
+        key: &str,
+        known_hosts: &str,
+        proxy_command: Option<&str>,
+    ) -> Result<Credentials> {
         let private_dir = |dir: &Path| {
             fs::DirBuilder::new()
                 .mode(0o700)
@@ -70,11 +84,14 @@ impl Credentials {
         // ssh refuses a key without its final newline.
         let key = format!("{}\n", key.trim_end());
         let known = format!("{}\n", known_hosts.trim_end());
-        let config = format!(
+        let mut config = format!(
             "Host *\n  IdentityFile \"{}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{}\"\n  BatchMode yes\n",
             creds.key.display(),
             creds.known_hosts.display()
         );
+        if let Some(command) = proxy_command {
+            config.push_str(&format!("  ProxyCommand {command}\n"));
+        }
         for (path, text) in [
             (&creds.key, key.as_str()),
             (&creds.known_hosts, known.as_str()),
@@ -134,7 +151,7 @@ pub struct Remote {
 
 impl Remote {
     /// Opens the host's master connection, checking its key against known_hosts.
-    pub async fn connect(host: &Host, options: &ConnectOptions<'_>) -> Result<Remote> {
+    pub async fn connect(host: &HostPort, options: &ConnectOptions<'_>) -> Result<Remote> {
         let mut builder = SessionBuilder::default();
         builder
             .user(options.username.to_owned())
@@ -157,15 +174,15 @@ impl Remote {
             builder.jump_hosts([jump]);
         }
         let session = builder
-            .connect(&host.name)
+            .connect_mux(&host.host)
             .await
             .map_err(|e| Error::Remote {
-                host: host.name.clone(),
+                host: host.host.clone(),
                 detail: format!("cannot connect: {}", describe_ssh_error(&e)),
             })?;
         Ok(Remote {
             session,
-            host: host.name.clone(),
+            host: host.host.clone(),
         })
     }
 
@@ -235,13 +252,15 @@ impl Remote {
         }
     }
 
-    /// Runs `argv` with `stdin`, handing each stdout line to `on_line` as it arrives.
-    /// Returns the exit status (None when the connection dropped) and the tail of stderr.
+    /// Runs `argv` with `stdin`, handing each stdout line to `on_line` as it arrives, until
+    /// the output ends or `on_line` says it has what it needs (returns false). Returns the
+    /// exit status (None when the connection dropped, or when reading stopped early: the
+    /// command then goes on on the host) and the tail of stderr.
     pub async fn stream(
         &self,
         argv: &[&str],
         stdin: &[u8],
-        mut on_line: impl FnMut(&str),
+        mut on_line: impl FnMut(&str) -> bool,
     ) -> Result<(Option<i32>, String)> {
         let mut child = self.spawn_piped(argv).await?;
         let mut input = child.stdin().take().expect("stdin is piped");
@@ -251,21 +270,23 @@ impl Remote {
             .map_err(|e| self.remote_error(argv, format!("sending input failed: {e}")))?;
         drop(input);
         let stdout = child.stdout().take().expect("stdout is piped");
-        let mut stderr = child.stderr().take().expect("stderr is piped");
-        let collect_stderr = async move {
-            let mut buf = Vec::new();
-            let _ = stderr.read_to_end(&mut buf).await;
-            String::from_utf8_lossy(&buf).into_owned()
-        };
-        let read_lines = async {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                on_line(&line);
+        let mut lines = BufReader::new(stdout).lines();
+        let mut ended = true;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !on_line(&line) {
+                ended = false;
+                break;
             }
-        };
-        let ((), stderr_text) = tokio::join!(read_lines, collect_stderr);
+        }
+        if !ended {
+            // The command goes on on the host; its channel is closed with the connection.
+            return Ok((None, String::new()));
+        }
+        let mut stderr = child.stderr().take().expect("stderr is piped");
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
         let status = child.wait().await.ok().and_then(|s| s.code());
-        Ok((status, tail(stderr_text.trim(), 2000)))
+        Ok((status, tail(String::from_utf8_lossy(&buf).trim(), 2000)))
     }
 
     /// Streams a local program's stdout into `argv`'s stdin on the host (`docker save |

@@ -1,19 +1,16 @@
-//! What a run reports: step outputs, the job summary and the Slack message. The summary and
-//! the Slack payload are minijinja templates (strict mode) fed with values prepared here,
-//! where user and host text is escaped for its destination.
+//! What a run reports: step outputs and the Slack message (the job summary is in
+//! `summary.rs`). The summary and the Slack payload are minijinja templates (strict mode)
+//! fed with values prepared where user and host text is escaped for its destination.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
 
-use crate::deploy::{DeployResult, Outcome};
+use crate::deploy::{DeployResult, Outcome, PhaseRecord};
 use crate::error::{Error, Result};
-use crate::monitor::MonitorReport;
 
-const SUMMARY_TEMPLATE: &str = include_str!("../../templates/summary.md.j2");
 const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.json.j2");
 
 /// How long a Slack post may take before it is given up (with a warning).
@@ -27,7 +24,7 @@ pub struct HostReport {
     /// What the host reported (phases, result); runner-side failures are folded in.
     pub result: DeployResult,
     /// Runner-side phases (connect, ship helpers, image transfer) with their timings.
-    pub runner_phases: Vec<(String, bool, u64, String)>,
+    pub runner_phases: Vec<PhaseRecord>,
 }
 
 impl HostReport {
@@ -40,9 +37,10 @@ impl HostReport {
     pub fn failed_phase(&self) -> Option<String> {
         self.runner_phases
             .iter()
-            .find(|(_, ok, _, _)| !ok)
-            .map(|(name, ..)| name.clone())
-            .or_else(|| self.result.failed_phase.map(|p| p.as_str().to_owned()))
+            .find(|p| !p.ok)
+            .map(|p| p.phase)
+            .or(self.result.failed_phase)
+            .map(|p| p.as_str().to_owned())
     }
 }
 
@@ -107,28 +105,15 @@ impl RunReport {
             ("result", self.outcome().as_str().to_owned()),
             (
                 "duration-seconds",
-                format!("{:.1}", self.duration.as_secs_f64()),
+                format!("{:.3}", self.duration.as_secs_f64()),
+            ),
+            (
+                "switch-mode",
+                self.last()
+                    .and_then(|r| r.switch_mode)
+                    .map_or(String::new(), |m| m.to_string()),
             ),
         ]
-    }
-
-    /// The job summary in Markdown.
-    pub fn summary(&self) -> Result<String> {
-        let hosts: Vec<SummaryHost> = self.hosts.iter().map(SummaryHost::from).collect();
-        let outcome = self.outcome();
-        render(
-            "summary",
-            SUMMARY_TEMPLATE,
-            minijinja::context! {
-                icon => if self.succeeded() { "✅" } else { "❌" },
-                command => self.command.as_str(),
-                app => self.app.as_str(),
-                result => outcome.as_str(),
-                version => self.version.as_str(),
-                duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
-                hosts => minijinja::value::Serde(&hosts),
-            },
-        )
     }
 
     /// The Slack message, with everything from users and hosts escaped for Slack.
@@ -152,7 +137,7 @@ impl RunReport {
         let error = self
             .early_error
             .clone()
-            .or_else(|| failed.and_then(|h| h.result.error.clone()));
+            .or_else(|| failed.and_then(|h| Some(h.result.error.as_ref()?.message.clone())));
         let mut fields = vec![
             ("Repository", github.repository.clone()),
             ("Ref", github.ref_name.clone()),
@@ -218,6 +203,10 @@ pub struct GithubContext {
     pub actor: String,
     /// The run's URL.
     pub run_url: Option<String>,
+    /// The file step outputs are appended to (`GITHUB_OUTPUT`).
+    pub output_file: Option<PathBuf>,
+    /// The file the job summary is appended to (`GITHUB_STEP_SUMMARY`).
+    pub summary_file: Option<PathBuf>,
 }
 
 impl GithubContext {
@@ -230,78 +219,10 @@ impl GithubContext {
             sha: get("GITHUB_SHA"),
             actor: get("GITHUB_ACTOR"),
             run_url: super::inputs::run_url(env),
+            output_file: env.get("GITHUB_OUTPUT").map(PathBuf::from),
+            summary_file: env.get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
         }
     }
-}
-
-#[derive(Serialize)]
-struct SummaryPhase {
-    name: String,
-    ok: bool,
-    ms: u64,
-    detail: String,
-}
-
-#[derive(Serialize)]
-struct SummaryHost {
-    host: String,
-    result: String,
-    active_slot: String,
-    previous_slot: String,
-    active_version: String,
-    failed_phase: String,
-    phases: Vec<SummaryPhase>,
-    monitor: Option<MonitorReport>,
-    error: Option<String>,
-    warnings: Vec<String>,
-    upstream_diff: Option<String>,
-    log_tail: Option<String>,
-}
-
-impl From<&HostReport> for SummaryHost {
-    fn from(h: &HostReport) -> Self {
-        let r = &h.result;
-        let mut phases: Vec<SummaryPhase> = h
-            .runner_phases
-            .iter()
-            .map(|(name, ok, ms, detail)| SummaryPhase {
-                name: name.clone(),
-                ok: *ok,
-                ms: *ms,
-                detail: cell(detail),
-            })
-            .collect();
-        phases.extend(r.phases.iter().map(|p| SummaryPhase {
-            name: p.phase.as_str().to_owned(),
-            ok: p.ok,
-            ms: p.ms,
-            detail: cell(&p.detail),
-        }));
-        let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
-        SummaryHost {
-            host: cell(&h.host),
-            result: h.outcome().as_str().to_owned(),
-            active_slot: dash(r.active_slot.map(|s| s.to_string())),
-            previous_slot: dash(r.previous_slot.map(|s| s.to_string())),
-            active_version: cell(&dash(r.active_version.clone())),
-            failed_phase: dash(h.failed_phase()),
-            phases,
-            monitor: r.monitor.clone(),
-            error: r.error.as_deref().map(cell),
-            warnings: r.warnings.iter().map(|w| cell(w)).collect(),
-            upstream_diff: r
-                .upstream_diff
-                .clone()
-                .filter(|d| !d.is_empty())
-                .map(|d| d.replace("```", "'''")),
-            log_tail: r.log_tail.clone().map(|l| l.replace("```", "'''")),
-        }
-    }
-}
-
-/// Text made safe for one Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// Escapes Slack's control characters in user text.
@@ -311,7 +232,7 @@ pub fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn render(name: &str, source: &str, ctx: minijinja::Value) -> Result<String> {
+pub(super) fn render(name: &str, source: &str, ctx: minijinja::Value) -> Result<String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -378,16 +299,26 @@ mod tests {
                     result: Some(outcome),
                     active_slot: Some(crate::input::Slot::Blue),
                     failed_phase: error.map(|_| Phase::HealthCheck),
-                    error: error.map(str::to_owned),
+                    error: error.map(|message| crate::error::RunError {
+                        kind: crate::error::ErrorKind::CheckFailed,
+                        message: message.to_owned(),
+                    }),
                     phases: vec![PhaseRecord {
                         phase: Phase::HealthCheck,
                         ok: error.is_none(),
+                        start_ms: 400,
                         ms: 1200,
                         detail: "a | b".into(),
                     }],
                     ..Default::default()
                 },
-                runner_phases: vec![("connect".into(), true, 80, "ok".into())],
+                runner_phases: vec![PhaseRecord {
+                    phase: Phase::Connect,
+                    ok: true,
+                    start_ms: 0,
+                    ms: 80,
+                    detail: "ok".into(),
+                }],
             }],
             duration: Duration::from_millis(4200),
             early_error: None,
@@ -400,7 +331,7 @@ mod tests {
         let out = r.outputs();
         assert_eq!(out[0], ("active-slot", "blue".to_owned()));
         assert_eq!(out[3], ("result", "deployed".to_owned()));
-        assert_eq!(out[4], ("duration-seconds", "4.2".to_owned()));
+        assert_eq!(out[4], ("duration-seconds", "4.200".to_owned()));
         assert_eq!(
             report(Outcome::RolledBack, Some("x")).outcome(),
             Outcome::RolledBack
@@ -416,6 +347,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("**Error:** boom"), "{text}");
+    }
+
+    #[test]
+    fn summary_draws_each_hosts_phases_as_a_timeline_above_the_table() {
+        let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
+        let timeline = "```mermaid\ngantt\n    dateFormat x\n    axisFormat %M:%S\n    tickInterval 200millisecond\n    section web1\n    connect :done, 0, 80\n    health-check standby :crit, 400, 1600\n```";
+        assert!(text.contains(timeline), "{text}");
+        assert!(
+            text.find("```mermaid").unwrap() < text.find("| host |").unwrap(),
+            "{text}"
+        );
+        assert_eq!(super::super::summary::timeline_tick(9_000), "1second");
+        assert_eq!(super::super::summary::timeline_tick(45_000), "5second");
     }
 
     #[test]

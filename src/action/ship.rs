@@ -1,6 +1,9 @@
-//! Getting the helper binary onto a host: the one built for the host's machine type, kept
-//! in a private directory named by its sha256, uploaded only when the host lacks exactly
-//! that file, and verified after the upload. One round trip when the host has it.
+//! Getting things onto a host. The helper binary: the runner has one per machine type,
+//! each known by its sha256; the host keeps the one for its machine in a private directory
+//! named by that sum. One remote call checks the host's copy (owner, directory mode, sum) and
+//! starts it in place; only when the host lacks it does the runner upload it (verified
+//! again after the upload) and call again. With `image-transfer: ssh`, the image, streamed
+//! unless the host has that image ID.
 
 use std::path::PathBuf;
 
@@ -10,21 +13,41 @@ use crate::error::{Error, Result};
 
 use super::remote::Remote;
 
-/// Probe run on the host with the sha256 of each candidate helper: prints the machine type,
-/// then for each candidate its path in the user's cache directory and, when it is there,
-/// its checksum (a line of its own starting with `sum `).
-const PROBE: &str = r#"uname -m
-for sha in "$@"; do
-  helper="${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen/bin/$sha/bluegreen"
-  echo "$helper"
-  if [ -x "$helper" ]; then echo "sum $(sha256sum "$helper")"; fi
-done"#;
+/// What the host runs to start the helper: the sums per machine type (`x86_64=SUM`) are its
+/// arguments; it picks the one for `uname -m` and, when the cached copy is the user's own in
+/// a directory nobody else may write, runs `bluegreen deploy` in place of itself (stdin,
+/// the plan, goes to it), telling it the sum it must have: the helper hashes its own
+/// running image before it reads the plan (see [`crate::cli::deploy`]). Otherwise it says
+/// what it lacks on a line starting with [`NEED`] and exits 97; so does a helper whose sum
+/// is not the one expected.
+const RUN: &str = r#"m=$(uname -m)
+sha=
+for pair in "$@"; do
+  case "$pair" in "$m="*) sha=${pair#*=} ;; esac
+done
+if [ -z "$sha" ]; then echo "bluegreen-ship: unsupported $m"; exit 97; fi
+dir="${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen/bin/$sha"
+helper="$dir/bluegreen"
+if [ -O "$dir" ] && [ -O "$helper" ] && [ -x "$helper" ]; then
+  case "$(ls -ld "$dir")" in
+    ?????w* | ????????w*) ;;
+    *) exec "$helper" deploy --expect-sha256 "$sha" ;;
+  esac
+fi
+echo "bluegreen-ship: need $m $helper"
+exit 97"#;
+
+/// How the host's answer starts when it did not start the helper (it lacks it, or its
+/// machine type has none).
+pub const NEED: &str = "bluegreen-ship: ";
 
 /// Upload run on the host: stdin to a temp file, checked against the expected sum, then
-/// moved into place; a mismatch leaves nothing behind.
+/// moved into place in a directory only the user may write; a mismatch leaves nothing
+/// behind.
 const UPLOAD: &str = r#"set -e
 umask 077
 mkdir -p "${1%/*}"
+chmod 700 "${1%/*}"
 tmp="$1.tmp.$$"
 cat > "$tmp"
 sum=$(sha256sum "$tmp")
@@ -32,17 +55,6 @@ sum=${sum%% *}
 if [ "$sum" != "$2" ]; then rm -f "$tmp"; echo "checksum mismatch after upload: got $sum" >&2; exit 1; fi
 chmod 700 "$tmp"
 mv -f "$tmp" "$1""#;
-
-/// The helper as it is on the host.
-#[derive(Debug, Clone)]
-pub struct Shipped {
-    /// Its absolute path on the host.
-    pub path: String,
-    /// Bytes sent (0 when the host already had it).
-    pub uploaded_bytes: u64,
-    /// Its sha256.
-    pub sha256: String,
-}
 
 /// The machine an ELF binary is built for, as `uname -m` names it.
 pub fn elf_machine(binary: &[u8]) -> Option<&'static str> {
@@ -71,83 +83,153 @@ struct Candidate {
     bytes: Vec<u8>,
 }
 
-/// Makes sure the host has the helper built for its machine, out of `helpers` (one per
-/// machine type); uploads it when the host lacks it.
-pub async fn ensure_helper(remote: &Remote, helpers: &[PathBuf]) -> Result<Shipped> {
-    let mut candidates = Vec::new();
-    for path in helpers {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read helper", path, e))?;
-        let machine = elf_machine(&bytes).ok_or_else(|| {
-            Error::invalid(
-                "helper",
-                format!(
-                    "{} is not an x86_64 or aarch64 Linux binary",
-                    path.display()
-                ),
-            )
-        })?;
-        candidates.push(Candidate {
-            machine,
-            sha256: sha256_hex(&bytes),
-            bytes,
-        });
+/// The helpers at hand, one per machine type.
+pub struct Helpers {
+    candidates: Vec<Candidate>,
+}
+
+/// What the host said instead of starting the helper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// It lacks the helper for `machine`, which belongs at `path`.
+    Upload {
+        /// The host's machine type.
+        machine: String,
+        /// Where the helper goes.
+        path: String,
+    },
+    /// No helper at hand is built for this machine type.
+    Unsupported(String),
+}
+
+impl Helpers {
+    /// Reads and hashes the helper binaries at `paths`.
+    pub fn read(paths: &[PathBuf]) -> Result<Helpers> {
+        let mut candidates = Vec::new();
+        for path in paths {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read helper", path, e))?;
+            let machine = elf_machine(&bytes).ok_or_else(|| {
+                Error::invalid(
+                    "helper",
+                    format!(
+                        "{} is not an x86_64 or aarch64 Linux binary",
+                        path.display()
+                    ),
+                )
+            })?;
+            candidates.push(Candidate {
+                machine,
+                sha256: sha256_hex(&bytes),
+                bytes,
+            });
+        }
+        Ok(Helpers { candidates })
     }
-    let mut argv = vec!["sh", "-c", PROBE, "sh"];
-    argv.extend(candidates.iter().map(|c| c.sha256.as_str()));
-    let probe = remote.run(&argv, b"").await?;
-    let mut lines = probe.lines().map(str::trim);
-    let host_machine = lines.next().unwrap_or("").to_owned();
-    // Each candidate's path, and whether its checksum line followed it.
-    let mut found: Vec<(String, Option<String>)> = Vec::new();
-    for line in lines {
-        match line.strip_prefix("sum ") {
-            Some(sum) => {
-                if let Some(last) = found.last_mut() {
-                    last.1 = sum.split_whitespace().next().map(str::to_owned);
-                }
-            }
-            None => found.push((line.to_owned(), None)),
+
+    /// The helpers in words: machine type and the start of the sum of each.
+    pub fn describe(&self) -> String {
+        self.candidates
+            .iter()
+            .map(|c| format!("{} sha256 {}", c.machine, &c.sha256[..12]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The remote command that starts the run: checks the host's copy and runs it.
+    pub fn run_argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), RUN.into(), "sh".into()];
+        argv.extend(
+            self.candidates
+                .iter()
+                .map(|c| format!("{}={}", c.machine, c.sha256)),
+        );
+        argv
+    }
+
+    /// Reads a line of the host's answer: what it lacks, if the line says so.
+    pub fn need(line: &str) -> Option<Need> {
+        let rest = line.strip_prefix(NEED)?;
+        let mut words = rest.splitn(3, ' ');
+        match (words.next()?, words.next(), words.next()) {
+            ("need", Some(machine), Some(path)) => Some(Need::Upload {
+                machine: machine.to_owned(),
+                path: path.to_owned(),
+            }),
+            ("unsupported", Some(machine), None) => Some(Need::Unsupported(machine.to_owned())),
+            _ => None,
         }
     }
-    let Some((index, candidate)) = candidates
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.machine == host_machine)
-    else {
-        let have: Vec<&str> = candidates.iter().map(|c| c.machine).collect();
-        return Err(Error::Remote {
-            host: remote.host().to_owned(),
+
+    /// Uploads the helper for `machine` to `path` on the host and verifies it there;
+    /// returns the bytes sent.
+    pub async fn upload(&self, remote: &Remote, machine: &str, path: &str) -> Result<u64> {
+        let candidate = self
+            .candidates
+            .iter()
+            .find(|c| c.machine == machine)
+            .ok_or_else(|| self.unsupported(remote.host(), machine))?;
+        if !path.starts_with('/') {
+            return Err(Error::Remote {
+                host: remote.host().to_owned(),
+                detail: format!("cannot find the user's cache directory (got {path:?})"),
+            });
+        }
+        remote
+            .run(
+                &["sh", "-c", UPLOAD, "sh", path, &candidate.sha256],
+                &candidate.bytes,
+            )
+            .await?;
+        Ok(candidate.bytes.len() as u64)
+    }
+
+    /// The error for a host of an unsupported machine type.
+    pub fn unsupported(&self, host: &str, machine: &str) -> Error {
+        Error::Remote {
+            host: host.to_owned(),
             detail: format!(
-                "the host is {host_machine:?} but the helpers at hand are built for {}",
-                have.join(", ")
+                "the host is {machine:?} but the helpers at hand are built for {}",
+                self.candidates
+                    .iter()
+                    .map(|c| c.machine)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-        });
-    };
-    let (path, present_sum) = found.get(index).cloned().unwrap_or_default();
-    if !path.starts_with('/') {
-        return Err(Error::Remote {
-            host: remote.host().to_owned(),
-            detail: format!("cannot find the user's cache directory (got {path:?})"),
-        });
+        }
     }
-    if present_sum.as_deref() == Some(candidate.sha256.as_str()) {
-        return Ok(Shipped {
-            path,
-            uploaded_bytes: 0,
-            sha256: candidate.sha256.clone(),
-        });
+}
+
+/// `image-transfer: ssh`: streams the image when the host does not have that image ID.
+pub async fn transfer_image(remote: &Remote, image: &str) -> Result<((), String), Error> {
+    let inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image];
+    let local = crate::exec::CommandLine::new(inspect)
+        .run(std::time::Duration::from_secs(60))?
+        .stdout
+        .trim()
+        .to_owned();
+    let on_host = remote.output(&inspect, b"").await?;
+    let host_id = String::from_utf8_lossy(&on_host.stdout).trim().to_owned();
+    if on_host.status.success() && host_id == local {
+        return Ok((
+            (),
+            format!("host already has {image} ({})", short_id(&local)),
+        ));
     }
-    remote
-        .run(
-            &["sh", "-c", UPLOAD, "sh", &path, &candidate.sha256],
-            &candidate.bytes,
-        )
+    let bytes = remote
+        .pipe_from_local(&["docker", "save", image], &["docker", "load", "--quiet"])
         .await?;
-    Ok(Shipped {
-        path,
-        uploaded_bytes: candidate.bytes.len() as u64,
-        sha256: candidate.sha256.clone(),
-    })
+    Ok((
+        (),
+        format!(
+            "streamed {image} ({}, {bytes} bytes) over SSH",
+            short_id(&local)
+        ),
+    ))
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
 }
 
 #[cfg(test)]
@@ -165,6 +247,28 @@ mod tests {
         assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
         let me = std::fs::read("/proc/self/exe").unwrap();
         assert_eq!(elf_machine(&me), Some(std::env::consts::ARCH));
+    }
+
+    #[test]
+    fn the_hosts_answer_says_what_it_lacks() {
+        assert_eq!(
+            Helpers::need(
+                "bluegreen-ship: need x86_64 /home/deploy/.cache/bluegreen/bin/ab/bluegreen"
+            ),
+            Some(Need::Upload {
+                machine: "x86_64".into(),
+                path: "/home/deploy/.cache/bluegreen/bin/ab/bluegreen".into()
+            })
+        );
+        assert_eq!(
+            Helpers::need("bluegreen-ship: unsupported riscv64"),
+            Some(Need::Unsupported("riscv64".into()))
+        );
+        assert_eq!(
+            Helpers::need(r#"{"event":"log","line":"bluegreen-ship: need x"}"#),
+            None
+        );
+        assert_eq!(Helpers::need("bluegreen-ship: need"), None);
     }
 
     #[test]

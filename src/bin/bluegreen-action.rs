@@ -10,9 +10,16 @@ use clap::Parser;
 /// BLUEGREEN_HELPERS lists the host helper binaries (one per machine type, :-separated).
 #[derive(Debug, Parser)]
 #[command(name = "bluegreen-action", version)]
-struct Cli {}
+struct Cli {
+    /// Relay ssh's stdin and stdout to HOST PORT with prompt acknowledgements (the run's
+    /// own ssh uses this as its ProxyCommand).
+    #[arg(long, num_args = 2, value_names = ["HOST", "PORT"], hide = true)]
+    tcp_proxy: Option<Vec<String>>,
+}
 
 fn main() -> ExitCode {
-    Cli::parse();
-    bluegreen::action::main()
+    match Cli::parse().tcp_proxy.as_deref() {
+        Some([host, port]) => bluegreen::action::proxy::main(host, port),
+        _ => bluegreen::action::main(),
+    }
 }

@@ -1,13 +1,13 @@
 //! `bluegreen`: every host-side helper in one binary, so a host receives one file.
 //!
-//! `bluegreen validate|health-check|switch-traffic|monitor|deploy ARGS`, or called through a
+//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore ARGS`, or called through a
 //! link named after a helper (`validate ARGS`), like busybox.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use bluegreen::cli::{deploy, health_check, monitor, switch_traffic, validate};
+use bluegreen::cli::{deploy, health_check, monitor, restore, switch_traffic, validate};
 use clap::Parser;
 
 /// Zero-downtime blue-green deploys behind nginx: the host-side helpers.
@@ -19,6 +19,7 @@ enum Command {
     SwitchTraffic(switch_traffic::Cli),
     Monitor(monitor::Cli),
     Deploy(deploy::Cli),
+    Restore(restore::Cli),
 }
 
 const HELPERS: [&str; 4] = ["validate", "health-check", "switch-traffic", "monitor"];
@@ -40,5 +41,6 @@ fn main() -> ExitCode {
         Command::SwitchTraffic(cli) => switch_traffic::main(cli),
         Command::Monitor(cli) => monitor::main(cli),
         Command::Deploy(cli) => deploy::main(cli),
+        Command::Restore(cli) => restore::main(cli),
     }
 }

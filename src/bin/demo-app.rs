@@ -3,7 +3,8 @@
 //! `GET /health` answers JSON with its status, slot and version; every other path answers
 //! with its version. Behaviour a deploy must cope with can be switched on by flags or
 //! environment: start unhealthy, become healthy after a delay, answer 500s, answer slowly,
-//! exit after N requests. A request can ask to be slow with `?delay_ms=N`. On SIGTERM it stops accepting, finishes the requests in flight,
+//! exit after N requests, never name its slot. A request can ask to be slow with
+//! `?delay_ms=N`. On SIGTERM it stops accepting, finishes the requests in flight,
 //! closes idle keep-alive connections, and exits 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -82,6 +83,11 @@ struct Config {
     /// Exit with status 1 after answering this many requests (simulates a crash).
     #[arg(long, env = "DEMO_EXIT_AFTER")]
     exit_after: Option<u64>,
+
+    /// Never say which slot answers (no X-Bluegreen-Slot header, no "slot" in /health),
+    /// like most apps.
+    #[arg(long, env = "DEMO_ANONYMOUS")]
+    anonymous: bool,
 
     /// Longest time to wait for in-flight requests after SIGTERM (seconds, or 500ms...).
     #[arg(long, env = "DEMO_DRAIN_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
@@ -185,10 +191,14 @@ fn serve_connection(app: &App, stream: TcpStream) -> std::io::Result<()> {
         // Checked after answering: a request that was in flight when draining began is the
         // last one on its connection.
         let keep_alive = request.keep_alive && !app.draining.load(Ordering::SeqCst);
+        let slot_header = if app.config.anonymous {
+            String::new()
+        } else {
+            format!("X-Bluegreen-Slot: {}\r\n", app.config.slot)
+        };
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Bluegreen-Slot: {}\r\nX-Bluegreen-Version: {}\r\nConnection: {}\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{slot_header}X-Bluegreen-Version: {}\r\nConnection: {}\r\n\r\n",
             body.len(),
-            app.config.slot,
             app.config.app_version,
             if keep_alive { "keep-alive" } else { "close" }
         );
@@ -308,11 +318,13 @@ fn answer(app: &App, request: &Request) -> (&'static str, &'static str, String) 
         } else {
             "503 Service Unavailable"
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "status": status,
-            "slot": cfg.slot,
             "version": cfg.app_version,
         });
+        if !cfg.anonymous {
+            body["slot"] = cfg.slot.clone().into();
+        }
         return (code, "application/json", format!("{body}\n"));
     }
     let delay = cfg.delay + requested_delay(&request.path);

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::EXIT_CODES_HELP;
+use crate::config::defaults;
 use crate::health::{HealthCheck, HealthCriteria};
-use crate::input::{HttpUrl, StatusSet, parse_millis, parse_positive_count, parse_seconds};
+use crate::input::{HttpUrl, StatusSet, parse_millis, parse_positive_count, parse_time_limit};
 use crate::progress::Progress;
 use crate::report::finish;
 
@@ -28,27 +29,27 @@ pub struct Cli {
     url: HttpUrl,
 
     /// Total time to wait (seconds, or 500ms, 2m...).
-    #[arg(long, default_value = "180", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::HEALTH_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     timeout: Duration,
 
     /// Healthy answers needed in a row.
-    #[arg(long, default_value = "2", value_parser = parse_positive_count, value_name = "N")]
+    #[arg(long, default_value = defaults::HEALTHY_THRESHOLD, value_parser = parse_positive_count, value_name = "N")]
     healthy_threshold: u32,
 
     /// First wait between polls (milliseconds, or 1s...); doubles while unhealthy.
-    #[arg(long, default_value = "200", value_parser = parse_millis, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::HEALTH_INTERVAL, value_parser = parse_millis, value_name = "DURATION")]
     interval: Duration,
 
     /// Longest wait between polls (milliseconds, or 1s...).
-    #[arg(long, default_value = "2000", value_parser = parse_millis, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::HEALTH_MAX_INTERVAL, value_parser = parse_millis, value_name = "DURATION")]
     max_interval: Duration,
 
     /// Time budget of one request, body included (seconds, or 500ms...).
-    #[arg(long, default_value = "5", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::REQUEST_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     request_timeout: Duration,
 
     /// Accepted HTTP statuses, like 2xx, 200,204 or 200-299.
-    #[arg(long, default_value = "2xx", value_name = "SET")]
+    #[arg(long, default_value = defaults::HEALTH_ACCEPT_STATUS, value_name = "SET")]
     accept_status: StatusSet,
 
     /// Also accept a JSON body status of "degraded".

@@ -5,20 +5,24 @@
 pub mod deploy;
 pub mod health_check;
 pub mod monitor;
+pub mod restore;
 pub mod switch_traffic;
 pub mod validate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
+
+use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::error::Result;
 use crate::exec::CommandLine;
-use crate::input::{AppName, HttpUrl, SlotPorts, SwitchTarget, Version, parse_port, parse_seconds};
-use crate::nft::NftSwitch;
+use crate::input::{
+    AppName, HostPath, HttpUrl, Port, SlotPorts, parse_port, parse_time_limit, parse_wait,
+};
 use crate::state::StateStore;
-use crate::switch::{LockPolicy, SwitchMode, SwitchRequest};
+use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchMode, SwitchRequest};
 use crate::upstream::Template;
-use clap::Args;
 
 /// Text appended to every helper's `--help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -37,7 +41,7 @@ pub struct AppArgs {
 
     /// Where state.json, history.jsonl and the lock live [default: /var/lib/bluegreen/APP].
     #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    pub state_dir: Option<HostPath>,
 }
 
 impl AppArgs {
@@ -48,19 +52,20 @@ impl AppArgs {
 }
 
 /// The state store at `dir`, or at the default place for `app`.
-pub fn state_store(app: &AppName, dir: Option<&PathBuf>) -> StateStore {
-    StateStore::new(dir.cloned().unwrap_or_else(|| StateStore::default_dir(app)))
+pub fn state_store(app: &AppName, dir: Option<&HostPath>) -> StateStore {
+    let dir = dir.cloned().unwrap_or_else(|| default_state_dir(app));
+    StateStore::new(dir.as_path())
 }
 
 /// `--blue-port` and `--green-port`.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
     /// Loopback port of the blue slot.
-    #[arg(long, default_value = "3001", value_parser = parse_port, value_name = "PORT")]
+    #[arg(long, default_value = defaults::BLUE_PORT, value_parser = parse_port, value_name = "PORT")]
     pub blue_port: u16,
 
     /// Loopback port of the green slot.
-    #[arg(long, default_value = "3002", value_parser = parse_port, value_name = "PORT")]
+    #[arg(long, default_value = defaults::GREEN_PORT, value_parser = parse_port, value_name = "PORT")]
     pub green_port: u16,
 }
 
@@ -77,19 +82,19 @@ pub struct NginxArgs {
     /// The nginx include that holds the app's upstream; your server block says
     /// `proxy_pass http://APP;` [default: /etc/nginx/conf.d/bluegreen-APP.conf].
     #[arg(long, value_name = "PATH")]
-    pub upstream_file: Option<PathBuf>,
+    pub upstream_file: Option<HostPath>,
 
     /// Command that tests nginx's configuration (split into words, no shell).
-    #[arg(long, default_value = "nginx -t", value_name = "CMD")]
+    #[arg(long, default_value = defaults::TEST_CMD, value_name = "CMD")]
     pub test_cmd: String,
 }
 
 impl NginxArgs {
     /// The upstream file of `app`.
-    pub fn upstream_file(&self, app: &AppName) -> PathBuf {
+    pub fn upstream_file(&self, app: &AppName) -> HostPath {
         self.upstream_file
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/etc/nginx/conf.d/bluegreen-{app}.conf")))
+            .unwrap_or_else(|| default_upstream_file(app))
     }
 
     /// The parsed test command.
@@ -107,15 +112,15 @@ pub struct SwitchArgs {
     pub template: Option<PathBuf>,
 
     /// Command that reloads nginx (split into words, no shell).
-    #[arg(long, default_value = "nginx -s reload", value_name = "CMD")]
+    #[arg(long, default_value = defaults::RELOAD_CMD, value_name = "CMD")]
     pub reload_cmd: String,
 
     /// nginx's pid file; its workers are watched to confirm the reload.
-    #[arg(long, default_value = "/run/nginx.pid", value_name = "PATH")]
-    pub nginx_pid_file: PathBuf,
+    #[arg(long, default_value = defaults::NGINX_PID_FILE, value_name = "PATH")]
+    pub nginx_pid_file: HostPath,
 
     /// How long to wait for new nginx workers after the reload (seconds, or 500ms, 2s...).
-    #[arg(long, default_value = "5", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::RELOAD_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     pub reload_timeout: Duration,
 
     /// URL through nginx that must answer 2xx from the new slot after the reload (the slot
@@ -124,20 +129,25 @@ pub struct SwitchArgs {
     pub verify_url: Option<HttpUrl>,
 
     /// How long the verify URL may take to answer from the new slot.
-    #[arg(long, default_value = "10", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::VERIFY_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     pub verify_timeout: Duration,
 
-    /// How traffic moves: reload (rewrite the upstream, reload nginx) or nftables (a DNAT
-    /// rule from --service-port to the slot; nginx is never reloaded).
-    #[arg(long, value_enum, default_value_t = SwitchMode::Reload)]
-    pub mode: SwitchMode,
+    /// How traffic moves: reload (rewrite the upstream, reload nginx), nftables (a DNAT
+    /// rule from --service-port to the slot; nginx is never reloaded), or auto (nftables
+    /// where nft answers, else reload) [default: the mode state.json records, else auto].
+    #[arg(long, value_enum)]
+    pub mode: Option<SwitchMode>,
 
     /// The fixed loopback port nginx proxies to in nftables mode.
-    #[arg(long, default_value = "3000", value_parser = parse_port, value_name = "PORT")]
-    pub service_port: u16,
+    #[arg(long, default_value = defaults::SERVICE_PORT, value_name = "PORT")]
+    pub service_port: Port,
+
+    /// The nft command (split into words, no shell), e.g. 'sudo nft'.
+    #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
+    pub nft_command: String,
 
     /// How long to wait when another switch holds the app's lock (0: fail at once).
-    #[arg(long, default_value = "0", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::LOCK_TIMEOUT, value_parser = parse_wait, value_name = "DURATION")]
     pub lock_timeout: Duration,
 }
 
@@ -146,7 +156,7 @@ pub struct SwitchParts<'a> {
     /// The app.
     pub app: &'a AppName,
     /// Its state directory, if not the default.
-    pub state_dir: Option<&'a PathBuf>,
+    pub state_dir: Option<&'a HostPath>,
     /// Slot ports.
     pub ports: &'a PortArgs,
     /// nginx basics.
@@ -156,38 +166,59 @@ pub struct SwitchParts<'a> {
 }
 
 impl SwitchParts<'_> {
-    /// A switch request to `target`; fails on bad input before anything is touched.
-    pub fn request(
-        &self,
-        target: SwitchTarget,
-        version: Option<Version>,
-        dry_run: bool,
-    ) -> Result<SwitchRequest> {
-        Ok(SwitchRequest {
-            app: self.app.clone(),
-            store: state_store(self.app, self.state_dir),
-            target,
-            ports: self.ports.ports()?,
+    /// How this app's traffic is switched, from the options, with `auto` decided here; the
+    /// reason for the mode; fails on bad input.
+    pub fn config(&self) -> Result<(SwitchConfig, String)> {
+        let mode = match self.switch.mode {
+            Some(mode) => mode,
+            None => self.recorded_mode()?,
+        };
+        let config = SwitchConfig {
+            mode,
+            service_port: self.switch.service_port,
             upstream_file: self.nginx.upstream_file(self.app),
-            nft: (self.switch.mode == SwitchMode::Nftables)
-                .then(|| NftSwitch::new(self.app, self.switch.service_port)),
-            template: Template::load(
-                self.switch.template.as_deref(),
-                self.switch.mode == SwitchMode::Nftables,
-            )?,
             test_cmd: self.nginx.test_cmd()?,
             reload_cmd: CommandLine::parse(&self.switch.reload_cmd, "--reload-cmd")?,
             nginx_pid_file: self.switch.nginx_pid_file.clone(),
             reload_timeout: self.switch.reload_timeout,
             verify_url: self.switch.verify_url.clone(),
             verify_timeout: self.switch.verify_timeout,
-            version,
-            image: None,
+            nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
+        };
+        Ok(config.resolve(|probe| probe.run(crate::config::seconds(defaults::TCP_TIMEOUT))))
+    }
+
+    /// The switch mode the app's state records, else the default.
+    fn recorded_mode(&self) -> Result<SwitchMode> {
+        let store = state_store(self.app, self.state_dir);
+        let upstream = self.nginx.upstream_file(self.app);
+        let recorded = store
+            .load(self.app, upstream.as_path(), self.ports.ports()?)?
+            .state
+            .switch_mode;
+        Ok(recorded.unwrap_or(SwitchMode::Auto))
+    }
+
+    /// A switch request for `intent`; fails on bad input before anything is touched.
+    pub fn request(&self, intent: Intent, dry_run: bool) -> Result<SwitchRequest> {
+        let (config, _) = self.config()?;
+        let ports = self.ports.ports()?;
+        if let Some(problem) = config.problem_with(ports) {
+            return Err(crate::error::Error::invalid("--service-port", problem));
+        }
+        let template = match &self.switch.template {
+            Some(path) => Template::from_file(path)?,
+            None => config.builtin_template(),
+        };
+        Ok(SwitchRequest {
+            app: self.app.clone(),
+            store: state_store(self.app, self.state_dir),
+            ports,
+            config,
+            template,
+            intent,
             lock: LockPolicy::Acquire(self.switch.lock_timeout),
             dry_run,
-            only_if_active: None,
-            event: "switch",
-            reason: None,
         })
     }
 }

@@ -1,17 +1,19 @@
 //! `monitor`: watches the live URL after a switch and, when asked, rolls back by itself.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
+use crate::config::defaults;
 use crate::error::Result;
 use crate::input::{
-    AppName, HttpUrl, StatusSet, SwitchTarget, parse_fraction, parse_millis, parse_seconds,
+    AppName, Fraction, HostPath, HttpUrl, StatusSet, SwitchTarget, parse_millis, parse_time_limit,
+    parse_wait,
 };
 use crate::monitor::{Monitor, MonitorOutcome};
 use crate::progress::Progress;
 use crate::report::finish;
+use crate::switch::Intent;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -34,27 +36,27 @@ pub struct Cli {
     url: HttpUrl,
 
     /// How long to watch (seconds, or 2m...).
-    #[arg(long, default_value = "30", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::MONITOR_DURATION, value_parser = parse_wait, value_name = "DURATION")]
     duration: Duration,
 
     /// Time between request starts (milliseconds, or 1s...).
-    #[arg(long, default_value = "200", value_parser = parse_millis, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::MONITOR_INTERVAL, value_parser = parse_millis, value_name = "DURATION")]
     interval: Duration,
 
     /// Time budget of one request (seconds, or 500ms...).
-    #[arg(long, default_value = "5", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::REQUEST_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     request_timeout: Duration,
 
     /// Statuses that count as success, like 200-499 or 2xx.
-    #[arg(long, default_value = "200-499", value_name = "SET")]
+    #[arg(long, default_value = defaults::MONITOR_ACCEPT_STATUS, value_name = "SET")]
     accept_status: StatusSet,
 
     /// Highest acceptable error rate, from 0 to 1.
-    #[arg(long, default_value = "0.01", value_parser = parse_fraction, value_name = "RATE")]
-    max_error_rate: f64,
+    #[arg(long, default_value = defaults::MAX_ERROR_RATE, value_name = "RATE")]
+    max_error_rate: Fraction,
 
     /// Highest acceptable 95th percentile latency in milliseconds.
-    #[arg(long, default_value_t = 500, value_name = "MS")]
+    #[arg(long, default_value = defaults::MAX_P95_MS, value_name = "MS")]
     max_p95_ms: u64,
 
     /// On failure, switch back to the previous slot (needs --app and the switch options).
@@ -67,7 +69,7 @@ pub struct Cli {
 
     /// State directory, for --rollback-on-fail [default: /var/lib/bluegreen/APP].
     #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    state_dir: Option<HostPath>,
 
     #[command(flatten)]
     ports: PortArgs,
@@ -90,7 +92,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         interval: cli.interval,
         request_timeout: cli.request_timeout,
         accepted: cli.accept_status.clone(),
-        max_error_rate: cli.max_error_rate,
+        max_error_rate: cli.max_error_rate.get(),
         max_p95_ms: cli.max_p95_ms,
     };
     let rollback = match (&cli.app, cli.rollback_on_fail) {
@@ -102,7 +104,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
                 nginx: &cli.nginx,
                 switch: &cli.switch,
             }
-            .request(SwitchTarget::Previous, None, false)?,
+            .request(Intent::switch_to(SwitchTarget::Previous), false)?,
         ),
         _ => None,
     };

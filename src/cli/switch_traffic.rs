@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::input::{SwitchTarget, Version};
 use crate::progress::Progress;
 use crate::report::finish;
-use crate::switch::SwitchReport;
+use crate::switch::{Intent, SwitchReport};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -64,7 +64,8 @@ fn run(cli: &Cli) -> Result<SwitchReport> {
         nginx: &cli.nginx,
         switch: &cli.switch,
     };
-    let request = parts.request(cli.to, cli.app_version.clone(), cli.dry_run)?;
+    let intent = Intent::switch_to(cli.to).recording(cli.app_version.clone(), None);
+    let request = parts.request(intent, cli.dry_run)?;
     request.run(&Progress::new(0))
 }
 

@@ -4,10 +4,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::boot::BootPath;
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs};
+use crate::config::defaults;
 use crate::error::Result;
 use crate::exec::CommandLine;
-use crate::input::{HostPort, parse_port, parse_seconds};
+use crate::input::{HostPath, HostPort, Port, parse_time_limit};
 use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
@@ -35,15 +37,15 @@ pub struct Cli {
     nginx: NginxArgs,
 
     /// How the slots run: docker and compose need a Docker daemon, command does not.
-    #[arg(long, value_enum, default_value_t = Runtime::Docker)]
+    #[arg(long, value_enum, default_value = defaults::RUNTIME)]
     runtime: Runtime,
 
     /// The docker command (split into words, no shell), e.g. 'sudo docker'.
-    #[arg(long, default_value = "docker", value_name = "CMD")]
+    #[arg(long, default_value = defaults::DOCKER_CMD, value_name = "CMD")]
     docker_cmd: String,
 
     /// Minimum free space at the state directory and Docker's data root, in MiB.
-    #[arg(long, default_value_t = 5120, value_name = "MIB")]
+    #[arg(long, default_value = defaults::MIN_FREE_DISK_MB, value_name = "MIB")]
     min_free_disk_mb: u64,
 
     /// A TCP dependency that must accept connections (repeatable), e.g. db:5432.
@@ -51,27 +53,55 @@ pub struct Cli {
     tcp: Vec<HostPort>,
 
     /// Connect timeout for each --tcp dependency.
-    #[arg(long, default_value = "3", value_parser = parse_seconds, value_name = "DURATION")]
+    #[arg(long, default_value = defaults::TCP_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     tcp_timeout: Duration,
 
-    /// The switch mode the deploys use; nftables mode checks that nft answers.
-    #[arg(long, value_enum, default_value_t = SwitchMode::Reload)]
+    /// The switch mode the deploys use; nftables mode (and auto, where it picks nftables)
+    /// checks that nft answers.
+    #[arg(long, value_enum, default_value = defaults::SWITCH_MODE)]
     mode: SwitchMode,
 
     /// The service port of the nftables mode.
-    #[arg(long, default_value = "3000", value_parser = parse_port, value_name = "PORT")]
-    service_port: u16,
+    #[arg(long, default_value = defaults::SERVICE_PORT, value_name = "PORT")]
+    service_port: Port,
+
+    /// The systemd unit directory that holds the nftables mode's boot path.
+    #[arg(long, default_value = defaults::SYSTEMD_UNIT_DIR, value_name = "DIR")]
+    systemd_unit_dir: HostPath,
+
+    /// The nft command (split into words, no shell), e.g. 'sudo nft'.
+    #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
+    nft_command: String,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
 
+/// Whether the deploys will use nftables: asked for, or `auto` and `nft` answers here.
+fn uses_nftables(cli: &Cli) -> Result<bool> {
+    let nft = CommandLine::parse(&cli.nft_command, "--nft-command")?;
+    Ok(match cli.mode {
+        SwitchMode::Nftables => true,
+        SwitchMode::Reload => false,
+        SwitchMode::Auto => nft
+            .with_args(["list", "tables"])
+            .run(crate::config::seconds(defaults::TCP_TIMEOUT))
+            .is_ok(),
+    })
+}
+
 fn run(cli: &Cli) -> Result<ValidateReport> {
+    let nft = CommandLine::parse(&cli.nft_command, "--nft-command")?;
+    let nftables = uses_nftables(cli)?;
     let request = ValidateRequest {
         app: cli.app.app.clone(),
         store: cli.app.store(),
-        upstream_file: cli.nginx.upstream_file(&cli.app.app),
+        upstream_file: cli
+            .nginx
+            .upstream_file(&cli.app.app)
+            .as_path()
+            .to_path_buf(),
         test_cmd: cli.nginx.test_cmd()?,
         runtime: cli.runtime,
         docker_cmd: CommandLine::parse(&cli.docker_cmd, "--docker-cmd")?,
@@ -79,8 +109,12 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         ports: cli.ports.ports()?,
         tcp: cli.tcp.clone(),
         tcp_timeout: cli.tcp_timeout,
-        nft: (cli.mode == SwitchMode::Nftables)
-            .then(|| NftSwitch::new(&cli.app.app, cli.service_port)),
+        nft: nftables.then(|| NftSwitch::new(&cli.app.app, cli.service_port.get(), nft.clone())),
+        boot: nftables.then(|| BootPath {
+            app: cli.app.app.clone(),
+            state_dir: cli.app.store().dir().to_path_buf(),
+            unit_dir: cli.systemd_unit_dir.as_path().to_path_buf(),
+        }),
     };
     Ok(request.run())
 }

@@ -115,3 +115,54 @@ fn the_end_to_end_workflow_can_set_every_input() {
         );
     }
 }
+
+/// The rows of the README table whose header row starts with `header`.
+fn readme_table(header: &str) -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|cell| cell.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_input_and_output_as_action_yml_states_it() {
+    let a = action();
+    let inputs: Vec<Vec<String>> = entries(&a["inputs"])
+        .into_iter()
+        .map(|(name, input)| {
+            let default = input["default"].as_str().unwrap_or("");
+            vec![
+                format!("`{name}`"),
+                if input["required"].as_bool() == Some(true) {
+                    "required".into()
+                } else if default.is_empty() {
+                    String::new()
+                } else {
+                    format!("`{default}`")
+                },
+                input["description"].as_str().unwrap().to_owned(),
+            ]
+        })
+        .collect();
+    assert_eq!(readme_table("| input | default | description |"), inputs);
+    let outputs: Vec<Vec<String>> = entries(&a["outputs"])
+        .into_iter()
+        .map(|(name, output)| {
+            vec![
+                format!("`{name}`"),
+                output["description"].as_str().unwrap().to_owned(),
+            ]
+        })
+        .collect();
+    assert_eq!(readme_table("| output | description |"), outputs);
+}

@@ -1,14 +1,24 @@
 //! Integration tests of the helper binaries against real programs: nginx from the system's
-//! packages, the demo app, Docker, sshd, and the real action.yml run by act. One test binary, one module per
-//! helper; `support` holds the harness.
+//! packages, the demo app, Docker, sshd, and the real action.yml run by act. One test binary,
+//! one module per helper or concern; `support` holds the harness. A test that needs a
+//! program or root says so with `require!` and is skipped where it is missing (never under
+//! `BLUEGREEN_REQUIRE_ALL=1`, which `scripts/test` sets).
+
+#[macro_use]
+mod support;
 
 mod action;
+mod action_release;
+mod action_scripts;
+mod action_ssh;
 mod action_yml;
 mod demo_app;
 mod faults;
 mod health_check;
+mod host_run;
+mod hostile;
 mod monitor;
 mod properties;
-mod support;
+mod switch_modes;
 mod switch_traffic;
 mod validate;

@@ -12,6 +12,7 @@ fn watch(site: &Site, extra: &[&str]) -> crate::support::Run {
 
 #[test]
 fn a_healthy_slot_passes() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let r = watch(&site, &["--duration", "1.5", "--interval", "50"]);
@@ -29,6 +30,7 @@ fn a_healthy_slot_passes() {
 
 #[test]
 fn server_errors_fail_the_watch_early() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &["--error-rate", "0.5"]);
     let r = watch(&site, &["--duration", "10", "--interval", "50"]);
@@ -54,6 +56,7 @@ fn server_errors_fail_the_watch_early() {
 
 #[test]
 fn slow_answers_fail_the_p95_limit() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &["--delay", "120"]);
     let r = watch(
@@ -72,6 +75,7 @@ fn slow_answers_fail_the_p95_limit() {
 
 #[test]
 fn a_failing_release_is_rolled_back() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &["--error-rate", "1"]);
@@ -120,6 +124,7 @@ fn a_failing_release_is_rolled_back() {
 
 #[test]
 fn rollback_without_a_previous_slot_is_refused_up_front() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let mut args: Vec<String> = [

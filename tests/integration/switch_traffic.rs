@@ -13,6 +13,7 @@ fn upstream_text(site: &Site) -> String {
 
 #[test]
 fn switch_to_green_is_verified_and_recorded() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -55,6 +56,7 @@ fn switch_to_green_is_verified_and_recorded() {
 
 #[test]
 fn to_previous_goes_back_and_forth() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -73,6 +75,7 @@ fn to_previous_goes_back_and_forth() {
 
 #[test]
 fn failing_nginx_test_restores_the_previous_upstream() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -107,6 +110,7 @@ fn failing_nginx_test_restores_the_previous_upstream() {
 
 #[test]
 fn a_reload_that_starts_no_workers_is_undone() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -128,6 +132,7 @@ fn a_reload_that_starts_no_workers_is_undone() {
 
 #[test]
 fn verification_against_the_wrong_slot_is_undone() {
+    require!(Nginx);
     let site = Site::new();
     let blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -156,14 +161,16 @@ fn verification_against_the_wrong_slot_is_undone() {
 
 #[test]
 fn a_held_lock_blocks_a_second_switch_and_can_be_waited_for() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
     std::fs::create_dir_all(&site.state_dir).unwrap();
     let held = AppLock::acquire(&site.state_dir, APP, "deploy run 42", Duration::ZERO).unwrap();
 
-    let r = site.switch(&["--to", "green"]);
+    let r = site.switch(&["--to", "green", "--lock-timeout", "1"]);
     assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("waited 0s of 1s"), "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("pid {}", std::process::id())),
         "{}",
@@ -184,6 +191,7 @@ fn a_held_lock_blocks_a_second_switch_and_can_be_waited_for() {
 
 #[test]
 fn corrupt_state_is_rebuilt_from_the_upstream_file() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -202,6 +210,7 @@ fn corrupt_state_is_rebuilt_from_the_upstream_file() {
 
 #[test]
 fn dry_run_shows_the_diff_and_changes_nothing() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let before = upstream_text(&site);
@@ -226,6 +235,7 @@ fn dry_run_shows_the_diff_and_changes_nothing() {
 
 #[test]
 fn bad_input_is_refused_before_anything_changes() {
+    require!(Nginx);
     let site = Site::new();
     let before = upstream_text(&site);
     let state_dir = site.state_dir.display().to_string();
@@ -348,6 +358,7 @@ fn keepalive_get(conn: &mut std::io::BufReader<std::net::TcpStream>) -> (String,
 
 #[test]
 fn nftables_mode_switches_without_reloading_nginx() {
+    require!(Nginx, Nftables);
     let app = format!("nft-{}", crate::support::free_port());
     let site = Site::adopting(&app);
     let _blue = site.demo("blue", "v1", &[]);
@@ -356,7 +367,9 @@ fn nftables_mode_switches_without_reloading_nginx() {
     let service_port = crate::support::free_port().to_string();
     let mut args = site.switch_args();
     args[1] = app.clone();
-    args.extend(["--mode", "nftables", "--service-port", &service_port].map(String::from));
+    let mode = args.iter().position(|a| a == "--mode").unwrap();
+    args[mode + 1] = "nftables".into();
+    args.extend(["--service-port", &service_port].map(String::from));
     let switch = |to: &str| {
         let mut all = args.clone();
         all.extend(["--to", to, "--json"].map(String::from));

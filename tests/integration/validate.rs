@@ -49,6 +49,7 @@ fn status_of(report: &serde_json::Value, name: &str) -> String {
 
 #[test]
 fn a_ready_host_passes_every_check() {
+    require!(Nginx, Docker);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     assert_eq!(
@@ -78,6 +79,7 @@ fn a_ready_host_passes_every_check() {
 
 #[test]
 fn every_failure_is_listed_in_one_run() {
+    require!(Nginx);
     let site = Site::new();
     site.nginx.break_config();
     let holder = TcpListener::bind(("127.0.0.1", site.blue_port)).unwrap();
@@ -160,6 +162,7 @@ fn every_failure_is_listed_in_one_run() {
 
 #[test]
 fn a_standby_port_held_by_our_own_standby_passes() {
+    require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
@@ -186,6 +189,7 @@ fn a_standby_port_held_by_our_own_standby_passes() {
 
 #[test]
 fn corrupt_state_warns_and_unreadable_state_fails() {
+    require!(Nginx);
     let site = Site::new();
     std::fs::create_dir_all(&site.state_dir).unwrap();
     std::fs::write(site.state_dir.join("state.json"), "not json").unwrap();
@@ -203,6 +207,7 @@ fn corrupt_state_warns_and_unreadable_state_fails() {
 
 #[test]
 fn validate_changes_nothing() {
+    require!(Nginx);
     let site = Site::new();
     let before = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
     let r = validate(&site_args(&site), &["--runtime", "command"]);

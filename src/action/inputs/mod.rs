@@ -1,0 +1,347 @@
+//! The action's inputs: read from the environment (`action.yml` maps each input to an
+//! `INPUT_*` variable), validated all at once before any connection is made, and turned
+//! into the plan the host runs. Defaults come from [`crate::config::defaults`], values go
+//! through the parsers of [`crate::input`] and choices through the enums' own names, so
+//! nothing here restates a rule.
+//!
+//! - this file: the inputs as types, and [`Inputs::from_env`], which builds the plan;
+//! - `source`: reading one input with its default and parser, collecting every problem.
+
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
+use clap::ValueEnum;
+
+use source::{Source, parse_hosts, ssh_word};
+
+use crate::config::{default_state_dir, default_upstream_file, defaults};
+use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
+use crate::error::Error;
+use crate::input::{
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, SlotPorts, Version,
+    parse_port, parse_positive_count, parse_time_limit, parse_wait,
+};
+use crate::runtime::{Pull, Runtime, RuntimeSpec};
+use crate::switch::{SwitchConfig, SwitchMode};
+
+/// How the image reaches the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageTransfer {
+    /// The host pulls it from its registry.
+    Registry,
+    /// The runner streams `docker save` over SSH into `docker load`.
+    Ssh,
+}
+
+/// When Slack hears about a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotifyOn {
+    /// Only when the deploy failed or rolled back.
+    Failure,
+    /// After every run.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Every input, validated.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Hosts, deployed one after another.
+    pub hosts: Vec<HostPort>,
+    /// SSH user.
+    pub username: String,
+    /// Private key text.
+    pub ssh_key: String,
+    /// known_hosts lines (empty only with `insecure_skip_host_key_check`).
+    pub known_hosts: String,
+    /// Skip host key checking (prints a warning).
+    pub insecure_skip_host_key_check: bool,
+    /// `user@bastion:port` to jump through.
+    pub proxy_jump: Option<String>,
+    /// How the image reaches the host.
+    pub image_transfer: ImageTransfer,
+    /// Slack incoming webhook URL.
+    pub slack_webhook: Option<String>,
+    /// When to notify.
+    pub notify_on: NotifyOn,
+    /// The plan every host runs.
+    pub plan: DeployPlan,
+}
+
+/// The inputs a failed run is reported with, each only when it was valid.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// The app.
+    pub app: Option<AppName>,
+    /// The command.
+    pub operation: Option<Operation>,
+    /// The version.
+    pub version: Option<Version>,
+    /// The Slack webhook.
+    pub slack_webhook: Option<String>,
+    /// When to notify.
+    pub notify_on: Option<NotifyOn>,
+}
+
+/// Inputs that did not validate: every problem in one error, and what was valid.
+#[derive(Debug)]
+pub struct InputErrors {
+    /// Every problem, one clause each.
+    pub error: Error,
+    /// What was valid, for reporting the failure.
+    pub known: Known,
+}
+
+/// The environment variable holding input `name` (`ssh-key` -> `INPUT_SSH_KEY`).
+pub fn env_name(name: &str) -> String {
+    format!("INPUT_{}", name.replace('-', "_").to_ascii_uppercase())
+}
+
+impl Inputs {
+    /// The inputs a report of this run may use.
+    pub fn known(&self) -> Known {
+        Known {
+            app: Some(self.plan.app.clone()),
+            operation: Some(self.plan.operation),
+            version: Some(self.plan.version.clone()),
+            slack_webhook: self.slack_webhook.clone(),
+            notify_on: Some(self.notify_on),
+        }
+    }
+
+    /// Validates every input from `env`; all problems are reported together.
+    pub fn from_env(
+        env: &HashMap<String, String>,
+    ) -> std::result::Result<Inputs, Box<InputErrors>> {
+        let mut s = Source {
+            env,
+            errors: Vec::new(),
+        };
+        let ssh_port = s.parse("port", defaults::SSH_PORT, parse_port);
+        let host_raw = s.required("host");
+        let hosts = match ssh_port {
+            Some(port) if !host_raw.is_empty() => {
+                s.parse("host", "", |_| parse_hosts(&host_raw, port))
+            }
+            _ => None,
+        };
+        let username = s.required("username");
+        if !username.is_empty() && !ssh_word(&username, "") {
+            s.errors
+                .push(format!("input `username`: {username:?} is not a user name"));
+        }
+        let ssh_key = s.required("ssh-key");
+        let insecure = s.boolean(
+            "insecure-skip-host-key-check",
+            defaults::INSECURE_SKIP_HOST_KEY_CHECK,
+        );
+        let known_hosts = s.raw("known-hosts");
+        if known_hosts.is_empty() && insecure == Some(false) {
+            s.errors.push(
+                "input `known-hosts` is required (or set insecure-skip-host-key-check: 'true')"
+                    .into(),
+            );
+        }
+        let proxy_jump = s.optional("proxy-jump");
+        if let Some(j) = proxy_jump.as_ref().filter(|j| !ssh_word(j, "@:[]")) {
+            s.errors
+                .push(format!("input `proxy-jump`: {j:?} is not user@host:port"));
+        }
+        let app = s.parse("app", "", str::parse::<AppName>);
+        let operation = s.choice::<Operation>("command", defaults::COMMAND);
+        let version_default = env
+            .get("GITHUB_SHA")
+            .map(|sha| sha.chars().take(7).collect::<String>())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unversioned".into());
+        let version = s.parse("version", &version_default, str::parse::<Version>);
+
+        let runtime = s.choice::<Runtime>("runtime", defaults::RUNTIME);
+        let image = s.parse_optional("image", str::parse::<Image>);
+        let container_port = s.parse(
+            "container-port",
+            defaults::CONTAINER_PORT,
+            str::parse::<Port>,
+        );
+        let blue_port = s.parse("blue-port", defaults::BLUE_PORT, parse_port);
+        let green_port = s.parse("green-port", defaults::GREEN_PORT, parse_port);
+        let ports = match (blue_port, green_port) {
+            (Some(b), Some(g)) => s.parse("blue-port`/`green-port", "", |_| SlotPorts::new(b, g)),
+            _ => None,
+        };
+        let env_file = s.parse_optional("env-file", str::parse::<HostPath>);
+        let docker_args = s.parse("docker-args", "", |raw| {
+            shell_words::split(raw)
+                .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
+        });
+        let compose_file = s.parse_optional("compose-file", str::parse::<HostPath>);
+        let deploy_command = s.optional("deploy-command");
+        let pull = s.choice::<Pull>("pull", defaults::PULL);
+        let image_transfer = s.choice::<ImageTransfer>("image-transfer", defaults::IMAGE_TRANSFER);
+
+        let health_path = s.parse(
+            "health-path",
+            defaults::HEALTH_PATH,
+            str::parse::<HealthPath>,
+        );
+        let health_timeout = s.parse("health-timeout", defaults::HEALTH_TIMEOUT, parse_time_limit);
+        let healthy_threshold = s.parse("healthy-threshold", defaults::HEALTHY_THRESHOLD, |raw| {
+            parse_positive_count(raw).map(|n| NonZeroU32::new(n).expect("at least 1"))
+        });
+
+        let switch_mode = s.choice::<SwitchMode>("switch-mode", defaults::SWITCH_MODE);
+        let service_port = s.parse("service-port", defaults::SERVICE_PORT, str::parse::<Port>);
+        let upstream_file = s.parse_optional("upstream-file", str::parse::<HostPath>);
+        let test_cmd = s.command("nginx-test-command", defaults::TEST_CMD);
+        let reload_cmd = s.command("nginx-reload-command", defaults::RELOAD_CMD);
+        let nft_cmd = s.command("nft-command", defaults::NFT_CMD);
+        let nginx_pid_file = s.parse(
+            "nginx-pid-file",
+            defaults::NGINX_PID_FILE,
+            str::parse::<HostPath>,
+        );
+        let verify_url = s.parse_optional("verify-url", str::parse::<HttpUrl>);
+
+        let monitor_url = s.parse_optional("monitor-url", str::parse::<HttpUrl>);
+        let monitor_duration = s.parse("monitor-duration", defaults::MONITOR_DURATION, parse_wait);
+        let max_error_rate = s.parse(
+            "max-error-rate",
+            defaults::MAX_ERROR_RATE,
+            str::parse::<Fraction>,
+        );
+        let max_p95_ms = s.number("max-p95-ms", defaults::MAX_P95_MS);
+        let rollback_on_failure = s.boolean("rollback-on-failure", defaults::ROLLBACK_ON_FAILURE);
+        let retire = s.choice::<Retire>("retire", defaults::RETIRE);
+        let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
+        let stop_timeout = s.parse("stop-timeout", defaults::STOP_TIMEOUT, parse_wait);
+        let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
+        let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
+        let lock_timeout = s.parse("lock-timeout", defaults::LOCK_TIMEOUT, parse_wait);
+        let systemd_unit_dir = s.parse(
+            "systemd-unit-dir",
+            defaults::SYSTEMD_UNIT_DIR,
+            str::parse::<HostPath>,
+        );
+        let state_dir = s.parse_optional("state-dir", str::parse::<HostPath>);
+
+        let slack_webhook = s.optional("slack-webhook");
+        let webhook_valid = slack_webhook
+            .as_ref()
+            .is_none_or(|url| url.parse::<HttpUrl>().is_ok());
+        if !webhook_valid {
+            // The URL itself is a secret: never repeat it in the message.
+            s.errors
+                .push("input `slack-webhook` is not an http(s) URL".into());
+        }
+        let notify_on = s.choice::<NotifyOn>("notify-on", defaults::NOTIFY_ON);
+        let known = Known {
+            app: app.clone(),
+            operation,
+            version: version.clone(),
+            slack_webhook: slack_webhook.clone().filter(|_| webhook_valid),
+            notify_on,
+        };
+        let invalid = |errors: Vec<String>, known: Known| {
+            Box::new(InputErrors {
+                error: Error::invalid("inputs", errors.join("; ")),
+                known,
+            })
+        };
+        if !s.errors.is_empty() {
+            return Err(invalid(s.errors, known));
+        }
+
+        let app = app.expect("validated");
+        let purpose = format!(
+            "{} {} by {} ({})",
+            operation.map_or("deploy", Operation::as_str),
+            version.as_ref().map_or("", Version::as_str),
+            env.get("GITHUB_ACTOR").map_or("someone", String::as_str),
+            run_url(env).unwrap_or_else(|| "a local run".into())
+        );
+        let plan = DeployPlan {
+            operation: operation.expect("validated"),
+            dry_run: dry_run.expect("validated"),
+            purpose,
+            state_dir: state_dir.unwrap_or_else(|| default_state_dir(&app)),
+            version: version.expect("validated"),
+            ports: ports.expect("validated"),
+            runtime: RuntimeSpec {
+                runtime: runtime.expect("validated"),
+                image,
+                container_port: container_port.expect("validated"),
+                env_file,
+                docker_args: docker_args.expect("validated"),
+                compose_file,
+                deploy_command,
+                pull: pull.expect("validated"),
+            },
+            health: HealthSpec {
+                path: health_path.expect("validated"),
+                timeout: health_timeout.expect("validated"),
+                healthy_threshold: healthy_threshold.expect("validated"),
+            },
+            switch: SwitchConfig {
+                mode: switch_mode.expect("validated"),
+                service_port: service_port.expect("validated"),
+                upstream_file: upstream_file.unwrap_or_else(|| default_upstream_file(&app)),
+                test_cmd: test_cmd.expect("validated"),
+                reload_cmd: reload_cmd.expect("validated"),
+                nginx_pid_file: nginx_pid_file.expect("validated"),
+                reload_timeout: crate::config::seconds(defaults::RELOAD_TIMEOUT),
+                verify_url,
+                verify_timeout: crate::config::seconds(defaults::VERIFY_TIMEOUT),
+                nft_cmd: nft_cmd.expect("validated"),
+            },
+            watch: WatchSpec {
+                url: monitor_url,
+                duration: monitor_duration.expect("validated"),
+                max_error_rate: max_error_rate.expect("validated"),
+                max_p95_ms: max_p95_ms.expect("validated"),
+                rollback_on_failure: rollback_on_failure.expect("validated"),
+            },
+            retire: RetireSpec {
+                old_slot: retire.expect("validated"),
+                drain: drain.expect("validated"),
+                stop_timeout: stop_timeout.expect("validated"),
+            },
+            min_free_disk_mb: min_free_disk_mb.expect("validated"),
+            lock_timeout: lock_timeout.expect("validated"),
+            systemd_unit_dir: systemd_unit_dir.expect("validated"),
+            app,
+        };
+        let image_transfer = image_transfer.expect("validated");
+        let mut problems = plan.problems();
+        if image_transfer == ImageTransfer::Ssh && plan.runtime.image.is_none() {
+            problems.push("image-transfer: ssh needs an image".into());
+        }
+        if !problems.is_empty() {
+            return Err(invalid(problems, known));
+        }
+        Ok(Inputs {
+            hosts: hosts.expect("validated"),
+            username,
+            ssh_key,
+            known_hosts,
+            insecure_skip_host_key_check: insecure.expect("validated"),
+            proxy_jump,
+            image_transfer,
+            slack_webhook,
+            notify_on: notify_on.expect("validated"),
+            plan,
+        })
+    }
+}
+
+/// The URL of the current workflow run, when running under GitHub Actions (or act).
+pub fn run_url(env: &HashMap<String, String>) -> Option<String> {
+    let server = env.get("GITHUB_SERVER_URL")?;
+    let repo = env.get("GITHUB_REPOSITORY")?;
+    let run = env.get("GITHUB_RUN_ID")?;
+    Some(format!("{server}/{repo}/actions/runs/{run}"))
+}

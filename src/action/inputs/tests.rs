@@ -1,0 +1,132 @@
+//! The inputs' parsing: defaults, all problems at once, rules across inputs, and what a
+//! failed run may report.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::input::SlotPorts;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = [
+        ("host", "203.0.113.7"),
+        ("username", "deploy"),
+        ("ssh-key", "KEY"),
+        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
+        ("app", "shop"),
+        ("image", "ghcr.io/acme/shop:1"),
+    ]
+    .iter()
+    .map(|(k, v)| (env_name(k), v.to_string()))
+    .collect();
+    for (k, v) in pairs {
+        m.insert(env_name(k), v.to_string());
+    }
+    m
+}
+
+fn error_of(pairs: &[(&str, &str)]) -> String {
+    Inputs::from_env(&env(pairs)).unwrap_err().error.to_string()
+}
+
+#[test]
+fn defaults_fill_the_plan() {
+    let i = Inputs::from_env(&env(&[])).unwrap();
+    assert_eq!(
+        i.hosts,
+        [HostPort {
+            host: "203.0.113.7".into(),
+            port: 22
+        }]
+    );
+    let p = &i.plan;
+    assert_eq!(p.ports, SlotPorts::new(3001, 3002).unwrap());
+    assert_eq!(p.runtime.container_port.get(), 8080);
+    assert_eq!(p.health.path.as_str(), "/health");
+    assert_eq!(p.version.as_str(), "unversioned");
+    assert_eq!(p.state_dir.as_str(), "/var/lib/bluegreen/shop");
+    assert_eq!(
+        p.switch.upstream_file.as_str(),
+        "/etc/nginx/conf.d/bluegreen-shop.conf"
+    );
+    assert_eq!(p.switch.test_cmd.argv(), ["nginx", "-t"]);
+    assert_eq!(
+        p.switch.reload_timeout,
+        crate::config::seconds(defaults::RELOAD_TIMEOUT)
+    );
+    assert!(p.watch.rollback_on_failure);
+    assert_eq!(i.notify_on, NotifyOn::Failure);
+    assert_eq!(i.image_transfer, ImageTransfer::Registry);
+}
+
+#[test]
+fn hosts_lists_and_ports() {
+    let h = parse_hosts("a.example.com, b:2222\n[::1]:2200\n", 22).unwrap();
+    assert_eq!(
+        h.iter()
+            .map(|h| (h.host.as_str(), h.port))
+            .collect::<Vec<_>>(),
+        [("a.example.com", 22), ("b", 2222), ("::1", 2200)]
+    );
+    for bad in ["", "-oProxyCommand=x", "a b", "[::1", "x:0"] {
+        assert!(parse_hosts(bad, 22).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn every_bad_input_is_reported_at_once() {
+    let e = error_of(&[
+        ("app", "Bad App"),
+        ("blue-port", "70000"),
+        ("runtime", "podman"),
+        ("max-error-rate", "5"),
+        ("retire", "later"),
+        ("known-hosts", ""),
+        ("nginx-test-command", "nginx 'unterminated"),
+        ("health-timeout", "0"),
+    ]);
+    for needle in [
+        "`app`",
+        "`blue-port`",
+        "`runtime`",
+        "`max-error-rate`",
+        "`retire`",
+        "`known-hosts`",
+        "`nginx-test-command`",
+        "`health-timeout`",
+    ] {
+        assert!(e.contains(needle), "{needle} missing from {e}");
+    }
+    assert!(
+        e.contains("expected one of docker, compose, command"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rules_that_span_inputs_are_checked_once_the_inputs_parse() {
+    let e = error_of(&[("switch-mode", "nftables"), ("service-port", "3001")]);
+    assert!(e.contains("service-port 3001 is a slot's port"), "{e}");
+    let e = error_of(&[("runtime", "command")]);
+    assert!(e.contains("deploy-command"), "{e}");
+    let e = error_of(&[("blue-port", "3005"), ("green-port", "3005")]);
+    assert!(e.contains("different"), "{e}");
+}
+
+#[test]
+fn a_failure_keeps_only_valid_values_to_report_with() {
+    let bad = Inputs::from_env(&env(&[
+        ("version", "v2$(touch /tmp/x)"),
+        ("slack-webhook", "hooks.example/T000/SECRET"),
+        ("command", "rollback"),
+    ]))
+    .unwrap_err();
+    let text = bad.error.to_string();
+    assert!(
+        !text.contains("SECRET"),
+        "the webhook never appears in errors: {text}"
+    );
+    assert!(bad.known.version.is_none());
+    assert!(bad.known.slack_webhook.is_none());
+    assert_eq!(bad.known.operation, Some(Operation::Rollback));
+    assert_eq!(bad.known.app.unwrap().as_str(), "shop");
+}

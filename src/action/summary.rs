@@ -1,0 +1,153 @@
+//! The job summary: a timeline of each host's phases (a mermaid Gantt chart, which GitHub
+//! draws), a table of hosts, and per host a table of phases with the watch's figures, the
+//! error, warnings, the upstream diff of a dry run and the failed slot's log. Host text is
+//! made safe for a Markdown table cell.
+
+use serde::Serialize;
+
+use crate::deploy::PhaseRecord;
+use crate::error::Result;
+use crate::monitor::MonitorReport;
+
+use super::report::{HostReport, RunReport, render};
+
+const SUMMARY_TEMPLATE: &str = include_str!("../../templates/summary.md.j2");
+
+impl RunReport {
+    /// The job summary in Markdown.
+    pub fn summary(&self) -> Result<String> {
+        let hosts: Vec<SummaryHost> = self.hosts.iter().map(SummaryHost::from).collect();
+        let outcome = self.outcome();
+        let span = hosts
+            .iter()
+            .flat_map(|h| h.phases.iter().map(|p| p.end_ms))
+            .max()
+            .unwrap_or(0);
+        render(
+            "summary",
+            SUMMARY_TEMPLATE,
+            minijinja::context! {
+                icon => if self.succeeded() { "✅" } else { "❌" },
+                command => self.command.as_str(),
+                app => self.app.as_str(),
+                result => outcome.as_str(),
+                version => self.version.as_str(),
+                duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
+                hosts => minijinja::value::Serde(&hosts),
+                timeline_tick => timeline_tick(span),
+            },
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryPhase {
+    name: &'static str,
+    ok: bool,
+    start_ms: u64,
+    /// At least a millisecond after the start, so the timeline draws every phase.
+    end_ms: u64,
+    ms: u64,
+    detail: String,
+}
+
+impl From<&PhaseRecord> for SummaryPhase {
+    fn from(p: &PhaseRecord) -> Self {
+        SummaryPhase {
+            name: p.phase.as_str(),
+            ok: p.ok,
+            start_ms: p.start_ms,
+            end_ms: p.start_ms + p.ms.max(1),
+            ms: p.ms,
+            detail: cell(&p.detail),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryHost {
+    host: String,
+    /// The host as a timeline section title: only characters mermaid takes literally.
+    section: String,
+    result: String,
+    active_slot: String,
+    previous_slot: String,
+    active_version: String,
+    failed_phase: String,
+    /// How traffic was switched and why (`nftables (auto: ...)`).
+    switch_mode: Option<String>,
+    /// What happens to the old slot after the report.
+    retire: Option<String>,
+    phases: Vec<SummaryPhase>,
+    monitor: Option<MonitorReport>,
+    error: Option<String>,
+    warnings: Vec<String>,
+    upstream_diff: Option<String>,
+    log_tail: Option<String>,
+}
+
+impl From<&HostReport> for SummaryHost {
+    fn from(h: &HostReport) -> Self {
+        let r = &h.result;
+        let phases = h
+            .runner_phases
+            .iter()
+            .chain(&r.phases)
+            .map(SummaryPhase::from)
+            .collect();
+        let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
+        SummaryHost {
+            host: cell(&h.host),
+            section: h
+                .host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '.'
+                    }
+                })
+                .collect(),
+            result: h.outcome().as_str().to_owned(),
+            active_slot: dash(r.active_slot.map(|s| s.to_string())),
+            previous_slot: dash(r.previous_slot.map(|s| s.to_string())),
+            active_version: cell(&dash(r.active_version.clone())),
+            failed_phase: dash(h.failed_phase()),
+            switch_mode: r.switch_mode.map(|m| {
+                cell(&format!(
+                    "{m} ({})",
+                    r.switch_mode_reason.as_deref().unwrap_or("-")
+                ))
+            }),
+            retire: r.retire.as_deref().map(cell),
+            phases,
+            monitor: r.monitor.clone(),
+            error: r.error.as_ref().map(|e| cell(&e.message)),
+            warnings: r.warnings.iter().map(|w| cell(w)).collect(),
+            upstream_diff: r
+                .upstream_diff
+                .clone()
+                .filter(|d| !d.is_empty())
+                .map(|d| d.replace("```", "'''")),
+            log_tail: r.log_tail.clone().map(|l| l.replace("```", "'''")),
+        }
+    }
+}
+
+/// The tick interval of a timeline that spans `ms`: about ten ticks or fewer.
+pub(super) fn timeline_tick(ms: u64) -> &'static str {
+    match ms {
+        0..=2_000 => "200millisecond",
+        2_001..=10_000 => "1second",
+        10_001..=60_000 => "5second",
+        60_001..=300_000 => "30second",
+        300_001..=1_200_000 => "2minute",
+        _ => "10minute",
+    }
+}
+
+/// Text made safe for one Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}

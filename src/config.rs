@@ -1,0 +1,196 @@
+//! The one place every default lives, shared by the three front-ends: the action's inputs
+//! (`action.yml`, read by [`crate::action::inputs`]), the helpers' command lines
+//! ([`crate::cli`]) and the plan a host receives ([`crate::deploy::DeployPlan`]).
+//!
+//! Defaults are written as the text a user would type, so each front-end parses them with
+//! the same parser it uses for what the user typed: a default is valid by the same rule as
+//! any value (a test parses every one), and `action.yml` states the same text (a test
+//! compares them).
+
+use std::time::Duration;
+
+use crate::input::{AppName, HostPath, parse_millis, parse_seconds};
+
+/// Defaults, as text, by input name.
+pub mod defaults {
+    /// `port`: SSH port of hosts given without one.
+    pub const SSH_PORT: &str = "22";
+    /// `runtime`.
+    pub const RUNTIME: &str = "docker";
+    /// `container-port`.
+    pub const CONTAINER_PORT: &str = "8080";
+    /// `blue-port`.
+    pub const BLUE_PORT: &str = "3001";
+    /// `green-port`.
+    pub const GREEN_PORT: &str = "3002";
+    /// `pull`.
+    pub const PULL: &str = "missing";
+    /// `image-transfer`.
+    pub const IMAGE_TRANSFER: &str = "registry";
+    /// `health-path`.
+    pub const HEALTH_PATH: &str = "/health";
+    /// `health-timeout`, seconds.
+    pub const HEALTH_TIMEOUT: &str = "180";
+    /// `healthy-threshold`.
+    pub const HEALTHY_THRESHOLD: &str = "2";
+    /// `switch-mode`.
+    pub const SWITCH_MODE: &str = "auto";
+    /// `nft-command`.
+    pub const NFT_CMD: &str = "nft";
+    /// `service-port`.
+    pub const SERVICE_PORT: &str = "3000";
+    /// `nginx-test-command`.
+    pub const TEST_CMD: &str = "nginx -t";
+    /// `nginx-reload-command`.
+    pub const RELOAD_CMD: &str = "nginx -s reload";
+    /// `nginx-pid-file`.
+    pub const NGINX_PID_FILE: &str = "/run/nginx.pid";
+    /// How long a reload may take to show new nginx workers, seconds.
+    pub const RELOAD_TIMEOUT: &str = "10";
+    /// How long the verify URL may take to answer from the new slot, seconds.
+    pub const VERIFY_TIMEOUT: &str = "10";
+    /// `monitor-duration`, seconds.
+    pub const MONITOR_DURATION: &str = "30";
+    /// Time between the watch's requests, milliseconds.
+    pub const MONITOR_INTERVAL: &str = "200";
+    /// Time budget of one request of a watch or health check, seconds.
+    pub const REQUEST_TIMEOUT: &str = "5";
+    /// Statuses the watch counts as success.
+    pub const MONITOR_ACCEPT_STATUS: &str = "200-499";
+    /// First wait between a health check's polls, milliseconds (the helper's; a deploy polls
+    /// its standby faster).
+    pub const HEALTH_INTERVAL: &str = "200";
+    /// Longest wait between a health check's polls, milliseconds.
+    pub const HEALTH_MAX_INTERVAL: &str = "2000";
+    /// Statuses a health check accepts.
+    pub const HEALTH_ACCEPT_STATUS: &str = "2xx";
+    /// `max-error-rate`.
+    pub const MAX_ERROR_RATE: &str = "0.01";
+    /// `max-p95-ms`.
+    pub const MAX_P95_MS: &str = "500";
+    /// `rollback-on-failure`.
+    pub const ROLLBACK_ON_FAILURE: &str = "true";
+    /// `retire`.
+    pub const RETIRE: &str = "stop";
+    /// `drain-seconds`.
+    pub const DRAIN_SECONDS: &str = "5";
+    /// `stop-timeout`, seconds.
+    pub const STOP_TIMEOUT: &str = "30";
+    /// `min-free-disk-mb`.
+    pub const MIN_FREE_DISK_MB: &str = "5120";
+    /// `command`.
+    pub const COMMAND: &str = "deploy";
+    /// `dry-run`.
+    pub const DRY_RUN: &str = "false";
+    /// `insecure-skip-host-key-check`.
+    pub const INSECURE_SKIP_HOST_KEY_CHECK: &str = "false";
+    /// `notify-on`.
+    pub const NOTIFY_ON: &str = "failure";
+    /// The docker command of the helpers.
+    pub const DOCKER_CMD: &str = "docker";
+    /// Connect timeout of each TCP dependency check, seconds.
+    pub const TCP_TIMEOUT: &str = "3";
+    /// `lock-timeout`: how long a run waits for the app lock, seconds (0: fail at once).
+    pub const LOCK_TIMEOUT: &str = "300";
+    /// `systemd-unit-dir`: where the boot path of the nftables mode is installed.
+    pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+}
+
+/// A default duration given in seconds, as a [`Duration`].
+pub fn seconds(default: &str) -> Duration {
+    parse_seconds(default).expect("every default parses (tested)")
+}
+
+/// A default duration given in milliseconds, as a [`Duration`].
+pub fn millis(default: &str) -> Duration {
+    parse_millis(default).expect("every default parses (tested)")
+}
+
+/// The state directory of `app` when none is given: `/var/lib/bluegreen/APP`.
+pub fn default_state_dir(app: &AppName) -> HostPath {
+    format!("/var/lib/bluegreen/{app}")
+        .parse()
+        .expect("an app name makes a valid path")
+}
+
+/// The upstream include of `app` when none is given: `/etc/nginx/conf.d/bluegreen-APP.conf`.
+pub fn default_upstream_file(app: &AppName) -> HostPath {
+    format!("/etc/nginx/conf.d/bluegreen-{app}.conf")
+        .parse()
+        .expect("an app name makes a valid path")
+}
+
+/// Serde for a [`Duration`] as whole milliseconds (`"reload_timeout": 10000`).
+pub mod serde_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the duration as milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    /// Reads milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defaults::*;
+    use super::*;
+    use crate::exec::CommandLine;
+    use crate::input::{
+        Fraction, HealthPath, Port, StatusSet, parse_positive_count, parse_time_limit, parse_wait,
+    };
+
+    #[test]
+    fn every_default_parses_with_the_parser_of_its_setting() {
+        for port in [
+            SSH_PORT,
+            CONTAINER_PORT,
+            BLUE_PORT,
+            GREEN_PORT,
+            SERVICE_PORT,
+        ] {
+            port.parse::<Port>().unwrap();
+        }
+        for wait in [MONITOR_DURATION, DRAIN_SECONDS, STOP_TIMEOUT, LOCK_TIMEOUT] {
+            parse_wait(wait).unwrap();
+        }
+        for limit in [
+            HEALTH_TIMEOUT,
+            RELOAD_TIMEOUT,
+            VERIFY_TIMEOUT,
+            REQUEST_TIMEOUT,
+            TCP_TIMEOUT,
+        ] {
+            parse_time_limit(limit).unwrap();
+        }
+        for interval in [MONITOR_INTERVAL, HEALTH_INTERVAL, HEALTH_MAX_INTERVAL] {
+            parse_millis(interval).unwrap();
+        }
+        HEALTH_PATH.parse::<HealthPath>().unwrap();
+        parse_positive_count(HEALTHY_THRESHOLD).unwrap();
+        MAX_ERROR_RATE.parse::<Fraction>().unwrap();
+        MAX_P95_MS.parse::<u64>().unwrap();
+        MIN_FREE_DISK_MB.parse::<u64>().unwrap();
+        for set in [MONITOR_ACCEPT_STATUS, HEALTH_ACCEPT_STATUS] {
+            set.parse::<StatusSet>().unwrap();
+        }
+        for cmd in [TEST_CMD, RELOAD_CMD, DOCKER_CMD, NFT_CMD] {
+            CommandLine::parse(cmd, "default").unwrap();
+        }
+        for path in [NGINX_PID_FILE, SYSTEMD_UNIT_DIR] {
+            path.parse::<HostPath>().unwrap();
+        }
+        let app: AppName = "shop".parse().unwrap();
+        assert_eq!(default_state_dir(&app).as_str(), "/var/lib/bluegreen/shop");
+        assert_eq!(
+            default_upstream_file(&app).as_str(),
+            "/etc/nginx/conf.d/bluegreen-shop.conf"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The engine every host-side operation runs on: the context a phase works in (the plan,
+//! the host, the event sink, the result so far), the phase runner that announces, times and
+//! records each phase, and the first steps of every run (lock, state). The other steps the
+//! operations share are in `steps.rs`; the operations are in `release.rs` (deploy),
+//! `rollback.rs`, `reconcile.rs` and `status.rs`, each a short sequence of steps.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, RunError};
+use crate::input::Slot;
+use crate::lock::AppLock;
+use crate::progress::Progress;
+use crate::runtime::Compose;
+use crate::state::{HistoryEvent, State, StateSource, now_rfc3339};
+use crate::switch::SwitchConfig;
+
+use super::host::Host;
+use super::plan::{DeployPlan, Operation};
+use super::protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord};
+
+/// How long one runtime command (docker run, compose up, the user's command) may take.
+pub(super) const RUNTIME_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long asking `nft` whether it can be used may take.
+const NFT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why a phase failed, and the slot whose log tail explains it.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) error: Error,
+    pub(super) log_of: Option<Slot>,
+}
+
+impl Failure {
+    /// A failure explained by `slot`'s log.
+    pub(super) fn of_slot(error: Error, slot: Slot) -> Failure {
+        Failure {
+            error,
+            log_of: Some(slot),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            log_of: None,
+        }
+    }
+}
+
+/// One run on one host: the context every phase works in.
+pub struct Engine<'a> {
+    pub(super) plan: &'a DeployPlan,
+    pub(super) host: &'a dyn Host,
+    emit: &'a (dyn Fn(&Event) + Sync),
+    pub(super) result: DeployResult,
+    started: Instant,
+    /// How traffic is switched, with `auto` decided once the run has started.
+    pub(super) switch: SwitchConfig,
+    /// The compose flavour, once the first phase that needs it has looked.
+    pub(super) compose: Option<Option<Compose>>,
+    /// The app lock, held from the lock phase to the end of the run.
+    held: Option<AppLock>,
+    /// The slot to retire once the result is out.
+    pub(super) pending_retire: Option<Slot>,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine for a checked plan, acting through `host`, announcing events to `emit`.
+    pub fn new(
+        plan: &'a DeployPlan,
+        host: &'a dyn Host,
+        emit: &'a (dyn Fn(&Event) + Sync),
+    ) -> Self {
+        Engine {
+            plan,
+            host,
+            emit,
+            result: DeployResult::default(),
+            started: Instant::now(),
+            switch: plan.switch.clone(),
+            compose: None,
+            held: None,
+            pending_retire: None,
+        }
+    }
+
+    /// Runs the plan's operation; emits the result as soon as the outcome is decided, then
+    /// retires the old slot (a deploy that went live), still holding the lock; returns the
+    /// result.
+    pub fn run(mut self) -> DeployResult {
+        if self.plan.operation != Operation::Status {
+            self.resolve_switch_mode();
+        }
+        let outcome = match (self.plan.operation, self.plan.dry_run) {
+            (Operation::Status, _) => super::status::run(&mut self),
+            (Operation::Deploy, false) => super::release::run(&mut self),
+            (Operation::Deploy, true) => super::release::dry_run(&mut self),
+            (Operation::Rollback, _) => super::rollback::run(&mut self),
+        };
+        match outcome {
+            Ok(outcome) => self.result.result = Some(outcome),
+            Err(failure) => {
+                self.result.result = Some(Outcome::Failed);
+                self.result.error = Some(RunError::from(&failure.error));
+                if let Some(slot) = failure.log_of {
+                    self.result.log_tail = self.log_tail(slot);
+                }
+            }
+        }
+        if let Ok(loaded) = self.plan.store().load(
+            &self.plan.app,
+            self.plan.switch.upstream_file.as_path(),
+            self.plan.ports,
+        ) {
+            let state = loaded.state;
+            self.result.active_slot = state.active;
+            self.result.previous_slot = state.previous;
+            self.result.active_version = state
+                .active
+                .and_then(|s| state.slots.get(s).version.clone());
+        }
+        if !self.plan.dry_run && self.plan.operation != Operation::Status {
+            self.record_history();
+        }
+        (self.emit)(&Event::Result(Box::new(self.result.clone())));
+        if let Some(old) = self.pending_retire.take() {
+            self.retire(old);
+        }
+        self.held = None;
+        self.result
+    }
+
+    fn record_history(&self) {
+        let outcome = self.result.result.unwrap_or(Outcome::Failed);
+        let detail = match (&self.result.failed_phase, &self.result.error) {
+            (Some(phase), Some(error)) => {
+                format!("{} at {}: {error}", outcome.as_str(), phase.as_str())
+            }
+            _ => outcome.as_str().to_owned(),
+        };
+        let _ = self.plan.store().record(&HistoryEvent {
+            ts: now_rfc3339(),
+            event: match self.plan.operation {
+                Operation::Rollback => "rollback-run".into(),
+                _ => "deploy".into(),
+            },
+            app: self.plan.app.to_string(),
+            from: None,
+            to: self.result.active_slot,
+            version: Some(self.plan.version.as_str().to_owned()),
+            detail: Some(format!("{detail} ({})", self.plan.purpose)),
+            pid: std::process::id(),
+        });
+    }
+
+    /// A line of progress.
+    pub(super) fn log(&self, line: &str) {
+        (self.emit)(&Event::Log {
+            line: line.to_owned(),
+        });
+    }
+
+    /// Runs `body` with a progress reporter whose lines become log events.
+    pub(super) fn with_progress<R>(&self, body: impl FnOnce(&Progress) -> R) -> R {
+        let emit = self.emit;
+        let sink = move |line: &str| {
+            emit(&Event::Log {
+                line: line.to_owned(),
+            })
+        };
+        body(&Progress::lines(&sink))
+    }
+
+    /// Runs one phase: announces its start and end, times and records it. The body returns
+    /// its value and a line saying what it did.
+    pub(super) fn phase<T>(
+        &mut self,
+        phase: Phase,
+        body: impl FnOnce(&mut Self) -> Result<(T, String), Failure>,
+    ) -> Result<T, Failure> {
+        (self.emit)(&Event::PhaseStart { phase });
+        let started = Instant::now();
+        let outcome = body(self);
+        let (ok, detail) = match &outcome {
+            Ok((_, detail)) => (true, detail.clone()),
+            Err(f) => (false, f.error.to_string()),
+        };
+        let record = PhaseRecord {
+            phase,
+            ok,
+            start_ms: started.duration_since(self.started).as_millis() as u64,
+            ms: started.elapsed().as_millis() as u64,
+            detail,
+        };
+        (self.emit)(&Event::PhaseEnd(record.clone()));
+        self.result.phases.push(record);
+        if !ok {
+            self.result.failed_phase = Some(phase);
+        }
+        outcome.map(|(value, _)| value)
+    }
+
+    /// Takes the app lock for the rest of the run, waiting up to the plan's lock timeout
+    /// while another run holds it (saying who, every few seconds).
+    pub(super) fn lock(&mut self) -> Result<(), Failure> {
+        let plan = self.plan;
+        let store = plan.store();
+        let lock = self.phase(Phase::Lock, |me| {
+            store.ensure_dir()?;
+            let lock = AppLock::acquire_reporting(
+                store.dir(),
+                plan.app.as_str(),
+                &plan.purpose,
+                plan.lock_timeout,
+                |line| me.log(line),
+            )?;
+            Ok((lock, format!("locked {}", store.dir().display())))
+        })?;
+        self.held = Some(lock);
+        Ok(())
+    }
+
+    /// Decides `auto` (nftables where `nft` answers, else reload) and says which and why.
+    fn resolve_switch_mode(&mut self) {
+        let host = self.host;
+        let (resolved, why) = self
+            .plan
+            .switch
+            .resolve(|probe| host.run(probe, NFT_PROBE_TIMEOUT));
+        self.log(&format!("switch mode: {} ({why})", resolved.mode));
+        self.result.switch_mode = Some(resolved.mode);
+        self.result.switch_mode_reason = Some(why);
+        self.switch = resolved;
+    }
+
+    /// Loads state, rebuilt from disk (with a warning) when missing or corrupt.
+    pub(super) fn load_state(&mut self) -> Result<State, Failure> {
+        let plan = self.plan;
+        let loaded =
+            plan.store()
+                .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)?;
+        if let Some(w) = loaded.warning {
+            self.log(&format!("warning: {w}"));
+            self.result.warnings.push(w);
+        }
+        let mut state = loaded.state;
+        // In nftables mode the upstream file does not say which slot is live: the rule does.
+        if loaded.source != StateSource::File
+            && self.switch.nft(&plan.app).is_some()
+            && let Some(slot) = self.host.routed(&self.switch, &plan.app, plan.ports)?
+        {
+            self.log(&format!(
+                "the nftables rule routes to {slot}: taking it as the live slot"
+            ));
+            state.active = Some(slot);
+        }
+        Ok(state)
+    }
+}

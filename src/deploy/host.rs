@@ -1,0 +1,86 @@
+//! What the engine does to the host it runs on, as one narrow interface: run a command,
+//! check health, switch, watch, validate, read where traffic goes, wait. [`SystemHost`]
+//! does it for real; the engine's tests drive the same engine with a recording fake.
+//!
+//! State (`state.json`, `history.jsonl`, the lock) is not behind this interface: it is
+//! files in the state directory, which a test points at a temporary directory.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::exec::{CommandLine, CommandOutput};
+use crate::health::{HealthCheck, HealthReport};
+use crate::input::{AppName, Slot, SlotPorts};
+use crate::monitor::{Monitor, MonitorReport};
+use crate::progress::Progress;
+use crate::switch::{SwitchConfig, SwitchReport, SwitchRequest};
+use crate::validate::{ValidateReport, ValidateRequest};
+
+/// The effects the engine has on a host.
+pub trait Host {
+    /// Runs a command (docker, compose, the user's command) and returns its output when it
+    /// exits 0.
+    fn run(&self, cmd: &CommandLine, timeout: Duration) -> Result<CommandOutput>;
+
+    /// Polls a health URL until it is healthy enough times in a row, or time is up.
+    fn health_check(&self, check: &HealthCheck, progress: &Progress) -> HealthReport;
+
+    /// Moves traffic, with its confirmation and undo path; records state and history.
+    fn switch(&self, request: &SwitchRequest, progress: &Progress) -> Result<SwitchReport>;
+
+    /// Watches the live URL for a window.
+    fn watch(&self, monitor: &Monitor, progress: &Progress) -> MonitorReport;
+
+    /// Runs the preflight checks.
+    fn validate(&self, request: &ValidateRequest) -> ValidateReport;
+
+    /// The slot nginx routes `app` to now (the upstream file, or the nftables rule).
+    fn routed(
+        &self,
+        config: &SwitchConfig,
+        app: &AppName,
+        ports: SlotPorts,
+    ) -> Result<Option<Slot>>;
+
+    /// Waits (the drain before a retire).
+    fn pause(&self, duration: Duration);
+}
+
+/// The host this process runs on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemHost;
+
+impl Host for SystemHost {
+    fn run(&self, cmd: &CommandLine, timeout: Duration) -> Result<CommandOutput> {
+        cmd.run(timeout)
+    }
+
+    fn health_check(&self, check: &HealthCheck, progress: &Progress) -> HealthReport {
+        check.run(progress)
+    }
+
+    fn switch(&self, request: &SwitchRequest, progress: &Progress) -> Result<SwitchReport> {
+        request.run(progress)
+    }
+
+    fn watch(&self, monitor: &Monitor, progress: &Progress) -> MonitorReport {
+        monitor.run(progress)
+    }
+
+    fn validate(&self, request: &ValidateRequest) -> ValidateReport {
+        request.run()
+    }
+
+    fn routed(
+        &self,
+        config: &SwitchConfig,
+        app: &AppName,
+        ports: SlotPorts,
+    ) -> Result<Option<Slot>> {
+        config.routed(app, ports)
+    }
+
+    fn pause(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}

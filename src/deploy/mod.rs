@@ -1,0 +1,46 @@
+//! One deploy, rollback or status of one app on the host it runs on (`bluegreen deploy`),
+//! phase by phase, reported as a stream of events.
+//!
+//! The runner's orchestrator sends a [`DeployPlan`] as JSON to `bluegreen deploy` over one
+//! SSH channel and relays the [`Event`]s it prints, one JSON object per line. All phases run
+//! in this one process, which holds the app lock for its whole life: if the connection drops
+//! or the orchestrator is killed, the lock goes with this process and never outlives it.
+//!
+//! Failure semantics: before the switch the live slot is never touched and a failed standby
+//! is stopped with its log tail reported; a failed switch restores the previous upstream; a
+//! failed watch after the switch switches back to the previous slot (still running) when
+//! rollback is on; a failed retire is a warning only.
+//!
+//! Layout:
+//! - `protocol`: the events and the result, shared with the runner's relay.
+//! - `plan`: the plan, its typed parts and its cross-field rules.
+//! - `host`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
+//! - `engine`: the context a phase runs in, the phase runner, the lock and state steps.
+//! - `steps`: the other steps the operations share (validate, start, health, switch, watch).
+//! - `retire`: what a run does after its result is out (retire the old slot, tidy up).
+//! - `release` (the deploy operation), `rollback`, `reconcile`, `status`: one file per
+//!   operation, each a short sequence of the engine's steps.
+
+mod engine;
+mod host;
+mod plan;
+mod protocol;
+mod reconcile;
+mod release;
+mod retire;
+mod rollback;
+mod status;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+pub use engine::Engine;
+pub use host::{Host, SystemHost};
+pub use plan::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
+pub use protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord};
+
+/// Runs `plan` on this host, announcing events to `emit`; returns the result (also emitted
+/// as the last event).
+pub fn run(plan: &DeployPlan, emit: &(dyn Fn(&Event) + Sync)) -> DeployResult {
+    Engine::new(plan, &SystemHost, emit).run()
+}

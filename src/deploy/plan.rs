@@ -1,0 +1,170 @@
+//! The plan of one run: everything the host needs, built and checked on the runner from the
+//! action's inputs, sent as JSON, and read back on the host through the same typed parsers
+//! (every field is a checked type), plus [`DeployPlan::problems`] for the rules that span
+//! fields.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::serde_millis;
+use crate::input::{AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, SlotPorts, Version};
+use crate::runtime::RuntimeSpec;
+use crate::state::StateStore;
+use crate::switch::SwitchConfig;
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Start the new version in the idle slot and switch to it.
+    Deploy,
+    /// Switch back to the previous slot.
+    Rollback,
+    /// Report the host's state.
+    Status,
+}
+
+impl Operation {
+    /// The operation's name, as the action's `command` input spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Deploy => "deploy",
+            Operation::Rollback => "rollback",
+            Operation::Status => "status",
+        }
+    }
+}
+
+/// What happens to the old slot after a successful deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Retire {
+    /// Stop it gracefully; it stays on disk as the rollback target.
+    Stop,
+    /// Leave it running (instant rollback).
+    Keep,
+    /// Stop and remove it.
+    Remove,
+}
+
+impl Retire {
+    /// The choice's name, as the `retire` input spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retire::Stop => "stop",
+            Retire::Keep => "keep",
+            Retire::Remove => "remove",
+        }
+    }
+}
+
+/// How the standby is judged ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// The health path on the slot's port.
+    pub path: HealthPath,
+    /// How long the standby may take to become healthy.
+    #[serde(with = "serde_millis")]
+    pub timeout: Duration,
+    /// Healthy answers needed in a row.
+    pub healthy_threshold: NonZeroU32,
+}
+
+/// How the new version is watched after the switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    /// The URL watched (default: the verify URL, else the new slot's health URL).
+    pub url: Option<HttpUrl>,
+    /// How long to watch (zero: no watch).
+    #[serde(with = "serde_millis")]
+    pub duration: Duration,
+    /// Highest acceptable error rate.
+    pub max_error_rate: Fraction,
+    /// Highest acceptable p95 latency, in milliseconds.
+    pub max_p95_ms: u64,
+    /// Switch back to the previous slot when the watch fails.
+    pub rollback_on_failure: bool,
+}
+
+/// What happens to the old slot after a good deploy, and how slots are stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireSpec {
+    /// Stop, keep or remove the old slot.
+    pub old_slot: Retire,
+    /// How long the old slot may finish in-flight requests before it is stopped.
+    #[serde(with = "serde_millis")]
+    pub drain: Duration,
+    /// Time between SIGTERM and SIGKILL when a slot is stopped.
+    #[serde(with = "serde_millis")]
+    pub stop_timeout: Duration,
+}
+
+/// Everything the host needs for one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployPlan {
+    /// deploy, rollback or status.
+    pub operation: Operation,
+    /// Validate and show the plan; change nothing.
+    pub dry_run: bool,
+    /// Who is deploying and why, written into the lock and history.
+    pub purpose: String,
+    /// The app.
+    pub app: AppName,
+    /// The version label.
+    pub version: Version,
+    /// The state directory.
+    pub state_dir: HostPath,
+    /// The two slots' loopback ports.
+    pub ports: SlotPorts,
+    /// How slots run.
+    pub runtime: RuntimeSpec,
+    /// How the standby is judged ready.
+    pub health: HealthSpec,
+    /// How traffic is switched.
+    pub switch: SwitchConfig,
+    /// How the new version is watched.
+    pub watch: WatchSpec,
+    /// What happens to the old slot.
+    pub retire: RetireSpec,
+    /// Minimum free disk for validation, in MiB.
+    pub min_free_disk_mb: u64,
+    /// How long to wait for the app lock while another run holds it.
+    #[serde(with = "serde_millis")]
+    pub lock_timeout: Duration,
+    /// Where the boot path of the nftables mode (a systemd unit) is installed.
+    pub systemd_unit_dir: HostPath,
+}
+
+impl DeployPlan {
+    /// The problems of rules that span fields (each field is checked by its type), as one
+    /// line each, for the caller to report with its own.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self.switch.problem_with(self.ports).into_iter().collect();
+        if self.operation == Operation::Deploy {
+            problems.extend(self.runtime.missing_for_deploy());
+        }
+        problems
+    }
+
+    /// The app's state directory.
+    pub fn store(&self) -> StateStore {
+        StateStore::new(self.state_dir.as_path())
+    }
+
+    /// The health URL of `slot` on its loopback port.
+    pub fn health_url(&self, slot: Slot) -> HttpUrl {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.ports.port(slot),
+            self.health.path.as_str()
+        )
+        .parse()
+        .expect("a loopback URL with a checked path is valid")
+    }
+}

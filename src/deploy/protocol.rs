@@ -1,0 +1,174 @@
+//! What a host-side run says while it runs: one JSON [`Event`] per line on stdout, the last
+//! one the [`DeployResult`]. The runner's orchestrator relays the events into the job log
+//! and reports the result; both sides are the same build, so this is the one definition.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RunError;
+use crate::input::Slot;
+use crate::monitor::MonitorReport;
+
+/// A step of a run: the runner's own (connect, ship helpers, image transfer), then the
+/// host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Open the SSH connection (runner).
+    Connect,
+    /// Get the helper binary onto the host (runner).
+    ShipHelpers,
+    /// Stream the image over SSH (runner, `image-transfer: ssh`).
+    ImageTransfer,
+    /// Take the app lock.
+    Lock,
+    /// Preflight checks.
+    Validate,
+    /// Start the new version in the idle slot.
+    DeployStandby,
+    /// Wait for the standby to be healthy.
+    HealthCheck,
+    /// Point nginx at the standby.
+    Switch,
+    /// Watch the live URL.
+    Monitor,
+    /// Switch back after a failed watch.
+    Rollback,
+    /// Make state, the upstream file and nginx agree after an interrupted run.
+    Reconcile,
+    /// Stop the old slot.
+    Retire,
+    /// Read the state (status).
+    Status,
+}
+
+impl Phase {
+    /// The phase's name as shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::ShipHelpers => "ship helpers",
+            Phase::ImageTransfer => "image transfer",
+            Phase::Lock => "lock",
+            Phase::Validate => "validate",
+            Phase::DeployStandby => "deploy standby",
+            Phase::HealthCheck => "health-check standby",
+            Phase::Switch => "switch",
+            Phase::Monitor => "monitor",
+            Phase::Rollback => "rollback",
+            Phase::Reconcile => "reconcile",
+            Phase::Retire => "retire",
+            Phase::Status => "status",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The new version is live.
+    Deployed,
+    /// The new version failed after the switch; the previous one is live again.
+    RolledBack,
+    /// Something failed; see the failed phase. The live slot is one that was healthy.
+    Failed,
+    /// Nothing needed doing (same version live and healthy, a dry run, status).
+    Unchanged,
+}
+
+impl Outcome {
+    /// The outcome's name, as used in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Failed => "failed",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One finished phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// Which phase.
+    pub phase: Phase,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// When it started: milliseconds since the start of the run that recorded it.
+    pub start_ms: u64,
+    /// How long it took.
+    pub ms: u64,
+    /// What it did or why it failed.
+    pub detail: String,
+}
+
+/// The outcome of a run, with what the action reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployResult {
+    /// How it ended.
+    pub result: Option<Outcome>,
+    /// The slot nginx routes to at the end.
+    pub active_slot: Option<Slot>,
+    /// The rollback target at the end.
+    pub previous_slot: Option<Slot>,
+    /// The version live at the end.
+    pub active_version: Option<String>,
+    /// The phase that failed.
+    pub failed_phase: Option<Phase>,
+    /// Why it failed (or, for a rollback, why the new version was rolled back).
+    pub error: Option<RunError>,
+    /// The last lines of the failed slot's log.
+    pub log_tail: Option<String>,
+    /// What the watch saw.
+    pub monitor: Option<MonitorReport>,
+    /// Every phase that ran.
+    pub phases: Vec<PhaseRecord>,
+    /// Warnings (state rebuilt, retire failed).
+    pub warnings: Vec<String>,
+    /// The upstream diff a switch would make (dry run).
+    pub upstream_diff: Option<String>,
+    /// The latest history lines (status).
+    pub history: Vec<String>,
+    /// What happens to the old slot after this result: the host does it on its own, still
+    /// holding the lock, and records it in history.jsonl.
+    pub retire: Option<String>,
+    /// How traffic was switched (`auto` decided).
+    pub switch_mode: Option<crate::switch::SwitchMode>,
+    /// Why that mode.
+    pub switch_mode_reason: Option<String>,
+}
+
+impl DeployResult {
+    /// The exit code of the run: 0 when it did what a deploy is for (deployed, or nothing
+    /// to do), else the documented code of its error (3 for a held lock), else 1.
+    pub fn exit_code(&self) -> u8 {
+        use crate::error::{EXIT_CHECK_FAILED, EXIT_OK};
+        match (self.result, &self.error) {
+            (Some(Outcome::Deployed | Outcome::Unchanged), _) => EXIT_OK,
+            (Some(Outcome::Failed) | None, Some(e)) => e.kind.exit_code(),
+            _ => EXIT_CHECK_FAILED,
+        }
+    }
+}
+
+/// One line of a run's output stream. The result comes as soon as the outcome is decided;
+/// a deploy that went live goes on to retire the old slot, whose events follow it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A phase began.
+    PhaseStart {
+        /// Which phase.
+        phase: Phase,
+    },
+    /// A line of progress.
+    Log {
+        /// The text.
+        line: String,
+    },
+    /// A phase ended.
+    PhaseEnd(PhaseRecord),
+    /// The outcome; only a retire's events come after it.
+    Result(Box<DeployResult>),
+}

@@ -1,0 +1,297 @@
+//! The steps the operations share, each a method of the [`Engine`]: validate, start and
+//! inspect slots, health-check, switch, watch, retire. Every effect on the host goes
+//! through the engine's [`super::Host`].
+
+use std::time::Duration;
+
+use crate::config::{self, defaults};
+use crate::error::Error;
+use crate::exec::CommandLine;
+use crate::health::{HealthCheck, HealthCriteria};
+use crate::input::{Image, Slot, StatusSet, Version};
+use crate::monitor::Monitor;
+use crate::progress::Progress;
+use crate::runtime::{Compose, DETECT_TIMEOUT, Runtime, SlotCommands, SlotSpec};
+use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchMode, SwitchReport, SwitchRequest};
+use crate::validate::{CheckStatus, ValidateRequest};
+
+use super::engine::{Engine, Failure};
+use super::protocol::Phase;
+
+/// How long reading a slot's log or labels may take.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than the stop timeout a stop command may take before it is killed.
+const STOP_COMMAND_SLACK: Duration = Duration::from_secs(60);
+/// First wait between health probes of a standby.
+const STANDBY_POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Longest wait between health probes of a standby: bounds how late a ready standby is
+/// noticed (a loopback probe is cheap, so the standby is polled at this steady pace).
+const STANDBY_POLL_MAX_INTERVAL: Duration = Duration::from_millis(25);
+/// A quick "is this slot up?" probe: its whole budget, its first and longest wait, and the
+/// budget of each request.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+const PROBE_MAX_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many bytes of a failed slot's log a result keeps.
+const LOG_TAIL_BYTES: usize = 4000;
+
+impl<'a> Engine<'a> {
+    /// The preflight checks; fails listing every failed check.
+    pub(super) fn validate(&mut self) -> Result<(), Failure> {
+        let plan = self.plan;
+        let request = ValidateRequest {
+            app: plan.app.clone(),
+            store: plan.store(),
+            upstream_file: self.switch.upstream_file.as_path().to_path_buf(),
+            test_cmd: self.switch.test_cmd.clone(),
+            runtime: plan.runtime.runtime,
+            docker_cmd: CommandLine::new([defaults::DOCKER_CMD]),
+            min_free_disk_mb: plan.min_free_disk_mb,
+            ports: plan.ports,
+            tcp: Vec::new(),
+            tcp_timeout: config::seconds(defaults::TCP_TIMEOUT),
+            nft: self.switch.nft(&plan.app),
+            boot: (self.switch.mode == SwitchMode::Nftables).then(|| self.boot_path()),
+        };
+        self.phase(Phase::Validate, |me| {
+            let report = me.host.validate(&request);
+            for c in &report.checks {
+                me.log(&format!("{} {}: {}", c.status.as_str(), c.name, c.detail));
+            }
+            let failed: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Fail)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            if failed.is_empty() {
+                Ok(((), format!("{} checks passed", report.checks.len())))
+            } else {
+                Err(Error::CheckFailed(format!(
+                    "{} of {} checks failed: {}",
+                    failed.len(),
+                    report.checks.len(),
+                    failed.join("; ")
+                ))
+                .into())
+            }
+        })
+    }
+
+    /// The command lines of the app's slots; the compose flavour is looked for by the first
+    /// phase that needs it.
+    pub(super) fn commands(&mut self) -> SlotCommands<'a> {
+        let docker = CommandLine::new([defaults::DOCKER_CMD]);
+        let runtime = &self.plan.runtime;
+        if self.compose.is_none() {
+            let found = (runtime.runtime == Runtime::Compose)
+                .then(|| {
+                    Compose::candidates(&docker)
+                        .into_iter()
+                        .find(|(_, probe)| self.host.run(probe, DETECT_TIMEOUT).is_ok())
+                })
+                .flatten()
+                .map(|(compose, _)| compose);
+            self.compose = Some(found);
+        }
+        SlotCommands {
+            spec: runtime,
+            docker,
+            compose: self.compose.clone().flatten(),
+        }
+    }
+
+    /// `slot` of this app as the runtime commands see it.
+    pub(super) fn slot_spec<'v>(
+        &'v self,
+        slot: Slot,
+        version: &'v str,
+        image: Option<&'v Image>,
+    ) -> SlotSpec<'v> {
+        SlotSpec {
+            app: &self.plan.app,
+            slot,
+            port: self.plan.ports.port(slot),
+            image: image.map(Image::as_str),
+            version,
+        }
+    }
+
+    /// Waits for `slot` to answer healthy the plan's number of times in a row.
+    pub(super) fn health_check(&mut self, slot: Slot) -> Result<(), Failure> {
+        let plan = self.plan;
+        let check = HealthCheck {
+            url: plan.health_url(slot),
+            timeout: plan.health.timeout,
+            healthy_threshold: plan.health.healthy_threshold.get(),
+            // Loopback probes are cheap: poll often so a ready standby is noticed fast.
+            interval: STANDBY_POLL_INTERVAL,
+            max_interval: STANDBY_POLL_MAX_INTERVAL,
+            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
+            criteria: HealthCriteria::new(StatusSet::default(), false),
+        };
+        self.phase(Phase::HealthCheck, |me| {
+            let report = me.with_progress(|p| me.host.health_check(&check, p));
+            if report.healthy {
+                return Ok((
+                    (),
+                    format!(
+                        "{} healthy {} times in a row after {} ms (first healthy after {} ms)",
+                        report.url,
+                        report.consecutive_healthy,
+                        report.elapsed_ms,
+                        report.first_healthy_ms.unwrap_or(report.elapsed_ms)
+                    ),
+                ));
+            }
+            let why = Error::CheckFailed(format!(
+                "{slot} did not become healthy within {}: last answer: {}",
+                humantime::format_duration(check.timeout),
+                report
+                    .last_problem
+                    .or(report.last_answer)
+                    .unwrap_or_default()
+            ));
+            Err(Failure::of_slot(why, slot))
+        })
+    }
+
+    /// One quick probe of a slot's health URL.
+    pub(super) fn answers_healthy(&self, slot: Slot) -> bool {
+        let check = HealthCheck {
+            url: self.plan.health_url(slot),
+            timeout: PROBE_TIMEOUT,
+            healthy_threshold: 1,
+            interval: PROBE_INTERVAL,
+            max_interval: PROBE_MAX_INTERVAL,
+            request_timeout: PROBE_REQUEST_TIMEOUT,
+            criteria: HealthCriteria::new(StatusSet::default(), false),
+        };
+        let quiet = |_: &str| {};
+        self.host
+            .health_check(&check, &Progress::lines(&quiet))
+            .healthy
+    }
+
+    /// The one way traffic moves in a run: a switch as `intent` says, inside `phase`.
+    pub(super) fn switch_to(
+        &mut self,
+        phase: Phase,
+        intent: Intent,
+    ) -> Result<SwitchReport, Failure> {
+        let request = self.switch_request(intent, false);
+        self.phase(phase, |me| {
+            let report = me.with_progress(|p| me.host.switch(&request, p))?;
+            let (to, port) = (report.to, report.port);
+            let detail = match (request.intent.event, &request.intent.reason) {
+                (SwitchEvent::Switch, _) => {
+                    format!("nginx routes {} to {to} (port {port})", me.plan.app)
+                }
+                (SwitchEvent::Rollback, _) => format!("switched back to {to} (port {port})"),
+                (SwitchEvent::Reconcile, reason) => format!(
+                    "{}: nginx and state now agree on {to} (port {port})",
+                    reason
+                        .as_deref()
+                        .unwrap_or("an earlier run stopped half-way")
+                ),
+            };
+            Ok((report, detail))
+        })
+    }
+
+    /// The request of a switch of this app as `intent` says, under the lock the run holds.
+    pub(super) fn switch_request(&self, intent: Intent, dry_run: bool) -> SwitchRequest {
+        SwitchRequest {
+            app: self.plan.app.clone(),
+            store: self.plan.store(),
+            ports: self.plan.ports,
+            config: self.switch.clone(),
+            template: self.switch.builtin_template(),
+            intent,
+            lock: LockPolicy::HeldByCaller,
+            dry_run,
+        }
+    }
+
+    /// Watches the live URL after the switch to `slot`; fails when a threshold breaks.
+    pub(super) fn watch(&mut self, slot: Slot) -> Result<(), Failure> {
+        let plan = self.plan;
+        if plan.watch.duration.is_zero() {
+            return Ok(());
+        }
+        let monitor = Monitor {
+            url: plan
+                .watch
+                .url
+                .clone()
+                .or_else(|| self.switch.verify_url.clone())
+                .unwrap_or_else(|| plan.health_url(slot)),
+            duration: plan.watch.duration,
+            interval: config::millis(defaults::MONITOR_INTERVAL),
+            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
+            accepted: defaults::MONITOR_ACCEPT_STATUS
+                .parse()
+                .expect("every default parses (tested)"),
+            max_error_rate: plan.watch.max_error_rate.get(),
+            max_p95_ms: plan.watch.max_p95_ms,
+        };
+        self.phase(Phase::Monitor, |me| {
+            let report = me.with_progress(|p| me.host.watch(&monitor, p));
+            me.result.monitor = Some(report.clone());
+            let summary = format!(
+                "{} requests, {} failed, p95 {} ms, longest gap {} ms",
+                report.requests, report.failures, report.p95_ms, report.longest_gap_ms
+            );
+            if report.passed {
+                Ok(((), summary))
+            } else {
+                Err(Error::CheckFailed(format!("{}: {summary}", report.reasons.join("; "))).into())
+            }
+        })
+    }
+
+    /// Stops a standby that will not go live, keeping the live slot as it is.
+    pub(super) fn abandon_standby(&mut self, standby: Slot) {
+        if let Err(e) = self.stop_slot(standby, false) {
+            self.log(&format!(
+                "warning: could not stop the failed standby {standby}: {e}"
+            ));
+        }
+    }
+
+    /// Stops `slot` gracefully (and removes it when `remove`).
+    pub(super) fn stop_slot(&mut self, slot: Slot, remove: bool) -> Result<(), Error> {
+        let commands = self.commands();
+        let plan = self.plan;
+        let spec = self.slot_spec(slot, plan.version.as_str(), plan.runtime.image.as_ref());
+        let grace = plan.retire.stop_timeout;
+        for cmd in commands.stop(&spec, grace, remove) {
+            self.host.run(&cmd, grace + STOP_COMMAND_SLACK)?;
+        }
+        Ok(())
+    }
+
+    /// The last lines of `slot`'s log, when the runtime keeps one.
+    pub(super) fn log_tail(&mut self, slot: Slot) -> Option<String> {
+        let commands = self.commands();
+        let spec = self.slot_spec(slot, self.plan.version.as_str(), None);
+        let out = self
+            .host
+            .run(&commands.logs(&spec)?, INSPECT_TIMEOUT)
+            .ok()?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        Some(crate::exec::tail(text.trim(), LOG_TAIL_BYTES))
+    }
+
+    /// The version label of the container running in `slot`, when the runtime has one.
+    pub(super) fn running_version(&mut self, slot: Slot) -> Option<Version> {
+        let commands = self.commands();
+        let spec = self.slot_spec(slot, "", None);
+        let out = self
+            .host
+            .run(&commands.version_label(&spec)?, INSPECT_TIMEOUT)
+            .ok()?;
+        out.stdout.trim().parse().ok()
+    }
+}

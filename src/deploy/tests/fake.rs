@@ -1,0 +1,288 @@
+//! The recording fake host of the engine's tests, and their plan and state fixtures. The
+//! fake answers health checks, watches and validation from a script, makes a named command
+//! fail, records state on a switch the way a real switch does, and writes every call into
+//! one timeline.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::deploy::{DeployPlan, HealthSpec, Host, Operation, Retire, RetireSpec, WatchSpec};
+use crate::error::{Error, Result};
+use crate::exec::{CommandLine, CommandOutput};
+use crate::health::{HealthCheck, HealthReport};
+use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
+use crate::monitor::{Monitor, MonitorReport};
+use crate::progress::Progress;
+use crate::runtime::{Pull, Runtime, RuntimeSpec};
+use crate::state::State;
+use crate::switch::{SwitchConfig, SwitchMode, SwitchReport, SwitchRequest};
+use crate::validate::{CheckResult, CheckStatus, ValidateReport, ValidateRequest};
+
+/// A host that answers from a script and writes down what it was asked.
+pub(super) struct FakeHost {
+    pub(super) timeline: Mutex<Vec<String>>,
+    /// Health answers per slot, in order; the last one repeats.
+    pub(super) health: Mutex<HashMap<Slot, VecDeque<bool>>>,
+    /// A command whose words contain this text fails.
+    pub(super) failing: Option<&'static str>,
+    pub(super) validate_fails: bool,
+    pub(super) watch_passes: bool,
+    pub(super) routed: Option<Slot>,
+}
+
+impl FakeHost {
+    pub(super) fn new() -> FakeHost {
+        FakeHost {
+            timeline: Mutex::default(),
+            health: Mutex::default(),
+            failing: None,
+            validate_fails: false,
+            watch_passes: true,
+            routed: None,
+        }
+    }
+
+    pub(super) fn healthy(self, slot: Slot, answers: &[bool]) -> FakeHost {
+        self.health
+            .lock()
+            .unwrap()
+            .insert(slot, answers.iter().copied().collect());
+        self
+    }
+
+    pub(super) fn note(&self, line: String) {
+        self.timeline.lock().unwrap().push(line);
+    }
+
+    pub(super) fn timeline(&self) -> Vec<String> {
+        self.timeline.lock().unwrap().clone()
+    }
+}
+
+impl Host for FakeHost {
+    fn run(&self, cmd: &CommandLine, _timeout: Duration) -> Result<CommandOutput> {
+        let words = cmd.argv().join(" ");
+        self.note(format!("run {words}"));
+        if self.failing.is_some_and(|f| words.contains(f)) {
+            return Err(Error::CommandFailed {
+                argv: words,
+                status: "exit status 1".into(),
+                stderr: "refused by the fake".into(),
+            });
+        }
+        Ok(CommandOutput {
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
+
+    fn health_check(&self, check: &HealthCheck, _progress: &Progress) -> HealthReport {
+        self.note(format!("health {} x{}", check.url, check.healthy_threshold));
+        let slot = if check.url.as_str().contains(":3001/") {
+            Slot::Blue
+        } else {
+            Slot::Green
+        };
+        let mut health = self.health.lock().unwrap();
+        let answers = health.entry(slot).or_default();
+        let healthy = if answers.len() > 1 {
+            answers.pop_front().unwrap()
+        } else {
+            answers.front().copied().unwrap_or(false)
+        };
+        HealthReport {
+            healthy,
+            url: check.url.to_string(),
+            attempts: 1,
+            consecutive_healthy: u32::from(healthy),
+            healthy_threshold: check.healthy_threshold,
+            elapsed_ms: 1,
+            first_healthy_ms: healthy.then_some(1),
+            last_answer: Some("HTTP 503".into()),
+            last_problem: (!healthy).then(|| "status not accepted: HTTP 503".into()),
+        }
+    }
+
+    fn switch(&self, request: &SwitchRequest, _progress: &Progress) -> Result<SwitchReport> {
+        let intent = &request.intent;
+        let target = match intent.target {
+            SwitchTarget::Slot(s) => s.to_string(),
+            SwitchTarget::Previous => "previous".into(),
+        };
+        let condition = intent
+            .only_if_active
+            .map_or(String::new(), |s| format!(" only-if {s}"));
+        let dry = if request.dry_run { " dry-run" } else { "" };
+        self.note(format!(
+            "switch to {target}{condition} ({}){dry}",
+            intent.event.as_str()
+        ));
+        let config = &request.config;
+        let state = request
+            .store
+            .load(&request.app, config.upstream_file.as_path(), request.ports)?
+            .state;
+        if let Some(expected) = intent.only_if_active
+            && state.active != Some(expected)
+        {
+            return Err(Error::CheckFailed(
+                "someone switched in the meantime".into(),
+            ));
+        }
+        let to = match intent.target {
+            SwitchTarget::Slot(s) => s,
+            SwitchTarget::Previous => state.previous.expect("a previous slot"),
+        };
+        if !request.dry_run {
+            let version = intent.version.as_ref().map(|v| v.as_str());
+            let image = intent.image.as_ref().map(|i| i.as_str());
+            request.store.save(
+                &state
+                    .after_switch(to, request.ports, version, image, "now")
+                    .switched_by(request.config.mode, request.config.service_port.get()),
+            )?;
+        }
+        Ok(SwitchReport {
+            app: request.app.to_string(),
+            from: state.active,
+            to,
+            port: request.ports.port(to),
+            version: None,
+            dry_run: request.dry_run,
+            rendered: String::new(),
+            diff: "+ server 127.0.0.1:3002;".into(),
+            workers_restarted: true,
+            verified_slot: true,
+            kernel_confirmed: false,
+            mode: request.config.mode,
+            warnings: Vec::new(),
+            elapsed_ms: 1,
+        })
+    }
+
+    fn watch(&self, monitor: &Monitor, _progress: &Progress) -> MonitorReport {
+        self.note(format!("watch {}", monitor.url));
+        MonitorReport {
+            passed: self.watch_passes,
+            url: monitor.url.to_string(),
+            requests: 10,
+            failures: if self.watch_passes { 0 } else { 10 },
+            error_rate: if self.watch_passes { 0.0 } else { 1.0 },
+            p50_ms: 1,
+            p95_ms: 2,
+            p99_ms: 3,
+            longest_gap_ms: 4,
+            duration_ms: 2000,
+            stopped_early: !self.watch_passes,
+            reasons: if self.watch_passes {
+                Vec::new()
+            } else {
+                vec!["error rate 100.0% (10 of 10) is above the limit 1.0%".into()]
+            },
+            first_failure: None,
+        }
+    }
+
+    fn validate(&self, request: &ValidateRequest) -> ValidateReport {
+        self.note("validate".into());
+        let status = if self.validate_fails {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Pass
+        };
+        ValidateReport {
+            passed: !self.validate_fails,
+            app: request.app.to_string(),
+            standby: Slot::Blue,
+            checks: vec![CheckResult {
+                name: "nginx".into(),
+                status,
+                detail: "the fake's verdict".into(),
+            }],
+        }
+    }
+
+    fn routed(
+        &self,
+        _config: &SwitchConfig,
+        _app: &AppName,
+        _ports: SlotPorts,
+    ) -> Result<Option<Slot>> {
+        self.note("routed".into());
+        Ok(self.routed)
+    }
+
+    fn pause(&self, duration: Duration) {
+        self.note(format!("pause {}", humantime::format_duration(duration)));
+    }
+}
+
+/// A plan for app `shop` version v2 with the docker runtime, its state in `dir`.
+pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
+    let path = |name: &str| dir.join(name).display().to_string().parse().unwrap();
+    DeployPlan {
+        operation: Operation::Deploy,
+        dry_run: false,
+        purpose: "deploy v2 by test".into(),
+        app: "shop".parse().unwrap(),
+        version: "v2".parse().unwrap(),
+        state_dir: path("state"),
+        ports: SlotPorts::new(3001, 3002).unwrap(),
+        runtime: RuntimeSpec {
+            runtime,
+            image: Some("shop:2".parse().unwrap()),
+            container_port: "8080".parse().unwrap(),
+            env_file: None,
+            docker_args: Vec::new(),
+            compose_file: Some(path("compose.yml")),
+            deploy_command: Some("./slot.sh".into()),
+            pull: Pull::Never,
+        },
+        health: HealthSpec {
+            path: "/health".parse().unwrap(),
+            timeout: Duration::from_secs(10),
+            healthy_threshold: NonZeroU32::new(2).unwrap(),
+        },
+        switch: SwitchConfig {
+            mode: SwitchMode::Reload,
+            service_port: "3000".parse().unwrap(),
+            upstream_file: path("upstream.conf"),
+            test_cmd: CommandLine::new(["nginx", "-t"]),
+            reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
+            nginx_pid_file: path("nginx.pid"),
+            reload_timeout: Duration::from_secs(10),
+            verify_url: None,
+            verify_timeout: Duration::from_secs(10),
+            nft_cmd: CommandLine::new(["nft"]),
+        },
+        watch: WatchSpec {
+            url: Some("http://127.0.0.1:8000/".parse().unwrap()),
+            duration: Duration::from_secs(2),
+            max_error_rate: "0.01".parse().unwrap(),
+            max_p95_ms: 500,
+            rollback_on_failure: true,
+        },
+        retire: RetireSpec {
+            old_slot: Retire::Stop,
+            drain: Duration::from_secs(5),
+            stop_timeout: Duration::from_secs(30),
+        },
+        lock_timeout: Duration::ZERO,
+        systemd_unit_dir: path("systemd"),
+        min_free_disk_mb: 100,
+    }
+}
+
+/// Records `slot` as live with `version`, after `previous` (live before it).
+pub(super) fn live(plan: &DeployPlan, previous: Option<(Slot, &str)>, slot: Slot, version: &str) {
+    let mut state = State::new(&plan.app);
+    if let Some((before, v)) = previous {
+        state = state.after_switch(before, plan.ports, Some(v), None, "t0");
+    }
+    let state = state.after_switch(slot, plan.ports, Some(version), None, "t1");
+    plan.store().save(&state).unwrap();
+}

@@ -1,0 +1,158 @@
+//! How one app's traffic is switched on a host ([`SwitchConfig`], part of the plan a host
+//! receives and built by the helpers from their options) and the two ways to do it
+//! ([`SwitchMode`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::serde_millis;
+use crate::error::Result;
+use crate::exec::{CommandLine, CommandOutput};
+use crate::fsutil::read_optional;
+use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts};
+use crate::nft::NftSwitch;
+use crate::upstream::{Template, routed_slot};
+
+/// How traffic moves from one slot to the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchMode {
+    /// nftables when the host can do it (`nft` answers and is permitted), else reload;
+    /// resolved on the host before the switch, and the choice is reported with its reason.
+    Auto,
+    /// Rewrite the upstream file and reload nginx. Works everywhere; a reload closes idle
+    /// keep-alive client connections, so a request racing that close can fail.
+    Reload,
+    /// Keep nginx's configuration constant and move a DNAT rule (nftables) from the service
+    /// port to the new slot. No reload, no dropped client connections; needs nftables and
+    /// root.
+    Nftables,
+}
+
+/// Everything a switch of one app needs besides where it goes and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// How traffic moves.
+    pub mode: SwitchMode,
+    /// The fixed loopback port nginx proxies to in nftables mode.
+    pub service_port: Port,
+    /// The nginx include we own.
+    pub upstream_file: HostPath,
+    /// Command that checks nginx's configuration (`nginx -t`).
+    pub test_cmd: CommandLine,
+    /// Command that reloads nginx (`nginx -s reload`).
+    pub reload_cmd: CommandLine,
+    /// nginx's pid file, used to watch its workers.
+    pub nginx_pid_file: HostPath,
+    /// How long to wait for new workers after a reload.
+    #[serde(with = "serde_millis")]
+    pub reload_timeout: Duration,
+    /// A URL through nginx that must answer from the target slot after the switch.
+    pub verify_url: Option<HttpUrl>,
+    /// How long the verify URL may take to answer from the target slot.
+    #[serde(with = "serde_millis")]
+    pub verify_timeout: Duration,
+    /// The `nft` command (`nft`, or `sudo nft` for a deploy user that is not root).
+    pub nft_cmd: CommandLine,
+}
+
+impl SwitchMode {
+    /// The mode's name, as the `switch-mode` input spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchMode::Auto => "auto",
+            SwitchMode::Reload => "reload",
+            SwitchMode::Nftables => "nftables",
+        }
+    }
+}
+
+impl std::fmt::Display for SwitchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl SwitchConfig {
+    /// The command that shows whether nftables can be used here (it needs the program,
+    /// the kernel's support and the privilege to read rules).
+    pub fn nft_probe(&self) -> CommandLine {
+        self.nft_cmd.with_args(["list", "tables"])
+    }
+
+    /// This configuration with `auto` decided by running the probe ([`Self::nft_probe`])
+    /// through `run`; and why, in words. An explicit mode stays as it is (no probe).
+    pub fn resolve(
+        &self,
+        run: impl FnOnce(&CommandLine) -> Result<CommandOutput>,
+    ) -> (SwitchConfig, String) {
+        let probe = (self.mode == SwitchMode::Auto).then(|| run(&self.nft_probe()));
+        let (mode, why) = match (self.mode, probe) {
+            (SwitchMode::Auto, Some(Ok(_))) => (
+                SwitchMode::Nftables,
+                format!("auto: `{}` answers", self.nft_probe()),
+            ),
+            (SwitchMode::Auto, Some(Err(e))) => (
+                SwitchMode::Reload,
+                format!("auto: nftables cannot be used here ({e})"),
+            ),
+            (mode, _) => (mode, "set by switch-mode".to_owned()),
+        };
+        let resolved = SwitchConfig {
+            mode,
+            ..self.clone()
+        };
+        (resolved, why)
+    }
+
+    /// The nftables switch of `app` in nftables mode; `None` in reload mode.
+    pub fn nft(&self, app: &AppName) -> Option<NftSwitch> {
+        (self.mode == SwitchMode::Nftables).then(|| self.nft_of(app))
+    }
+
+    /// The nftables switch of `app` whatever the mode (to find or clear a table left by an
+    /// earlier mode).
+    pub fn nft_of(&self, app: &AppName) -> NftSwitch {
+        NftSwitch::new(app, self.service_port.get(), self.nft_cmd.clone())
+    }
+
+    /// The built-in upstream template of the mode.
+    pub fn builtin_template(&self) -> Template {
+        Template::builtin(self.mode == SwitchMode::Nftables)
+    }
+
+    /// Why this configuration cannot work with `ports`, if it cannot.
+    pub fn problem_with(&self, ports: SlotPorts) -> Option<String> {
+        let clash = ports.slot_of(self.service_port.get()).is_some();
+        (self.mode == SwitchMode::Nftables && clash).then(|| {
+            format!(
+                "service-port {} is a slot's port: it needs a port of its own",
+                self.service_port
+            )
+        })
+    }
+
+    /// The slot traffic is routed to now: the nftables rule's target in nftables mode, else
+    /// the slot `upstream_text` (the upstream file's content) names.
+    pub fn routed_by(
+        &self,
+        app: &AppName,
+        ports: SlotPorts,
+        upstream_text: Option<&str>,
+    ) -> Option<Slot> {
+        match self.nft(app) {
+            Some(nft) => nft.current_target().and_then(|port| ports.slot_of(port)),
+            None => upstream_text.and_then(|t| routed_slot(t, ports, app)),
+        }
+    }
+
+    /// The slot traffic is routed to now, reading the upstream file.
+    pub fn routed(&self, app: &AppName, ports: SlotPorts) -> Result<Option<Slot>> {
+        let text = read_optional(self.upstream_file.as_path())?;
+        Ok(self.routed_by(app, ports, text.as_deref()))
+    }
+}

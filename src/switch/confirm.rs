@@ -1,0 +1,133 @@
+//! How a switch is confirmed before it is recorded: nginx's master seen replacing its
+//! workers after a reload; in nftables mode, facts of the kernel (the rule read back, and a
+//! new connection to the service port traced to the slot that accepted it); and the verify
+//! URL answering 2xx, from the target slot when the app names it.
+
+use std::time::{Duration, Instant};
+
+use crate::http::{Probe, Prober};
+use crate::input::{HttpUrl, Slot};
+use crate::nft::NftSwitch;
+use crate::nginx;
+
+use super::{NGINX_COMMAND_TIMEOUT, SwitchRequest, VERIFY_POLL};
+
+/// How long the probe connection through the service port may take to be accepted.
+const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl SwitchRequest {
+    /// Runs the reload command and, when `master` is known, waits until nginx has replaced
+    /// its workers. `Ok(true)` when the reload was seen to take effect, `Ok(false)` when
+    /// there was no master to watch; on failure, the failed stage and why.
+    pub(super) fn reload(
+        &self,
+        master: Option<u32>,
+    ) -> std::result::Result<bool, (&'static str, String)> {
+        let workers_before = master.map(nginx::children).unwrap_or_default();
+        self.config
+            .reload_cmd
+            .run(NGINX_COMMAND_TIMEOUT)
+            .map_err(|e| ("reload", e.to_string()))?;
+        let Some(pid) = master else {
+            return Ok(false);
+        };
+        if nginx::wait_for_reload(pid, &workers_before, self.config.reload_timeout) {
+            Ok(true)
+        } else {
+            Err((
+                "reload confirmation",
+                format!(
+                    "nginx master {pid} did not replace its workers within {}: the new configuration was not applied (see nginx's error log)",
+                    humantime::format_duration(self.config.reload_timeout)
+                ),
+            ))
+        }
+    }
+
+    /// Confirms from the kernel that new connections to the service port reach `to` (whose
+    /// port is `port`): the rule reads back with that target, and a new connection to the
+    /// service port is accepted on that port. On failure, the failed stage and why.
+    pub(super) fn confirm_by_kernel(
+        &self,
+        nft: &NftSwitch,
+        to: Slot,
+        port: u16,
+    ) -> std::result::Result<(), (&'static str, String)> {
+        match nft.current_target() {
+            Some(target) if target == port => {}
+            other => {
+                return Err((
+                    "nftables read-back",
+                    format!(
+                        "table {} reads back as leading to {}, not to {to}'s port {port}",
+                        nft.table,
+                        other.map_or("nothing".to_owned(), |p| format!("port {p}"))
+                    ),
+                ));
+            }
+        }
+        match crate::sys::loopback_destination(nft.service_port, KERNEL_PROBE_TIMEOUT) {
+            Ok(reached) if reached == port => Ok(()),
+            Ok(reached) => Err((
+                "nftables probe",
+                format!(
+                    "a new connection to the service port {} reached port {reached}, not {to}'s port {port}",
+                    nft.service_port
+                ),
+            )),
+            Err(e) => Err((
+                "nftables probe",
+                format!(
+                    "a new connection to the service port {} was not accepted by {to}: {e}",
+                    nft.service_port
+                ),
+            )),
+        }
+    }
+
+    /// Polls the verify URL until it answers 2xx from `to`. `Ok(true)` when the answer named
+    /// the target slot, `Ok(false)` when it answered 2xx without naming any slot.
+    pub(super) fn verify(&self, url: &HttpUrl, to: Slot) -> std::result::Result<bool, String> {
+        let prober = Prober::new(false);
+        let deadline = Instant::now() + self.config.verify_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let probe = prober.get(
+                url,
+                remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            );
+            let problem = match (&probe, probe.reported_slot()) {
+                (
+                    Probe::Answered {
+                        status: 200..=299, ..
+                    },
+                    None,
+                ) => return Ok(false),
+                (
+                    Probe::Answered {
+                        status: 200..=299, ..
+                    },
+                    Some(slot),
+                ) if slot == to.as_str() => {
+                    return Ok(true);
+                }
+                (
+                    Probe::Answered {
+                        status: 200..=299, ..
+                    },
+                    Some(slot),
+                ) => {
+                    format!("{url} is still served by slot {slot:?}, not {to}")
+                }
+                _ => format!("{url} did not answer 2xx: {}", probe.describe()),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{problem} (after {})",
+                    humantime::format_duration(self.config.verify_timeout)
+                ));
+            }
+            std::thread::sleep(VERIFY_POLL);
+        }
+    }
+}

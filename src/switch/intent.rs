@@ -1,0 +1,139 @@
+//! What differs from one switch to the next: where traffic goes, under what condition, and
+//! why ([`Intent`]); and how the switch gets the app lock ([`LockPolicy`]).
+
+use std::time::Duration;
+
+use crate::input::{Image, Slot, SwitchTarget, Version};
+
+/// What a switch is recorded as in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchEvent {
+    /// Traffic moves to a new version (or a slot named by hand).
+    Switch,
+    /// Traffic goes back to the slot that was live before.
+    Rollback,
+    /// nginx and state are made to agree after an interrupted run.
+    Reconcile,
+}
+
+impl SwitchEvent {
+    /// The event's name in `history.jsonl`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchEvent::Switch => "switch",
+            SwitchEvent::Rollback => "rollback",
+            SwitchEvent::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// Where a switch goes, under what condition, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// Where traffic should go.
+    pub target: SwitchTarget,
+    /// Switch only if this slot is still the active one.
+    pub only_if_active: Option<Slot>,
+    /// What the history calls it.
+    pub event: SwitchEvent,
+    /// Why, for the history line.
+    pub reason: Option<String>,
+    /// The version now in the target slot, recorded in state.
+    pub version: Option<Version>,
+    /// The image now in the target slot, recorded in state.
+    pub image: Option<Image>,
+}
+
+impl Intent {
+    /// A switch to `target`.
+    pub fn switch_to(target: SwitchTarget) -> Intent {
+        Intent {
+            target,
+            only_if_active: None,
+            event: SwitchEvent::Switch,
+            reason: None,
+            version: None,
+            image: None,
+        }
+    }
+
+    /// Back to `to`, but only while `from` is still live: a rollback must never undo a
+    /// switch somebody made in the meantime.
+    pub fn back(from: Slot, to: SwitchTarget) -> Intent {
+        Intent {
+            only_if_active: Some(from),
+            event: SwitchEvent::Rollback,
+            ..Intent::switch_to(to)
+        }
+    }
+
+    /// nginx and state made to agree on `slot` after an interrupted run.
+    pub fn reconcile(slot: Slot) -> Intent {
+        Intent {
+            event: SwitchEvent::Reconcile,
+            ..Intent::switch_to(SwitchTarget::Slot(slot))
+        }
+    }
+
+    /// The same, only if `slot` (when there is one) is still the active slot.
+    pub fn only_if_active(self, slot: Option<Slot>) -> Intent {
+        Intent {
+            only_if_active: slot,
+            ..self
+        }
+    }
+
+    /// The same, with the reason recorded in the history.
+    pub fn because(self, reason: impl Into<String>) -> Intent {
+        Intent {
+            reason: Some(reason.into()),
+            ..self
+        }
+    }
+
+    /// The same, recording the version (and image) the target slot now runs.
+    pub fn recording(self, version: Option<Version>, image: Option<Image>) -> Intent {
+        Intent {
+            version,
+            image,
+            ..self
+        }
+    }
+
+    /// The lock's purpose line for this intent.
+    pub fn purpose(&self) -> String {
+        match self.target {
+            SwitchTarget::Slot(s) => format!("{} to {s}", self.event.as_str()),
+            SwitchTarget::Previous => format!("{} to previous", self.event.as_str()),
+        }
+    }
+}
+
+/// How a switch gets the app lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockPolicy {
+    /// Take it, waiting up to this long while another process holds it.
+    Acquire(Duration),
+    /// The caller already holds it for this whole operation (a deploy run).
+    HeldByCaller,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_back_is_conditional_on_the_slot_it_leaves() {
+        let back = Intent::back(Slot::Green, SwitchTarget::Previous).because("watch failed");
+        assert_eq!(back.only_if_active, Some(Slot::Green));
+        assert_eq!(back.event, SwitchEvent::Rollback);
+        assert_eq!(back.reason.as_deref(), Some("watch failed"));
+        assert_eq!(back.purpose(), "rollback to previous");
+        let plain = Intent::switch_to(SwitchTarget::Slot(Slot::Blue));
+        assert_eq!(
+            (plain.only_if_active, plain.event),
+            (None, SwitchEvent::Switch)
+        );
+        assert_eq!(Intent::reconcile(Slot::Blue).event.as_str(), "reconcile");
+    }
+}

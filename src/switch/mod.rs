@@ -1,0 +1,354 @@
+//! Moving traffic from one slot to the other: the heart of switch-traffic, also used by
+//! monitor's automatic rollback.
+//!
+//! Order of operations, each undone if a later one fails:
+//! 1. take the app lock; load state (rebuilding it from disk if needed);
+//! 2. render the upstream include; keep a backup of the current one in the state dir;
+//! 3. write the new include atomically; run the nginx test command;
+//! 4. reload; confirm new nginx workers started; confirm the verify URL answers from the
+//!    target slot;
+//! 5. only then record the new state and a history line.
+//!
+//! On any failure in 3-4 the previous include is put back (and nginx reloaded if it had
+//! already loaded the new one), so nginx keeps routing to the slot it routed to before.
+
+mod config;
+mod confirm;
+mod intent;
+mod undo;
+
+pub use config::{SwitchConfig, SwitchMode};
+pub use intent::{Intent, LockPolicy, SwitchEvent};
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{read_optional, write_atomic};
+use crate::input::{AppName, Image, Slot, SlotPorts, SwitchTarget, Version};
+use crate::lock::AppLock;
+use crate::nft::NftSwitch;
+use crate::nginx;
+use crate::progress::Progress;
+use crate::state::{HistoryEvent, StateStore, now_rfc3339};
+use crate::upstream::{Template, UpstreamContext, unified_diff};
+use undo::Undo;
+
+/// How long the nginx test and reload commands may take.
+const NGINX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between two probes of the verify URL.
+const VERIFY_POLL: Duration = Duration::from_millis(50);
+
+/// One switch: the app's switch configuration, the intent, and how to lock.
+#[derive(Debug, Clone)]
+pub struct SwitchRequest {
+    /// The app.
+    pub app: AppName,
+    /// Its state directory.
+    pub store: StateStore,
+    /// Ports of both slots.
+    pub ports: SlotPorts,
+    /// How this app's traffic is switched.
+    pub config: SwitchConfig,
+    /// The template the upstream include is rendered from.
+    pub template: Template,
+    /// Where to, under what condition, and why.
+    pub intent: Intent,
+    /// Whether to take the app lock, and how long to wait for it.
+    pub lock: LockPolicy,
+    /// Show what would change and change nothing.
+    pub dry_run: bool,
+}
+
+/// What a switch did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    /// The app.
+    pub app: String,
+    /// The slot traffic left (None on a first switch).
+    pub from: Option<Slot>,
+    /// The slot traffic goes to.
+    pub to: Slot,
+    /// The target slot's port.
+    pub port: u16,
+    /// The target slot's version, when known.
+    pub version: Option<String>,
+    /// True when nothing was changed (`--dry-run`).
+    pub dry_run: bool,
+    /// The rendered upstream include.
+    pub rendered: String,
+    /// Unified diff against the include that was in place (empty when equal).
+    pub diff: String,
+    /// Whether nginx was seen replacing its workers after the reload.
+    pub workers_restarted: bool,
+    /// Whether the verify URL answered naming the target slot.
+    pub verified_slot: bool,
+    /// Whether the kernel confirmed it (nftables mode: the rule read back, and a new
+    /// connection to the service port reached the target).
+    pub kernel_confirmed: bool,
+    /// How traffic was moved.
+    pub mode: SwitchMode,
+    /// Warnings (state rebuilt from disk, unconfirmable steps).
+    pub warnings: Vec<String>,
+    /// Time taken.
+    pub elapsed_ms: u64,
+}
+
+impl SwitchRequest {
+    /// Performs the switch (or, with `dry_run`, shows it).
+    pub fn run(&self, progress: &Progress) -> Result<SwitchReport> {
+        let started = Instant::now();
+        if self.intent.target == SwitchTarget::Previous && !self.dry_run {
+            // Refuse before taking the lock (which creates the state dir): bad input
+            // changes nothing. The answer is checked again under the lock.
+            let state = self
+                .store
+                .load(&self.app, self.config.upstream_file.as_path(), self.ports)?
+                .state;
+            self.resolve(&state)?;
+        }
+        let _lock = if self.dry_run {
+            None
+        } else if let LockPolicy::Acquire(timeout) = self.lock {
+            self.store.ensure_dir()?;
+            Some(AppLock::acquire_reporting(
+                self.store.dir(),
+                self.app.as_str(),
+                &self.intent.purpose(),
+                timeout,
+                |line| progress.line(line),
+            )?)
+        } else {
+            None
+        };
+        let loaded = self
+            .store
+            .load(&self.app, self.config.upstream_file.as_path(), self.ports)?;
+        let mut warnings = Vec::new();
+        if let Some(w) = loaded.warning {
+            progress.line(&format!("warning: {w}"));
+            warnings.push(w);
+        }
+        let state = loaded.state;
+        if let Some(expected) = self.intent.only_if_active
+            && state.active != Some(expected)
+        {
+            return Err(Error::CheckFailed(format!(
+                "not switching: the active slot is now {}, not {expected}; someone switched in the meantime",
+                state.active.map_or("none", Slot::as_str)
+            )));
+        }
+        let to = self.resolve(&state)?;
+        let version = self
+            .intent
+            .version
+            .as_ref()
+            .map(|v| v.as_str().to_owned())
+            .or_else(|| state.slots.get(to).version.clone());
+        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
+        if let Some(nft) = self.nft() {
+            ctx.port = nft.service_port;
+        }
+        let rendered = self.template.render(&ctx)?;
+        let old = read_optional(self.config.upstream_file.as_path())?;
+        // In nftables mode, where the rule leads now: the slot traffic leaves, and what an
+        // undo puts back.
+        let rule_before = self.nft().map(|nft| nft.current_target());
+        let from = match rule_before {
+            Some(target) => target.and_then(|port| self.ports.slot_of(port)),
+            None => self.routed(old.as_deref()),
+        }
+        .or(state.active);
+        let mut diff = unified_diff(
+            old.as_deref().unwrap_or(""),
+            &rendered,
+            self.config.upstream_file.as_path(),
+        );
+        if let Some(nft) = self.nft() {
+            // The rule is what moves in nftables mode: show its change too.
+            let file = nft.ruleset_path(self.store.dir());
+            let current = read_optional(&file)?.unwrap_or_default();
+            diff.push_str(&unified_diff(
+                &current,
+                &nft.ruleset(self.ports.port(to)),
+                &file,
+            ));
+        }
+        let mut report = SwitchReport {
+            app: self.app.to_string(),
+            from,
+            to,
+            port: self.ports.port(to),
+            version: version.clone(),
+            dry_run: self.dry_run,
+            rendered,
+            diff,
+            workers_restarted: false,
+            verified_slot: false,
+            kernel_confirmed: false,
+            mode: self.config.mode,
+            warnings,
+            elapsed_ms: 0,
+        };
+        if self.dry_run {
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+
+        let master = nginx::find_master(self.config.nginx_pid_file.as_path());
+        let file_changes = old.as_deref() != Some(report.rendered.as_str());
+        if file_changes && master.is_none() && self.config.verify_url.is_none() {
+            return Err(Error::invalid(
+                "--verify-url",
+                format!(
+                    "cannot confirm a reload: {} names no running nginx and there is not exactly one nginx master on this host; give --nginx-pid-file or --verify-url",
+                    self.config.nginx_pid_file
+                ),
+            ));
+        }
+        let mut undo = Undo {
+            old_file: old.clone(),
+            master,
+            file_written: false,
+            reloaded: false,
+            nft_previous: None,
+        };
+
+        if let Some(nft) = self.nft() {
+            // New connections to the service port go to the target before nginx is ever
+            // pointed at the service port.
+            let previous = rule_before.flatten();
+            undo.nft_previous = Some(previous);
+            let applied = match previous {
+                Some(_) => nft.retarget(report.port, self.store.dir()),
+                None => nft.apply(report.port, self.store.dir()),
+            };
+            if let Err(e) = applied {
+                return Err(self.undo(&undo, to, "nftables", e.to_string()));
+            }
+            if let Err((stage, why)) = self.confirm_by_kernel(&nft, to, report.port) {
+                return Err(self.undo(&undo, to, stage, why));
+            }
+            report.kernel_confirmed = true;
+            progress.line(&format!(
+                "nftables: service port {} now leads to {to} (port {}): the rule reads back so, and a new connection to the service port was accepted on port {}",
+                nft.service_port, report.port, report.port
+            ));
+        } else {
+            // Left by an earlier nftables mode: point it at the target too, so nginx's old
+            // workers, still proxying to the service port, reach the new slot; the run
+            // removes it once they are gone.
+            let stale = self.config.nft_of(&self.app);
+            if stale.current_target().is_some() {
+                stale
+                    .apply(report.port, self.store.dir())
+                    .map_err(|e| self.undo(&undo, to, "nftables", e.to_string()))?;
+            }
+        }
+        if file_changes || self.nft().is_none() {
+            if let Some(text) = &old {
+                write_atomic(&self.store.upstream_backup_path(), text.as_bytes(), 0o644)?;
+            }
+            write_atomic(
+                self.config.upstream_file.as_path(),
+                report.rendered.as_bytes(),
+                0o644,
+            )?;
+            undo.file_written = true;
+            progress.line(&format!(
+                "wrote {} routing {} to {}",
+                self.config.upstream_file,
+                self.app,
+                match self.nft() {
+                    Some(nft) => format!("the service port {}", nft.service_port),
+                    None => format!("{to} (port {})", report.port),
+                }
+            ));
+            if let Err(e) = self.config.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
+                return Err(self.undo(&undo, to, "nginx test", e.to_string()));
+            }
+            undo.reloaded = true;
+            match self.reload(master) {
+                Ok(confirmed) => report.workers_restarted = confirmed,
+                Err((stage, reason)) => {
+                    undo.reloaded = stage != "reload";
+                    return Err(self.undo(&undo, to, stage, reason));
+                }
+            }
+        }
+        if let Some(url) = &self.config.verify_url {
+            match self.verify(url, to) {
+                Ok(named_slot) => report.verified_slot = named_slot,
+                Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
+            }
+            if !report.verified_slot && !report.kernel_confirmed {
+                if !report.workers_restarted {
+                    return Err(self.undo(
+                        &undo,
+                        to,
+                        "verify",
+                        format!(
+                            "{url} answers but does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\"), and no nginx master could be watched: the switch cannot be confirmed"
+                        ),
+                    ));
+                }
+                let w = format!(
+                    "{url} does not say which slot served it; the reload was confirmed by nginx's new workers only"
+                );
+                progress.line(&format!("warning: {w}"));
+                report.warnings.push(w);
+            }
+        }
+
+        let now = now_rfc3339();
+        let next = state
+            .after_switch(
+                to,
+                self.ports,
+                self.intent.version.as_ref().map(Version::as_str),
+                self.intent.image.as_ref().map(Image::as_str),
+                &now,
+            )
+            .switched_by(self.config.mode, self.config.service_port.get());
+        self.store.save(&next)?;
+        self.store.record(&HistoryEvent {
+            ts: now,
+            event: self.intent.event.as_str().to_owned(),
+            app: self.app.to_string(),
+            from,
+            to: Some(to),
+            version,
+            detail: self.intent.reason.clone(),
+            pid: std::process::id(),
+        })?;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// The slot the target names, given the current state.
+    fn resolve(&self, state: &crate::state::State) -> Result<Slot> {
+        match self.intent.target {
+            SwitchTarget::Slot(s) => Ok(s),
+            SwitchTarget::Previous => state.previous.ok_or_else(|| {
+                Error::invalid(
+                    "--to previous",
+                    format!(
+                        "no previous slot is recorded for {} (active: {})",
+                        self.app,
+                        state.active.map_or("none", Slot::as_str)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The slot traffic is routed to now, given the upstream file's content.
+    pub fn routed(&self, upstream_text: Option<&str>) -> Option<Slot> {
+        self.config.routed_by(&self.app, self.ports, upstream_text)
+    }
+
+    fn nft(&self) -> Option<NftSwitch> {
+        self.config.nft(&self.app)
+    }
+}

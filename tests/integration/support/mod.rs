@@ -1,0 +1,119 @@
+//! The test harness: every fixture starts a real program on loopback (nginx under its own
+//! prefix, the demo app, sshd with throwaway keys, a Slack stand-in, a second Docker daemon)
+//! and stops it by pid when dropped. One module per fixture; this file has what all share:
+//! free ports, running the built helpers, and [`require!`], with which a test names the
+//! programs it needs and is skipped, saying why, where they are missing.
+
+pub mod demo;
+pub mod docker;
+pub mod nginx;
+#[macro_use]
+pub mod require;
+pub mod slack;
+pub mod sshd;
+pub mod target;
+pub mod traffic;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use demo::{DEMO_APP, Demo, demo_image};
+pub use docker::{NftTable, SecondDocker};
+pub use nginx::{Site, http_get};
+pub use slack::SlackRecorder;
+pub use sshd::{Sshd, current_user};
+pub use target::{ActRun, Target, assert_result};
+pub use traffic::Traffic;
+
+pub const VALIDATE: &str = env!("CARGO_BIN_EXE_validate");
+pub const HEALTH_CHECK: &str = env!("CARGO_BIN_EXE_health-check");
+pub const SWITCH_TRAFFIC: &str = env!("CARGO_BIN_EXE_switch-traffic");
+pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
+
+/// The app name every test deploys.
+pub const APP: &str = "shop";
+
+/// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
+/// nothing that binds port 0 or connects out later (act's cache server, a client socket) can
+/// be handed the same port before the test binds it.
+pub fn free_port() -> u16 {
+    let (ephemeral_low, _) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut ends = range.split_whitespace().map(str::parse::<u16>);
+            Some((ends.next()?.ok()?, ends.next()?.ok()?))
+        })
+        .unwrap_or((32768, 60999));
+    let first = 10_000u16;
+    let span = u64::from(ephemeral_low.saturating_sub(first).max(1));
+    for _ in 0..1000 {
+        let port = first + (random_u64() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {first} and {ephemeral_low}");
+}
+
+/// A random number from the standard library's per-process hash keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A finished helper run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Runs a helper binary with `args` and collects its output.
+pub fn run<S: AsRef<std::ffi::OsStr>>(bin: &str, args: &[S]) -> Run {
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The smallest set of action inputs (as INPUT_* variables) that validates.
+pub fn valid_env() -> std::collections::HashMap<String, String> {
+    [
+        ("host", "203.0.113.7"),
+        ("username", "deploy"),
+        ("ssh-key", "KEY"),
+        ("known-hosts", "203.0.113.7 ssh-ed25519 AAAA"),
+        ("app", "shop"),
+        ("image", "ghcr.io/acme/shop:1"),
+    ]
+    .iter()
+    .map(|(k, v)| (bluegreen::action::inputs::env_name(k), v.to_string()))
+    .collect()
+}

@@ -1,0 +1,288 @@
+//! A real nginx from the system's packages under its own prefix on a loopback port, and a
+//! whole local target around it ([`Site`]): nginx, the two slots' ports, a state directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{APP, Demo, Run, SWITCH_TRAFFIC, free_port, run, wait_for_port};
+
+/// The path of nginx from the system's packages.
+pub fn nginx_bin() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+/// A real nginx under its own prefix, proxying 127.0.0.1:`port` to the upstream named
+/// after the app in `upstream_file`. Stopped (master and workers) on drop.
+pub struct Nginx {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub upstream_file: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx in `dir` proxying to upstream `app`, with an upstream file routing to
+    /// `initial_port`.
+    pub fn start(dir: &Path, app: &str, initial_port: u16) -> Nginx {
+        let port = free_port();
+        let upstream_file = dir.join("conf.d").join(format!("bluegreen-{app}.conf"));
+        std::fs::create_dir_all(upstream_file.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        std::fs::write(
+            &upstream_file,
+            format!("upstream {app} {{\n    server 127.0.0.1:{initial_port};\n}}\n"),
+        )
+        .unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;"
+        } else {
+            ""
+        };
+        let d = dir.display();
+        let conf = format!(
+            "{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    include {d}/conf.d/*.conf;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{app};
+        }}
+    }}
+}}
+"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx_bin())
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        wait_for_port(port, Duration::from_secs(10));
+        Nginx {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+            upstream_file,
+        }
+    }
+
+    fn command(&self, extra: &str) -> String {
+        let d = self.dir.display();
+        format!("{} -p {d} -c {d}/nginx.conf {extra}", nginx_bin())
+    }
+
+    /// The configuration test command for this nginx.
+    pub fn test_cmd(&self) -> String {
+        self.command("-t -q")
+    }
+
+    /// The reload command for this nginx.
+    pub fn reload_cmd(&self) -> String {
+        self.command("-s reload")
+    }
+
+    /// This nginx's pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("nginx.pid")
+    }
+
+    /// A URL through this nginx.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GETs `path` through nginx on a fresh connection: (status, X-Bluegreen-Slot header,
+    /// body).
+    pub fn get(&self, path: &str) -> (u16, String, String) {
+        http_get(&self.url(path))
+    }
+
+    /// Breaks the main configuration so `nginx -t` fails.
+    pub fn break_config(&self) {
+        let conf = self.dir.join("nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(
+            &conf,
+            text.replace("worker_processes 1;", "worker_processes 1"),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM to the master makes it stop its workers too.
+        // SAFETY: kill with a pid we spawned and a valid signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET on a fresh connection: (status, X-Bluegreen-Slot header, body).
+pub fn http_get(url: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let slot = resp
+        .headers()
+        .get("x-bluegreen-slot")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    (resp.status().as_u16(), slot, body)
+}
+
+/// A whole local target: nginx routing to blue, demo apps in both slots (green optional),
+/// a state directory, and the arguments every switch needs.
+pub struct Site {
+    pub tmp: tempfile::TempDir,
+    pub nginx: Nginx,
+    pub blue_port: u16,
+    pub green_port: u16,
+    pub state_dir: PathBuf,
+}
+
+impl Site {
+    /// nginx routing [`APP`] to the blue port; no apps started yet.
+    pub fn new() -> Site {
+        Site::build(APP, true)
+    }
+
+    /// nginx routing `app` to a port of neither slot, as on a host adopting bluegreen
+    /// (its first deploy goes to blue); no apps started yet.
+    pub fn adopting(app: &str) -> Site {
+        Site::build(app, false)
+    }
+
+    fn build(app: &str, route_to_blue: bool) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let blue_port = free_port();
+        let mut green_port = free_port();
+        while green_port == blue_port {
+            green_port = free_port();
+        }
+        let initial = if route_to_blue {
+            blue_port
+        } else {
+            free_port()
+        };
+        let nginx = Nginx::start(tmp.path(), app, initial);
+        let state_dir = tmp.path().join("state");
+        Site {
+            tmp,
+            nginx,
+            blue_port,
+            green_port,
+            state_dir,
+        }
+    }
+
+    /// Starts the demo app in `slot`.
+    pub fn demo(&self, slot: &str, version: &str, extra: &[&str]) -> Demo {
+        let port = if slot == "blue" {
+            self.blue_port
+        } else {
+            self.green_port
+        };
+        Demo::start(port, slot, version, extra)
+    }
+
+    /// Arguments shared by switch-traffic and monitor's rollback.
+    pub fn switch_args(&self) -> Vec<String> {
+        [
+            "--app",
+            APP,
+            "--state-dir",
+            &self.state_dir.display().to_string(),
+            "--blue-port",
+            &self.blue_port.to_string(),
+            "--green-port",
+            &self.green_port.to_string(),
+            "--upstream-file",
+            &self.nginx.upstream_file.display().to_string(),
+            "--test-cmd",
+            &self.nginx.test_cmd(),
+            "--reload-cmd",
+            &self.nginx.reload_cmd(),
+            "--nginx-pid-file",
+            &self.nginx.pid_file().display().to_string(),
+            "--verify-url",
+            &self.nginx.url("/health"),
+            "--mode",
+            "reload",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Runs switch-traffic with the shared arguments plus `extra`; an option in `extra`
+    /// replaces the shared one of the same name.
+    pub fn switch(&self, extra: &[&str]) -> Run {
+        let shared = self.switch_args();
+        let mut args: Vec<String> = shared
+            .chunks(2)
+            .filter(|pair| !extra.contains(&pair[0].as_str()))
+            .flatten()
+            .cloned()
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(SWITCH_TRAFFIC, &args)
+    }
+
+    /// The slot nginx currently routes to, asked through nginx.
+    pub fn served_slot(&self) -> String {
+        self.nginx.get("/").1
+    }
+
+    /// state.json, parsed.
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir.join("state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// history.jsonl, one parsed object per line.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.state_dir.join("history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
