@@ -48,13 +48,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 
 /// Appends one line to `path` (created with mode 0644 when missing) and flushes it to disk.
 /// Lines shorter than the pipe buffer are written with one `write` call in append mode, so
-/// concurrent writers never interleave within a line.
+/// concurrent writers never interleave within a line. A symlink at `path` is refused, not
+/// followed.
 pub fn append_line(path: &Path, line: &str) -> Result<()> {
     let append = || -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
@@ -63,6 +65,41 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
         file.sync_data()
     };
     append().map_err(|e| Error::io("append to", path, e))
+}
+
+/// Checks that `dir` is a directory of this process's user, reached without a symlink at its
+/// last component, that no other user can write to: only then can what it holds (state,
+/// lock, history) be trusted not to have been planted or swapped by someone else.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir).map_err(|e| Error::io("inspect", dir, e))?;
+    let refuse = |why: String| Err(Error::invalid("state directory", why));
+    if meta.file_type().is_symlink() {
+        return refuse(format!(
+            "{} is a symlink; point the state directory at the real directory",
+            dir.display()
+        ));
+    }
+    if !meta.is_dir() {
+        return refuse(format!("{} is not a directory", dir.display()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return refuse(format!(
+            "{} is owned by uid {}, not by this user (uid {me}); chown it to the deploy user",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "{} is writable by other users (mode {:o}); chmod go-w it",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a file that may be missing: `Ok(None)` when it does not exist.
@@ -116,5 +153,42 @@ mod tests {
         append_line(&path, "b").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "a\nb\n");
         assert_eq!(read_optional(&dir.path().join("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_history_line_is_never_appended_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "").unwrap();
+        let link = dir.path().join("history.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(append_line(&link, "{}").is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "");
+    }
+
+    #[test]
+    fn only_a_private_directory_of_this_user_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+        check_private_dir(&state).unwrap();
+
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o775)).unwrap();
+        let err = check_private_dir(&state).unwrap_err().to_string();
+        assert!(err.contains("writable by other users (mode 775)"), "{err}");
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        let err = check_private_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("is a symlink"), "{err}");
+
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&state, Some(65534), None).unwrap();
+            let err = check_private_dir(&state).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 65534"), "{err}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -53,13 +54,20 @@ impl AppLock {
         report: impl Fn(&str),
     ) -> Result<Self> {
         let path = state_dir.join("lock");
+        // Private: a user who can open the file can take a shared flock on it and block
+        // every deploy. A symlink in its place is refused, not followed.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
+        // A lock file made before it was private becomes private.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("make private", &path, e))?;
         let started = Instant::now();
         let mut next_report = Duration::ZERO;
         loop {
@@ -172,6 +180,26 @@ mod tests {
             said[0]
         );
         assert!(err.to_string().contains("waited 300ms"), "{err}");
+    }
+
+    #[test]
+    fn the_lock_file_is_private_and_a_symlink_in_its_place_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("lock");
+        std::fs::write(&lock_path, "").unwrap();
+        std::fs::set_permissions(&lock_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(AppLock::acquire(dir.path(), "shop", "first", Duration::ZERO).unwrap());
+        let mode = std::fs::metadata(&lock_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "an old 0644 lock file is made private");
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::remove_file(&lock_path).unwrap();
+        std::os::unix::fs::symlink(&target, &lock_path).unwrap();
+        let err = AppLock::acquire(dir.path(), "shop", "second", Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("open lock file"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 
     #[test]

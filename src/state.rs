@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{append_line, read_optional, write_atomic};
-use crate::input::{AppName, Slot, SlotPorts};
+use crate::fsutil::{append_line, check_private_dir, read_optional, write_atomic};
+use crate::input::{AppName, Image, Port, Slot, SlotPorts, Version};
 use crate::switch::SwitchMode;
 use crate::upstream;
 
@@ -153,6 +153,28 @@ impl State {
         if state.previous.is_some() && state.active.is_none() {
             return Err("it has a previous slot but no active one".into());
         }
+        // What state holds reaches the nginx include and the runtime's commands: it passes
+        // the parsers the same values pass as inputs.
+        for slot in [Slot::Blue, Slot::Green] {
+            let record = state.slots.get(slot);
+            let checked = [
+                record.port.map(|p| Port::try_from(p).map(drop)),
+                record
+                    .version
+                    .as_deref()
+                    .map(|v| v.parse::<Version>().map(drop)),
+                record
+                    .image
+                    .as_deref()
+                    .map(|i| i.parse::<Image>().map(drop)),
+            ];
+            if let Some(Err(e)) = checked.into_iter().flatten().find(|c| c.is_err()) {
+                return Err(format!("slot {slot}: {e}"));
+            }
+        }
+        if let Some(Err(e)) = state.service_port.map(Port::try_from) {
+            return Err(format!("service port: {e}"));
+        }
         Ok(state)
     }
 }
@@ -261,14 +283,16 @@ impl StateStore {
         self.dir.join("upstream.backup")
     }
 
-    /// Creates the state directory (mode 0755) when missing.
+    /// Creates the state directory (mode 0755) when missing and checks that it belongs to
+    /// this user and no one else can write to it (see [`check_private_dir`]).
     pub fn ensure_dir(&self) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&self.dir)
-            .map_err(|e| Error::io("create state directory", &self.dir, e))
+            .map_err(|e| Error::io("create state directory", &self.dir, e))?;
+        check_private_dir(&self.dir)
     }
 
     /// Loads the state of `app`. A missing or corrupt `state.json` is rebuilt from the
@@ -393,6 +417,29 @@ mod tests {
         let mut future = good;
         future.format = 99;
         assert!(State::parse(&serde_json::to_string(&future).unwrap(), &app()).is_err());
+    }
+
+    #[test]
+    fn parse_refuses_values_no_input_could_hold() {
+        let good = State::new(&app()).after_switch(Slot::Blue, ports(), Some("v1"), None, "t");
+        let text = serde_json::to_string(&good).unwrap();
+        let include_breaker = "v1;\\n}\\nserver { listen 80; }";
+        for (field, bad) in [
+            (
+                "\"version\":\"v1\"",
+                format!("\"version\":\"{include_breaker}\""),
+            ),
+            (
+                "\"version\":\"v1\"",
+                "\"version\":\"v1\",\"image\":\"--privileged\"".into(),
+            ),
+            ("\"port\":3001", "\"port\":0".into()),
+        ] {
+            assert!(text.contains(field), "{text}");
+            let mangled = text.replacen(field, &bad, 1);
+            let err = State::parse(&mangled, &app()).unwrap_err();
+            assert!(err.starts_with("slot blue: "), "{mangled}: {err}");
+        }
     }
 
     #[test]

@@ -41,11 +41,15 @@ use remote::{ConnectOptions, Credentials, Remote};
 use report::{GithubContext, HostReport, RunReport};
 use ship::{Helpers, Need};
 
+/// The inputs that hold secrets.
+const SECRET_INPUTS: [&str; 2] = ["ssh-key", "slack-webhook"];
+
 /// Runs the action with the process environment; returns the step's exit code.
 pub fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
+    keep_secrets_in(&env);
     let log = JobLog::new();
-    for secret in ["ssh-key", "slack-webhook"] {
+    for secret in SECRET_INPUTS {
         if let Some(value) = env.get(&env_name(secret)) {
             log.mask(value);
         }
@@ -89,21 +93,26 @@ pub fn main() -> ExitCode {
         .get("RUNNER_TEMP")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let known_hosts = if inputs.insecure_skip_host_key_check {
-        ""
+    let (known_hosts, host_keys) = if inputs.insecure_skip_host_key_check {
+        ("", remote::HostKeys::AcceptAny)
     } else {
-        inputs.known_hosts.as_str()
+        (inputs.known_hosts.as_str(), remote::HostKeys::KnownOnly)
     };
     // A bastion makes ssh run its own hop; otherwise the TCP leg is this program's relay.
     let proxy = match (&inputs.proxy_jump, std::env::current_exe()) {
         (None, Ok(program)) => Some(remote::tcp_proxy_command(&program)),
         _ => None,
     };
-    let credentials =
-        match Credentials::write(&base, &inputs.ssh_key, known_hosts, proxy.as_deref()) {
-            Ok(c) => c,
-            Err(e) => return environment_error(&e),
-        };
+    let credentials = match Credentials::write(
+        &base,
+        &inputs.ssh_key,
+        known_hosts,
+        host_keys,
+        proxy.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return environment_error(&e),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -150,6 +159,21 @@ pub fn main() -> ExitCode {
 
 /// Reports a run that stopped before any host: outputs, summary, and Slack when the
 /// webhook input itself is usable. Only validated values are reported.
+/// Keeps the secrets to this process, which has read them into `env`: no child (ssh, its
+/// TCP relay) inherits them, and no other process of the runner's user can read them from
+/// this one's memory or `/proc/PID/environ` (the process is made non-dumpable).
+fn keep_secrets_in(env: &HashMap<String, String>) {
+    for secret in SECRET_INPUTS {
+        let name = env_name(secret);
+        if env.contains_key(&name) {
+            // SAFETY: called first thing in `main`, before any other thread exists.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own dumpable flag.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
 fn fail_early(
     log: &JobLog,
     github: &GithubContext,

@@ -17,6 +17,13 @@ use crate::exec::tail;
 
 use crate::input::HostPort;
 
+/// Longest line read from a host's event stream: a result with a log tail and a diff fits
+/// many times over; a longer one is refused rather than held in memory.
+pub const MAX_HOST_LINE: u64 = 4 << 20;
+
+/// Most of a host command's stderr read into memory (its tail is reported).
+const MAX_HOST_STDERR: u64 = 1 << 20;
+
 /// Longest path of a directory that can hold the SSH control socket: a Unix socket path
 /// must fit in 108 bytes, and the socket's own name under it takes about 50.
 const MAX_CONTROL_DIR_LEN: usize = 56;
@@ -47,13 +54,25 @@ pub struct Credentials {
     pub config: PathBuf,
 }
 
+/// Which host keys ssh trusts, for the target and for a bastion alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeys {
+    /// Only the keys in the `known-hosts` input: never the system's known_hosts files, and
+    /// an unknown or changed key is refused.
+    KnownOnly,
+    /// Any key (`insecure-skip-host-key-check`); nothing is recorded.
+    AcceptAny,
+}
+
 impl Credentials {
-    /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`; with
-    /// `proxy_command`, the TCP leg of every connection goes through it.
+    /// Writes `key` and `known_hosts` into a new mode-0700 directory under `base`, with an
+    /// ssh_config that trusts `host_keys`; with `proxy_command`, the TCP leg of every
+    /// connection goes through it.
     pub fn write(
         base: &Path,
         key: &str,
         known_hosts: &str,
+        host_keys: HostKeys,
         proxy_command: Option<&str>,
     ) -> Result<Credentials> {
         let private_dir = |dir: &Path| {
@@ -66,14 +85,15 @@ impl Credentials {
         let token = random_token();
         let dir = base.join(format!("bluegreen-{token}"));
         private_dir(&dir)?;
-        // Under the runner's temp directory when its path is short enough for a socket.
-        let control_dir = if dir.as_os_str().len() <= MAX_CONTROL_DIR_LEN {
-            dir.clone()
-        } else {
-            let short = std::env::temp_dir().join(format!("bg-{}", &token[..12]));
-            private_dir(&short)?;
-            short
-        };
+        // A short name of its own under the runner's temp directory (where action.yml's
+        // clean-up step closes and removes it), or under /tmp when even that path is too
+        // long for a socket.
+        let control_name = format!("bg-{}", &token[..12]);
+        let mut control_dir = base.join(&control_name);
+        if control_dir.as_os_str().len() > MAX_CONTROL_DIR_LEN {
+            control_dir = std::env::temp_dir().join(&control_name);
+        }
+        private_dir(&control_dir)?;
         let creds = Credentials {
             key: dir.join("id"),
             known_hosts: dir.join("known_hosts"),
@@ -84,10 +104,14 @@ impl Credentials {
         // ssh refuses a key without its final newline.
         let key = format!("{}\n", key.trim_end());
         let known = format!("{}\n", known_hosts.trim_end());
+        let (user_known_hosts, strict) = match host_keys {
+            HostKeys::KnownOnly => (format!("\"{}\"", creds.known_hosts.display()), "yes"),
+            HostKeys::AcceptAny => ("/dev/null".to_owned(), "no"),
+        };
         let mut config = format!(
-            "Host *\n  IdentityFile \"{}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{}\"\n  BatchMode yes\n",
+            "Host *\n  IdentityFile \"{}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile {user_known_hosts}\n  \
+             GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking {strict}\n  BatchMode yes\n",
             creds.key.display(),
-            creds.known_hosts.display()
         );
         if let Some(command) = proxy_command {
             config.push_str(&format!("  ProxyCommand {command}\n"));
@@ -270,23 +294,37 @@ impl Remote {
             .map_err(|e| self.remote_error(argv, format!("sending input failed: {e}")))?;
         drop(input);
         let stdout = child.stdout().take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut ended = true;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if !on_line(&line) {
-                ended = false;
-                break;
+        let stderr = child.stderr().take().expect("stderr is piped");
+        // stderr is read alongside stdout: a command that fills its stderr pipe would
+        // otherwise never get to end its stdout.
+        let stderr_tail = read_bounded(stderr);
+        tokio::pin!(stderr_tail);
+        let lines = read_lines(stdout, &mut on_line);
+        tokio::pin!(lines);
+        let mut kept_stderr = None;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut lines => break ended,
+                kept = &mut stderr_tail, if kept_stderr.is_none() => kept_stderr = Some(kept),
+            }
+        };
+        match ended {
+            LinesEnded::Eof => {}
+            // The command goes on on the host; its channel is closed with the connection.
+            LinesEnded::Stopped => return Ok((None, String::new())),
+            LinesEnded::TooLong => {
+                return Err(self.remote_error(
+                    argv,
+                    format!("sent a line longer than {MAX_HOST_LINE} bytes; stopped reading"),
+                ));
             }
         }
-        if !ended {
-            // The command goes on on the host; its channel is closed with the connection.
-            return Ok((None, String::new()));
-        }
-        let mut stderr = child.stderr().take().expect("stderr is piped");
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf).await;
+        let kept = match kept_stderr {
+            Some(kept) => kept,
+            None => stderr_tail.await,
+        };
         let status = child.wait().await.ok().and_then(|s| s.code());
-        Ok((status, tail(String::from_utf8_lossy(&buf).trim(), 2000)))
+        Ok((status, tail(String::from_utf8_lossy(&kept).trim(), 2000)))
     }
 
     /// Streams a local program's stdout into `argv`'s stdin on the host (`docker save |
@@ -347,4 +385,108 @@ fn describe_ssh_error(e: &openssh::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// How reading a host's event lines ended.
+enum LinesEnded {
+    /// The output ended.
+    Eof,
+    /// The reader said it had what it needed.
+    Stopped,
+    /// A line passed [`MAX_HOST_LINE`].
+    TooLong,
+}
+
+/// Hands each line of `stdout` (lossy UTF-8, without its line ending) to `on_line` until
+/// the output ends, `on_line` returns false, or a line is longer than [`MAX_HOST_LINE`].
+async fn read_lines(
+    stdout: impl tokio::io::AsyncRead + Unpin,
+    on_line: &mut impl FnMut(&str) -> bool,
+) -> LinesEnded {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_HOST_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+            .unwrap_or(0);
+        if read == 0 {
+            return LinesEnded::Eof;
+        }
+        if line.last() != Some(&b'\n') && read as u64 == MAX_HOST_LINE {
+            return LinesEnded::TooLong;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if !on_line(text.trim_end_matches(['\n', '\r'])) {
+            return LinesEnded::Stopped;
+        }
+    }
+}
+
+/// Reads `stream` to its end, keeping the first [`MAX_HOST_STDERR`] bytes and dropping the
+/// rest unread into memory.
+async fn read_bounded(mut stream: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let _ = (&mut stream)
+        .take(MAX_HOST_STDERR)
+        .read_to_end(&mut kept)
+        .await;
+    let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials_under(base: &Path) -> Credentials {
+        Credentials::write(
+            base,
+            "KEY",
+            "host ssh-ed25519 AAAA",
+            HostKeys::KnownOnly,
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_control_socket_lives_under_a_short_runner_temp() {
+        let base = tempfile::tempdir().unwrap();
+        // As long as a GitHub-hosted runner's /home/runner/work/_temp.
+        let runner_temp = base
+            .path()
+            .join("x".repeat(23usize.saturating_sub(base.path().as_os_str().len() + 1)));
+        let creds = credentials_under(&runner_temp);
+        assert!(
+            creds.control_dir().starts_with(&runner_temp),
+            "{:?}",
+            creds.control_dir()
+        );
+        assert!(creds.key.starts_with(&runner_temp));
+    }
+
+    #[test]
+    fn a_runner_temp_too_long_for_a_socket_path_moves_only_the_socket() {
+        let base = tempfile::tempdir().unwrap();
+        // As deep as a self-hosted runner's work directory can be.
+        let deep = base.path().join("actions-runner/_work/_temp".repeat(3));
+        let creds = credentials_under(&deep);
+        assert!(
+            creds.key.starts_with(&deep),
+            "the key stays under RUNNER_TEMP"
+        );
+        assert!(!creds.control_dir().starts_with(&deep));
+        assert!(creds.control_dir().as_os_str().len() <= MAX_CONTROL_DIR_LEN);
+        let mode = fs::metadata(creds.control_dir()).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        let control = creds.control_dir().to_owned();
+        drop(creds);
+        assert!(!control.exists(), "removed with the credentials");
+    }
 }

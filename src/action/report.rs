@@ -350,6 +350,19 @@ mod tests {
     }
 
     #[test]
+    fn host_text_in_the_summary_is_inert() {
+        let answer = "unhealthy: <a href=\"https://evil.example\">login</a> [x](https://evil.example) & more";
+        let text = report(Outcome::Failed, Some(answer)).summary().unwrap();
+        assert!(
+            text.contains(
+                "**Error:** unhealthy: &lt;a href=\"https://evil.example\"&gt;login&lt;/a&gt; \\[x\\](https://evil.example) &amp; more"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("<a href"), "{text}");
+    }
+
+    #[test]
     fn summary_draws_each_hosts_phases_as_a_timeline_above_the_table() {
         let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
         let timeline = "```mermaid\ngantt\n    dateFormat x\n    axisFormat %M:%S\n    tickInterval 200millisecond\n    section web1\n    connect :done, 0, 80\n    health-check standby :crit, 400, 1600\n```";

@@ -271,6 +271,61 @@ mod tests {
         assert_eq!(Helpers::need("bluegreen-ship: need"), None);
     }
 
+    /// Runs the host's start script with its cache under `cache`; its stdout.
+    fn run_start_script(cache: &std::path::Path, sha: &str) -> String {
+        let machine = std::env::consts::ARCH;
+        let out = std::process::Command::new("sh")
+            .args(["-c", RUN, "sh", &format!("{machine}={sha}")])
+            .env("XDG_CACHE_HOME", cache)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_cached_helper_runs_only_from_a_private_directory_of_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = tempfile::tempdir().unwrap();
+        let sha = "ab12";
+        let dir = cache.path().join("bluegreen/bin").join(sha);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stand-in helper that says how it was started.
+        let helper = dir.join("bluegreen");
+        std::fs::write(&helper, "#!/bin/sh\necho started \"$@\"\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let set_mode =
+            |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+
+        set_mode(0o700);
+        assert_eq!(
+            run_start_script(cache.path(), sha),
+            format!("started deploy --expect-sha256 {sha}\n")
+        );
+        let need = format!(
+            "bluegreen-ship: need {} {}\n",
+            std::env::consts::ARCH,
+            helper.display()
+        );
+        for writable_by_others in [0o770, 0o707] {
+            set_mode(writable_by_others);
+            assert_eq!(
+                run_start_script(cache.path(), sha),
+                need,
+                "{writable_by_others:o}"
+            );
+        }
+        set_mode(0o700);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            assert_eq!(
+                run_start_script(cache.path(), sha),
+                need,
+                "another user's directory"
+            );
+        }
+    }
+
     #[test]
     fn sha256_of_known_text() {
         assert_eq!(

@@ -1,7 +1,8 @@
 //! The job summary: a timeline of each host's phases (a mermaid Gantt chart, which GitHub
 //! draws), a table of hosts, and per host a table of phases with the watch's figures, the
 //! error, warnings, the upstream diff of a dry run and the failed slot's log. Host text is
-//! made safe for a Markdown table cell.
+//! made inert (no HTML, no links) and fit for a Markdown table cell; code blocks cannot be
+//! closed from inside.
 
 use serde::Serialize;
 
@@ -147,7 +148,22 @@ pub(super) fn timeline_tick(ms: u64) -> &'static str {
     }
 }
 
-/// Text made safe for one Markdown table cell.
+/// Host text made inert for one Markdown table cell or line of the summary: HTML tags and
+/// entities show as text, link brackets are literal, and it stays on one line of its cell.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => safe.push_str("&amp;"),
+            '<' => safe.push_str("&lt;"),
+            '>' => safe.push_str("&gt;"),
+            '|' | '[' | ']' => {
+                safe.push('\\');
+                safe.push(c);
+            }
+            '\n' | '\r' => safe.push(' '),
+            c => safe.push(c),
+        }
+    }
+    safe
 }

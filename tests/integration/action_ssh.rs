@@ -1,8 +1,14 @@
 //! The action's SSH side end to end: a host key that does not match is refused, a bastion
-//! is jumped through, insecure mode connects and warns, and an image reaches a host that
+//! is jumped through (and refused when its key is unknown), insecure mode connects and warns
+//! (through a bastion too), only the `known-hosts` input is trusted, the secrets never
+//! reach a child process, what a host prints is read only up to a bound, the clean-up step
+//! closes a master connection a killed run left behind, and an image reaches a host that
 //! lacks it over the same connection.
 
 use std::process::Command;
+
+use bluegreen::action::remote::{ConnectOptions, Credentials, HostKeys, MAX_HOST_LINE, Remote};
+use bluegreen::input::HostPort;
 
 use crate::support::{SecondDocker, Sshd, Target, assert_result, current_user, demo_image};
 
@@ -98,12 +104,8 @@ fn deploys_through_a_proxy_jump_bastion() {
     let image = demo_image("v", &[]);
     let t = Target::new("e2e-jump");
     // The bastion is a second sshd accepting the same key; both host keys are known.
-    let bastion = Sshd::start_with_key(
-        &t.site.tmp.path().join("bastion"),
-        &t.sshd.dir.join("user_key.pub"),
-    );
+    let (bastion, jump) = bastion_for(&t);
     let known = format!("{}\n{}", t.sshd.known_hosts, bastion.known_hosts);
-    let jump = format!("{}@127.0.0.1:{}", current_user(), bastion.port);
     let run = t.run_with(
         &[("IMAGE", &image), ("VERSION", "j1"), ("PROXY_JUMP", &jump)],
         &known,
@@ -118,6 +120,103 @@ fn deploys_through_a_proxy_jump_bastion() {
         run.log
     );
     assert_eq!(t.live(), ("blue".into(), "j1".into()));
+}
+
+/// A bastion sshd accepting the target's user key, and its `user@host:port`.
+fn bastion_for(t: &Target) -> (Sshd, String) {
+    let bastion = Sshd::start_with_key(
+        &t.site.tmp.path().join("bastion"),
+        &t.sshd.dir.join("user_key.pub"),
+    );
+    let jump = format!("{}@127.0.0.1:{}", current_user(), bastion.port);
+    (bastion, jump)
+}
+
+#[test]
+fn a_bastion_whose_key_is_not_known_is_refused() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let t = Target::new("e2e-jump-unknown");
+    let (bastion, jump) = bastion_for(&t);
+    // Only the target's key is known: the bastion's hop must not be trusted on first use.
+    let run = t.run_with(
+        &[
+            ("IMAGE", "bluegreen-demo:v"),
+            ("VERSION", "j1"),
+            ("PROXY_JUMP", &jump),
+        ],
+        &t.sshd.known_hosts,
+        &[],
+    );
+    assert_result(&run, "failed");
+    assert!(run.log.contains("cannot connect"), "{}", run.log);
+    assert_eq!(bastion.connections(), 0, "the bastion hop was accepted");
+    assert_eq!(t.sshd.connections(), 0, "the target was reached");
+    assert!(!t.state_dir().exists());
+}
+
+#[test]
+fn insecure_mode_works_through_a_bastion() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-jump-insecure");
+    let (bastion, jump) = bastion_for(&t);
+    let run = t.run_with(
+        &[
+            ("IMAGE", &image),
+            ("VERSION", "j2"),
+            ("PROXY_JUMP", &jump),
+            ("INSECURE_SKIP_HOST_KEY_CHECK", "true"),
+        ],
+        "ignored in insecure mode",
+        &[],
+    );
+    assert_result(&run, "deployed");
+    assert_eq!(bastion.connections(), 1, "{}", run.log);
+    assert_eq!(t.live(), ("blue".into(), "j2".into()));
+}
+
+#[test]
+fn the_ssh_config_trusts_only_the_known_hosts_input() {
+    require!(Sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let resolved = |host_keys| {
+        let creds =
+            Credentials::write(dir.path(), "KEY", "h ssh-ed25519 AAAA", host_keys, None).unwrap();
+        // ssh -G prints the configuration ssh (and a bastion's ssh) would use for a host.
+        let out = Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(&creds.config)
+            .arg("target.example")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        (text, creds)
+    };
+    let (strict, creds) = resolved(HostKeys::KnownOnly);
+    for line in [
+        "stricthostkeychecking true".to_owned(),
+        "globalknownhostsfile /dev/null".to_owned(),
+        format!("userknownhostsfile {}", creds.known_hosts.display()),
+        "batchmode yes".to_owned(),
+    ] {
+        assert!(
+            strict.lines().any(|l| l == line),
+            "no {line:?} in:\n{strict}"
+        );
+    }
+    let (insecure, _) = resolved(HostKeys::AcceptAny);
+    for line in [
+        "stricthostkeychecking false",
+        "globalknownhostsfile /dev/null",
+        "userknownhostsfile /dev/null",
+    ] {
+        assert!(
+            insecure.lines().any(|l| l == line),
+            "no {line:?} in:\n{insecure}"
+        );
+    }
 }
 
 #[test]
@@ -179,4 +278,213 @@ fn the_tcp_relay_carries_both_directions_and_ends_with_its_input() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot connect"));
+}
+
+#[test]
+fn the_secrets_never_reach_a_child_and_the_runner_is_not_dumpable() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    require!(Root);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // An ssh that records what the orchestrator gave it and who may read the orchestrator's
+    // environment, then fails as an unreachable host would.
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nenv > {d}/ssh-env\nstat -c %u /proc/$PPID/environ > {d}/parent-environ-owner\nexit 255\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let temp = dir.path().join("temp");
+    std::fs::create_dir(&temp).unwrap();
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let nobody = 65534;
+    let out = Command::new(env!("CARGO_BIN_EXE_bluegreen-action"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("RUNNER_TEMP", &temp)
+        .env("BLUEGREEN_HELPERS", env!("CARGO_BIN_EXE_bluegreen"))
+        .env("INPUT_HOST", "127.0.0.1")
+        .env("INPUT_USERNAME", "deploy")
+        .env("INPUT_SSH_KEY", "KEYMATERIAL-4b1d")
+        .env("INPUT_KNOWN_HOSTS", "127.0.0.1 ssh-ed25519 AAAA")
+        .env("INPUT_SLACK_WEBHOOK", "http://127.0.0.1:9/HOOKTOKEN-77c2")
+        .env("INPUT_NOTIFY_ON", "never")
+        .env("INPUT_APP", "shop")
+        .env("INPUT_IMAGE", "shop:1")
+        .env("INPUT_VERSION", "v1")
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{log}");
+    let child_env = std::fs::read_to_string(dir.path().join("ssh-env"))
+        .unwrap_or_else(|e| panic!("ssh never ran ({e}):\n{log}"));
+    assert!(child_env.contains("RUNNER_TEMP="), "{child_env}");
+    for secret in ["KEYMATERIAL-4b1d", "HOOKTOKEN-77c2"] {
+        assert!(
+            !child_env.contains(secret),
+            "{secret} reached ssh:\n{child_env}"
+        );
+    }
+    // /proc/PID/environ of a non-dumpable process belongs to root, not to its user.
+    let owner = std::fs::read_to_string(dir.path().join("parent-environ-owner")).unwrap();
+    assert_eq!(owner.trim(), "0", "the orchestrator is dumpable");
+}
+
+#[test]
+fn what_a_host_prints_is_read_only_up_to_a_bound() {
+    require!(Sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let creds = Credentials::write(
+        dir.path(),
+        &sshd.user_key,
+        &sshd.known_hosts,
+        HostKeys::KnownOnly,
+        None,
+    )
+    .unwrap();
+    let user = current_user();
+    let host = HostPort {
+        host: "127.0.0.1".into(),
+        port: sshd.port,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = ConnectOptions {
+            username: &user,
+            credentials: &creds,
+            insecure: false,
+            proxy_jump: None,
+        };
+        let remote = Remote::connect(&host, &options).await.unwrap();
+        let endless_line = format!(
+            "echo first; head -c {} /dev/zero | tr '\\0' a; echo",
+            MAX_HOST_LINE + 1
+        );
+        let mut lines = Vec::new();
+        let err = remote
+            .stream(&["sh", "-c", &endless_line], b"", |l| {
+                lines.push(l.to_owned());
+                true
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sent a line longer than"), "{err}");
+        assert_eq!(lines, ["first"]);
+
+        let flood = "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo done";
+        let mut lines = Vec::new();
+        let (status, stderr) = remote
+            .stream(&["sh", "-c", flood], b"", |l| {
+                lines.push(l.to_owned());
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!((status, lines), (Some(0), vec!["done".to_owned()]));
+        assert!(
+            stderr.len() <= 2003,
+            "{} bytes of stderr kept",
+            stderr.len()
+        );
+    });
+}
+
+#[test]
+fn the_clean_up_step_closes_a_master_a_killed_run_left_and_removes_the_files() {
+    require!(Sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let runner_temp = dir.path().join("temp");
+    std::fs::create_dir(&runner_temp).unwrap();
+    let creds = Credentials::write(
+        &runner_temp,
+        &sshd.user_key,
+        &sshd.known_hosts,
+        HostKeys::KnownOnly,
+        None,
+    )
+    .unwrap();
+    let user = current_user();
+    let host = HostPort {
+        host: "127.0.0.1".into(),
+        port: sshd.port,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote = runtime.block_on(async {
+        let options = ConnectOptions {
+            username: &user,
+            credentials: &creds,
+            insecure: false,
+            proxy_jump: None,
+        };
+        Remote::connect(&host, &options).await.unwrap()
+    });
+    // As a SIGKILLed orchestrator would: nothing of ours closes the master or removes files.
+    std::mem::forget(remote);
+    let control_dir = creds.control_dir().to_owned();
+    std::mem::forget(creds);
+    assert!(control_dir.starts_with(&runner_temp), "{control_dir:?}");
+    let socket = std::fs::read_dir(&control_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("master"))
+        .find(|p| p.exists())
+        .expect("a master socket under the control directory");
+    let check = Command::new("ssh")
+        .arg("-o")
+        .arg(format!("ControlPath={}", socket.display()))
+        .args(["-O", "check", "placeholder"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).into_owned();
+    let pid: u32 = said
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no master pid in {said:?}"));
+    // Up while its /proc entry exists and is not a zombie (it may be this test's child).
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| !s.starts_with(" Z"))
+        })
+    };
+    assert!(running());
+
+    let status = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/action/remove-credentials"
+    ))
+    .env("RUNNER_TEMP", &runner_temp)
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!running(), "the master connection (pid {pid}) is still up");
+    let left: Vec<_> = std::fs::read_dir(&runner_temp).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
