@@ -110,6 +110,10 @@ pub enum Error {
     #[error("{0}")]
     CheckFailed(String),
 
+    /// The run was asked to stop before traffic moved, and stopped.
+    #[error("{}", .0.describe())]
+    Cancelled(crate::cancel::CancelReason),
+
     /// Talking to a remote host over SSH failed.
     #[error("{host}: {detail}")]
     Remote {
@@ -157,6 +161,7 @@ impl Error {
             Error::SwitchFailed { .. } => ErrorKind::SwitchFailed,
             Error::CheckFailed(_) => ErrorKind::CheckFailed,
             Error::Remote { .. } => ErrorKind::Remote,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
 }
@@ -186,6 +191,8 @@ pub enum ErrorKind {
     CheckFailed,
     /// Talking to a host over SSH failed.
     Remote,
+    /// The run was cancelled before traffic moved.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -193,7 +200,9 @@ impl ErrorKind {
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorKind::InvalidInput | ErrorKind::Template => EXIT_BAD_INPUT,
-            ErrorKind::SwitchFailed | ErrorKind::CheckFailed => EXIT_CHECK_FAILED,
+            ErrorKind::SwitchFailed | ErrorKind::CheckFailed | ErrorKind::Cancelled => {
+                EXIT_CHECK_FAILED
+            }
             ErrorKind::Io
             | ErrorKind::Spawn
             | ErrorKind::CommandFailed
@@ -216,6 +225,7 @@ impl ErrorKind {
             ErrorKind::SwitchFailed => "switch-failed",
             ErrorKind::CheckFailed => "check-failed",
             ErrorKind::Remote => "remote",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }

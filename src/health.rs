@@ -6,6 +6,7 @@
 //! `degraded` only when asked). Polling backs off while the target is unhealthy and checks
 //! again quickly after a healthy answer, so a ready app is confirmed fast.
 
+use crate::cancel::Cancel;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -110,6 +111,8 @@ pub struct HealthCheck {
     pub request_timeout: Duration,
     /// What counts as healthy.
     pub criteria: HealthCriteria,
+    /// Raised when the run that polls should stop polling.
+    pub cancel: Cancel,
 }
 
 /// The outcome of a health check run.
@@ -196,6 +199,10 @@ impl HealthCheck {
             }
             if report.consecutive_healthy >= self.healthy_threshold {
                 report.healthy = true;
+                break;
+            }
+            if let Some(reason) = self.cancel.requested() {
+                report.last_problem = Some(reason.describe().to_owned());
                 break;
             }
             let wait = backoff.next_wait(verdict.is_ok());
@@ -291,6 +298,7 @@ mod tests {
             max_interval: Duration::from_millis(10),
             request_timeout: Duration::from_secs(1),
             criteria: HealthCriteria::new(StatusSet::default(), false),
+            cancel: Cancel::new(),
         }
         .run(&Progress::lines(&sink));
         assert!(report.healthy);

@@ -23,9 +23,12 @@
 //!   preflight checks.
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
+//! - [`cancel`]: the request to stop a run early, and what it means before and after the
+//!   switch.
 
 pub mod action;
 pub mod boot;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod deploy;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::state::now_rfc3339;
 
@@ -41,17 +42,18 @@ impl AppLock {
     /// Takes the lock in `state_dir` for `app`, waiting up to `timeout` (zero: fail at once)
     /// while another process holds it.
     pub fn acquire(state_dir: &Path, app: &str, purpose: &str, timeout: Duration) -> Result<Self> {
-        AppLock::acquire_reporting(state_dir, app, purpose, timeout, |_| {})
+        AppLock::acquire_reporting(state_dir, app, purpose, timeout, |_| {}, &Cancel::new())
     }
 
     /// Like [`AppLock::acquire`], telling `report` every few seconds while it waits who holds
-    /// the lock and how long it has waited.
+    /// the lock and how long it has waited, and giving up when `cancel` is raised.
     pub fn acquire_reporting(
         state_dir: &Path,
         app: &str,
         purpose: &str,
         timeout: Duration,
         report: impl Fn(&str),
+        cancel: &Cancel,
     ) -> Result<Self> {
         let path = state_dir.join("lock");
         // Private: a user who can open the file can take a shared flock on it and block
@@ -74,6 +76,9 @@ impl AppLock {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
+                    if let Some(reason) = cancel.requested() {
+                        return Err(Error::Cancelled(reason));
+                    }
                     let waited = started.elapsed();
                     if waited >= timeout {
                         return Err(Error::LockHeld {
@@ -170,6 +175,7 @@ mod tests {
             "deploy v2",
             Duration::from_millis(300),
             |line| said.borrow_mut().push(line.to_owned()),
+            &Cancel::new(),
         )
         .unwrap_err();
         let said = said.into_inner();
@@ -200,6 +206,31 @@ mod tests {
         let err = AppLock::acquire(dir.path(), "shop", "second", Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("open lock file"), "{err}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_cancelled_wait_gives_up_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = AppLock::acquire(dir.path(), "shop", "deploy v1", Duration::ZERO).unwrap();
+        let cancel = Cancel::new();
+        let raiser = cancel.clone();
+        let started = Instant::now();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            raiser.request(crate::cancel::CancelReason::Runner);
+        });
+        let err = AppLock::acquire_reporting(
+            dir.path(),
+            "shop",
+            "deploy v2",
+            Duration::from_secs(60),
+            |_| {},
+            &cancel,
+        )
+        .unwrap_err();
+        canceller.join().unwrap();
+        assert!(matches!(err, Error::Cancelled(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

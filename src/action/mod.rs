@@ -8,6 +8,7 @@
 //! when asked. A failed notification never changes the result.
 //!
 //! - [`inputs`]: reading and validating the inputs.
+//! - [`interrupt`]: a cancelled workflow run's signals, passed on to the host-side run.
 //! - [`remote`]: credentials and the SSH connection; [`proxy`]: its TCP leg.
 //! - [`ship`]: getting the helper (and, with `image-transfer: ssh`, the image) onto a host.
 //! - `relay`: the host's event stream into the job log.
@@ -16,6 +17,7 @@
 
 pub mod github;
 pub mod inputs;
+pub mod interrupt;
 pub mod proxy;
 mod relay;
 pub mod remote;
@@ -36,6 +38,7 @@ use crate::input::HostPort;
 
 use github::JobLog;
 use inputs::{ImageTransfer, Inputs, Known, NotifyOn, env_name};
+use interrupt::Interrupts;
 use relay::Relay;
 use remote::{ConnectOptions, Credentials, Remote};
 use report::{GithubContext, HostReport, RunReport};
@@ -117,17 +120,27 @@ pub fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
+    let interrupts = runtime.block_on(async { Interrupts::listen() });
     let mut hosts = Vec::new();
     for host in &inputs.hosts {
-        let report = runtime.block_on(run_host(
-            host,
-            &inputs,
-            &credentials,
-            &helpers,
-            &log,
-            started,
-        ));
-        let stop = report.outcome() == Outcome::Failed
+        let report = if interrupts.received() > 0 {
+            HostReport {
+                host: host.host.clone(),
+                result: cancelled_result("the run was cancelled before this host was started"),
+                runner_phases: Vec::new(),
+            }
+        } else {
+            runtime.block_on(run_host(
+                host,
+                &inputs,
+                &credentials,
+                &helpers,
+                &log,
+                &interrupts,
+                started,
+            ))
+        };
+        let stop = matches!(report.outcome(), Outcome::Failed | Outcome::Cancelled)
             || (report.outcome() == Outcome::RolledBack
                 && inputs.plan.operation != Operation::Rollback);
         hosts.push(report);
@@ -313,6 +326,7 @@ async fn run_host(
     credentials: &Credentials,
     helpers: &[PathBuf],
     log: &JobLog,
+    interrupts: &Interrupts,
     run_started: Instant,
 ) -> HostReport {
     let mut phases = Vec::new();
@@ -396,7 +410,7 @@ async fn run_host(
         let launched_ms = run_started.elapsed().as_millis() as u64;
         let mut need = None;
         let streamed = remote
-            .stream(&argv, &plan, |line| match Helpers::need(line) {
+            .stream(&argv, &plan, interrupts, |line| match Helpers::need(line) {
                 Some(n) => {
                     need = Some(n);
                     true
@@ -435,6 +449,9 @@ async fn run_host(
             }
             result
         }
+        (Err(_), _) if interrupts.received() > 0 => cancelled_result(
+            "cancelled on the runner before the host reported; the host-side run stops before the switch, or after it finishes its watch (and rollback) on its own: `command: status` shows how it ended",
+        ),
         (Err(lost_during), Ok((status, stderr))) => DeployResult {
             result: Some(Outcome::Failed),
             error: Some(RunError {
@@ -462,6 +479,18 @@ async fn run_host(
         host: host.host.clone(),
         result,
         runner_phases: phases,
+    }
+}
+
+/// The result of a host whose run was cancelled, saying what became of it.
+fn cancelled_result(message: &str) -> DeployResult {
+    DeployResult {
+        result: Some(Outcome::Cancelled),
+        error: Some(RunError {
+            kind: ErrorKind::Cancelled,
+            message: message.to_owned(),
+        }),
+        ..Default::default()
     }
 }
 

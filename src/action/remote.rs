@@ -17,6 +17,8 @@ use crate::exec::tail;
 
 use crate::input::HostPort;
 
+use super::interrupt::{CANCEL_GRACE, Interrupts};
+
 /// Longest line read from a host's event stream: a result with a log tail and a diff fits
 /// many times over; a longer one is refused rather than held in memory.
 pub const MAX_HOST_LINE: u64 = 4 << 20;
@@ -276,23 +278,27 @@ impl Remote {
         }
     }
 
-    /// Runs `argv` with `stdin`, handing each stdout line to `on_line` as it arrives, until
-    /// the output ends or `on_line` says it has what it needs (returns false). Returns the
-    /// exit status (None when the connection dropped, or when reading stopped early: the
+    /// Runs `argv` with `stdin` and a newline, then keeps its stdin open as a control
+    /// channel; hands each stdout line to `on_line` as it arrives, until the output ends or
+    /// `on_line` says it has what it needs (returns false). At the first of `interrupts` it
+    /// sends a `cancel` line and reads on for [`CANCEL_GRACE`] or until the second. Returns
+    /// the exit status (None when the connection dropped, or when reading stopped early: the
     /// command then goes on on the host) and the tail of stderr.
     pub async fn stream(
         &self,
         argv: &[&str],
         stdin: &[u8],
+        interrupts: &Interrupts,
         mut on_line: impl FnMut(&str) -> bool,
     ) -> Result<(Option<i32>, String)> {
         let mut child = self.spawn_piped(argv).await?;
         let mut input = child.stdin().take().expect("stdin is piped");
+        let mut sent = stdin.to_vec();
+        sent.push(b'\n');
         input
-            .write_all(stdin)
+            .write_all(&sent)
             .await
             .map_err(|e| self.remote_error(argv, format!("sending input failed: {e}")))?;
-        drop(input);
         let stdout = child.stdout().take().expect("stdout is piped");
         let stderr = child.stderr().take().expect("stderr is piped");
         // stderr is read alongside stdout: a command that fills its stderr pipe would
@@ -302,12 +308,28 @@ impl Remote {
         let lines = read_lines(stdout, &mut on_line);
         tokio::pin!(lines);
         let mut kept_stderr = None;
+        let first = interrupts.reached(1);
+        tokio::pin!(first);
+        let second = interrupts.reached(2);
+        tokio::pin!(second);
+        let mut give_up_at = None;
         let ended = loop {
             tokio::select! {
                 ended = &mut lines => break ended,
                 kept = &mut stderr_tail, if kept_stderr.is_none() => kept_stderr = Some(kept),
+                () = &mut first, if give_up_at.is_none() => {
+                    // A host that cannot be told is on its own; it notices the closed
+                    // channel when this process ends.
+                    let _ = input.write_all(b"cancel\n").await;
+                    let _ = input.flush().await;
+                    give_up_at = Some(tokio::time::Instant::now() + CANCEL_GRACE);
+                }
+                () = &mut second, if give_up_at.is_some() => break LinesEnded::Stopped,
+                () = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if give_up_at.is_some() => break LinesEnded::Stopped,
             }
         };
+        drop(input);
         match ended {
             LinesEnded::Eof => {}
             // The command goes on on the host; its channel is closed with the connection.

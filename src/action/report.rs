@@ -62,13 +62,16 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The overall outcome: failed if any host failed, else rolled-back if any rolled back,
-    /// else unchanged if all were unchanged, else deployed.
+    /// The overall outcome: failed if any host failed, else cancelled if any was cancelled,
+    /// else rolled-back if any rolled back, else unchanged if all were unchanged, else
+    /// deployed.
     pub fn outcome(&self) -> Outcome {
         let outcomes: Vec<Outcome> = self.hosts.iter().map(HostReport::outcome).collect();
         if self.early_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed)
         {
             Outcome::Failed
+        } else if outcomes.contains(&Outcome::Cancelled) {
+            Outcome::Cancelled
         } else if outcomes.contains(&Outcome::RolledBack) {
             Outcome::RolledBack
         } else if outcomes.iter().all(|o| *o == Outcome::Unchanged) {
@@ -84,7 +87,7 @@ impl RunReport {
         match self.outcome() {
             Outcome::Deployed | Outcome::Unchanged => true,
             Outcome::RolledBack => self.command == "rollback",
-            Outcome::Failed => false,
+            Outcome::Failed | Outcome::Cancelled => false,
         }
     }
 

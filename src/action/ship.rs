@@ -31,7 +31,7 @@ helper="$dir/bluegreen"
 if [ -O "$dir" ] && [ -O "$helper" ] && [ -x "$helper" ]; then
   case "$(ls -ld "$dir")" in
     ?????w* | ????????w*) ;;
-    *) exec "$helper" deploy --expect-sha256 "$sha" ;;
+    *) exec "$helper" deploy --control-stdin --expect-sha256 "$sha" ;;
   esac
 fi
 echo "bluegreen-ship: need $m $helper"
@@ -299,7 +299,7 @@ mod tests {
         set_mode(0o700);
         assert_eq!(
             run_start_script(cache.path(), sha),
-            format!("started deploy --expect-sha256 {sha}\n")
+            format!("started deploy --control-stdin --expect-sha256 {sha}\n")
         );
         let need = format!(
             "bluegreen-ship: need {} {}\n",

@@ -1,10 +1,14 @@
 //! `bluegreen deploy`: runs one deploy, rollback or status on this host from a JSON plan on
 //! stdin, printing one JSON event per line on stdout. The action's orchestrator drives it
-//! over SSH; it can also be run by hand with a plan file.
+//! over SSH, keeping stdin open after the plan as its control channel (`--control-stdin`);
+//! it can also be run by hand with a plan file, and stops early on SIGINT or SIGTERM.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
+
+use serde::Deserialize;
 use std::process::ExitCode;
 
+use crate::cancel::{Cancel, CancelReason};
 use crate::deploy::{DeployPlan, Event};
 use crate::error::Error;
 use crate::report::fail;
@@ -13,7 +17,7 @@ use crate::report::fail;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "deploy",
-    after_help = "Example:\n  bluegreen deploy < plan.json\n\nExit codes: 0 deployed or unchanged, 1 failed or rolled back, 2 bad plan,\n3 environment error (I/O, a program missing or failing, the app lock held)."
+    after_help = "Example:\n  bluegreen deploy < plan.json\n\nExit codes: 0 deployed or unchanged, 1 failed, rolled back or cancelled, 2 bad plan,\n3 environment error (I/O, a program missing or failing, the app lock held)."
 )]
 pub struct Cli {
     /// Refuse to run unless this program's own sha256 is this (the runner starts a cached
@@ -21,6 +25,11 @@ pub struct Cli {
     /// "upload the helper again" and exit 97.
     #[arg(long, value_name = "SHA256")]
     expect_sha256: Option<String>,
+
+    /// After the plan, keep reading stdin as the runner's control channel: a `cancel` line,
+    /// or the end of stdin (the runner's connection closed), asks the run to stop.
+    #[arg(long)]
+    control_stdin: bool,
 }
 
 /// The exit code with which the host asks the runner for the helper.
@@ -42,13 +51,10 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_NEED_HELPER);
         }
     }
-    let mut text = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-        return fail(true, &Error::io("read plan from", "stdin", e));
-    }
-    let plan: DeployPlan = match serde_json::from_str(&text) {
+    let mut stdin = BufReader::new(std::io::stdin());
+    let plan = match read_plan(&mut stdin, cli.control_stdin) {
         Ok(p) => p,
-        Err(e) => return fail(true, &Error::invalid("deploy plan", e.to_string())),
+        Err(e) => return fail(true, &e),
     };
     let problems = plan.problems();
     if !problems.is_empty() {
@@ -65,5 +71,71 @@ pub fn main(cli: Cli) -> ExitCode {
         );
         let _ = out.flush();
     };
-    ExitCode::from(crate::deploy::run(&plan, &emit).exit_code())
+    let cancel = Cancel::new();
+    watch_signals(cancel.clone());
+    if cli.control_stdin {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || follow_control(stdin, &cancel));
+    }
+    ExitCode::from(crate::deploy::run(&plan, &emit, cancel).exit_code())
+}
+
+/// Reads one JSON plan from `input`: the whole input, or with `more_follows` only the plan,
+/// leaving the rest (the control channel) unread.
+fn read_plan(input: &mut impl BufRead, more_follows: bool) -> Result<DeployPlan, Error> {
+    let invalid = |e: serde_json::Error| Error::invalid("deploy plan", e.to_string());
+    let mut json = serde_json::Deserializer::from_reader(input);
+    let plan = DeployPlan::deserialize(&mut json).map_err(invalid)?;
+    if !more_follows {
+        json.end().map_err(invalid)?;
+    }
+    Ok(plan)
+}
+
+/// Follows the runner's control channel: a `cancel` line asks the run to stop; so does the
+/// end of the channel, which means the runner's connection closed (once the result is out,
+/// nothing is left to stop).
+fn follow_control(mut control: impl BufRead, cancel: &Cancel) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match control.read_line(&mut line) {
+            Ok(0) | Err(_) => return cancel.request(CancelReason::RunnerGone),
+            Ok(_) if line.trim() == "cancel" => return cancel.request(CancelReason::Runner),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP asks the run to stop; a second one ends the process
+/// at once (the kernel releases the lock with it).
+fn watch_signals(cancel: Cancel) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for (count, _) in signals.forever().enumerate() {
+            if count == 0 {
+                cancel.request(CancelReason::Signal);
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_channel_cancels_on_a_cancel_line_or_its_end() {
+        let cancel = Cancel::new();
+        follow_control(&b"noise\ncancel\n"[..], &cancel);
+        assert_eq!(cancel.requested(), Some(CancelReason::Runner));
+        let gone = Cancel::new();
+        follow_control(&b""[..], &gone);
+        assert_eq!(gone.requested(), Some(CancelReason::RunnerGone));
+    }
 }

@@ -70,6 +70,7 @@ pub fn main(cli: Cli) -> ExitCode {
         max_interval: cli.max_interval,
         request_timeout: cli.request_timeout,
         criteria: HealthCriteria::new(cli.accept_status, cli.allow_degraded),
+        cancel: crate::cancel::Cancel::new(),
     };
     let progress = Progress::new(check.timeout.as_millis() as u64);
     let report = check.run(&progress);

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cancel::{Cancel, CancelReason};
 use crate::error::{Error, RunError};
 use crate::input::Slot;
 use crate::lock::AppLock;
@@ -63,6 +64,8 @@ pub struct Engine<'a> {
     held: Option<AppLock>,
     /// The slot to retire once the result is out.
     pub(super) pending_retire: Option<Slot>,
+    /// Whether someone asked the run to stop (see [`crate::cancel`]).
+    pub(super) cancel: Cancel,
 }
 
 impl<'a> Engine<'a> {
@@ -82,7 +85,25 @@ impl<'a> Engine<'a> {
             compose: None,
             held: None,
             pending_retire: None,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// The same engine, stopping early when `cancel` is raised before traffic has moved.
+    pub fn cancellable(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Why the run should stop now, if it should: it was asked to, and the new version has
+    /// not gone live (after that, the watch and its rollback run to their end).
+    pub(super) fn stop_requested(&self) -> Option<CancelReason> {
+        let traffic_moved = self
+            .result
+            .phases
+            .iter()
+            .any(|p| p.ok && matches!(p.phase, Phase::Switch | Phase::Rollback));
+        self.cancel.requested().filter(|_| !traffic_moved)
     }
 
     /// Runs the plan's operation; emits the result as soon as the outcome is decided, then
@@ -101,9 +122,22 @@ impl<'a> Engine<'a> {
         match outcome {
             Ok(outcome) => self.result.result = Some(outcome),
             Err(failure) => {
-                self.result.result = Some(Outcome::Failed);
-                self.result.error = Some(RunError::from(&failure.error));
-                if let Some(slot) = failure.log_of {
+                // A failure that comes with a request to stop (a wait cut short) is the stop.
+                let error = match self.stop_requested() {
+                    Some(reason) => Error::Cancelled(reason),
+                    None => failure.error,
+                };
+                let cancelled = matches!(error, Error::Cancelled(_));
+                if cancelled {
+                    self.log(&format!("{error}: the live slot was not touched"));
+                }
+                self.result.result = Some(if cancelled {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed
+                });
+                self.result.error = Some(RunError::from(&error));
+                if let Some(slot) = failure.log_of.filter(|_| !cancelled) {
                     self.result.log_tail = self.log_tail(slot);
                 }
             }
@@ -179,6 +213,9 @@ impl<'a> Engine<'a> {
         phase: Phase,
         body: impl FnOnce(&mut Self) -> Result<(T, String), Failure>,
     ) -> Result<T, Failure> {
+        if let Some(reason) = self.stop_requested() {
+            return Err(Error::Cancelled(reason).into());
+        }
         (self.emit)(&Event::PhaseStart { phase });
         let started = Instant::now();
         let outcome = body(self);
@@ -214,6 +251,7 @@ impl<'a> Engine<'a> {
                 &plan.purpose,
                 plan.lock_timeout,
                 |line| me.log(line),
+                &me.cancel,
             )?;
             Ok((lock, format!("locked {}", store.dir().display())))
         })?;

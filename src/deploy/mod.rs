@@ -9,7 +9,9 @@
 //! Failure semantics: before the switch the live slot is never touched and a failed standby
 //! is stopped with its log tail reported; a failed switch restores the previous upstream; a
 //! failed watch after the switch switches back to the previous slot (still running) when
-//! rollback is on; a failed retire is a warning only.
+//! rollback is on; a failed retire is a warning only. A run asked to stop (the runner's
+//! `cancel` line, its connection closing, a signal) stops before the switch like a failed
+//! one, reporting `cancelled`; after the switch it runs its watch and rollback to the end.
 //!
 //! Layout:
 //! - `protocol`: the events and the result, shared with the runner's relay.
@@ -34,13 +36,17 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
+use crate::cancel::Cancel;
+
 pub use engine::Engine;
 pub use host::{Host, SystemHost};
 pub use plan::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
 pub use protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord};
 
-/// Runs `plan` on this host, announcing events to `emit`; returns the result (also emitted
-/// as the last event).
-pub fn run(plan: &DeployPlan, emit: &(dyn Fn(&Event) + Sync)) -> DeployResult {
-    Engine::new(plan, &SystemHost, emit).run()
+/// Runs `plan` on this host, announcing events to `emit` and stopping early when `cancel`
+/// is raised before traffic has moved; returns the result (also emitted as the last event).
+pub fn run(plan: &DeployPlan, emit: &(dyn Fn(&Event) + Sync), cancel: Cancel) -> DeployResult {
+    Engine::new(plan, &SystemHost, emit)
+        .cancellable(cancel)
+        .run()
 }

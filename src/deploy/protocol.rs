@@ -74,6 +74,9 @@ pub enum Outcome {
     Failed,
     /// Nothing needed doing (same version live and healthy, a dry run, status).
     Unchanged,
+    /// Asked to stop before traffic moved, it stopped: the standby abandoned, the live slot
+    /// untouched.
+    Cancelled,
 }
 
 impl Outcome {
@@ -84,6 +87,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
             Outcome::Unchanged => "unchanged",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

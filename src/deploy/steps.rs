@@ -130,6 +130,7 @@ impl<'a> Engine<'a> {
             max_interval: STANDBY_POLL_MAX_INTERVAL,
             request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
             criteria: HealthCriteria::new(StatusSet::default(), false),
+            cancel: self.cancel.clone(),
         };
         self.phase(Phase::HealthCheck, |me| {
             let report = me.with_progress(|p| me.host.health_check(&check, p));
@@ -167,6 +168,7 @@ impl<'a> Engine<'a> {
             max_interval: PROBE_MAX_INTERVAL,
             request_timeout: PROBE_REQUEST_TIMEOUT,
             criteria: HealthCriteria::new(StatusSet::default(), false),
+            cancel: self.cancel.clone(),
         };
         let quiet = |_: &str| {};
         self.host

@@ -118,6 +118,7 @@ impl SwitchRequest {
                 &self.intent.purpose(),
                 timeout,
                 |line| progress.line(line),
+                &crate::cancel::Cancel::new(),
             )?)
         } else {
             None

@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use bluegreen::action::interrupt::Interrupts;
 use bluegreen::action::remote::{ConnectOptions, Credentials, HostKeys, MAX_HOST_LINE, Remote};
 use bluegreen::input::HostPort;
 
@@ -373,13 +374,14 @@ fn what_a_host_prints_is_read_only_up_to_a_bound() {
             proxy_jump: None,
         };
         let remote = Remote::connect(&host, &options).await.unwrap();
+        let interrupts = Interrupts::listen();
         let endless_line = format!(
             "echo first; head -c {} /dev/zero | tr '\\0' a; echo",
             MAX_HOST_LINE + 1
         );
         let mut lines = Vec::new();
         let err = remote
-            .stream(&["sh", "-c", &endless_line], b"", |l| {
+            .stream(&["sh", "-c", &endless_line], b"", &interrupts, |l| {
                 lines.push(l.to_owned());
                 true
             })
@@ -391,7 +393,7 @@ fn what_a_host_prints_is_read_only_up_to_a_bound() {
         let flood = "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo done";
         let mut lines = Vec::new();
         let (status, stderr) = remote
-            .stream(&["sh", "-c", flood], b"", |l| {
+            .stream(&["sh", "-c", flood], b"", &interrupts, |l| {
                 lines.push(l.to_owned());
                 true
             })

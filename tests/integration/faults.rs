@@ -154,8 +154,9 @@ fn sigkill_during_the_watch() {
 }
 
 /// Deploys v1, then v2 and calls `interrupt` once the v2 standby runs; checks that the
-/// interrupted run failed, that nginx answered throughout, and that a rerun converges on
-/// v2 once the host-side run, which finishes on its own, has let go of the lock.
+/// interrupted run failed, that the host-side run, seeing its connection close before the
+/// switch, abandoned the standby and let go of the lock, that nginx answered throughout,
+/// and that a rerun converges on v2.
 fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> (Target, ActRun) {
     let image = demo_image("slow", &[("DEMO_READY_AFTER", "2000")]);
     let t = Target::new(label);
@@ -175,6 +176,10 @@ fn interrupt_mid_deploy(label: &str, interrupt: impl Fn(&Target)) -> (Target, Ac
     while lock_holder(&t).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The host noticed the closed connection before the switch: it abandoned the standby
+    // instead of finishing a deploy nobody watches.
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    assert!(!t.container_running("green"), "the standby was abandoned");
     rerun_converges(&t, &image);
     let (_, bad) = traffic.finish();
     assert!(bad.is_empty(), "{bad:?}");
@@ -200,18 +205,10 @@ fn sigkill_of_the_orchestrator_leaves_a_healthy_site_and_a_rerun_converges() {
     require!(Root, Nginx, Sshd, Docker, Act);
     let (t, _) = interrupt_mid_deploy("e2e-killrunner", |t| {
         // The runner side dies mid-deploy: the orchestrator this test's act run started.
-        let orchestrator = t.bin_dir().join("bluegreen-action");
-        let mut killed = 0;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if cmdline.starts_with(orchestrator.as_os_str().as_encoded_bytes()) {
-                let pid: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
-                // SAFETY: the orchestrator process of this test's own run.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                killed += 1;
-            }
-        }
-        assert_eq!(killed, 1, "the orchestrator was not found");
+        let pids = t.orchestrator_pids();
+        assert_eq!(pids.len(), 1, "the orchestrator was not found");
+        // SAFETY: the orchestrator process of this test's own run.
+        unsafe { libc::kill(pids[0], libc::SIGKILL) };
     });
     // Nobody is left to close the killed run's SSH master connection: it closes itself once
     // idle for a minute (the host-side run, which it carried, has ended by now).

@@ -9,6 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::cancel::{Cancel, CancelReason};
 use crate::deploy::{DeployPlan, HealthSpec, Host, Operation, Retire, RetireSpec, WatchSpec};
 use crate::error::{Error, Result};
 use crate::exec::{CommandLine, CommandOutput};
@@ -31,6 +32,8 @@ pub(super) struct FakeHost {
     pub(super) validate_fails: bool,
     pub(super) watch_passes: bool,
     pub(super) routed: Option<Slot>,
+    /// Raised (as the runner would) when the timeline gets a line starting with this text.
+    pub(super) cancel_at: Option<(&'static str, Cancel)>,
 }
 
 impl FakeHost {
@@ -42,7 +45,14 @@ impl FakeHost {
             validate_fails: false,
             watch_passes: true,
             routed: None,
+            cancel_at: None,
         }
+    }
+
+    /// Raises `cancel` when the engine does something whose timeline line starts with `at`.
+    pub(super) fn cancelling_at(mut self, at: &'static str, cancel: &Cancel) -> FakeHost {
+        self.cancel_at = Some((at, cancel.clone()));
+        self
     }
 
     pub(super) fn healthy(self, slot: Slot, answers: &[bool]) -> FakeHost {
@@ -54,6 +64,11 @@ impl FakeHost {
     }
 
     pub(super) fn note(&self, line: String) {
+        if let Some((at, cancel)) = &self.cancel_at
+            && line.starts_with(at)
+        {
+            cancel.request(CancelReason::Runner);
+        }
         self.timeline.lock().unwrap().push(line);
     }
 

@@ -205,6 +205,25 @@ impl Target {
         String::from_utf8_lossy(&out.stdout).trim() == "true"
     }
 
+    /// The pids of this target's running orchestrators (not their TCP relays).
+    pub fn orchestrator_pids(&self) -> Vec<i32> {
+        let orchestrator = self.bin_dir().join("bluegreen-action");
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let relay = cmdline.windows(11).any(|w| w == b"--tcp-proxy");
+            if cmdline.starts_with(orchestrator.as_os_str().as_encoded_bytes()) && !relay {
+                pids.extend(
+                    entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+        pids
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.site.state_dir.clone()
     }
