@@ -1,7 +1,8 @@
 //! Reconcile: make state, the upstream file and nginx agree again when an earlier run died
 //! between writing the upstream file and recording state (`kill -9`, a power cut), so that
-//! nginx may be serving either slot. The file's slot wins if it answers healthy, else the
-//! recorded one; either way nginx is reloaded onto it and state records it.
+//! nginx may be serving either slot. The file's slot wins if it answers healthy from its own
+//! container, else the recorded one; either way nginx is reloaded onto it and state
+//! records it.
 
 use crate::state::State;
 use crate::switch::Intent;
@@ -20,7 +21,7 @@ pub(super) fn run(e: &mut Engine, state: State) -> Result<State, Failure> {
     if routed == recorded {
         return Ok(state);
     }
-    let target = if e.answers_healthy(routed) {
+    let target = if e.slot_answers_healthy(routed) {
         routed
     } else {
         recorded

@@ -1,6 +1,7 @@
 //! The rollback operation (`command: rollback`): start the previous slot again if it was
 //! stopped, health-check it, and switch back to it, only while the slot it leaves is still
-//! the live one.
+//! the live one. A previous slot's port that answers while the slot's own container does
+//! not run belongs to another process: the rollback refuses it.
 
 use crate::error::Error;
 use crate::input::{Image, SwitchTarget};
@@ -34,6 +35,13 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let image: Option<Image> = record.image.and_then(|i| i.parse().ok());
     e.phase(Phase::DeployStandby, |me| {
         if me.answers_healthy(previous) {
+            if me.slot_runs(previous) == Some(false) {
+                return Err(Error::CheckFailed(format!(
+                    "port {} of {previous} answers, but {previous}'s container is not running: another process holds the port; not rolling back to it",
+                    plan.ports.port(previous)
+                ))
+                .into());
+            }
             return Ok(((), format!("{previous} is still running")));
         }
         let commands = me.commands();

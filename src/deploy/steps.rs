@@ -287,6 +287,24 @@ impl<'a> Engine<'a> {
     }
 
     /// The version label of the container running in `slot`, when the runtime has one.
+    /// Whether `slot`'s own container (docker) or project (compose) is running; `None`
+    /// under the command runtime, or when the runtime cannot say.
+    pub(super) fn slot_runs(&mut self, slot: Slot) -> Option<bool> {
+        let commands = self.commands();
+        let spec = self.slot_spec(slot, "", None);
+        let out = self
+            .host
+            .run(&commands.running(&spec)?, INSPECT_TIMEOUT)
+            .ok()?;
+        Some(!out.stdout.trim().is_empty())
+    }
+
+    /// Whether `slot` answers healthy from its own container: a port that answers while the
+    /// slot's container does not run is held by another process, and is not trusted.
+    pub(super) fn slot_answers_healthy(&mut self, slot: Slot) -> bool {
+        self.answers_healthy(slot) && self.slot_runs(slot) != Some(false)
+    }
+
     pub(super) fn running_version(&mut self, slot: Slot) -> Option<Version> {
         let commands = self.commands();
         let spec = self.slot_spec(slot, "", None);

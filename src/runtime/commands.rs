@@ -185,6 +185,12 @@ impl SlotCommands<'_> {
         }
     }
 
+    /// The command listing the slot's running containers (docker, compose); none under the
+    /// command runtime, which has nothing of ours to recognise.
+    pub fn running(&self, spec: &SlotSpec) -> Option<CommandLine> {
+        super::slot_containers(&self.docker, self.spec.runtime, spec.app, spec.slot)
+    }
+
     /// The command printing the version label of the slot's container (docker runtime).
     pub fn version_label(&self, spec: &SlotSpec) -> Option<CommandLine> {
         (self.spec.runtime == Runtime::Docker).then(|| {

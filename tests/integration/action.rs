@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{NftTable, Target, assert_result, demo_image, free_port};
+use crate::support::{Demo, NftTable, Target, assert_result, demo_image, free_port};
 
 #[test]
 fn deploys_to_blue_then_green_then_blue() {
@@ -145,6 +145,28 @@ fn a_release_failing_after_the_switch_is_rolled_back() {
         "{:?}",
         payloads[0]
     );
+}
+
+#[test]
+fn the_rollback_command_refuses_a_retired_port_another_process_holds() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-rollback-squat");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v2")]), "deployed");
+    t.settled();
+    assert!(!t.container_running("blue"));
+    // Another local process takes the retired slot's port and answers healthy, even with
+    // blue's slot header.
+    let _squatter = Demo::start(t.site.blue_port, "blue", "squatter", &[]);
+    let run = t.run(&[("COMMAND", "rollback")]);
+    assert_result(&run, "failed");
+    assert!(
+        run.log.contains("another process holds the port"),
+        "{}",
+        run.log
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
 }
 
 #[test]

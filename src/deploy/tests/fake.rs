@@ -32,6 +32,9 @@ pub(super) struct FakeHost {
     pub(super) validate_fails: bool,
     pub(super) watch_passes: bool,
     pub(super) routed: Option<Slot>,
+    /// A slot whose port answers while its container does not run (`docker ps` lists
+    /// nothing for it); every other slot's container runs.
+    pub(super) squatted: Option<Slot>,
     /// Raised (as the runner would) when the timeline gets a line starting with this text.
     pub(super) cancel_at: Option<(&'static str, Cancel)>,
 }
@@ -46,6 +49,7 @@ impl FakeHost {
             watch_passes: true,
             routed: None,
             cancel_at: None,
+            squatted: None,
         }
     }
 
@@ -88,9 +92,13 @@ impl Host for FakeHost {
                 stderr: "refused by the fake".into(),
             });
         }
+        let squatted = self
+            .squatted
+            .is_some_and(|slot| words.ends_with(&format!("bluegreen.slot={slot}")));
+        let listing = words.contains(" ps --quiet ") && !squatted;
         Ok(CommandOutput {
             status: std::process::ExitStatus::from_raw(0),
-            stdout: String::new(),
+            stdout: if listing { "c0ffee\n" } else { "" }.to_owned(),
             stderr: String::new(),
         })
     }

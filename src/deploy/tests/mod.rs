@@ -346,6 +346,58 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
 }
 
 #[test]
+fn rollback_refuses_a_previous_port_held_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.operation = Operation::Rollback;
+    live(&plan, Some((Slot::Blue, "v1")), Slot::Green, "v2");
+    // Blue's port answers healthy, but blue's container is not running.
+    let host = FakeHost {
+        squatted: Some(Slot::Blue),
+        ..FakeHost::new().healthy(Slot::Blue, &[true])
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(
+        timeline,
+        [
+            "phase lock",
+            "phase deploy standby",
+            "health http://127.0.0.1:3001/health x1",
+            "run docker ps --quiet --filter label=bluegreen.app=shop --filter label=bluegreen.slot=blue",
+            "result failed",
+        ]
+    );
+    assert!(
+        result
+            .error
+            .unwrap()
+            .message
+            .contains("port 3001 of blue answers, but blue's container is not running"),
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Green));
+}
+
+#[test]
+fn reconcile_does_not_follow_a_routed_port_held_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, Some((Slot::Green, "v2")), Slot::Blue, "v1");
+    let host = FakeHost {
+        routed: Some(Slot::Green),
+        squatted: Some(Slot::Green),
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (_, timeline) = run(&plan, &host);
+    // nginx goes back to the recorded slot; the deploy then goes on from there.
+    assert!(
+        timeline.contains(&"switch to blue (reconcile)".to_owned())
+            && !timeline.contains(&"switch to green (reconcile)".to_owned()),
+        "{timeline:?}"
+    );
+}
+
+#[test]
 fn reconcile_follows_the_routed_slot_when_it_answers() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Docker);
@@ -362,6 +414,7 @@ fn reconcile_follows_the_routed_slot_when_it_answers() {
             "phase lock",
             "routed",
             "health http://127.0.0.1:3002/health x1",
+            "run docker ps --quiet --filter label=bluegreen.app=shop --filter label=bluegreen.slot=green",
             "run docker inspect --format {{index .Config.Labels \"bluegreen.version\"}} shop-green",
             "phase reconcile",
             "switch to green (reconcile)",
