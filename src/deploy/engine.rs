@@ -28,6 +28,8 @@ const NFT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Failure {
     pub(super) error: Error,
     pub(super) log_of: Option<Slot>,
+    /// The phase never began (the run was asked to stop first): it changed nothing.
+    pub(super) before_start: bool,
 }
 
 impl Failure {
@@ -36,6 +38,7 @@ impl Failure {
         Failure {
             error,
             log_of: Some(slot),
+            before_start: false,
         }
     }
 }
@@ -45,6 +48,7 @@ impl From<Error> for Failure {
         Failure {
             error,
             log_of: None,
+            before_start: false,
         }
     }
 }
@@ -214,7 +218,11 @@ impl<'a> Engine<'a> {
         body: impl FnOnce(&mut Self) -> Result<(T, String), Failure>,
     ) -> Result<T, Failure> {
         if let Some(reason) = self.stop_requested() {
-            return Err(Error::Cancelled(reason).into());
+            return Err(Failure {
+                error: Error::Cancelled(reason),
+                log_of: None,
+                before_start: true,
+            });
         }
         (self.emit)(&Event::PhaseStart { phase });
         let started = Instant::now();

@@ -28,7 +28,12 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     }
     e.validate()?;
     let standby = state.active.map_or(Slot::Blue, Slot::other);
-    start_standby(e, standby).inspect_err(|_| e.abandon_standby(standby))?;
+    // A standby that was never started is left as it was (it may be a kept rollback target).
+    start_standby(e, standby).inspect_err(|f| {
+        if !f.before_start {
+            e.abandon_standby(standby)
+        }
+    })?;
     e.health_check(standby)
         .inspect_err(|_| e.abandon_standby(standby))?;
     let intent = Intent::switch_to(SwitchTarget::Slot(standby))

@@ -581,3 +581,34 @@ fn a_cancel_after_the_switch_lets_the_watch_and_the_retire_finish() {
     );
     assert_eq!(active_slot(&plan), Some(Slot::Green));
 }
+
+#[test]
+fn a_cancel_at_each_phase_boundary_stops_before_the_switch_and_not_after() {
+    for (at, outcome) in [
+        ("phase lock", Outcome::Cancelled),
+        ("phase validate", Outcome::Cancelled),
+        ("phase deploy standby", Outcome::Cancelled),
+        ("phase health-check standby", Outcome::Cancelled),
+        ("phase switch", Outcome::Deployed),
+        ("phase monitor", Outcome::Deployed),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, result, timeline) = deploy_cancelled_at(dir.path(), at, true);
+        assert_eq!(
+            result.result,
+            Some(outcome),
+            "cancelled at {at}: {timeline:?}"
+        );
+        let live = active_slot(&plan);
+        if outcome == Outcome::Cancelled {
+            assert_eq!(live, Some(Slot::Blue), "cancelled at {at}");
+            let started = timeline.iter().any(|l| l == DOCKER_RUN_GREEN);
+            let stopped = timeline
+                .iter()
+                .any(|l| l == "run docker stop --time 30 shop-green");
+            assert_eq!(started, stopped, "cancelled at {at}: {timeline:?}");
+        } else {
+            assert_eq!(live, Some(Slot::Green), "cancelled at {at}");
+        }
+    }
+}
