@@ -3,11 +3,16 @@
 use std::process::ExitCode;
 
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
-use crate::error::Result;
-use crate::input::{SwitchTarget, Version};
+use std::time::Duration;
+
+use crate::cancel::Cancel;
+use crate::config::defaults;
+use crate::error::{Error, Result};
+use crate::health::{HealthCheck, HealthCriteria};
+use crate::input::{HealthPath, HttpUrl, StatusSet, SwitchTarget, Version, parse_time_limit};
 use crate::progress::Progress;
 use crate::report::finish;
-use crate::switch::{Intent, SwitchReport};
+use crate::switch::{Intent, SwitchReport, SwitchRequest};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -21,9 +26,9 @@ Your nginx server block proxies to the upstream named after the app:
   include /etc/nginx/conf.d/bluegreen-shop.conf;   # or any include that picks it up
   location / { proxy_pass http://shop; }";
 
-/// Switch nginx to the blue or green slot: render the upstream include, write it
-/// atomically, test, reload, confirm, and only then record the new state. Any failure puts
-/// the previous include back.
+/// Switch nginx to the blue or green slot once it answers healthy: render the upstream
+/// include, write it atomically, test, reload, confirm, and only then record the new state.
+/// Any failure puts the previous include back.
 #[derive(Debug, clap::Parser)]
 #[command(name = "switch-traffic", version, allow_negative_numbers = true, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"))]
 pub struct Cli {
@@ -47,6 +52,20 @@ pub struct Cli {
     #[command(flatten)]
     switch: SwitchArgs,
 
+    /// Path of the slot's health endpoint, checked before the switch: the target slot must
+    /// answer 2xx there (within --health-timeout) or nothing is switched.
+    #[arg(long, value_name = "PATH", default_value = defaults::HEALTH_PATH)]
+    health_path: HealthPath,
+
+    /// How long the target slot may take to answer healthy before the switch is refused.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_time_limit)]
+    health_timeout: Duration,
+
+    /// DANGEROUS: switch without checking that the target slot answers healthy (nginx then
+    /// answers 502 if it does not).
+    #[arg(long)]
+    skip_health_check_dangerous: bool,
+
     /// Print the include that would be written and its diff; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -66,7 +85,41 @@ fn run(cli: &Cli) -> Result<SwitchReport> {
     };
     let intent = Intent::switch_to(cli.to).recording(cli.app_version.clone(), None);
     let request = parts.request(intent, cli.dry_run)?;
-    request.run(&Progress::new(0))
+    let progress = Progress::new(0);
+    if !cli.dry_run && !cli.skip_health_check_dangerous {
+        target_answers_healthy(cli, &request, &progress)?;
+    }
+    request.run(&progress)
+}
+
+/// Refuses the switch, changing nothing, unless the target slot answers healthy: a switch
+/// to a stopped slot would make nginx answer 502.
+fn target_answers_healthy(cli: &Cli, request: &SwitchRequest, progress: &Progress) -> Result<()> {
+    let slot = request.target_slot()?;
+    let port = request.ports.port(slot);
+    let url: HttpUrl = format!("http://127.0.0.1:{port}{}", cli.health_path.as_str())
+        .parse()
+        .expect("a loopback URL with a checked path parses");
+    let report = HealthCheck {
+        url,
+        timeout: cli.health_timeout,
+        healthy_threshold: 1,
+        interval: Duration::from_millis(200),
+        max_interval: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        criteria: HealthCriteria::new(StatusSet::default(), false),
+        cancel: Cancel::new(),
+    }
+    .run(progress);
+    if report.healthy {
+        return Ok(());
+    }
+    Err(Error::CheckFailed(format!(
+        "not switching: {slot} (port {port}) does not answer healthy at {} within {}: {}; start it first, or pass --skip-health-check-dangerous",
+        report.url,
+        humantime::format_duration(cli.health_timeout),
+        report.last_problem.as_deref().unwrap_or("no answer")
+    )))
 }
 
 pub fn main(cli: Cli) -> ExitCode {

@@ -327,6 +327,15 @@ impl SwitchRequest {
         Ok(report)
     }
 
+    /// The slot the target names now, read from state for `previous`.
+    pub fn target_slot(&self) -> Result<Slot> {
+        let state = self
+            .store
+            .load(&self.app, self.config.upstream_file.as_path(), self.ports)?
+            .state;
+        self.resolve(&state)
+    }
+
     /// The slot the target names, given the current state.
     fn resolve(&self, state: &crate::state::State) -> Result<Slot> {
         match self.intent.target {

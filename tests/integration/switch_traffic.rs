@@ -55,6 +55,30 @@ fn switch_to_green_is_verified_and_recorded() {
 }
 
 #[test]
+fn a_switch_to_a_slot_that_does_not_answer_is_refused_unless_forced() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let before = upstream_text(&site);
+    let r = site.switch(&["--to", "green", "--health-timeout", "1s"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not switching: green") && r.stderr.contains("does not answer healthy"),
+        "{r:?}"
+    );
+    assert_eq!(upstream_text(&site), before, "nothing changed");
+    assert!(!site.state_dir.join("state.json").exists());
+    assert_eq!(site.served_slot(), "blue");
+
+    // Forced, the health check is skipped (the switch's own verification still runs).
+    let forced = site.switch(&["--to", "green", "--skip-health-check-dangerous"]);
+    assert!(
+        !forced.stderr.contains("does not answer healthy"),
+        "{forced:?}"
+    );
+}
+
+#[test]
 fn to_previous_goes_back_and_forth() {
     require!(Nginx);
     let site = Site::new();
