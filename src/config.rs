@@ -56,7 +56,7 @@ pub mod defaults {
     /// Time budget of one request of a watch or health check, seconds.
     pub const REQUEST_TIMEOUT: &str = "5";
     /// Statuses the watch counts as success.
-    pub const MONITOR_ACCEPT_STATUS: &str = "200-499";
+    pub const MONITOR_ACCEPT_STATUS: &str = "200-399";
     /// First wait between a health check's polls, milliseconds (the helper's; a deploy polls
     /// its standby faster).
     pub const HEALTH_INTERVAL: &str = "200";

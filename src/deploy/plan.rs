@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::serde_millis;
-use crate::input::{AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, SlotPorts, Version};
+use crate::input::{
+    AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, SlotPorts, StatusSet, Version,
+};
 use crate::runtime::RuntimeSpec;
 use crate::state::StateStore;
 use crate::switch::SwitchConfig;
@@ -86,6 +88,8 @@ pub struct WatchSpec {
     pub max_error_rate: Fraction,
     /// Highest acceptable p95 latency, in milliseconds.
     pub max_p95_ms: u64,
+    /// The statuses that count as a successful request.
+    pub accept_status: StatusSet,
     /// Switch back to the previous slot when the watch fails.
     pub rollback_on_failure: bool,
 }

@@ -232,9 +232,7 @@ impl<'a> Engine<'a> {
             duration: plan.watch.duration,
             interval: config::millis(defaults::MONITOR_INTERVAL),
             request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
-            accepted: defaults::MONITOR_ACCEPT_STATUS
-                .parse()
-                .expect("every default parses (tested)"),
+            accepted: plan.watch.accept_status.clone(),
             max_error_rate: plan.watch.max_error_rate.get(),
             max_p95_ms: plan.watch.max_p95_ms,
         };

@@ -242,19 +242,32 @@ impl fmt::Display for HostPort {
 
 /// A set of accepted HTTP status codes, written like `2xx`, `200,204` or `200-299,304`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusSet(Vec<(u16, u16)>);
+pub struct StatusSet {
+    ranges: Vec<(u16, u16)>,
+    text: String,
+}
 
 impl StatusSet {
     /// Whether `status` is in the set.
     pub fn contains(&self, status: u16) -> bool {
-        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+
+    /// The set as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 impl Default for StatusSet {
     /// Any 2xx status.
     fn default() -> Self {
-        StatusSet(vec![(200, 299)])
+        StatusSet {
+            ranges: vec![(200, 299)],
+            text: "2xx".into(),
+        }
     }
 }
 
@@ -290,11 +303,14 @@ impl FromStr for StatusSet {
             };
             ranges.push(range);
         }
-        Ok(StatusSet(ranges))
+        Ok(StatusSet {
+            ranges,
+            text: s.trim().to_owned(),
+        })
     }
 }
 
-serde_via_str!(HttpUrl);
+serde_via_str!(HttpUrl, StatusSet);
 
 #[cfg(test)]
 mod tests {

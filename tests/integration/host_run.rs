@@ -88,6 +88,7 @@ impl HostRun {
                 duration: Duration::from_secs(1),
                 max_error_rate: "0.01".parse().unwrap(),
                 max_p95_ms: 500,
+                accept_status: "200-399".parse().unwrap(),
                 rollback_on_failure: true,
             },
             retire: RetireSpec {

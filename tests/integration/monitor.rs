@@ -1,5 +1,5 @@
-//! monitor through a real nginx: passing, failing on 5xx and on slow answers, and rolling
-//! back by itself.
+//! monitor through a real nginx: passing, failing on 5xx, on 4xx (a mistyped URL) and on
+//! slow answers, and rolling back by itself.
 
 use crate::support::{MONITOR, Site, run};
 
@@ -154,4 +154,42 @@ fn bad_input_is_a_usage_error() {
         let r = run(MONITOR, args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
     }
+}
+
+/// A server on loopback that answers every request with 404, as a mistyped URL would get.
+fn not_found_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/typo", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_url_that_answers_404_fails_the_watch_unless_accepted() {
+    let url = not_found_server();
+    let args = [
+        "--url",
+        url.as_str(),
+        "--duration",
+        "1",
+        "--interval",
+        "50",
+        "--json",
+    ];
+    let r = run(MONITOR, &args);
+    assert_eq!(r.code, 1, "a 404 is a failed request by default: {r:?}");
+    assert_eq!(r.json()["passed"], false);
+    let mut accepting = args.to_vec();
+    accepting.extend(["--accept-status", "200-499"]);
+    let r = run(MONITOR, &accepting);
+    assert_eq!(r.code, 0, "{r:?}");
 }

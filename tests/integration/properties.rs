@@ -58,6 +58,7 @@ const INPUTS: &[&str] = &[
     "monitor-duration",
     "max-error-rate",
     "max-p95-ms",
+    "monitor-accept-status",
     "rollback-on-failure",
     "retire",
     "drain-seconds",

@@ -22,8 +22,8 @@ use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
 use crate::error::Error;
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, SlotPorts, Version,
-    parse_port, parse_positive_count, parse_time_limit, parse_wait,
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, SlotPorts, StatusSet,
+    Version, parse_port, parse_positive_count, parse_time_limit, parse_wait,
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::{SwitchConfig, SwitchMode};
@@ -215,6 +215,11 @@ impl Inputs {
             str::parse::<Fraction>,
         );
         let max_p95_ms = s.number("max-p95-ms", defaults::MAX_P95_MS);
+        let monitor_accept_status = s.parse(
+            "monitor-accept-status",
+            defaults::MONITOR_ACCEPT_STATUS,
+            str::parse::<StatusSet>,
+        );
         let rollback_on_failure = s.boolean("rollback-on-failure", defaults::ROLLBACK_ON_FAILURE);
         let retire = s.choice::<Retire>("retire", defaults::RETIRE);
         let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
@@ -303,6 +308,7 @@ impl Inputs {
                 duration: monitor_duration.expect("validated"),
                 max_error_rate: max_error_rate.expect("validated"),
                 max_p95_ms: max_p95_ms.expect("validated"),
+                accept_status: monitor_accept_status.expect("validated"),
                 rollback_on_failure: rollback_on_failure.expect("validated"),
             },
             retire: RetireSpec {

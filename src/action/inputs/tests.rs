@@ -54,6 +54,8 @@ fn defaults_fill_the_plan() {
         crate::config::seconds(defaults::RELOAD_TIMEOUT)
     );
     assert!(p.watch.rollback_on_failure);
+    // A 404 from a mistyped monitor URL is a failed request, not a success.
+    assert!(p.watch.accept_status.contains(302) && !p.watch.accept_status.contains(404));
     assert_eq!(i.notify_on, NotifyOn::Failure);
     assert_eq!(i.image_transfer, ImageTransfer::Registry);
 }

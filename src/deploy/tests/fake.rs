@@ -287,6 +287,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             duration: Duration::from_secs(2),
             max_error_rate: "0.01".parse().unwrap(),
             max_p95_ms: 500,
+            accept_status: "200-399".parse().unwrap(),
             rollback_on_failure: true,
         },
         retire: RetireSpec {
