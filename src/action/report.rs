@@ -91,8 +91,15 @@ impl RunReport {
         }
     }
 
+    /// The result of the last host that knows its slots (a host that failed before reading
+    /// its state has none): what the slot outputs describe.
     fn last(&self) -> Option<&DeployResult> {
-        self.hosts.last().map(|h| &h.result)
+        self.hosts
+            .iter()
+            .rev()
+            .map(|h| &h.result)
+            .find(|r| r.active_slot.is_some())
+            .or_else(|| self.hosts.last().map(|h| &h.result))
     }
 
     /// The step outputs, in the order action.yml declares them.
@@ -350,6 +357,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("**Error:** boom"), "{text}");
+    }
+
+    #[test]
+    fn slot_outputs_come_from_the_last_host_that_knows_its_slots() {
+        let mut r = report(Outcome::Deployed, None);
+        let mut unreachable = r.hosts[0].clone();
+        unreachable.host = "web2".into();
+        unreachable.result = DeployResult {
+            result: Some(Outcome::Failed),
+            ..Default::default()
+        };
+        r.hosts.push(unreachable);
+        let out = r.outputs();
+        assert_eq!(out[0], ("active-slot", "blue".to_owned()));
+        assert_eq!(out[3], ("result", "failed".to_owned()));
     }
 
     #[test]
