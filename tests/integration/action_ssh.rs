@@ -344,13 +344,14 @@ fn the_secrets_never_reach_a_child_and_the_runner_is_not_dumpable() {
     assert_eq!(owner.trim(), "0", "the orchestrator is dumpable");
 }
 
-#[test]
-fn what_a_host_prints_is_read_only_up_to_a_bound() {
-    require!(Sshd);
-    let dir = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(&dir.path().join("sshd"));
+/// A tokio runtime and a connection to `sshd`, with its credentials written under
+/// `runner_temp` as the orchestrator writes them.
+fn connected(
+    sshd: &Sshd,
+    runner_temp: &std::path::Path,
+) -> (tokio::runtime::Runtime, Credentials, Remote) {
     let creds = Credentials::write(
-        dir.path(),
+        runner_temp,
         &sshd.user_key,
         &sshd.known_hosts,
         HostKeys::KnownOnly,
@@ -366,14 +367,25 @@ fn what_a_host_prints_is_read_only_up_to_a_bound() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let remote = runtime.block_on(async {
         let options = ConnectOptions {
             username: &user,
             credentials: &creds,
             insecure: false,
             proxy_jump: None,
         };
-        let remote = Remote::connect(&host, &options).await.unwrap();
+        Remote::connect(&host, &options).await.unwrap()
+    });
+    (runtime, creds, remote)
+}
+
+#[test]
+fn what_a_host_prints_is_read_only_up_to_a_bound() {
+    require!(Sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let (runtime, _creds, remote) = connected(&sshd, dir.path());
+    runtime.block_on(async {
         let interrupts = Interrupts::listen();
         let endless_line = format!(
             "echo first; head -c {} /dev/zero | tr '\\0' a; echo",
@@ -415,32 +427,7 @@ fn the_clean_up_step_closes_a_master_a_killed_run_left_and_removes_the_files() {
     let sshd = Sshd::start(&dir.path().join("sshd"));
     let runner_temp = dir.path().join("temp");
     std::fs::create_dir(&runner_temp).unwrap();
-    let creds = Credentials::write(
-        &runner_temp,
-        &sshd.user_key,
-        &sshd.known_hosts,
-        HostKeys::KnownOnly,
-        None,
-    )
-    .unwrap();
-    let user = current_user();
-    let host = HostPort {
-        host: "127.0.0.1".into(),
-        port: sshd.port,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let remote = runtime.block_on(async {
-        let options = ConnectOptions {
-            username: &user,
-            credentials: &creds,
-            insecure: false,
-            proxy_jump: None,
-        };
-        Remote::connect(&host, &options).await.unwrap()
-    });
+    let (_runtime, creds, remote) = connected(&sshd, &runner_temp);
     // As a SIGKILLed orchestrator would: nothing of ours closes the master or removes files.
     std::mem::forget(remote);
     let control_dir = creds.control_dir().to_owned();
