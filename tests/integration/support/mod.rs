@@ -34,9 +34,11 @@ pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 /// The app name every test deploys.
 pub const APP: &str = "shop";
 
-/// A loopback port that was free a moment ago, chosen below the kernel's ephemeral range so
-/// nothing that binds port 0 or connects out later (act's cache server, a client socket) can
-/// be handed the same port before the test binds it.
+/// A loopback port that was free a moment ago and that no other test of this run has been
+/// given: a test may hold a port unbound for a while (a slot's port until its deploy), so
+/// each port is handed out once per run, reserved by a file in a directory of the run's
+/// own. Ports come from below the kernel's ephemeral range, so nothing that binds port 0 or
+/// connects out (act's cache server, a client socket) can be handed one first.
 pub fn free_port() -> u16 {
     let (ephemeral_low, _) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -45,11 +47,22 @@ pub fn free_port() -> u16 {
             Some((ends.next()?.ok()?, ends.next()?.ok()?))
         })
         .unwrap_or((32768, 60999));
+    let run = std::env::var("NEXTEST_RUN_ID")
+        .unwrap_or_else(|_| format!("process-{}", std::process::id()));
+    let reserved = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("ports")
+        .join(run);
+    std::fs::create_dir_all(&reserved).unwrap();
     let first = 10_000u16;
     let span = u64::from(ephemeral_low.saturating_sub(first).max(1));
     for _ in 0..1000 {
         let port = first + (random_u64() % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let unclaimed = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(reserved.join(port.to_string()))
+            .is_ok();
+        if unclaimed && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
