@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::remote::random_token;
+use super::credentials::random_token;
 
 /// The job log (stdout), with a fresh stop-commands token.
 pub struct JobLog {

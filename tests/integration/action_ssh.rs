@@ -7,8 +7,9 @@
 
 use std::process::Command;
 
+use bluegreen::action::credentials::{Credentials, HostKeys};
 use bluegreen::action::interrupt::Interrupts;
-use bluegreen::action::remote::{ConnectOptions, Credentials, HostKeys, MAX_HOST_LINE, Remote};
+use bluegreen::action::remote::{ConnectOptions, MAX_HOST_LINE, Remote};
 use bluegreen::input::HostPort;
 
 use crate::support::{SecondDocker, Sshd, Target, assert_result, current_user, demo_image};
