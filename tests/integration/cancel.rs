@@ -41,6 +41,18 @@ fn runs_in_history(t: &Target) -> Vec<String> {
         .collect()
 }
 
+/// Whether the green slot's app answers HTTP at all (503 while it is not ready): `docker
+/// run` has returned by then, so the deploy is in its standby health check. (The container
+/// running alone is seen a moment before `docker run` returns, still in the phase before.)
+fn green_app_answers(t: &Target) -> bool {
+    ureq::get(&format!("http://127.0.0.1:{}/health", t.site.green_port))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .is_ok()
+}
+
 #[test]
 fn a_cancel_during_the_standby_health_check_abandons_it_and_a_new_run_converges() {
     require!(Root, Nginx, Sshd, Docker, Act);
@@ -51,7 +63,7 @@ fn a_cancel_during_the_standby_health_check_abandons_it_and_a_new_run_converges(
     let traffic = Traffic::start(t.site.nginx.url("/"));
     let started = Instant::now();
     let run = interrupt_when(&t, &[("IMAGE", &image), ("VERSION", "v2")], |t| {
-        t.container_running("green")
+        t.container_running("green") && green_app_answers(t)
     });
     assert_result(&run, "cancelled");
     assert!(
