@@ -376,7 +376,13 @@ impl ValidateRequest {
             );
         }
         let ours =
-            match runtime::slot_containers(&self.docker_cmd, self.runtime, &self.app, standby) {
+            match runtime::slot_containers(
+                &self.docker_cmd,
+                self.runtime,
+                &self.app,
+                standby,
+                runtime::Listing::Running,
+            ) {
                 Some(ps) => ps
                     .run(COMMAND_TIMEOUT)
                     .ok()

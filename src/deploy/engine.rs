@@ -280,6 +280,20 @@ impl<'a> Engine<'a> {
         self.switch = resolved;
     }
 
+    /// Rewrites `state.json` as `change` says, when that changes it (under the run's lock).
+    pub(super) fn update_state(&self, change: impl FnOnce(State) -> State) -> Result<(), Failure> {
+        let plan = self.plan;
+        let store = plan.store();
+        let before = store
+            .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)?
+            .state;
+        let after = change(before.clone());
+        if after != before {
+            store.save(&after)?;
+        }
+        Ok(())
+    }
+
     /// Loads state, rebuilt from disk (with a warning) when missing or corrupt.
     pub(super) fn load_state(&mut self) -> Result<State, Failure> {
         let plan = self.plan;

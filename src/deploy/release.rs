@@ -4,10 +4,10 @@
 //! reported.
 
 use crate::error::RunError;
-use crate::input::{Slot, SwitchTarget};
+use crate::input::{Image, Slot, SwitchTarget};
 use crate::switch::Intent;
 
-use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
+use super::engine::{Engine, Failure};
 use super::protocol::{Outcome, Phase};
 
 /// Deploys the plan's version.
@@ -29,7 +29,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     e.validate()?;
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     // A standby that was never started is left as it was (it may be a kept rollback target).
-    start_standby(e, standby).inspect_err(|f| {
+    let image_id = start_standby(e, standby).inspect_err(|f| {
         if !f.before_start {
             e.abandon_standby(standby)
         }
@@ -39,7 +39,8 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let intent = Intent::switch_to(SwitchTarget::Slot(standby))
         .only_if_active(state.active)
         .because(plan.purpose.clone())
-        .recording(Some(plan.version.clone()), plan.runtime.image.clone());
+        .recording(Some(plan.version.clone()), plan.runtime.image.clone())
+        .identified_by(image_id);
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;
@@ -63,36 +64,18 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     Ok(Outcome::Deployed)
 }
 
-/// Starts the new version in `standby`, replacing whatever that slot held.
-fn start_standby(e: &mut Engine, standby: Slot) -> Result<(), Failure> {
+/// Starts the new version in `standby`, replacing whatever that slot held; returns the
+/// content ID of the image it started from, when the runtime has one.
+///
+/// State says the slot's old version is gone before it goes: a rollback to the slot later
+/// re-creates that version instead of starting what the slot then holds.
+fn start_standby(e: &mut Engine, standby: Slot) -> Result<Option<Image>, Failure> {
     let plan = e.plan;
     e.phase(Phase::DeployStandby, |me| {
-        let commands = me.commands();
-        let spec = me.slot_spec(standby, plan.version.as_str(), plan.runtime.image.as_ref());
-        for cmd in commands.prepare(&spec) {
-            me.host.run(&cmd, RUNTIME_COMMAND_TIMEOUT)?;
-        }
-        let out = me
-            .host
-            .run(&commands.start(&spec), RUNTIME_COMMAND_TIMEOUT)
-            .map_err(|error| Failure::of_slot(error, standby))?;
-        for line in out
-            .stdout
-            .lines()
-            .chain(out.stderr.lines())
-            .filter(|l| !l.trim().is_empty())
-        {
-            me.log(line);
-        }
-        Ok((
-            (),
-            format!(
-                "started {} version {} on port {}",
-                spec.name(),
-                plan.version.as_str(),
-                spec.port
-            ),
-        ))
+        me.update_state(|state| state.replacing(standby, plan.version.as_str()))?;
+        let detail = me.start_fresh(standby, &plan.version, plan.runtime.image.as_ref())?;
+        let image_id = plan.runtime.image.as_ref().and_then(|i| me.image_id(i));
+        Ok((image_id, detail))
     })
 }
 

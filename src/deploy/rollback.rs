@@ -1,10 +1,14 @@
-//! The rollback operation (`command: rollback`): start the previous slot again if it was
-//! stopped, health-check it, and switch back to it, only while the slot it leaves is still
-//! the live one. A previous slot's port that answers while the slot's own container does
-//! not run belongs to another process: the rollback refuses it.
+//! The rollback operation (`command: rollback`): bring the previous slot's version back,
+//! health-check it, and switch back to it, only while the slot it leaves is still the live
+//! one. The slot is started again when it still holds that version; when a later deploy
+//! replaced it (one that failed, or was stopped, before going live), that version is
+//! re-created from its recorded image, or the rollback refuses before changing anything.
+//! A previous slot's port that answers while the slot's own container does not run belongs
+//! to another process: the rollback refuses it.
 
 use crate::error::Error;
-use crate::input::{Image, SwitchTarget};
+use crate::input::{Image, Slot, SwitchTarget, Version};
+use crate::state::SlotRecord;
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
@@ -31,27 +35,103 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         return Ok(Outcome::Unchanged);
     }
     let record = state.slots.get(previous).clone();
-    let version = record.version.unwrap_or_default();
-    let image: Option<Image> = record.image.and_then(|i| i.parse().ok());
     e.phase(Phase::DeployStandby, |me| {
-        if me.answers_healthy(previous) {
-            if me.slot_runs(previous) == Some(false) {
-                return Err(Error::CheckFailed(format!(
-                    "port {} of {previous} answers, but {previous}'s container is not running: another process holds the port; not rolling back to it",
-                    plan.ports.port(previous)
-                ))
-                .into());
-            }
-            return Ok(((), format!("{previous} is still running")));
+        if me.slot_holds(previous, &record) {
+            return start_again(me, previous, &record).map(|detail| ((), detail));
         }
-        let commands = me.commands();
-        let spec = me.slot_spec(previous, &version, image.as_ref());
-        me.host
-            .run(&commands.restart(&spec), RUNTIME_COMMAND_TIMEOUT)?;
-        Ok(((), format!("started {previous} again (version {version})")))
+        recreate(me, previous, &record).map(|detail| ((), detail))
     })?;
     e.health_check(previous)?;
     let back = Intent::back(active, SwitchTarget::Slot(previous)).because(plan.purpose.clone());
     e.switch_to(Phase::Switch, back)?;
     Ok(Outcome::RolledBack)
+}
+
+/// Starts `slot` again as it is: it still holds the version to go back to.
+fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, Failure> {
+    let version = record.version.clone().unwrap_or_default();
+    if e.answers_healthy(slot) {
+        if e.slot_runs(slot) == Some(false) {
+            return Err(Error::CheckFailed(format!(
+                "port {} of {slot} answers, but {slot}'s container is not running: another process holds the port; not rolling back to it",
+                e.plan.ports.port(slot)
+            ))
+            .into());
+        }
+        return Ok(format!("{slot} is still running (version {version})"));
+    }
+    let commands = e.commands();
+    let spec = e.slot_spec(slot, &version, None);
+    e.host
+        .run(&commands.restart(&spec), RUNTIME_COMMAND_TIMEOUT)?;
+    Ok(format!("started {slot} again (version {version})"))
+}
+
+/// Re-creates the version `record` names in `slot`, which holds something else now (a
+/// later deploy replaced it), from the image it ran: its content ID where state has one,
+/// so a tag that has moved to another build does not bring that build back. Refuses before
+/// changing anything when that image is gone.
+fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, Failure> {
+    let plan = e.plan;
+    let version: Version = record
+        .version
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(Error::from)?;
+    let holds = record.replaced_by.as_deref().map_or_else(
+        || "something else".to_owned(),
+        |v| format!("version {v}, from a deploy that did not go live"),
+    );
+    let image = if plan.runtime.runtime.uses_docker() {
+        Some(rollback_image(e, slot, record, &version)?)
+    } else {
+        None
+    };
+    e.log(&format!(
+        "{slot} no longer holds {version} (it holds {holds}): re-creating {version}{}",
+        image
+            .as_ref()
+            .map_or(String::new(), |i| format!(" from image {i}"))
+    ));
+    let detail = e.start_fresh(slot, &version, image.as_ref())?;
+    e.update_state(|state| state.restored(slot))?;
+    Ok(format!("re-created {slot}: {detail}"))
+}
+
+/// The image to re-create `version` in `slot` from: its recorded content ID while the host
+/// still has it; else (a state written before IDs were recorded) its recorded tag, with a
+/// warning that the tag may have moved. Fails when neither is on the host.
+fn rollback_image(
+    e: &mut Engine,
+    slot: Slot,
+    record: &SlotRecord,
+    version: &Version,
+) -> Result<Image, Failure> {
+    let gone = |what: String| -> Failure {
+        Error::CheckFailed(format!(
+            "{slot} no longer holds {version} and {what}: nothing to roll back to; deploy {version} again"
+        ))
+        .into()
+    };
+    if let Some(id) = record.image_id.as_deref() {
+        let id: Image = id.parse().map_err(Error::from)?;
+        return match e.image_id(&id) {
+            Some(found) if found == id => Ok(id),
+            _ => Err(gone(format!("its image {id} is no longer on this host"))),
+        };
+    }
+    let Some(tag) = record.image.as_deref() else {
+        return Err(gone("state records no image for it".into()));
+    };
+    let tag: Image = tag.parse().map_err(Error::from)?;
+    if e.image_id(&tag).is_none() {
+        return Err(gone(format!("its image {tag} is not on this host")));
+    }
+    let w = format!(
+        "state records no image ID for {version} (written by an older release): re-creating it from {tag}, which may now name another build"
+    );
+    e.log(&format!("warning: {w}"));
+    e.result.warnings.push(w);
+    Ok(tag)
 }

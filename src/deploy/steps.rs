@@ -11,11 +11,12 @@ use crate::health::{HealthCheck, HealthCriteria};
 use crate::input::{Image, Slot, StatusSet, Version};
 use crate::monitor::Monitor;
 use crate::progress::Progress;
-use crate::runtime::{Compose, DETECT_TIMEOUT, Runtime, SlotCommands, SlotSpec};
+use crate::runtime::{Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
+use crate::state::{SlotRecord, parse_image_id};
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchMode, SwitchReport, SwitchRequest};
 use crate::validate::{CheckStatus, ValidateRequest};
 
-use super::engine::{Engine, Failure};
+use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
 use super::protocol::Phase;
 
 /// How long reading a slot's log or labels may take.
@@ -116,6 +117,39 @@ impl<'a> Engine<'a> {
             image: image.map(Image::as_str),
             version,
         }
+    }
+
+    /// Starts `version` (from `image`) in `slot` afresh, removing whatever the slot held;
+    /// relays what the start command printed and says what it started.
+    pub(super) fn start_fresh(
+        &mut self,
+        slot: Slot,
+        version: &Version,
+        image: Option<&Image>,
+    ) -> Result<String, Failure> {
+        let commands = self.commands();
+        let spec = self.slot_spec(slot, version.as_str(), image);
+        for cmd in commands.prepare(&spec) {
+            self.host.run(&cmd, RUNTIME_COMMAND_TIMEOUT)?;
+        }
+        let out = self
+            .host
+            .run(&commands.start(&spec), RUNTIME_COMMAND_TIMEOUT)
+            .map_err(|error| Failure::of_slot(error, slot))?;
+        for line in out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            self.log(line);
+        }
+        Ok(format!(
+            "started {} version {} on port {}",
+            spec.name(),
+            version.as_str(),
+            spec.port
+        ))
     }
 
     /// Waits for `slot` to answer healthy the plan's number of times in a row.
@@ -284,15 +318,20 @@ impl<'a> Engine<'a> {
         Some(crate::exec::tail(text.trim(), LOG_TAIL_BYTES))
     }
 
-    /// The version label of the container running in `slot`, when the runtime has one.
     /// Whether `slot`'s own container (docker) or project (compose) is running; `None`
     /// under the command runtime, or when the runtime cannot say.
     pub(super) fn slot_runs(&mut self, slot: Slot) -> Option<bool> {
+        self.slot_has_containers(slot, Listing::Running)
+    }
+
+    /// Whether `slot` has containers of its own, as `listing` counts them; `None` under the
+    /// command runtime, or when the runtime cannot say.
+    fn slot_has_containers(&mut self, slot: Slot, listing: Listing) -> Option<bool> {
         let commands = self.commands();
         let spec = self.slot_spec(slot, "", None);
         let out = self
             .host
-            .run(&commands.running(&spec)?, INSPECT_TIMEOUT)
+            .run(&commands.containers(&spec, listing)?, INSPECT_TIMEOUT)
             .ok()?;
         Some(!out.stdout.trim().is_empty())
     }
@@ -303,6 +342,7 @@ impl<'a> Engine<'a> {
         self.answers_healthy(slot) && self.slot_runs(slot) != Some(false)
     }
 
+    /// The version label of `slot`'s container, when the runtime has one.
     pub(super) fn running_version(&mut self, slot: Slot) -> Option<Version> {
         let commands = self.commands();
         let spec = self.slot_spec(slot, "", None);
@@ -311,5 +351,35 @@ impl<'a> Engine<'a> {
             .run(&commands.version_label(&spec)?, INSPECT_TIMEOUT)
             .ok()?;
         out.stdout.trim().parse().ok()
+    }
+
+    /// Whether `slot` still holds the version `record` names, as far as the host can tell:
+    /// no deploy replaced it since, and its container (docker: by its version label) or
+    /// project (compose) is still there. The command runtime has nothing to look at: its
+    /// start command is given the version, so it holds whatever state says.
+    pub(super) fn slot_holds(&mut self, slot: Slot, record: &SlotRecord) -> bool {
+        if record.replaced_by.is_some() {
+            return false;
+        }
+        let Some(version) = record.version.as_deref() else {
+            return true;
+        };
+        match self.plan.runtime.runtime {
+            Runtime::Docker => {
+                self.running_version(slot).as_ref().map(Version::as_str) == Some(version)
+            }
+            Runtime::Compose => self.slot_has_containers(slot, Listing::All) != Some(false),
+            Runtime::Command => true,
+        }
+    }
+
+    /// The content ID of `image` on this host now, when the runtime uses images.
+    pub(super) fn image_id(&mut self, image: &Image) -> Option<Image> {
+        let commands = self.commands();
+        let out = self
+            .host
+            .run(&commands.image_id(image.as_str())?, INSPECT_TIMEOUT)
+            .ok()?;
+        parse_image_id(out.stdout.trim()).ok()
     }
 }

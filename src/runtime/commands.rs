@@ -9,7 +9,8 @@ use crate::exec::CommandLine;
 use crate::input::{AppName, HostPath, Slot};
 
 use super::{
-    Compose, LABEL_APP, LABEL_SLOT, LABEL_VERSION, LOG_TAIL_LINES, Pull, Runtime, RuntimeSpec,
+    Compose, LABEL_APP, LABEL_SLOT, LABEL_VERSION, LOG_TAIL_LINES, Listing, Pull, Runtime,
+    RuntimeSpec,
 };
 
 /// One slot of one app, as the runtime commands see it.
@@ -185,10 +186,20 @@ impl SlotCommands<'_> {
         }
     }
 
-    /// The command listing the slot's running containers (docker, compose); none under the
-    /// command runtime, which has nothing of ours to recognise.
-    pub fn running(&self, spec: &SlotSpec) -> Option<CommandLine> {
-        super::slot_containers(&self.docker, self.spec.runtime, spec.app, spec.slot)
+    /// The command listing the slot's containers (docker, compose), running ones only or
+    /// stopped ones too; none under the command runtime, which has nothing of ours to
+    /// recognise.
+    pub fn containers(&self, spec: &SlotSpec, listing: Listing) -> Option<CommandLine> {
+        super::slot_containers(&self.docker, self.spec.runtime, spec.app, spec.slot, listing)
+    }
+
+    /// The command printing the content ID (`sha256:...`) of `image` as the host has it
+    /// now (docker, compose); none under the command runtime.
+    pub fn image_id(&self, image: &str) -> Option<CommandLine> {
+        self.spec.runtime.uses_docker().then(|| {
+            self.docker
+                .with_args(["image", "inspect", "--format", "{{.Id}}", image])
+        })
     }
 
     /// The command printing the version label of the slot's container (docker runtime).

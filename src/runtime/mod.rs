@@ -68,14 +68,24 @@ pub fn docker_root_dir(docker: &CommandLine) -> CommandLine {
     docker.with_args(["info", "--format", "{{.DockerRootDir}}"])
 }
 
-/// `docker ps` listing the running containers of `app`'s `slot` under `runtime` (by our
-/// labels for docker, by compose's project label for compose). `None` for the command
-/// runtime, which has no containers we can recognise.
+/// Which containers of a slot a listing names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Only the running ones.
+    Running,
+    /// Stopped ones too.
+    All,
+}
+
+/// `docker ps` listing the containers of `app`'s `slot` under `runtime` (by our labels for
+/// docker, by compose's project label for compose). `None` for the command runtime, which
+/// has no containers we can recognise.
 pub fn slot_containers(
     docker: &CommandLine,
     runtime: Runtime,
     app: &AppName,
     slot: Slot,
+    listing: Listing,
 ) -> Option<CommandLine> {
     let filters = match runtime {
         Runtime::Docker => vec![
@@ -86,6 +96,9 @@ pub fn slot_containers(
         Runtime::Command => return None,
     };
     let mut argv = vec!["ps".to_owned(), "--quiet".to_owned()];
+    if listing == Listing::All {
+        argv.push("--all".into());
+    }
     for f in filters {
         argv.push("--filter".into());
         argv.push(f);

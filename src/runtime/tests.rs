@@ -273,7 +273,8 @@ fn what_each_runtime_needs_to_deploy() {
 fn slot_container_queries() {
     let docker = CommandLine::new(["docker"]);
     let app: AppName = "shop".parse().unwrap();
-    let green = slot_containers(&docker, Runtime::Docker, &app, Slot::Green).unwrap();
+    let green =
+        slot_containers(&docker, Runtime::Docker, &app, Slot::Green, Listing::Running).unwrap();
     assert_eq!(
         green.argv(),
         [
@@ -286,12 +287,18 @@ fn slot_container_queries() {
             "label=bluegreen.slot=green"
         ]
     );
-    let blue = slot_containers(&docker, Runtime::Compose, &app, Slot::Blue).unwrap();
+    let blue = slot_containers(&docker, Runtime::Compose, &app, Slot::Blue, Listing::All).unwrap();
     assert_eq!(
-        blue.argv()[3..],
-        ["--filter", "label=com.docker.compose.project=shop-blue"]
+        blue.argv()[1..],
+        [
+            "ps",
+            "--quiet",
+            "--all",
+            "--filter",
+            "label=com.docker.compose.project=shop-blue"
+        ]
     );
-    assert!(slot_containers(&docker, Runtime::Command, &app, Slot::Blue).is_none());
+    assert!(slot_containers(&docker, Runtime::Command, &app, Slot::Blue, Listing::All).is_none());
     assert_eq!(
         docker_root_dir(&CommandLine::new(["sudo", "docker"])).argv(),
         ["sudo", "docker", "info", "--format", "{{.DockerRootDir}}"]

@@ -23,6 +23,12 @@ pub use history::{HistoryEvent, now_rfc3339};
 pub const STATE_FORMAT: u32 = 1;
 
 /// What is known about one slot.
+///
+/// `version`, `image` and `image_id` describe the release that last went live in the slot:
+/// what a rollback to it brings back. `replaced_by` says the slot no longer holds it: a
+/// later deploy cleared the slot for a new version that never went live there (it failed,
+/// or the run was stopped), so a rollback must re-create `version` rather than start what
+/// the slot now holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotRecord {
     /// The loopback port the slot listens on.
@@ -32,6 +38,20 @@ pub struct SlotRecord {
     /// The image that version runs, when a deploy recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The content ID (`sha256:...`) of that image when the version started: what a
+    /// rollback re-creates it from, even after its tag has moved to another build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The version a deploy put in the slot in place of `version`, which is gone from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+impl SlotRecord {
+    /// Whether the slot still holds the version recorded for it.
+    pub fn holds_its_version(&self) -> bool {
+        self.version.is_some() && self.replaced_by.is_none()
+    }
 }
 
 /// Both slots' records.
@@ -119,12 +139,41 @@ impl State {
         }
         let record = next.slots.get_mut(to);
         if let Some(v) = version {
+            // A new release in the slot: nothing of the one before it is still true.
+            if record.version.as_deref() != Some(v) || image.is_some() {
+                record.image = None;
+                record.image_id = None;
+            }
             record.version = Some(v.to_owned());
+            record.replaced_by = None;
         }
         if let Some(i) = image {
             record.image = Some(i.to_owned());
         }
         next
+    }
+
+    /// The same state, recording `image_id` as the content ID of `slot`'s image.
+    pub fn with_image_id(mut self, slot: Slot, image_id: Option<&str>) -> State {
+        if let Some(id) = image_id {
+            self.slots.get_mut(slot).image_id = Some(id.to_owned());
+        }
+        self
+    }
+
+    /// The same state, recording that `slot` no longer holds its version: `version` is
+    /// taking its place. Said before the slot's old container is removed.
+    pub fn replacing(mut self, slot: Slot, version: &str) -> State {
+        let record = self.slots.get_mut(slot);
+        record.replaced_by = record.version.as_ref().map(|_| version.to_owned());
+        self
+    }
+
+    /// The same state, recording that `slot` holds its version again (a rollback
+    /// re-created it).
+    pub fn restored(mut self, slot: Slot) -> State {
+        self.slots.get_mut(slot).replaced_by = None;
+        self
     }
 
     /// The same state, recording that traffic is switched by `mode` (on `service_port` in
@@ -171,6 +220,14 @@ impl State {
                     .image
                     .as_deref()
                     .map(|i| i.parse::<Image>().map(drop)),
+                record
+                    .image_id
+                    .as_deref()
+                    .map(|i| parse_image_id(i).map(drop)),
+                record
+                    .replaced_by
+                    .as_deref()
+                    .map(|v| v.parse::<Version>().map(drop)),
             ];
             if let Some(Err(e)) = checked.into_iter().flatten().find(|c| c.is_err()) {
                 return Err(format!("slot {slot}: {e}"));
@@ -181,6 +238,18 @@ impl State {
         }
         Ok(state)
     }
+}
+
+/// Checks an image content ID as Docker prints it: `sha256:` and 64 lower-case hex digits.
+pub fn parse_image_id(text: &str) -> Result<Image> {
+    let hex = text.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(Error::invalid(
+            "image ID",
+            format!("{text:?}: expected sha256: and 64 hex digits"),
+        ));
+    }
+    text.parse()
 }
 
 /// Where a loaded state came from.

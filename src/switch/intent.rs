@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::input::{Image, Slot, SwitchTarget, Version};
+use crate::input::{Image, Slot, SlotPorts, SwitchTarget, Version};
+use crate::state::State;
 
 /// What a switch is recorded as in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct Intent {
     pub version: Option<Version>,
     /// The image now in the target slot, recorded in state.
     pub image: Option<Image>,
+    /// That image's content ID, recorded in state for a later rollback.
+    pub image_id: Option<Image>,
 }
 
 impl Intent {
@@ -54,6 +57,7 @@ impl Intent {
             reason: None,
             version: None,
             image: None,
+            image_id: None,
         }
     }
 
@@ -98,6 +102,25 @@ impl Intent {
             image,
             ..self
         }
+    }
+
+    /// The same, recording the content ID of the target slot's image.
+    pub fn identified_by(self, image_id: Option<Image>) -> Intent {
+        Intent { image_id, ..self }
+    }
+
+    /// `state` after this switch moved traffic to `to`, recording what the intent says the
+    /// slot now runs.
+    pub fn recorded_in(&self, state: &State, to: Slot, ports: SlotPorts, now: &str) -> State {
+        state
+            .after_switch(
+                to,
+                ports,
+                self.version.as_ref().map(Version::as_str),
+                self.image.as_ref().map(Image::as_str),
+                now,
+            )
+            .with_image_id(to, self.image_id.as_ref().map(Image::as_str))
     }
 
     /// The lock's purpose line for this intent.

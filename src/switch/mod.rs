@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil::{read_optional, write_atomic};
-use crate::input::{AppName, Image, Slot, SlotPorts, SwitchTarget, Version};
+use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::lock::AppLock;
 use crate::nft::NftSwitch;
 use crate::nginx;
@@ -303,14 +303,9 @@ impl SwitchRequest {
         }
 
         let now = now_rfc3339();
-        let next = state
-            .after_switch(
-                to,
-                self.ports,
-                self.intent.version.as_ref().map(Version::as_str),
-                self.intent.image.as_ref().map(Image::as_str),
-                &now,
-            )
+        let next = self
+            .intent
+            .recorded_in(&state, to, self.ports, &now)
             .switched_by(self.config.mode, self.config.service_port.get());
         self.store.save(&next)?;
         self.store.record(&HistoryEvent {

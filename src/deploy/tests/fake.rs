@@ -37,6 +37,11 @@ pub(super) struct FakeHost {
     pub(super) squatted: Option<Slot>,
     /// Raised (as the runner would) when the timeline gets a line starting with this text.
     pub(super) cancel_at: Option<(&'static str, Cancel)>,
+    /// The version label of each slot's container (`docker inspect`); a slot without one
+    /// has no container.
+    pub(super) labels: HashMap<Slot, &'static str>,
+    /// The content ID of each image the host has (`docker image inspect`).
+    pub(super) images: HashMap<&'static str, &'static str>,
 }
 
 impl FakeHost {
@@ -50,7 +55,21 @@ impl FakeHost {
             routed: None,
             cancel_at: None,
             squatted: None,
+            labels: HashMap::new(),
+            images: HashMap::new(),
         }
+    }
+
+    /// The same host, whose `slot` holds a container labelled `version`.
+    pub(super) fn holding(mut self, slot: Slot, version: &'static str) -> FakeHost {
+        self.labels.insert(slot, version);
+        self
+    }
+
+    /// The same host, having `image` with content ID `id`.
+    pub(super) fn having_image(mut self, image: &'static str, id: &'static str) -> FakeHost {
+        self.images.insert(image, id);
+        self
     }
 
     /// Raises `cancel` when the engine does something whose timeline line starts with `at`.
@@ -92,13 +111,28 @@ impl Host for FakeHost {
                 stderr: "refused by the fake".into(),
             });
         }
-        let squatted = self
-            .squatted
-            .is_some_and(|slot| words.ends_with(&format!("bluegreen.slot={slot}")));
-        let listing = words.contains(" ps --quiet ") && !squatted;
+        let missing = || Error::CommandFailed {
+            argv: words.clone(),
+            status: "exit status 1".into(),
+            stderr: "no such object".into(),
+        };
+        let argv = cmd.argv();
+        let stdout = if argv.get(1).is_some_and(|a| a == "inspect") {
+            let slot: Slot = argv.last().unwrap().rsplit('-').next().unwrap().parse()?;
+            format!("{}\n", self.labels.get(&slot).ok_or_else(missing)?)
+        } else if argv.get(1..3).is_some_and(|a| a == ["image", "inspect"]) {
+            let image = argv.last().unwrap().as_str();
+            format!("{}\n", self.images.get(image).ok_or_else(missing)?)
+        } else {
+            let squatted = self
+                .squatted
+                .is_some_and(|slot| words.ends_with(&format!("bluegreen.slot={slot}")));
+            let listing = words.contains(" ps --quiet ") && !squatted;
+            if listing { "c0ffee\n" } else { "" }.to_owned()
+        };
         Ok(CommandOutput {
             status: std::process::ExitStatus::from_raw(0),
-            stdout: if listing { "c0ffee\n" } else { "" }.to_owned(),
+            stdout,
             stderr: String::new(),
         })
     }
@@ -161,11 +195,9 @@ impl Host for FakeHost {
             SwitchTarget::Previous => state.previous.expect("a previous slot"),
         };
         if !request.dry_run {
-            let version = intent.version.as_ref().map(|v| v.as_str());
-            let image = intent.image.as_ref().map(|i| i.as_str());
             request.store.save(
-                &state
-                    .after_switch(to, request.ports, version, image, "now")
+                &intent
+                    .recorded_in(&state, to, request.ports, "now")
                     .switched_by(request.config.mode, request.config.service_port.get()),
             )?;
         }

@@ -56,6 +56,9 @@ fn after_opening(rest: &[&str]) -> Vec<String> {
     OPENING.iter().chain(rest).map(|s| s.to_string()).collect()
 }
 
+/// What records the content ID of the image a standby started from.
+const IMAGE_ID_OF_SHOP_2: &str = "run docker image inspect --format {{.Id}} shop:2";
+
 const DOCKER_RUN_GREEN: &str = "run docker run --detach --name shop-green --pull never --publish 127.0.0.1:3002:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=green --label bluegreen.version=v2 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=green --env BLUEGREEN_PORT=3002 --env BLUEGREEN_IMAGE=shop:2 --env BLUEGREEN_VERSION=v2 shop:2";
 
 #[test]
@@ -97,6 +100,7 @@ fn a_second_deploy_goes_to_green_and_retires_blue_after_the_drain() {
             "phase deploy standby",
             "run docker rm --force shop-green",
             DOCKER_RUN_GREEN,
+            IMAGE_ID_OF_SHOP_2,
             "phase health-check standby",
             "health http://127.0.0.1:3002/health x2",
             "phase switch",

@@ -12,6 +12,10 @@ fn rollback_from_green_to_blue(dir: &std::path::Path) -> DeployPlan {
     plan
 }
 
+/// What reads the version label of blue's container.
+const INSPECT_BLUE_VERSION: &str =
+    "run docker inspect --format {{index .Config.Labels \"bluegreen.version\"}} shop-blue";
+
 /// A deploy plan whose state says blue (v1) is live while nginx, after an interrupted
 /// switch, routes to green (v2).
 fn recorded_blue_routed_green(dir: &std::path::Path) -> DeployPlan {
@@ -25,7 +29,9 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
     let dir = tempfile::tempdir().unwrap();
     let plan = rollback_from_green_to_blue(dir.path());
     // Stopped at first, healthy once started again.
-    let host = FakeHost::new().healthy(Slot::Blue, &[false, true]);
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v1")
+        .healthy(Slot::Blue, &[false, true]);
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
     assert_eq!(
@@ -33,6 +39,7 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
         [
             "phase lock",
             "phase deploy standby",
+            INSPECT_BLUE_VERSION,
             "health http://127.0.0.1:3001/health x1",
             "run docker start shop-blue",
             "phase health-check standby",
@@ -52,7 +59,9 @@ fn rollback_refuses_a_previous_port_held_by_another_process() {
     // Blue's port answers healthy, but blue's container is not running.
     let host = FakeHost {
         squatted: Some(Slot::Blue),
-        ..FakeHost::new().healthy(Slot::Blue, &[true])
+        ..FakeHost::new()
+            .holding(Slot::Blue, "v1")
+            .healthy(Slot::Blue, &[true])
     };
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
@@ -61,6 +70,7 @@ fn rollback_refuses_a_previous_port_held_by_another_process() {
         [
             "phase lock",
             "phase deploy standby",
+            INSPECT_BLUE_VERSION,
             "health http://127.0.0.1:3001/health x1",
             "run docker ps --quiet --filter label=bluegreen.app=shop --filter label=bluegreen.slot=blue",
             "result failed",
@@ -119,4 +129,167 @@ fn reconcile_follows_the_routed_slot_when_it_answers() {
         ]
     );
     assert_eq!(result.active_version.as_deref(), Some("v2"));
+}
+
+/// The content ID of v1's image in the rollback tests.
+const V1_IMAGE_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Green live (v2); blue's v1 (image `shop:latest`, ID [`V1_IMAGE_ID`]) replaced by a
+/// deploy of v3 that never went live.
+fn rollback_after_a_failed_deploy(dir: &std::path::Path) -> DeployPlan {
+    let mut plan = plan(dir, Runtime::Docker);
+    plan.operation = Operation::Rollback;
+    let state = crate::state::State::new(&plan.app)
+        .after_switch(Slot::Blue, plan.ports, Some("v1"), Some("shop:latest"), "t0")
+        .with_image_id(Slot::Blue, Some(V1_IMAGE_ID))
+        .after_switch(Slot::Green, plan.ports, Some("v2"), Some("shop:latest"), "t1")
+        .replacing(Slot::Blue, "v3");
+    plan.store().save(&state).unwrap();
+    plan
+}
+
+#[test]
+fn a_deploy_records_that_the_standby_lost_its_version_before_removing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, Some((Slot::Green, "v0")), Slot::Blue, "v1");
+    plan.version = "v3".parse().unwrap();
+    // The removal of green's old container is the first thing the standby phase runs, and
+    // it fails: whatever state says then was written before it.
+    let host = FakeHost {
+        failing: Some("rm --force shop-green"),
+        ..FakeHost::new()
+    };
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    let state = plan
+        .store()
+        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        .unwrap()
+        .state;
+    let green = state.slots.get(Slot::Green);
+    assert_eq!(green.version.as_deref(), Some("v0"));
+    assert_eq!(green.replaced_by.as_deref(), Some("v3"));
+    assert!(!green.holds_its_version());
+    assert!(state.slots.get(Slot::Blue).holds_its_version());
+}
+
+#[test]
+fn a_deploy_records_the_content_id_of_the_image_that_went_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new()
+        .having_image("shop:2", V1_IMAGE_ID)
+        .healthy(Slot::Green, &[true]);
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let state = plan
+        .store()
+        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        .unwrap()
+        .state;
+    let green = state.slots.get(Slot::Green);
+    assert_eq!(
+        (green.version.as_deref(), green.image.as_deref()),
+        (Some("v2"), Some("shop:2"))
+    );
+    assert_eq!(green.image_id.as_deref(), Some(V1_IMAGE_ID));
+    assert!(green.holds_its_version());
+}
+
+#[test]
+fn a_rollback_re_creates_a_replaced_version_from_its_image_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_after_a_failed_deploy(dir.path());
+    // Blue holds the failed v3 (stopped); the host still has v1's image under its ID.
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v3")
+        .having_image(V1_IMAGE_ID, V1_IMAGE_ID)
+        .healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert_eq!(
+        timeline,
+        [
+            "phase lock",
+            "phase deploy standby",
+            &format!("run docker image inspect --format {{{{.Id}}}} {V1_IMAGE_ID}"),
+            "run docker rm --force shop-blue",
+            &format!("run docker run --detach --name shop-blue --pull never --publish 127.0.0.1:3001:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=blue --label bluegreen.version=v1 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=blue --env BLUEGREEN_PORT=3001 --env BLUEGREEN_IMAGE={V1_IMAGE_ID} --env BLUEGREEN_VERSION=v1 {V1_IMAGE_ID}"),
+            "phase health-check standby",
+            "health http://127.0.0.1:3001/health x2",
+            "phase switch",
+            "switch to blue only-if green (rollback)",
+            "result rolled-back",
+        ]
+    );
+    let state = plan
+        .store()
+        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        .unwrap()
+        .state;
+    assert_eq!(state.active, Some(Slot::Blue));
+    assert!(state.slots.get(Slot::Blue).holds_its_version());
+    assert_eq!(result.active_version.as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_rollback_refuses_before_changing_anything_when_the_image_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_after_a_failed_deploy(dir.path());
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v3")
+        .healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(
+        timeline,
+        [
+            "phase lock",
+            "phase deploy standby",
+            &format!("run docker image inspect --format {{{{.Id}}}} {V1_IMAGE_ID}"),
+            "result failed",
+        ]
+    );
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains(&format!(
+            "blue no longer holds v1 and its image {V1_IMAGE_ID} is no longer on this host"
+        )),
+        "{message}"
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Green));
+}
+
+#[test]
+fn a_rollback_re_creates_a_slot_whose_container_runs_another_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_from_green_to_blue(dir.path());
+    // State never heard of it, but blue's container is labelled v9 (made by hand, or by a
+    // run that died before writing state); v1's image is its recorded tag only.
+    let mut state = plan
+        .store()
+        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        .unwrap()
+        .state;
+    state.slots.blue.image = Some("shop:1".into());
+    plan.store().save(&state).unwrap();
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v9")
+        .having_image("shop:1", V1_IMAGE_ID)
+        .healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert!(
+        timeline.iter().any(|l| l.starts_with("run docker run ")
+            && l.contains("--label bluegreen.version=v1")
+            && l.ends_with(" shop:1")),
+        "{timeline:?}"
+    );
+    assert!(
+        result.warnings.iter().any(|w| w.contains("no image ID")),
+        "{:?}",
+        result.warnings
+    );
 }
