@@ -20,6 +20,7 @@ mod host_run;
 mod hostile;
 mod monitor;
 mod properties;
+mod rollback;
 mod switch_modes;
 mod switch_traffic;
 mod validate;
