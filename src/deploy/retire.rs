@@ -4,12 +4,13 @@
 //! outcome goes to history.jsonl, where `command: status` shows it.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::boot::BootPath;
 use crate::exec::CommandLine;
 use crate::input::Slot;
-use crate::state::{HistoryEvent, now_rfc3339};
+use crate::runtime::Runtime;
+use crate::state::{HistoryEvent, SlotRecord, now_rfc3339};
 use crate::switch::SwitchMode;
 
 use super::engine::Engine;
@@ -25,7 +26,7 @@ impl Engine<'_> {
         let retire = &self.plan.retire;
         let drain = humantime::format_duration(retire.drain);
         match retire.old_slot {
-            Retire::Keep => format!("{old} keeps running for instant rollback"),
+            Retire::Keep => format!("{old} keeps running for an instant rollback"),
             Retire::Stop => format!("{old} is stopped after {drain} of draining"),
             Retire::Remove => format!("{old} is stopped and removed after {drain} of draining"),
         }
@@ -36,23 +37,42 @@ impl Engine<'_> {
     pub(super) fn retire(&mut self, old: Slot) {
         let plan = self.plan;
         let retire = &plan.retire;
+        let record = plan
+            .store()
+            .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+            .map(|loaded| loaded.state.slots.get(old).clone())
+            .unwrap_or_default();
+        let version = record.version.as_deref().unwrap_or("its version");
         let outcome = self.phase(Phase::Retire, |me| {
             let mut done = Vec::new();
             if retire.old_slot == Retire::Keep {
-                done.push(format!("kept {old} running for instant rollback"));
+                done.push(format!(
+                    "kept {old} ({version}) running: a rollback switches to it at once"
+                ));
             } else {
                 me.host.pause(retire.drain);
                 let remove = retire.old_slot == Retire::Remove;
+                let stopping = Instant::now();
                 me.stop_slot(old, remove)?;
+                let took = stopping.elapsed();
                 let verb = if remove {
                     "stopped and removed"
                 } else {
                     "stopped"
                 };
-                done.push(format!(
-                    "{verb} {old} after {} of draining",
-                    humantime::format_duration(retire.drain)
-                ));
+                let mut line = format!(
+                    "{verb} {old} ({version}) after {} of draining; the stop took {:.1}s",
+                    humantime::format_duration(retire.drain),
+                    took.as_secs_f64()
+                );
+                if took >= retire.stop_timeout {
+                    line.push_str(&format!(
+                        ": it did not exit within stop-timeout ({}) and was killed",
+                        humantime::format_duration(retire.stop_timeout)
+                    ));
+                }
+                done.push(line);
+                done.push(me.rollback_reach(old, &record, remove));
             }
             done.extend(me.tidy_switch());
             Ok(((), done.join("; ")))
@@ -77,6 +97,23 @@ impl Engine<'_> {
             detail,
             pid: std::process::id(),
         });
+    }
+
+    /// What a rollback to the retired `old` will do, in words.
+    fn rollback_reach(&self, old: Slot, record: &SlotRecord, removed: bool) -> String {
+        let version = record.version.as_deref().unwrap_or("its version");
+        match (self.plan.runtime.runtime, removed) {
+            (Runtime::Command, _) => {
+                format!("a rollback runs the deploy command for {version} in {old} again")
+            }
+            (_, false) => format!("a rollback starts {old} again"),
+            (_, true) => match record.image_id.as_deref().or(record.image.as_deref()) {
+                Some(image) => format!(
+                    "a rollback re-creates {version} from image {image} while this host keeps it"
+                ),
+                None => format!("a rollback cannot re-create {version}: no image is recorded"),
+            },
+        }
     }
 
     /// After the switch: in reload mode, removes a table left by nftables mode (nginx's old

@@ -129,7 +129,7 @@ impl<'a> Engine<'a> {
     ) -> Result<String, Failure> {
         let commands = self.commands();
         let spec = self.slot_spec(slot, version.as_str(), image);
-        for cmd in commands.prepare(&spec) {
+        for cmd in commands.prepare(&spec, self.plan.retire.stop_timeout) {
             self.host.run(&cmd, RUNTIME_COMMAND_TIMEOUT)?;
         }
         let out = self

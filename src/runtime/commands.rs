@@ -85,12 +85,18 @@ impl SlotCommands<'_> {
     }
 
     /// Commands that clear the slot before a new version starts in it (the previous
-    /// container or project of that slot, pulls that must happen first).
-    pub fn prepare(&self, spec: &SlotSpec) -> Vec<CommandLine> {
+    /// container or project of that slot, pulls that must happen first). The slot takes no
+    /// traffic: a docker container is removed at once; a compose project's containers get
+    /// `grace` to stop.
+    pub fn prepare(&self, spec: &SlotSpec, grace: Duration) -> Vec<CommandLine> {
         match self.spec.runtime {
             Runtime::Docker => vec![self.docker.with_args(["rm", "--force", &spec.name()])],
             Runtime::Compose => {
-                let mut cmds = vec![self.compose(spec, &["down", "--remove-orphans"])];
+                let seconds = grace.as_secs().to_string();
+                let mut cmds = vec![self.compose(
+                    spec,
+                    &["down", "--timeout", &seconds, "--remove-orphans"],
+                )];
                 if self.spec.pull == Pull::Always
                     && matches!(self.compose, Some(Compose::Standalone(_)))
                 {

@@ -78,7 +78,7 @@ fn docker_runtime_commands() {
     let c = commands(&spec, None);
     let slot = green(&app);
     assert_eq!(
-        argvs(&c.prepare(&slot)),
+        argvs(&c.prepare(&slot, Duration::from_secs(30))),
         [["docker", "rm", "--force", "shop-green"]]
     );
     assert_eq!(
@@ -164,8 +164,8 @@ fn compose_plugin_runtime_commands() {
     let slot = green(&app);
     let with = |more: &[&'static str]| compose_argv(&["docker", "compose"], more);
     assert_eq!(
-        argvs(&c.prepare(&slot)),
-        [with(&["down", "--remove-orphans"])]
+        argvs(&c.prepare(&slot, Duration::from_secs(30))),
+        [with(&["down", "--timeout", "30", "--remove-orphans"])]
     );
     let start = c.start(&slot);
     assert_eq!(
@@ -204,8 +204,8 @@ fn compose_standalone_runtime_commands() {
     let with = |more: &[&'static str]| compose_argv(&["docker-compose"], more);
     // docker-compose 1.x has no `up --pull`: pulls are a command of their own.
     assert_eq!(
-        argvs(&c.prepare(&slot)),
-        [with(&["down", "--remove-orphans"]), with(&["pull"])]
+        argvs(&c.prepare(&slot, Duration::from_secs(30))),
+        [with(&["down", "--timeout", "30", "--remove-orphans"]), with(&["pull"])]
     );
     assert_eq!(argvs(&[c.start(&slot)]), [with(&["up", "--detach"])]);
     let missing = RuntimeSpec {
@@ -217,8 +217,8 @@ fn compose_standalone_runtime_commands() {
         ..c
     };
     assert_eq!(
-        argvs(&c.prepare(&slot)),
-        [with(&["down", "--remove-orphans"])]
+        argvs(&c.prepare(&slot, Duration::from_secs(30))),
+        [with(&["down", "--timeout", "30", "--remove-orphans"])]
     );
 }
 
@@ -228,7 +228,7 @@ fn command_runtime_commands() {
     let spec = spec(Runtime::Command, Pull::Missing);
     let c = commands(&spec, None);
     let slot = green(&app);
-    assert!(c.prepare(&slot).is_empty());
+    assert!(c.prepare(&slot, Duration::from_secs(30)).is_empty());
     let script = ["sh", "-c", "./deploy.sh", "bluegreen-deploy-command"];
     let grace = Duration::from_secs(30);
     for (cmd, action) in [

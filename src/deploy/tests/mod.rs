@@ -299,7 +299,7 @@ fn compose_is_looked_for_by_the_phase_that_starts_the_standby() {
             "phase deploy standby".to_owned(),
             "run docker compose version".to_owned(),
             "run docker-compose version".to_owned(),
-            format!("run {compose} down --remove-orphans"),
+            format!("run {compose} down --timeout 30 --remove-orphans"),
             format!("run {compose} up --detach"),
         ]
     );
@@ -321,6 +321,46 @@ fn a_failed_retire_is_a_warning_and_the_deploy_stands() {
         result.warnings[0].starts_with("retire of blue failed"),
         "{:?}",
         result.warnings
+    );
+}
+
+/// The retire phase's line after a deploy of `plan` over blue's v1.
+fn retire_line(plan: &DeployPlan) -> String {
+    live(plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new().healthy(Slot::Green, &[true]);
+    let (result, _) = run(plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let retire = result.phases.last().unwrap();
+    assert_eq!(retire.phase, Phase::Retire);
+    retire.detail.clone()
+}
+
+#[test]
+fn the_retire_says_what_the_stop_did_and_what_a_rollback_can_still_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    let line = retire_line(&plan);
+    assert!(
+        line.starts_with("stopped blue (v1) after 5s of draining; the stop took 0.0s; a rollback starts blue again"),
+        "{line}"
+    );
+    // A stop that takes the whole stop-timeout ended in SIGKILL, and says so.
+    plan.retire.stop_timeout = Duration::ZERO;
+    plan.retire.old_slot = super::Retire::Remove;
+    let line = retire_line(&plan);
+    assert!(
+        line.contains("it did not exit within stop-timeout (0s) and was killed"),
+        "{line}"
+    );
+    assert!(
+        line.contains("a rollback cannot re-create v1: no image is recorded"),
+        "{line}"
+    );
+    plan.retire.old_slot = super::Retire::Keep;
+    let line = retire_line(&plan);
+    assert!(
+        line.starts_with("kept blue (v1) running: a rollback switches to it at once"),
+        "{line}"
     );
 }
 
