@@ -375,21 +375,20 @@ impl ValidateRequest {
                 format!("port {port} of standby slot {standby} is free"),
             );
         }
-        let ours =
-            match runtime::slot_containers(
-                &self.docker_cmd,
-                self.runtime,
-                &self.app,
-                standby,
-                runtime::Listing::Running,
-            ) {
-                Some(ps) => ps
-                    .run(COMMAND_TIMEOUT)
-                    .ok()
-                    .filter(|out| !out.stdout.trim().is_empty())
-                    .map(|_| format!("{}-{standby}", self.app)),
-                None => standby_version.map(|v| format!("version {v}")),
-            };
+        let ours = match runtime::slot_containers(
+            &self.docker_cmd,
+            self.runtime,
+            &self.app,
+            standby,
+            runtime::Listing::Running,
+        ) {
+            Some(ps) => ps
+                .run(COMMAND_TIMEOUT)
+                .ok()
+                .filter(|out| !out.stdout.trim().is_empty())
+                .map(|_| format!("{}-{standby}", self.app)),
+            None => standby_version.map(|v| format!("version {v}")),
+        };
         match ours {
             Some(what) => CheckResult::new(
                 name,

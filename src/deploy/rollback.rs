@@ -73,12 +73,7 @@ fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String
 /// changing anything when that image is gone.
 fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, Failure> {
     let plan = e.plan;
-    let version: Version = record
-        .version
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(Error::from)?;
+    let version: Version = record.version.as_deref().unwrap_or_default().parse()?;
     let holds = record.replaced_by.as_deref().map_or_else(
         || "something else".to_owned(),
         |v| format!("version {v}, from a deploy that did not go live"),
@@ -115,7 +110,7 @@ fn rollback_image(
         .into()
     };
     if let Some(id) = record.image_id.as_deref() {
-        let id: Image = id.parse().map_err(Error::from)?;
+        let id: Image = id.parse()?;
         return match e.image_id(&id) {
             Some(found) if found == id => Ok(id),
             _ => Err(gone(format!("its image {id} is no longer on this host"))),
@@ -124,7 +119,7 @@ fn rollback_image(
     let Some(tag) = record.image.as_deref() else {
         return Err(gone("state records no image for it".into()));
     };
-    let tag: Image = tag.parse().map_err(Error::from)?;
+    let tag: Image = tag.parse()?;
     if e.image_id(&tag).is_none() {
         return Err(gone(format!("its image {tag} is not on this host")));
     }

@@ -93,10 +93,8 @@ impl SlotCommands<'_> {
             Runtime::Docker => vec![self.docker.with_args(["rm", "--force", &spec.name()])],
             Runtime::Compose => {
                 let seconds = grace.as_secs().to_string();
-                let mut cmds = vec![self.compose(
-                    spec,
-                    &["down", "--timeout", &seconds, "--remove-orphans"],
-                )];
+                let mut cmds =
+                    vec![self.compose(spec, &["down", "--timeout", &seconds, "--remove-orphans"])];
                 if self.spec.pull == Pull::Always
                     && matches!(self.compose, Some(Compose::Standalone(_)))
                 {
@@ -196,7 +194,13 @@ impl SlotCommands<'_> {
     /// stopped ones too; none under the command runtime, which has nothing of ours to
     /// recognise.
     pub fn containers(&self, spec: &SlotSpec, listing: Listing) -> Option<CommandLine> {
-        super::slot_containers(&self.docker, self.spec.runtime, spec.app, spec.slot, listing)
+        super::slot_containers(
+            &self.docker,
+            self.spec.runtime,
+            spec.app,
+            spec.slot,
+            listing,
+        )
     }
 
     /// The command printing the content ID (`sha256:...`) of `image` as the host has it

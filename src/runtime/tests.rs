@@ -205,7 +205,10 @@ fn compose_standalone_runtime_commands() {
     // docker-compose 1.x has no `up --pull`: pulls are a command of their own.
     assert_eq!(
         argvs(&c.prepare(&slot, Duration::from_secs(30))),
-        [with(&["down", "--timeout", "30", "--remove-orphans"]), with(&["pull"])]
+        [
+            with(&["down", "--timeout", "30", "--remove-orphans"]),
+            with(&["pull"])
+        ]
     );
     assert_eq!(argvs(&[c.start(&slot)]), [with(&["up", "--detach"])]);
     let missing = RuntimeSpec {
@@ -273,8 +276,14 @@ fn what_each_runtime_needs_to_deploy() {
 fn slot_container_queries() {
     let docker = CommandLine::new(["docker"]);
     let app: AppName = "shop".parse().unwrap();
-    let green =
-        slot_containers(&docker, Runtime::Docker, &app, Slot::Green, Listing::Running).unwrap();
+    let green = slot_containers(
+        &docker,
+        Runtime::Docker,
+        &app,
+        Slot::Green,
+        Listing::Running,
+    )
+    .unwrap();
     assert_eq!(
         green.argv(),
         [

@@ -243,7 +243,11 @@ impl State {
 /// Checks an image content ID as Docker prints it: `sha256:` and 64 lower-case hex digits.
 pub fn parse_image_id(text: &str) -> Result<Image> {
     let hex = text.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(Error::invalid(
             "image ID",
             format!("{text:?}: expected sha256: and 64 hex digits"),

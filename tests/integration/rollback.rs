@@ -13,13 +13,21 @@ fn point_tag(tag: &str, image: &str) {
         .args(["tag", image, tag])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The content ID of an image or of a container's image.
 fn image_id(of: &[&str]) -> String {
     let out = Command::new("docker").args(of).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -45,13 +53,16 @@ fn v2_live_after_a_failed_v3(t: &Target, tag: &str, inputs: &[(&str, &str)]) -> 
     let failed = t.run(&failing);
     assert_result(&failed, "failed");
     assert_eq!(t.live(), ("green".into(), "v2".into()));
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(t.state_dir().join("state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.state_dir().join("state.json")).unwrap())
+            .unwrap();
     assert_eq!(state["slots"]["blue"]["version"], "v1", "{state}");
     assert_eq!(state["slots"]["blue"]["replaced_by"], "v3", "{state}");
-    assert_eq!(state["slots"]["blue"]["image_id"], good_id.as_str(), "{state}");
+    assert_eq!(
+        state["slots"]["blue"]["image_id"],
+        good_id.as_str(),
+        "{state}"
+    );
     good_id
 }
 
@@ -65,13 +76,19 @@ fn a_rollback_after_a_failed_deploy_brings_back_the_version_it_names() {
     let run = t.run(&[("COMMAND", "rollback")]);
     assert_result(&run, "rolled-back");
     assert!(
-        run.log.contains(&format!("re-creating v1 from image {good_id}")),
+        run.log
+            .contains(&format!("re-creating v1 from image {good_id}")),
         "{}",
         run.log
     );
     assert_eq!(t.live(), ("blue".into(), "v1".into()));
     assert_eq!(
-        image_id(&["inspect", "--format", "{{.Image}}", &format!("{}-blue", t.app)]),
+        image_id(&[
+            "inspect",
+            "--format",
+            "{{.Image}}",
+            &format!("{}-blue", t.app)
+        ]),
         good_id,
         "blue runs v1's build, not the failed one the tag names now"
     );

@@ -140,9 +140,21 @@ fn rollback_after_a_failed_deploy(dir: &std::path::Path) -> DeployPlan {
     let mut plan = plan(dir, Runtime::Docker);
     plan.operation = Operation::Rollback;
     let state = crate::state::State::new(&plan.app)
-        .after_switch(Slot::Blue, plan.ports, Some("v1"), Some("shop:latest"), "t0")
+        .after_switch(
+            Slot::Blue,
+            plan.ports,
+            Some("v1"),
+            Some("shop:latest"),
+            "t0",
+        )
         .with_image_id(Slot::Blue, Some(V1_IMAGE_ID))
-        .after_switch(Slot::Green, plan.ports, Some("v2"), Some("shop:latest"), "t1")
+        .after_switch(
+            Slot::Green,
+            plan.ports,
+            Some("v2"),
+            Some("shop:latest"),
+            "t1",
+        )
         .replacing(Slot::Blue, "v3");
     plan.store().save(&state).unwrap();
     plan
@@ -216,7 +228,9 @@ fn a_rollback_re_creates_a_replaced_version_from_its_image_id() {
             "phase deploy standby",
             &format!("run docker image inspect --format {{{{.Id}}}} {V1_IMAGE_ID}"),
             "run docker rm --force shop-blue",
-            &format!("run docker run --detach --name shop-blue --pull never --publish 127.0.0.1:3001:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=blue --label bluegreen.version=v1 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=blue --env BLUEGREEN_PORT=3001 --env BLUEGREEN_IMAGE={V1_IMAGE_ID} --env BLUEGREEN_VERSION=v1 {V1_IMAGE_ID}"),
+            &format!(
+                "run docker run --detach --name shop-blue --pull never --publish 127.0.0.1:3001:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=blue --label bluegreen.version=v1 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=blue --env BLUEGREEN_PORT=3001 --env BLUEGREEN_IMAGE={V1_IMAGE_ID} --env BLUEGREEN_VERSION=v1 {V1_IMAGE_ID}"
+            ),
             "phase health-check standby",
             "health http://127.0.0.1:3001/health x2",
             "phase switch",
