@@ -15,10 +15,10 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::config::{default_state_dir, default_upstream_file, defaults};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 use crate::input::{
-    AppName, HostPath, HttpUrl, Port, SlotPorts, parse_port, parse_time_limit, parse_wait,
+    AppName, HostPath, HttpUrl, Port, Slot, SlotPorts, parse_port, parse_time_limit, parse_wait,
 };
 use crate::state::StateStore;
 use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchMode, SwitchRequest};
@@ -60,19 +60,37 @@ pub fn state_store(app: &AppName, dir: Option<&HostPath>) -> StateStore {
 /// `--blue-port` and `--green-port`.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
-    /// Loopback port of the blue slot.
-    #[arg(long, default_value = defaults::BLUE_PORT, value_parser = parse_port, value_name = "PORT")]
-    pub blue_port: u16,
+    /// Loopback port of the blue slot [default: the port state.json records, else 3001].
+    #[arg(long, value_parser = parse_port, value_name = "PORT")]
+    pub blue_port: Option<u16>,
 
-    /// Loopback port of the green slot.
-    #[arg(long, default_value = defaults::GREEN_PORT, value_parser = parse_port, value_name = "PORT")]
-    pub green_port: u16,
+    /// Loopback port of the green slot [default: the port state.json records, else 3002].
+    #[arg(long, value_parser = parse_port, value_name = "PORT")]
+    pub green_port: Option<u16>,
 }
 
 impl PortArgs {
-    /// The validated pair.
-    pub fn ports(&self) -> Result<SlotPorts> {
-        SlotPorts::new(self.blue_port, self.green_port)
+    /// The slots' ports: each from its flag, else from what `app`'s state.json in `store`
+    /// records, else the default. A flag that names another port than state records is an
+    /// error: the helper would check or switch a port the app's slots do not use.
+    pub fn ports(&self, app: &AppName, store: &StateStore) -> Result<SlotPorts> {
+        let recorded = store.read(app);
+        let recorded = |slot: Slot| recorded.as_ref().and_then(|s| s.slots.get(slot).port);
+        let pick = |slot: Slot, flag: Option<u16>, default: &str| match (flag, recorded(slot)) {
+            (Some(given), Some(known)) if given != known => Err(Error::invalid(
+                format!("--{slot}-port"),
+                format!(
+                    "{given} is not the port {known} that {} records for {slot}; leave the flag out to use {known}",
+                    store.state_path().display()
+                ),
+            )),
+            (Some(port), _) | (None, Some(port)) => Ok(port),
+            (None, None) => parse_port(default),
+        };
+        SlotPorts::new(
+            pick(Slot::Blue, self.blue_port, defaults::BLUE_PORT)?,
+            pick(Slot::Green, self.green_port, defaults::GREEN_PORT)?,
+        )
     }
 }
 
@@ -188,12 +206,18 @@ impl SwitchParts<'_> {
         Ok(config.resolve(|probe| probe.run(crate::config::seconds(defaults::TCP_TIMEOUT))))
     }
 
+    /// The slots' ports (see [`PortArgs::ports`]).
+    pub fn ports(&self) -> Result<SlotPorts> {
+        self.ports
+            .ports(self.app, &state_store(self.app, self.state_dir))
+    }
+
     /// The switch mode the app's state records, else the default.
     fn recorded_mode(&self) -> Result<SwitchMode> {
         let store = state_store(self.app, self.state_dir);
         let upstream = self.nginx.upstream_file(self.app);
         let recorded = store
-            .load(self.app, upstream.as_path(), self.ports.ports()?)?
+            .load(self.app, upstream.as_path(), self.ports()?)?
             .state
             .switch_mode;
         Ok(recorded.unwrap_or(SwitchMode::Auto))
@@ -202,7 +226,7 @@ impl SwitchParts<'_> {
     /// A switch request for `intent`; fails on bad input before anything is touched.
     pub fn request(&self, intent: Intent, dry_run: bool) -> Result<SwitchRequest> {
         let (config, _) = self.config()?;
-        let ports = self.ports.ports()?;
+        let ports = self.ports()?;
         if let Some(problem) = config.problem_with(ports) {
             return Err(crate::error::Error::invalid("--service-port", problem));
         }

@@ -106,7 +106,7 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         runtime: cli.runtime,
         docker_cmd: CommandLine::parse(&cli.docker_cmd, "--docker-cmd")?,
         min_free_disk_mb: cli.min_free_disk_mb,
-        ports: cli.ports.ports()?,
+        ports: cli.ports.ports(&cli.app.app, &cli.app.store())?,
         tcp: cli.tcp.clone(),
         tcp_timeout: cli.tcp_timeout,
         nft: nftables.then(|| NftSwitch::new(&cli.app.app, cli.service_port.get(), nft.clone())),

@@ -374,6 +374,13 @@ impl StateStore {
         })
     }
 
+    /// The state `state.json` holds for `app`, when it exists and is valid (nothing is
+    /// rebuilt).
+    pub fn read(&self, app: &AppName) -> Option<State> {
+        let text = read_optional(&self.state_path()).ok()??;
+        State::parse(&text, app).ok()
+    }
+
     /// Writes `state.json` atomically.
     pub fn save(&self, state: &State) -> Result<()> {
         self.ensure_dir()?;

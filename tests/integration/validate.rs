@@ -234,3 +234,66 @@ fn bad_input_is_a_usage_error() {
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
     }
 }
+
+/// `args` without the flag `name` and its value.
+fn without(args: &[String], name: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == name).unwrap();
+    let mut rest = args.to_vec();
+    rest.drain(at..at + 2);
+    rest
+}
+
+#[test]
+fn without_port_flags_the_ports_come_from_state() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    // Something else holds the recorded green port: validate must look at that port, not
+    // at the default 3002.
+    let squatter = TcpListener::bind(("127.0.0.1", site.green_port)).unwrap();
+    let args = without(&without(&site_args(&site), "--blue-port"), "--green-port");
+    let r = validate(&args, &["--runtime", "command"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(status_of(&report, "standby-port"), "fail", "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("port {}", site.green_port)),
+        "{report}"
+    );
+    drop(squatter);
+}
+
+#[test]
+fn a_port_flag_that_disagrees_with_state_is_refused() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    let state = std::fs::read_to_string(site.state_dir.join("state.json")).unwrap();
+    let wrong = (site.green_port + 1).to_string();
+    let mut args = without(&site_args(&site), "--green-port");
+    args.extend(["--green-port".to_owned(), wrong.clone()]);
+    let r = validate(&args, &["--runtime", "command"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains(&format!(
+            "invalid --green-port: {wrong} is not the port {} that",
+            site.green_port
+        )),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.state_dir.join("state.json")).unwrap(),
+        state,
+        "nothing changed"
+    );
+}
