@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::boot::RestoreReport;
-use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result, RunError};
 use crate::health::HealthReport;
 use crate::monitor::MonitorOutcome;
 use crate::switch::SwitchReport;
@@ -47,19 +47,24 @@ pub fn finish<R: Report>(json: bool, result: Result<R>) -> ExitCode {
 /// Prints an error (`{"error", "kind", "exit_code"}` in JSON mode, `error: ...` on stderr
 /// otherwise) and returns its exit code.
 pub fn fail(json: bool, e: &Error) -> ExitCode {
+    fail_run(json, &RunError::from(e))
+}
+
+/// Like [`fail`], for an error a run reported.
+pub fn fail_run(json: bool, e: &RunError) -> ExitCode {
     if json {
         println!(
             "{}",
             serde_json::json!({
-                "error": e.to_string(),
-                "kind": e.kind(),
-                "exit_code": e.exit_code(),
+                "error": e.message,
+                "kind": e.kind,
+                "exit_code": e.kind.exit_code(),
             })
         );
     } else {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", e.message);
     }
-    ExitCode::from(e.exit_code())
+    ExitCode::from(e.kind.exit_code())
 }
 
 fn seconds(ms: u64) -> String {

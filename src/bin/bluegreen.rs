@@ -1,13 +1,13 @@
 //! `bluegreen`: every host-side helper in one binary, so a host receives one file.
 //!
-//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore ARGS`, or called through a
+//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore|status ARGS`, or called through a
 //! link named after a helper (`validate ARGS`), like busybox.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use bluegreen::cli::{deploy, health_check, monitor, restore, switch_traffic, validate};
+use bluegreen::cli::{deploy, health_check, monitor, restore, status, switch_traffic, validate};
 use clap::Parser;
 
 /// Zero-downtime blue-green deploys behind nginx: the host-side helpers.
@@ -20,6 +20,7 @@ enum Command {
     Monitor(monitor::Cli),
     Deploy(deploy::Cli),
     Restore(restore::Cli),
+    Status(status::Cli),
 }
 
 const HELPERS: [&str; 4] = ["validate", "health-check", "switch-traffic", "monitor"];
@@ -42,5 +43,6 @@ fn main() -> ExitCode {
         Command::Monitor(cli) => monitor::main(cli),
         Command::Deploy(cli) => deploy::main(cli),
         Command::Restore(cli) => restore::main(cli),
+        Command::Status(cli) => status::main(cli),
     }
 }

@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod health_check;
 pub mod monitor;
 pub mod restore;
+pub mod status;
 pub mod switch_traffic;
 pub mod validate;
 

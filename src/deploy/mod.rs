@@ -41,7 +41,7 @@ use crate::cancel::Cancel;
 pub use engine::Engine;
 pub use host::{Host, SystemHost};
 pub use plan::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
-pub use protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord};
+pub use protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport};
 
 /// Runs `plan` on this host, announcing events to `emit` and stopping early when `cancel`
 /// is raised before traffic has moved; returns the result (also emitted as the last event).

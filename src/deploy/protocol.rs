@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::RunError;
 use crate::input::Slot;
 use crate::monitor::MonitorReport;
+use crate::switch::SwitchMode;
 
 /// A step of a run: the runner's own (connect, ship helpers, image transfer), then the
 /// host's.
@@ -141,6 +142,54 @@ pub struct DeployResult {
     pub switch_mode: Option<crate::switch::SwitchMode>,
     /// Why that mode.
     pub switch_mode_reason: Option<String>,
+    /// What the host holds and serves (status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusReport>,
+}
+
+/// What `status` found: what state records, what nginx routes to, what each slot runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The app.
+    pub app: String,
+    /// The live slot state records.
+    pub active: Option<Slot>,
+    /// The rollback target state records.
+    pub previous: Option<Slot>,
+    /// The slot nginx routes to now (the upstream file, or the nftables rule).
+    pub routed: Option<Slot>,
+    /// How the last switch moved traffic, as state records it.
+    pub switch_mode: Option<SwitchMode>,
+    /// Each slot.
+    pub slots: Vec<SlotStatus>,
+    /// The latest history lines.
+    pub history: Vec<String>,
+    /// What is wrong: nginx and state disagree, the live slot does not answer.
+    pub problems: Vec<String>,
+}
+
+/// One slot as status sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotStatus {
+    /// Which slot.
+    pub slot: Slot,
+    /// Its loopback port.
+    pub port: u16,
+    /// The version last live in it, as state records it.
+    pub version: Option<String>,
+    /// That version's image.
+    pub image: Option<String>,
+    /// A version that replaced it there without going live.
+    pub replaced_by: Option<String>,
+    /// Whether its container (docker) or project (compose) runs; `None` when the runtime
+    /// cannot tell (command runtime).
+    pub running: Option<bool>,
+    /// The version label of its container (docker).
+    pub running_version: Option<String>,
+    /// Whether its health URL answered healthy.
+    pub healthy: bool,
+    /// The answer of its health URL.
+    pub answer: String,
 }
 
 impl DeployResult {

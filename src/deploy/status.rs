@@ -1,56 +1,174 @@
-//! The status operation (`command: status`): the host's state and its latest history.
+//! The status operation (`command: status`, `bluegreen status`): what state records, what
+//! nginx really routes to (the upstream file, or the nftables rule in that mode), what each
+//! slot runs and whether it answers, and the latest history. Changes nothing and takes no
+//! lock; says what is wrong when nginx and state disagree or the live slot does not answer.
 
 use crate::fsutil::read_optional;
 use crate::input::Slot;
-use crate::state::HistoryEvent;
+use crate::state::{HistoryEvent, State};
 
 use super::engine::{Engine, Failure};
-use super::protocol::{Outcome, Phase};
+use super::protocol::{Outcome, Phase, SlotStatus, StatusReport};
 
 /// How many history lines status reports.
 const STATUS_HISTORY_LINES: usize = 10;
 
-/// Reports the state and the latest history lines.
+/// Reports the state, what nginx routes to, each slot, and the latest history lines.
 pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
-    let store = e.plan.store();
-    let history = e.phase(Phase::Status, |me| {
+    let report = e.phase(Phase::Status, |me| {
         let state = me.load_state()?;
-        let text = read_optional(&store.history_path())?.unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let first = lines.len().saturating_sub(STATUS_HISTORY_LINES);
-        let tail: Vec<String> = lines[first..]
-            .iter()
-            .enumerate()
-            .map(|(i, line)| match HistoryEvent::parse(line) {
-                Ok(event) => event.describe(),
-                Err(e) => format!(
-                    "(line {} of history.jsonl is unreadable: {e})",
-                    first + i + 1
-                ),
-            })
+        let recorded = me.switch.as_recorded(state.switch_mode, state.service_port);
+        let routed = me.host.routed(&recorded, &me.plan.app, me.plan.ports)?;
+        let slots: Vec<SlotStatus> = [Slot::Blue, Slot::Green]
+            .into_iter()
+            .map(|slot| slot_status(me, &state, slot))
             .collect();
-        for line in &tail {
-            me.log(line);
-        }
-        let describe = |slot: Slot| {
-            let r = state.slots.get(slot);
-            format!(
-                "{slot}: port {}, version {}",
-                r.port.map_or("-".into(), |p| p.to_string()),
-                r.version.as_deref().unwrap_or("-")
-            )
+        let report = StatusReport {
+            app: me.plan.app.to_string(),
+            active: state.active,
+            previous: state.previous,
+            routed,
+            switch_mode: state.switch_mode,
+            problems: problems(&state, routed, &slots),
+            slots,
+            history: history_tail(me)?,
         };
-        Ok((
-            tail,
-            format!(
-                "active {}, previous {}; {}; {}",
-                state.active.map_or("none", Slot::as_str),
-                state.previous.map_or("none", Slot::as_str),
-                describe(Slot::Blue),
-                describe(Slot::Green)
-            ),
-        ))
+        for line in report.lines() {
+            me.log(&line);
+        }
+        let summary = format!(
+            "active {}, previous {}; nginx routes to {}; {}",
+            name(report.active),
+            name(report.previous),
+            name(report.routed),
+            report
+                .slots
+                .iter()
+                .map(slot_line)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Ok((report, summary))
     })?;
-    e.result.history = history;
+    e.result.warnings.extend(report.problems.iter().cloned());
+    e.result.history = report.history.clone();
+    e.result.status = Some(report);
     Ok(Outcome::Unchanged)
+}
+
+/// `slot` as state records it and as the host shows it now.
+fn slot_status(e: &mut Engine, state: &State, slot: Slot) -> SlotStatus {
+    let record = state.slots.get(slot);
+    let probe = e.probe_once(slot);
+    SlotStatus {
+        slot,
+        port: e.plan.ports.port(slot),
+        version: record.version.clone(),
+        image: record.image.clone(),
+        replaced_by: record.replaced_by.clone(),
+        running: e.slot_runs(slot),
+        running_version: e.running_version(slot).map(|v| v.as_str().to_owned()),
+        healthy: probe.healthy,
+        answer: probe.last_problem.or(probe.last_answer).unwrap_or_default(),
+    }
+}
+
+/// What an operator must hear about: nginx and state disagreeing, a live slot that does
+/// not answer or whose container does not run.
+fn problems(state: &State, routed: Option<Slot>, slots: &[SlotStatus]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if routed.is_some() && routed != state.active {
+        problems.push(format!(
+            "state says {} is live but nginx routes to {} (a switch by hand, or a run that stopped half-way); the next deploy reconciles them",
+            name(state.active),
+            name(routed)
+        ));
+    }
+    let mut live: Vec<Slot> = routed.into_iter().chain(state.active).collect();
+    live.dedup();
+    for slot in live {
+        let s = &slots[usize::from(slot == Slot::Green)];
+        if !s.healthy {
+            problems.push(format!(
+                "{slot} takes traffic but does not answer healthy: {}",
+                s.answer
+            ));
+        }
+        if s.running == Some(false) {
+            problems.push(format!(
+                "{slot} takes traffic but its container is not running"
+            ));
+        }
+    }
+    problems
+}
+
+/// The latest history lines, described.
+fn history_tail(e: &Engine) -> Result<Vec<String>, Failure> {
+    let text = read_optional(&e.plan.store().history_path())?.unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines.len().saturating_sub(STATUS_HISTORY_LINES);
+    Ok(lines[first..]
+        .iter()
+        .enumerate()
+        .map(|(i, line)| match HistoryEvent::parse(line) {
+            Ok(event) => event.describe(),
+            Err(e) => format!(
+                "(line {} of history.jsonl is unreadable: {e})",
+                first + i + 1
+            ),
+        })
+        .collect())
+}
+
+fn name(slot: Option<Slot>) -> &'static str {
+    slot.map_or("none", Slot::as_str)
+}
+
+/// One slot in one line.
+fn slot_line(s: &SlotStatus) -> String {
+    let mut line = format!(
+        "{}: port {}, version {}",
+        s.slot,
+        s.port,
+        s.version.as_deref().unwrap_or("-")
+    );
+    if let Some(v) = &s.replaced_by {
+        line.push_str(&format!(" (gone: replaced by {v}, which never went live)"));
+    }
+    match (s.running, &s.running_version) {
+        (Some(true), Some(v)) => line.push_str(&format!(", running {v}")),
+        (Some(true), None) => line.push_str(", running"),
+        (Some(false), _) => line.push_str(", not running"),
+        (None, _) => {}
+    }
+    line.push_str(if s.healthy {
+        ", healthy"
+    } else {
+        ", not answering healthy"
+    });
+    line
+}
+
+impl StatusReport {
+    /// The report as lines for a person: where traffic goes, each slot, what is wrong,
+    /// the history.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{}: nginx routes to {}; state: active {}, previous {}{}",
+            self.app,
+            name(self.routed),
+            name(self.active),
+            name(self.previous),
+            self.switch_mode
+                .map_or(String::new(), |m| format!(", switched by {m}"))
+        )];
+        lines.extend(self.slots.iter().map(|s| format!("  {}", slot_line(s))));
+        lines.extend(self.problems.iter().map(|p| format!("problem: {p}")));
+        if !self.history.is_empty() {
+            lines.push("recent history:".into());
+            lines.extend(self.history.iter().map(|h| format!("  {h}")));
+        }
+        lines
+    }
 }

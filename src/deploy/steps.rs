@@ -210,6 +210,22 @@ impl<'a> Engine<'a> {
             .healthy
     }
 
+    /// One probe of `slot`'s health URL, for a report (no waiting for a slot that is down).
+    pub(super) fn probe_once(&self, slot: Slot) -> crate::health::HealthReport {
+        let check = HealthCheck {
+            url: self.plan.health_url(slot),
+            timeout: PROBE_REQUEST_TIMEOUT,
+            healthy_threshold: 1,
+            interval: PROBE_REQUEST_TIMEOUT,
+            max_interval: PROBE_REQUEST_TIMEOUT,
+            request_timeout: PROBE_REQUEST_TIMEOUT,
+            criteria: HealthCriteria::new(StatusSet::default(), false),
+            cancel: self.cancel.clone(),
+        };
+        let quiet = |_: &str| {};
+        self.host.health_check(&check, &Progress::lines(&quiet))
+    }
+
     /// The one way traffic moves in a run: a switch as `intent` says, inside `phase`.
     pub(super) fn switch_to(
         &mut self,

@@ -120,6 +120,21 @@ impl SwitchConfig {
         NftSwitch::new(app, self.service_port.get(), self.nft_cmd.clone())
     }
 
+    /// The same configuration in the mode state records (nftables on its recorded service
+    /// port, or reload), to read where traffic goes now; unchanged when state records none.
+    pub fn as_recorded(&self, mode: Option<SwitchMode>, service_port: Option<u16>) -> SwitchConfig {
+        let mut config = self.clone();
+        match (mode, service_port.map(Port::try_from)) {
+            (Some(SwitchMode::Nftables), Some(Ok(port))) => {
+                config.mode = SwitchMode::Nftables;
+                config.service_port = port;
+            }
+            (Some(SwitchMode::Reload), _) => config.mode = SwitchMode::Reload,
+            _ => {}
+        }
+        config
+    }
+
     /// The built-in upstream template of the mode.
     pub fn builtin_template(&self) -> Template {
         Template::builtin(self.mode == SwitchMode::Nftables)

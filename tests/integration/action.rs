@@ -196,6 +196,14 @@ fn the_rollback_command_goes_back_to_the_previous_slot() {
         "{}",
         status.log
     );
+    // What nginx really routes to (here the nftables rule), beside what state says.
+    assert!(
+        status.log.contains(
+            "nginx routes to blue; state: active blue, previous green, switched by nftables"
+        ),
+        "{}",
+        status.log
+    );
 }
 
 #[test]

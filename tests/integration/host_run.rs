@@ -17,9 +17,7 @@ use bluegreen::runtime::{Pull, Runtime, RuntimeSpec};
 use bluegreen::switch::{SwitchConfig, SwitchMode};
 use serde_json::Value;
 
-use crate::support::{DEMO_APP, Site};
-
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+use crate::support::{BLUEGREEN, DEMO_APP, Site};
 
 /// The command runtime's script: the demo app in the background, one pid file per slot.
 const SLOT_SCRIPT: &str = r#"pidfile="$SLOT_PIDS/$BLUEGREEN_SLOT.pid"

@@ -21,6 +21,7 @@ mod hostile;
 mod monitor;
 mod properties;
 mod rollback;
+mod status;
 mod switch_modes;
 mod switch_traffic;
 mod validate;

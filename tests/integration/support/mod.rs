@@ -30,6 +30,7 @@ pub const VALIDATE: &str = env!("CARGO_BIN_EXE_validate");
 pub const HEALTH_CHECK: &str = env!("CARGO_BIN_EXE_health-check");
 pub const SWITCH_TRAFFIC: &str = env!("CARGO_BIN_EXE_switch-traffic");
 pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
+pub const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
 
 /// The app name every test deploys.
 pub const APP: &str = "shop";

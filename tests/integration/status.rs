@@ -1,0 +1,120 @@
+//! `bluegreen status` by hand against a real nginx and real slots: what state records, what
+//! nginx really routes to, what each slot answers, and an exit code that says whether
+//! something needs a look.
+
+use std::process::Command;
+
+use crate::support::{APP, BLUEGREEN, Site, run};
+
+/// `bluegreen status` for `site` (command runtime: the slots are plain processes).
+fn status(site: &Site, json: bool) -> crate::support::Run {
+    let mut args = vec![
+        "status".to_owned(),
+        "--app".into(),
+        APP.into(),
+        "--state-dir".into(),
+        site.state_dir.display().to_string(),
+        "--upstream-file".into(),
+        site.nginx.upstream_file.display().to_string(),
+        "--runtime".into(),
+        "command".into(),
+    ];
+    if json {
+        args.push("--json".into());
+    }
+    run(BLUEGREEN, &args)
+}
+
+#[test]
+fn status_reports_state_routing_and_each_slot_and_takes_ports_from_state() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    // No port flags: the ports come from state.json (this site's are not 3001/3002).
+    let r = status(&site, true);
+    assert_eq!(r.code, 0, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["routed"], "blue", "{report}");
+    assert_eq!(report["active"], "blue", "{report}");
+    assert_eq!(report["slots"][0]["port"], site.blue_port, "{report}");
+    assert_eq!(report["slots"][0]["version"], "v1", "{report}");
+    assert_eq!(report["slots"][0]["healthy"], true, "{report}");
+    assert_eq!(report["slots"][1]["healthy"], false, "{report}");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report}");
+    assert!(
+        report["history"][0].as_str().unwrap().contains("switch"),
+        "{report}"
+    );
+
+    let text = status(&site, false);
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout
+            .starts_with("shop: nginx routes to blue; state: active blue, previous none"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains(&format!(
+            "blue: port {}, version v1, healthy",
+            site.blue_port
+        )),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn status_says_when_nginx_routes_elsewhere_than_state_records() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    // A hand edit of the upstream file to green, and a reload: state still says blue.
+    std::fs::write(
+        &site.nginx.upstream_file,
+        format!(
+            "upstream {APP} {{\n    server 127.0.0.1:{};\n}}\n",
+            site.green_port
+        ),
+    )
+    .unwrap();
+    let reload = site.nginx.reload_cmd();
+    let words: Vec<&str> = reload.split_whitespace().collect();
+    assert!(
+        Command::new(words[0])
+            .args(&words[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while site.served_slot() != "green" {
+        assert!(std::time::Instant::now() < deadline, "nginx did not reload");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let r = status(&site, true);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(
+        (report["active"].as_str(), report["routed"].as_str()),
+        (Some("blue"), Some("green")),
+        "{report}"
+    );
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("state says blue is live but nginx routes to green"),
+        "{report}"
+    );
+}
