@@ -70,11 +70,10 @@ impl Template {
         }
     }
 
-    /// The user's template at `path`.
-    pub fn from_file(path: &Path) -> Result<Template> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid("--template", format!("cannot read {}: {e}", path.display()))
-        })?;
+    /// The user's template at `path`, given as the setting `setting` (named in errors).
+    pub fn from_file(path: &Path, setting: &str) -> Result<Template> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(setting, format!("cannot read {}: {e}", path.display())))?;
         Ok(Template {
             name: path.display().to_string(),
             source,
@@ -210,7 +209,7 @@ mod tests {
         let path = dir.path().join("t.j2");
         std::fs::write(&path, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }").unwrap();
         let ctx = UpstreamContext::new(&app(), Slot::Blue, ports(), None);
-        let err = Template::from_file(&path)
+        let err = Template::from_file(&path, "--template")
             .unwrap()
             .render(&ctx)
             .unwrap_err();

@@ -57,7 +57,8 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
+    /// A check named `name` with its verdict and what was found.
+    pub fn new(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
         CheckResult {
             name: name.into(),
             status,

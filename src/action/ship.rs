@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+use crate::fsutil::sha256_hex;
 
 use crate::error::{Error, Result};
 
@@ -66,14 +66,6 @@ pub fn elf_machine(binary: &[u8]) -> Option<&'static str> {
         0xb7 => Some("aarch64"),
         _ => None,
     }
-}
-
-/// The hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A helper binary the runner can ship.
@@ -324,13 +316,5 @@ mod tests {
                 "another user's directory"
             );
         }
-    }
-
-    #[test]
-    fn sha256_of_known_text() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

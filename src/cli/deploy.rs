@@ -40,7 +40,7 @@ pub fn main(cli: Cli) -> ExitCode {
     if let Some(expected) = &cli.expect_sha256 {
         let exe = std::env::current_exe().unwrap_or_default();
         // /proc/self/exe is the image this process runs, even if the file was replaced.
-        let actual = std::fs::read("/proc/self/exe").map(|b| crate::action::ship::sha256_hex(&b));
+        let actual = std::fs::read("/proc/self/exe").map(|b| crate::fsutil::sha256_hex(&b));
         if actual.as_deref().ok() != Some(expected.as_str()) {
             println!(
                 "{}need {} {}",

@@ -232,7 +232,7 @@ impl SwitchParts<'_> {
             return Err(crate::error::Error::invalid("--service-port", problem));
         }
         let template = match &self.switch.template {
-            Some(path) => Template::from_file(path)?,
+            Some(path) => Template::from_file(path, "--template")?,
             None => config.builtin_template(),
         };
         Ok(SwitchRequest {

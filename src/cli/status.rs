@@ -107,6 +107,7 @@ fn plan(cli: &Cli) -> Result<DeployPlan> {
             verify_timeout: config::seconds(defaults::VERIFY_TIMEOUT),
             nft_cmd: CommandLine::parse(&cli.nft_command, "--nft-command")?,
         },
+        upstream_template: None,
         watch: WatchSpec {
             url: None,
             duration: std::time::Duration::ZERO,

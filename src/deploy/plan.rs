@@ -132,6 +132,9 @@ pub struct DeployPlan {
     pub health: HealthSpec,
     /// How traffic is switched.
     pub switch: SwitchConfig,
+    /// The user's template for the upstream file, on the host (else the built-in one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_template: Option<HostPath>,
     /// How the new version is watched.
     pub watch: WatchSpec,
     /// What happens to the old slot.

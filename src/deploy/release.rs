@@ -88,7 +88,7 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     let intent =
         Intent::switch_to(SwitchTarget::Slot(standby)).recording(Some(plan.version.clone()), None);
-    let request = e.switch_request(intent, true);
+    let request = e.switch_request(intent, true)?;
     let quiet = |_: &str| {};
     let report = e
         .host

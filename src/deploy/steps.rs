@@ -14,7 +14,8 @@ use crate::progress::Progress;
 use crate::runtime::{Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
 use crate::state::{SlotRecord, parse_image_id};
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchMode, SwitchReport, SwitchRequest};
-use crate::validate::{CheckStatus, ValidateRequest};
+use crate::upstream::{Template, UpstreamContext};
+use crate::validate::{CheckResult, CheckStatus, ValidateRequest};
 
 use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
 use super::protocol::Phase;
@@ -56,7 +57,8 @@ impl<'a> Engine<'a> {
             boot: (self.switch.mode == SwitchMode::Nftables).then(|| self.boot_path()),
         };
         self.phase(Phase::Validate, |me| {
-            let report = me.host.validate(&request);
+            let mut report = me.host.validate(&request);
+            report.checks.extend(me.template_check());
             for c in &report.checks {
                 me.log(&format!("{} {}: {}", c.status.as_str(), c.name, c.detail));
             }
@@ -77,6 +79,22 @@ impl<'a> Engine<'a> {
                 ))
                 .into())
             }
+        })
+    }
+
+    /// The check of the user's upstream template: it reads and renders (for the standby),
+    /// so a broken one stops the run before a standby starts. None without one.
+    fn template_check(&self) -> Option<CheckResult> {
+        let path = self.plan.upstream_template.as_ref()?;
+        let ctx = UpstreamContext::new(&self.plan.app, Slot::Blue, self.plan.ports, None);
+        let rendered = self.template().and_then(|t| t.render(&ctx));
+        Some(match rendered {
+            Ok(_) => CheckResult::new(
+                "upstream-template",
+                CheckStatus::Pass,
+                format!("{path} renders"),
+            ),
+            Err(e) => CheckResult::new("upstream-template", CheckStatus::Fail, e.to_string()),
         })
     }
 
@@ -232,9 +250,12 @@ impl<'a> Engine<'a> {
         phase: Phase,
         intent: Intent,
     ) -> Result<SwitchReport, Failure> {
-        let request = self.switch_request(intent, false);
         self.phase(phase, |me| {
+            let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
+            for w in &report.warnings {
+                me.result.warnings.push(w.clone());
+            }
             let (to, port) = (report.to, report.port);
             let detail = match (request.intent.event, &request.intent.reason) {
                 (SwitchEvent::Switch, _) => {
@@ -252,18 +273,30 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// The upstream template: the plan's `upstream-template`, else the mode's built-in one.
+    pub(super) fn template(&self) -> Result<Template, Error> {
+        match &self.plan.upstream_template {
+            Some(path) => Template::from_file(path.as_path(), "upstream-template"),
+            None => Ok(self.switch.builtin_template()),
+        }
+    }
+
     /// The request of a switch of this app as `intent` says, under the lock the run holds.
-    pub(super) fn switch_request(&self, intent: Intent, dry_run: bool) -> SwitchRequest {
-        SwitchRequest {
+    pub(super) fn switch_request(
+        &self,
+        intent: Intent,
+        dry_run: bool,
+    ) -> Result<SwitchRequest, Error> {
+        Ok(SwitchRequest {
             app: self.plan.app.clone(),
             store: self.plan.store(),
             ports: self.plan.ports,
             config: self.switch.clone(),
-            template: self.switch.builtin_template(),
+            template: self.template()?,
             intent,
             lock: LockPolicy::HeldByCaller,
             dry_run,
-        }
+        })
     }
 
     /// Watches the live URL after the switch to `slot`; fails when a threshold breaks.

@@ -101,6 +101,10 @@ pub struct State {
     /// The service port nginx proxies to in nftables mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_port: Option<u16>,
+    /// The sha256 of the upstream file as the last switch wrote it: a file that no longer
+    /// matches was edited by hand since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_sha256: Option<String>,
 }
 
 impl State {
@@ -115,6 +119,7 @@ impl State {
             slots: Slots::default(),
             switch_mode: None,
             service_port: None,
+            upstream_sha256: None,
         }
     }
 
@@ -184,6 +189,12 @@ impl State {
         self
     }
 
+    /// The same state, recording `upstream` as the upstream file's content just written.
+    pub fn with_upstream(mut self, upstream: &str) -> State {
+        self.upstream_sha256 = Some(crate::fsutil::sha256_hex(upstream.as_bytes()));
+        self
+    }
+
     /// Parses and checks `state.json` content for `app`.
     pub fn parse(text: &str, app: &AppName) -> std::result::Result<State, String> {
         let state: State = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -232,6 +243,11 @@ impl State {
             if let Some(Err(e)) = checked.into_iter().flatten().find(|c| c.is_err()) {
                 return Err(format!("slot {slot}: {e}"));
             }
+        }
+        if let Some(sum) = &state.upstream_sha256
+            && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(format!("upstream_sha256 {sum:?} is not a sha256"));
         }
         if let Some(Err(e)) = state.service_port.map(Port::try_from) {
             return Err(format!("service port: {e}"));

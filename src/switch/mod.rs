@@ -31,7 +31,7 @@ use crate::lock::AppLock;
 use crate::nft::NftSwitch;
 use crate::nginx;
 use crate::progress::Progress;
-use crate::state::{HistoryEvent, StateStore, now_rfc3339};
+use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
 use crate::upstream::{Template, UpstreamContext, unified_diff};
 use undo::Undo;
 
@@ -199,6 +199,13 @@ impl SwitchRequest {
 
         let master = nginx::find_master(self.config.nginx_pid_file.as_path());
         let file_changes = old.as_deref() != Some(report.rendered.as_str());
+        if let Some(w) = self
+            .hand_edits(&state, old.as_deref())
+            .filter(|_| file_changes)
+        {
+            progress.line(&format!("warning: {w}"));
+            report.warnings.push(w);
+        }
         if file_changes && master.is_none() && self.config.verify_url.is_none() {
             return Err(Error::invalid(
                 "--verify-url",
@@ -306,7 +313,8 @@ impl SwitchRequest {
         let next = self
             .intent
             .recorded_in(&state, to, self.ports, &now)
-            .switched_by(self.config.mode, self.config.service_port.get());
+            .switched_by(self.config.mode, self.config.service_port.get())
+            .with_upstream(&report.rendered);
         self.store.save(&next)?;
         self.store.record(&HistoryEvent {
             ts: now,
@@ -320,6 +328,21 @@ impl SwitchRequest {
         })?;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// What to say when the upstream file is no longer what the last switch wrote (someone
+    /// edited it by hand): the switch replaces it, and the way to keep lines of one's own
+    /// is a template.
+    fn hand_edits(&self, state: &State, old: Option<&str>) -> Option<String> {
+        let recorded = state.upstream_sha256.as_deref()?;
+        let current = crate::fsutil::sha256_hex(old?.as_bytes());
+        (current != recorded).then(|| {
+            format!(
+                "{} was edited by hand since bluegreen last wrote it: the edits are replaced (the file as it was is kept in {}); to keep lines of your own (keepalive, a backup server), give a template (the upstream-template input, switch-traffic --template)",
+                self.config.upstream_file,
+                self.store.upstream_backup_path().display()
+            )
+        })
     }
 
     /// The slot the target names now, read from state for `previous`.

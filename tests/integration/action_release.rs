@@ -122,7 +122,7 @@ fn run_released(t: &Target, tamper: bool) -> ActRun {
         std::env::consts::ARCH
     );
     let genuine = release_archive(t.site.tmp.path(), &name);
-    let sum = bluegreen::action::ship::sha256_hex(&genuine);
+    let sum = bluegreen::fsutil::sha256_hex(&genuine);
     std::fs::write(
         repo.join(format!("release/v{version}.sha256")),
         format!("{sum}  {name}\n"),

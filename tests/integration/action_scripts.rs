@@ -168,7 +168,7 @@ fn get_binaries(dir: &Path, layout: &Layout) -> BinariesRun {
             .unwrap()
             .success()
     );
-    let sum = bluegreen::action::ship::sha256_hex(&std::fs::read(&archive).unwrap());
+    let sum = bluegreen::fsutil::sha256_hex(&std::fs::read(&archive).unwrap());
     std::fs::write(
         action.join(format!("release/v{version}.sha256")),
         format!("{sum}  {}\n", archive_name(&version)),

@@ -81,6 +81,7 @@ impl HostRun {
                 verify_timeout: Duration::from_secs(10),
                 nft_cmd: CommandLine::new(["nft"]),
             },
+            upstream_template: None,
             watch: WatchSpec {
                 url: None,
                 duration: Duration::from_secs(1),
@@ -237,6 +238,79 @@ fn a_held_lock_exits_3_naming_the_holder() {
             .unwrap()
             .contains("a deploy by hand"),
         "{error}"
+    );
+    assert!(!h.running("blue"), "nothing was started");
+}
+
+#[test]
+fn the_user_s_upstream_template_is_rendered_and_hand_edits_are_warned_about() {
+    require!(Nginx);
+    let app = "hostrun-template";
+    let h = HostRun::new(app);
+    let template = h.site.tmp.path().join("upstream.j2");
+    std::fs::write(
+        &template,
+        "# bluegreen: app={{ app }} slot={{ slot }} version={{ version }}\nupstream {{ app }} {\n    server 127.0.0.1:{{ port }};\n    keepalive 4;\n}\n",
+    )
+    .unwrap();
+    let with_template = |version: &str| DeployPlan {
+        upstream_template: Some(template.display().to_string().parse().unwrap()),
+        ..h.plan(app, version)
+    };
+    let (code, events) = h.deploy(&with_template("v1"), &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    let upstream = || std::fs::read_to_string(&h.site.nginx.upstream_file).unwrap();
+    assert!(upstream().contains("keepalive 4;"), "{}", upstream());
+    assert_eq!(h.site.served_slot(), "blue");
+
+    // A hand edit is replaced at the next switch, with a warning naming the input.
+    std::fs::write(
+        &h.site.nginx.upstream_file,
+        format!("{}# a line added by hand\n", upstream()),
+    )
+    .unwrap();
+    let (code, events) = h.deploy(&with_template("v2"), &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    let warnings = result(&events)["warnings"].to_string();
+    assert!(
+        warnings.contains("was edited by hand since bluegreen last wrote it")
+            && warnings.contains("upstream-template"),
+        "{warnings}"
+    );
+    assert!(!upstream().contains("by hand"), "{}", upstream());
+
+    // Without a hand edit, no such warning.
+    let (code, events) = h.deploy(&with_template("v3"), &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(
+        !result(&events)["warnings"]
+            .to_string()
+            .contains("edited by hand"),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn a_broken_upstream_template_fails_validation_and_starts_nothing() {
+    require!(Nginx);
+    let app = "hostrun-bad-template";
+    let h = HostRun::new(app);
+    let template = h.site.tmp.path().join("upstream.j2");
+    std::fs::write(&template, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }\n").unwrap();
+    let plan = DeployPlan {
+        upstream_template: Some(template.display().to_string().parse().unwrap()),
+        ..h.plan(app, "v1")
+    };
+    let (code, events) = h.deploy(&plan, &[]);
+    assert_eq!(code, 1, "{events:#?}");
+    let r = result(&events);
+    assert_eq!(r["failed_phase"], "validate", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream-template"),
+        "{r}"
     );
     assert!(!h.running("blue"), "nothing was started");
 }

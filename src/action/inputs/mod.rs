@@ -197,6 +197,7 @@ impl Inputs {
         let switch_mode = s.choice::<SwitchMode>("switch-mode", defaults::SWITCH_MODE);
         let service_port = s.parse("service-port", defaults::SERVICE_PORT, str::parse::<Port>);
         let upstream_file = s.parse_optional("upstream-file", str::parse::<HostPath>);
+        let upstream_template = s.parse_optional("upstream-template", str::parse::<HostPath>);
         let test_cmd = s.command("nginx-test-command", defaults::TEST_CMD);
         let reload_cmd = s.command("nginx-reload-command", defaults::RELOAD_CMD);
         let nft_cmd = s.command("nft-command", defaults::NFT_CMD);
@@ -303,6 +304,7 @@ impl Inputs {
                 verify_timeout: crate::config::seconds(defaults::VERIFY_TIMEOUT),
                 nft_cmd: nft_cmd.expect("validated"),
             },
+            upstream_template,
             watch: WatchSpec {
                 url: monitor_url,
                 duration: monitor_duration.expect("validated"),

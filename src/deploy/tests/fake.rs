@@ -314,6 +314,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             verify_timeout: Duration::from_secs(10),
             nft_cmd: CommandLine::new(["nft"]),
         },
+        upstream_template: None,
         watch: WatchSpec {
             url: Some("http://127.0.0.1:8000/".parse().unwrap()),
             duration: Duration::from_secs(2),
