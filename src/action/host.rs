@@ -72,14 +72,13 @@ pub(super) async fn run_host(
         insecure: inputs.insecure_skip_host_key_check,
         proxy_jump: inputs.proxy_jump.as_deref(),
     };
-    let failed = |phases, error: Error| HostReport {
-        host: host.host.clone(),
-        result: DeployResult {
+    let failed = |phases, error: Error| {
+        let result = DeployResult {
             result: Some(Outcome::Failed),
             error: Some(RunError::from(&error)),
             ..Default::default()
-        },
-        runner_phases: phases,
+        };
+        HostReport::new(host, result, phases)
     };
     let connect = runner_phase(log, &mut phases, Phase::Connect, run_started, async {
         let remote = Remote::connect(host, &options).await?;
@@ -158,7 +157,7 @@ pub(super) async fn run_host(
             None => break (launched_ms, streamed),
             Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&host.host, &machine)),
             Some(Need::Upload { .. }) if uploaded => Err(Error::Remote {
-                host: host.host.clone(),
+                host: host.to_string(),
                 detail: "the helper was uploaded and verified, but the host still does not run it (is its cache directory writable by others?)".into(),
             }),
             Some(Need::Upload { machine, path }) => {
@@ -211,11 +210,7 @@ pub(super) async fn run_host(
             ..Default::default()
         },
     };
-    HostReport {
-        host: host.host.clone(),
-        result,
-        runner_phases: phases,
-    }
+    HostReport::new(host, result, phases)
 }
 
 /// The result of a host whose run was cancelled, saying what became of it.

@@ -124,11 +124,11 @@ pub fn main() -> ExitCode {
     let mut hosts = Vec::new();
     for host in &inputs.hosts {
         let report = if interrupts.received() > 0 {
-            HostReport {
-                host: host.host.clone(),
-                result: cancelled_result("the run was cancelled before this host was started"),
-                runner_phases: Vec::new(),
-            }
+            HostReport::new(
+                host,
+                cancelled_result("the run was cancelled before this host was started"),
+                Vec::new(),
+            )
         } else {
             runtime.block_on(run_host(
                 host,

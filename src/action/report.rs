@@ -10,6 +10,7 @@ use minijinja::{Environment, UndefinedBehavior};
 
 use crate::deploy::{DeployResult, Outcome, PhaseRecord};
 use crate::error::{Error, Result};
+use crate::input::HostPort;
 
 const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.json.j2");
 
@@ -19,7 +20,7 @@ pub const SLACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// One host's part of a run.
 #[derive(Debug, Clone)]
 pub struct HostReport {
-    /// The host.
+    /// The host with its SSH port (`web1:22`), as the log, the summary and Slack name it.
     pub host: String,
     /// What the host reported (phases, result); runner-side failures are folded in.
     pub result: DeployResult,
@@ -28,6 +29,15 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// The report of `host`: what it reported, and the runner's phases for it.
+    pub fn new(host: &HostPort, result: DeployResult, runner_phases: Vec<PhaseRecord>) -> Self {
+        HostReport {
+            host: host.to_string(),
+            result,
+            runner_phases,
+        }
+    }
+
     /// The host's outcome.
     pub fn outcome(&self) -> Outcome {
         self.result.result.unwrap_or(Outcome::Failed)
@@ -333,6 +343,18 @@ mod tests {
             duration: Duration::from_millis(4200),
             early_error: None,
         }
+    }
+
+    #[test]
+    fn a_host_is_named_with_its_port() {
+        let host: HostPort = "web1:2222".parse().unwrap();
+        let r = HostReport::new(&host, DeployResult::default(), Vec::new());
+        assert_eq!(r.host, "web1:2222");
+        let run = RunReport {
+            hosts: vec![r],
+            ..report(Outcome::Deployed, None)
+        };
+        assert!(run.summary().unwrap().contains("web1:2222"));
     }
 
     #[test]

@@ -296,7 +296,11 @@ fn a_broken_upstream_template_fails_validation_and_starts_nothing() {
     let app = "hostrun-bad-template";
     let h = HostRun::new(app);
     let template = h.site.tmp.path().join("upstream.j2");
-    std::fs::write(&template, "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }\n").unwrap();
+    std::fs::write(
+        &template,
+        "upstream {{ app }} { server 127.0.0.1:{{ prot }}; }\n",
+    )
+    .unwrap();
     let plan = DeployPlan {
         upstream_template: Some(template.display().to_string().parse().unwrap()),
         ..h.plan(app, "v1")
