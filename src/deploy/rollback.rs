@@ -89,6 +89,7 @@ fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, F
             .as_ref()
             .map_or(String::new(), |i| format!(" from image {i}"))
     ));
+    e.claim_app(true)?;
     let detail = e.start_fresh(slot, &version, image.as_ref())?;
     e.update_state(|state| state.restored(slot))?;
     Ok(format!("re-created {slot}: {detail}"))

@@ -11,7 +11,7 @@ use crate::health::{HealthCheck, HealthCriteria};
 use crate::input::{Image, Slot, StatusSet, Version};
 use crate::monitor::Monitor;
 use crate::progress::Progress;
-use crate::runtime::{Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
+use crate::runtime::{self, Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
 use crate::state::{SlotRecord, parse_image_id};
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchMode, SwitchReport, SwitchRequest};
 use crate::upstream::{Template, UpstreamContext};
@@ -59,6 +59,19 @@ impl<'a> Engine<'a> {
         self.phase(Phase::Validate, |me| {
             let mut report = me.host.validate(&request);
             report.checks.extend(me.template_check());
+            if plan.runtime.runtime.uses_docker() {
+                // The claim is made only by a run that goes on: a failed check changes nothing.
+                let goes_on =
+                    !plan.dry_run && report.checks.iter().all(|c| c.status != CheckStatus::Fail);
+                report.checks.push(match me.claim_app(goes_on) {
+                    Ok(()) => CheckResult::new(
+                        "app-claim",
+                        CheckStatus::Pass,
+                        format!("{} on this Docker host is this deployment's", plan.app),
+                    ),
+                    Err(e) => CheckResult::new("app-claim", CheckStatus::Fail, e.to_string()),
+                });
+            }
             for c in &report.checks {
                 me.log(&format!("{} {}: {}", c.status.as_str(), c.name, c.detail));
             }
@@ -135,6 +148,41 @@ impl<'a> Engine<'a> {
             image: image.map(Image::as_str),
             version,
         }
+    }
+
+    /// Makes sure `APP-blue` and `APP-green` on this Docker host are this deployment's: the
+    /// first deployment of an app name claims it for its state directory; another
+    /// deployment of the same name (another state directory) is refused, as its slots
+    /// share the container names. Nothing to claim without Docker.
+    /// Without `create`, only checks that no other deployment holds the claim.
+    pub(super) fn claim_app(&self, create: bool) -> Result<(), Error> {
+        if !self.plan.runtime.runtime.uses_docker() {
+            return Ok(());
+        }
+        let docker = CommandLine::new([defaults::DOCKER_CMD]);
+        let (app, ours) = (&self.plan.app, self.plan.state_dir.as_str());
+        let owner = |me: &Self| {
+            me.host
+                .run(&runtime::claim_owner(&docker, app), INSPECT_TIMEOUT)
+                .ok()
+                .map(|out| out.stdout.trim().to_owned())
+        };
+        let owner = match owner(self) {
+            Some(owner) => owner,
+            None if !create => return Ok(()),
+            None => {
+                self.host
+                    .run(&runtime::claim(&docker, app, ours), INSPECT_TIMEOUT)?;
+                owner(self).unwrap_or_default()
+            }
+        };
+        if owner == ours {
+            return Ok(());
+        }
+        Err(Error::CheckFailed(format!(
+            "another deployment of {app} on this Docker host keeps its state in {owner}, and its slots are the containers {app}-blue and {app}-green too: give this deployment another app name, or use state-dir {owner} (the claim is the Docker volume {})",
+            runtime::claim_volume(app)
+        )))
     }
 
     /// Starts `version` (from `image`) in `slot` afresh, removing whatever the slot held;

@@ -106,6 +106,42 @@ pub fn slot_containers(
     Some(docker.with_args(argv))
 }
 
+/// Docker label of the claim volume naming the state directory of the deployment that owns
+/// an app name on this Docker host.
+pub const LABEL_STATE_DIR: &str = "bluegreen.state-dir";
+
+/// The name of the volume by which one deployment claims `app`'s container names
+/// (`APP-blue`, `APP-green`) on a Docker host; it holds no data.
+pub fn claim_volume(app: &AppName) -> String {
+    format!("bluegreen-claim-{app}")
+}
+
+/// `docker volume inspect` printing the state directory that claimed `app` (fails when no
+/// deployment has).
+pub fn claim_owner(docker: &CommandLine, app: &AppName) -> CommandLine {
+    docker.with_args([
+        "volume".to_owned(),
+        "inspect".into(),
+        "--format".into(),
+        format!("{{{{index .Labels \"{LABEL_STATE_DIR}\"}}}}"),
+        claim_volume(app),
+    ])
+}
+
+/// `docker volume create` claiming `app` for the deployment whose state is in `state_dir`
+/// (a no-op that keeps the first claim when the volume exists).
+pub fn claim(docker: &CommandLine, app: &AppName, state_dir: &str) -> CommandLine {
+    docker.with_args([
+        "volume".to_owned(),
+        "create".into(),
+        "--label".into(),
+        format!("{LABEL_APP}={app}"),
+        "--label".into(),
+        format!("{LABEL_STATE_DIR}={state_dir}"),
+        claim_volume(app),
+    ])
+}
+
 /// When to pull the image before starting a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -313,3 +313,33 @@ fn slot_container_queries() {
         ["sudo", "docker", "info", "--format", "{{.DockerRootDir}}"]
     );
 }
+
+#[test]
+fn claim_commands() {
+    let docker = CommandLine::new(["docker"]);
+    let app: AppName = "shop".parse().unwrap();
+    assert_eq!(
+        claim_owner(&docker, &app).argv(),
+        [
+            "docker",
+            "volume",
+            "inspect",
+            "--format",
+            "{{index .Labels \"bluegreen.state-dir\"}}",
+            "bluegreen-claim-shop"
+        ]
+    );
+    assert_eq!(
+        claim(&docker, &app, "/var/lib/bluegreen/shop").argv(),
+        [
+            "docker",
+            "volume",
+            "create",
+            "--label",
+            "bluegreen.app=shop",
+            "--label",
+            "bluegreen.state-dir=/var/lib/bluegreen/shop",
+            "bluegreen-claim-shop"
+        ]
+    );
+}

@@ -399,3 +399,33 @@ fn the_nftables_switch_mode_keeps_client_connections_open() {
     );
     assert_eq!(t.live(), ("green".into(), "n2".into()));
 }
+
+#[test]
+fn a_second_deployment_of_the_same_app_name_is_refused() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-twice");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v2")]), "deployed");
+    t.settled();
+    // The same app name with a state directory of its own: its slots would be the same
+    // containers, and its retire would stop the other deployment's live one.
+    let other = t.site.tmp.path().join("other-state");
+    let run = t.run(&[
+        ("IMAGE", &image),
+        ("VERSION", "v3"),
+        ("STATE_DIR", &other.display().to_string()),
+    ]);
+    assert_result(&run, "failed");
+    assert!(
+        run.log.contains(&format!(
+            "another deployment of {} on this Docker host keeps its state in {}",
+            t.app,
+            t.state_dir().display()
+        )),
+        "{}",
+        run.log
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    assert!(t.container_running("green"));
+}

@@ -30,6 +30,7 @@ fn a_cancel_before_the_switch_abandons_the_standby_and_leaves_the_live_slot() {
     assert_eq!(
         timeline,
         after_opening(&[
+            CLAIM_CHECK,
             "phase deploy standby",
             "run docker rm --force shop-green",
             DOCKER_RUN_GREEN,

@@ -42,6 +42,11 @@ pub(super) struct FakeHost {
     pub(super) labels: HashMap<Slot, &'static str>,
     /// The content ID of each image the host has (`docker image inspect`).
     pub(super) images: HashMap<&'static str, &'static str>,
+    /// The state directory that claimed the app (`docker volume inspect`, `create`); the
+    /// test's run helper claims it for the plan unless `unclaimed`.
+    pub(super) claimed_by: Mutex<Option<String>>,
+    /// No deployment has claimed the app on this host yet.
+    pub(super) unclaimed: bool,
 }
 
 impl FakeHost {
@@ -57,6 +62,8 @@ impl FakeHost {
             squatted: None,
             labels: HashMap::new(),
             images: HashMap::new(),
+            claimed_by: Mutex::default(),
+            unclaimed: false,
         }
     }
 
@@ -64,6 +71,14 @@ impl FakeHost {
     pub(super) fn holding(mut self, slot: Slot, version: &'static str) -> FakeHost {
         self.labels.insert(slot, version);
         self
+    }
+
+    /// Claims the app for `plan`'s deployment, unless the test set a claim (or none).
+    pub(super) fn claim_for(&self, plan: &DeployPlan) {
+        if !self.unclaimed {
+            let mut claimed = self.claimed_by.lock().unwrap();
+            claimed.get_or_insert_with(|| plan.state_dir.as_str().to_owned());
+        }
     }
 
     /// The same host, having `image` with content ID `id`.
@@ -120,6 +135,16 @@ impl Host for FakeHost {
         let stdout = if argv.get(1).is_some_and(|a| a == "inspect") {
             let slot: Slot = argv.last().unwrap().rsplit('-').next().unwrap().parse()?;
             format!("{}\n", self.labels.get(&slot).ok_or_else(missing)?)
+        } else if argv.get(1..3).is_some_and(|a| a == ["volume", "inspect"]) {
+            let claimed = self.claimed_by.lock().unwrap().clone();
+            format!("{}\n", claimed.ok_or_else(missing)?)
+        } else if argv.get(1..3).is_some_and(|a| a == ["volume", "create"]) {
+            let dir = argv
+                .iter()
+                .find_map(|a| a.strip_prefix("bluegreen.state-dir="));
+            let mut claimed = self.claimed_by.lock().unwrap();
+            claimed.get_or_insert_with(|| dir.unwrap_or_default().to_owned());
+            String::new()
         } else if argv.get(1..3).is_some_and(|a| a == ["image", "inspect"]) {
             let image = argv.last().unwrap().as_str();
             format!("{}\n", self.images.get(image).ok_or_else(missing)?)

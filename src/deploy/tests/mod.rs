@@ -36,6 +36,7 @@ fn run_cancellable(
         Event::Result(r) => host.note(format!("result {}", r.result.unwrap().as_str())),
         _ => {}
     };
+    host.claim_for(plan);
     let result = Engine::new(plan, host, &emit).cancellable(cancel).run();
     (result, host.timeline())
 }
@@ -55,6 +56,9 @@ const OPENING: [&str; 4] = ["phase lock", "routed", "phase validate", "validate"
 fn after_opening(rest: &[&str]) -> Vec<String> {
     OPENING.iter().chain(rest).map(|s| s.to_string()).collect()
 }
+
+/// What finds which deployment claimed the app name on the Docker host.
+const CLAIM_CHECK: &str = "run docker volume inspect --format {{index .Labels \"bluegreen.state-dir\"}} bluegreen-claim-shop";
 
 /// What records the content ID of the image a standby started from.
 const IMAGE_ID_OF_SHOP_2: &str = "run docker image inspect --format {{.Id}} shop:2";
@@ -97,6 +101,7 @@ fn a_second_deploy_goes_to_green_and_retires_blue_after_the_drain() {
     assert_eq!(
         timeline,
         after_opening(&[
+            CLAIM_CHECK,
             "phase deploy standby",
             "run docker rm --force shop-green",
             DOCKER_RUN_GREEN,
@@ -245,7 +250,7 @@ fn failed_validation_starts_nothing() {
         ..FakeHost::new()
     };
     let (result, timeline) = run(&plan, &host);
-    assert_eq!(timeline, after_opening(&["result failed"]));
+    assert_eq!(timeline, after_opening(&[CLAIM_CHECK, "result failed"]));
     assert_eq!(result.failed_phase, Some(Phase::Validate));
     assert!(
         result
@@ -378,6 +383,7 @@ fn a_dry_run_takes_no_lock_and_switches_nothing() {
         [
             "phase validate",
             "validate",
+            CLAIM_CHECK,
             "switch to green (switch) dry-run",
             "result unchanged"
         ]

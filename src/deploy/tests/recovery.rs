@@ -227,6 +227,7 @@ fn a_rollback_re_creates_a_replaced_version_from_its_image_id() {
             "phase lock",
             "phase deploy standby",
             &format!("run docker image inspect --format {{{{.Id}}}} {V1_IMAGE_ID}"),
+            CLAIM_CHECK,
             "run docker rm --force shop-blue",
             &format!(
                 "run docker run --detach --name shop-blue --pull never --publish 127.0.0.1:3001:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=blue --label bluegreen.version=v1 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=blue --env BLUEGREEN_PORT=3001 --env BLUEGREEN_IMAGE={V1_IMAGE_ID} --env BLUEGREEN_VERSION=v1 {V1_IMAGE_ID}"
@@ -305,5 +306,50 @@ fn a_rollback_re_creates_a_slot_whose_container_runs_another_version() {
         result.warnings.iter().any(|w| w.contains("no image ID")),
         "{:?}",
         result.warnings
+    );
+}
+
+#[test]
+fn the_first_deploy_claims_the_app_name_on_the_docker_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    let host = FakeHost {
+        unclaimed: true,
+        ..FakeHost::new().healthy(Slot::Blue, &[true])
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let create = format!(
+        "run docker volume create --label bluegreen.app=shop --label bluegreen.state-dir={} bluegreen-claim-shop",
+        plan.state_dir
+    );
+    assert_eq!(
+        timeline[4..7],
+        [CLAIM_CHECK.to_owned(), create, CLAIM_CHECK.to_owned()],
+        "{timeline:?}"
+    );
+    assert_eq!(
+        host.claimed_by.lock().unwrap().as_deref(),
+        Some(plan.state_dir.as_str())
+    );
+}
+
+#[test]
+fn another_deployment_of_the_same_app_name_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost {
+        claimed_by: std::sync::Mutex::new(Some("/srv/other/state".into())),
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(result.failed_phase, Some(Phase::Validate));
+    assert_eq!(timeline, after_opening(&[CLAIM_CHECK, "result failed"]));
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains("another deployment of shop on this Docker host keeps its state in /srv/other/state"),
+        "{message}"
     );
 }

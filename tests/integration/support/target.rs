@@ -253,6 +253,9 @@ impl Drop for Target {
                 &format!("{}-green", self.app),
             ])
             .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", &format!("bluegreen-claim-{}", self.app)])
+            .output();
     }
 }
 
