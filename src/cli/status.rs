@@ -84,6 +84,7 @@ fn plan(cli: &Cli) -> Result<DeployPlan> {
             env_file: None,
             docker_args: Vec::new(),
             compose_file: None,
+            compose_services: Vec::new(),
             deploy_command: None,
             pull: Pull::Never,
         },

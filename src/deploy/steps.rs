@@ -8,7 +8,7 @@ use crate::config::{self, defaults};
 use crate::error::Error;
 use crate::exec::CommandLine;
 use crate::health::{HealthCheck, HealthCriteria};
-use crate::input::{Image, Slot, StatusSet, Version};
+use crate::input::{Image, ServiceName, Slot, StatusSet, Version};
 use crate::monitor::Monitor;
 use crate::progress::Progress;
 use crate::runtime::{self, Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
@@ -59,6 +59,7 @@ impl<'a> Engine<'a> {
         self.phase(Phase::Validate, |me| {
             let mut report = me.host.validate(&request);
             report.checks.extend(me.template_check());
+            report.checks.extend(me.compose_check());
             if plan.runtime.runtime.uses_docker() {
                 // The claim is made only by a run that goes on: a failed check changes nothing.
                 let goes_on =
@@ -109,6 +110,65 @@ impl<'a> Engine<'a> {
             ),
             Err(e) => CheckResult::new("upstream-template", CheckStatus::Fail, e.to_string()),
         })
+    }
+
+    /// The check of the compose file (compose runtime): compose reads it, and the services
+    /// `compose-services` names are in it; without that input, a file of several services
+    /// is a warning (each runs once per slot). None under other runtimes.
+    fn compose_check(&mut self) -> Option<CheckResult> {
+        let plan = self.plan;
+        let commands = self.commands();
+        let spec = self.slot_spec(
+            Slot::Blue,
+            plan.version.as_str(),
+            plan.runtime.image.as_ref(),
+        );
+        let cmd = commands.services(&spec)?;
+        let file = plan
+            .runtime
+            .compose_file
+            .as_ref()
+            .map_or("", |f| f.as_str());
+        let check = |status, detail: String| Some(CheckResult::new("compose-file", status, detail));
+        let listed = match self.host.run(&cmd, INSPECT_TIMEOUT) {
+            Ok(out) => out.stdout,
+            Err(e) => {
+                return check(
+                    CheckStatus::Fail,
+                    format!("compose cannot read {file}: {e}"),
+                );
+            }
+        };
+        let services: Vec<&str> = listed.split_whitespace().collect();
+        let wanted = &plan.runtime.compose_services;
+        let missing: Vec<&str> = wanted
+            .iter()
+            .map(ServiceName::as_str)
+            .filter(|w| !services.contains(w))
+            .collect();
+        if !missing.is_empty() {
+            return check(
+                CheckStatus::Fail,
+                format!(
+                    "compose-services names {} that {file} does not have (it has: {})",
+                    missing.join(", "),
+                    services.join(", ")
+                ),
+            );
+        }
+        if wanted.is_empty() && services.len() > 1 {
+            return check(
+                CheckStatus::Warn,
+                format!(
+                    "every service of {file} runs once per slot ({}): twice during a deploy, and for good with retire: keep, each slot with volumes of its own; name the services that take part with compose-services",
+                    services.join(", ")
+                ),
+            );
+        }
+        check(
+            CheckStatus::Pass,
+            format!("{file} has the services {}", services.join(", ")),
+        )
     }
 
     /// The command lines of the app's slots; the compose flavour is looked for by the first

@@ -5,7 +5,7 @@
 //! return messages that say what was wrong and what is accepted; the types read from JSON
 //! through the same parsers, so a plan a host receives is checked exactly like the inputs.
 //!
-//! - `names`: the app, a slot, a switch target, a version, an image.
+//! - `names`: the app, a slot, a switch target, a version, an image, a compose service.
 //! - `net`: ports, the two slots' ports, `HOST:PORT`, HTTP URLs, status sets.
 //! - `values`: durations, fractions, counts, host paths, the health path.
 
@@ -31,7 +31,7 @@ mod names;
 mod net;
 mod values;
 
-pub use names::{AppName, Image, Slot, SwitchTarget, Version};
+pub use names::{AppName, Image, ServiceName, Slot, SwitchTarget, Version};
 pub use net::{HostPort, HttpUrl, Port, SlotPorts, StatusSet, parse_port};
 pub use values::{
     Fraction, HealthPath, HostPath, MAX_WAIT, parse_fraction, parse_millis, parse_positive_count,

@@ -175,6 +175,48 @@ impl FromStr for Image {
     }
 }
 
+/// A compose service name (`web`, `api-2`): 1-64 ASCII letters, digits and `. _ -`,
+/// starting with a letter or digit, so it can never be taken for an option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses a list of names separated by spaces or commas (`web, worker`).
+    pub fn parse_list(text: &str) -> Result<Vec<ServiceName>> {
+        text.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+        let starts_well = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if s.len() > 64 || !starts_well || !s.chars().all(ok_char) {
+            return Err(Error::invalid(
+                "compose service",
+                format!("{s:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"),
+            ));
+        }
+        Ok(ServiceName(s.to_owned()))
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -187,11 +229,22 @@ impl fmt::Display for Image {
     }
 }
 
-serde_via_str!(AppName, Version, Image);
+serde_via_str!(AppName, Version, Image, ServiceName);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_names() {
+        let list = ServiceName::parse_list(" web, worker  api-2 ").unwrap();
+        let names: Vec<&str> = list.iter().map(ServiceName::as_str).collect();
+        assert_eq!(names, ["web", "worker", "api-2"]);
+        assert!(ServiceName::parse_list("").unwrap().is_empty());
+        for bad in ["-d", "web;rm", "$web", &"a".repeat(65)] {
+            assert!(bad.parse::<ServiceName>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn app_names() {

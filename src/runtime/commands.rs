@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::exec::CommandLine;
-use crate::input::{AppName, HostPath, Slot};
+use crate::input::{AppName, HostPath, ServiceName, Slot};
 
 use super::{
     Compose, LABEL_APP, LABEL_SLOT, LABEL_VERSION, LOG_TAIL_LINES, Listing, Pull, Runtime,
@@ -147,10 +147,19 @@ impl SlotCommands<'_> {
                 argv.push(spec.image.unwrap_or("").to_owned());
                 self.docker.with_args(argv)
             }
-            Runtime::Compose => match (&self.compose, self.spec.pull) {
-                (Some(Compose::Standalone(_)), _) => self.compose(spec, &["up", "--detach"]),
-                (_, pull) => self.compose(spec, &["up", "--detach", "--pull", pull.as_str()]),
-            },
+            Runtime::Compose => {
+                let mut args = vec!["up", "--detach"];
+                if !matches!(self.compose, Some(Compose::Standalone(_))) {
+                    args.extend(["--pull", self.spec.pull.as_str()]);
+                }
+                // Only the named services, without the ones they depend on: those (a
+                // database, a queue) are the user's, outside the slots.
+                if !self.spec.compose_services.is_empty() {
+                    args.push("--no-deps");
+                    args.extend(self.spec.compose_services.iter().map(ServiceName::as_str));
+                }
+                self.compose(spec, &args)
+            }
             Runtime::Command => self.user_command(spec, "start"),
         }
     }
@@ -222,6 +231,12 @@ impl SlotCommands<'_> {
                 &spec.name(),
             ])
         })
+    }
+
+    /// The command listing the services of the compose file (compose runtime).
+    pub fn services(&self, spec: &SlotSpec) -> Option<CommandLine> {
+        (self.spec.runtime == Runtime::Compose)
+            .then(|| self.compose(spec, &["config", "--services"]))
     }
 
     /// The command printing the last lines of the slot's log, when the runtime has one.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::CommandLine;
-use crate::input::{AppName, HostPath, Image, Port, Slot};
+use crate::input::{AppName, HostPath, Image, Port, ServiceName, Slot};
 
 /// Container label naming the app a container belongs to.
 pub const LABEL_APP: &str = "bluegreen.app";
@@ -223,6 +223,9 @@ pub struct RuntimeSpec {
     pub docker_args: Vec<String>,
     /// The compose file on the host.
     pub compose_file: Option<HostPath>,
+    /// The compose services that take part in blue-green (all of the file's when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compose_services: Vec<ServiceName>,
     /// The user's command, run by `sh -c` with the slot's variables in its environment.
     pub deploy_command: Option<String>,
     /// The pull policy.

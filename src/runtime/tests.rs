@@ -14,6 +14,7 @@ fn spec(runtime: Runtime, pull: Pull) -> RuntimeSpec {
         env_file: Some("/etc/shop.env".parse().unwrap()),
         docker_args: vec!["--memory".into(), "512m".into()],
         compose_file: Some("/srv/shop/compose.yml".parse().unwrap()),
+        compose_services: Vec::new(),
         deploy_command: Some("./deploy.sh".into()),
         pull,
     }
@@ -262,6 +263,7 @@ fn what_each_runtime_needs_to_deploy() {
             runtime,
             image: None,
             compose_file: None,
+            compose_services: Vec::new(),
             deploy_command: Some("  ".into()),
             ..full.clone()
         };
@@ -341,5 +343,45 @@ fn claim_commands() {
             "bluegreen.state-dir=/var/lib/bluegreen/shop",
             "bluegreen-claim-shop"
         ]
+    );
+}
+
+#[test]
+fn compose_services_start_alone() {
+    let app: AppName = "shop".parse().unwrap();
+    let spec = RuntimeSpec {
+        compose_services: crate::input::ServiceName::parse_list("web, api").unwrap(),
+        ..spec(Runtime::Compose, Pull::Missing)
+    };
+    let docker = CommandLine::new(["docker"]);
+    let [(plugin, _), (standalone, _)] = Compose::candidates(&docker);
+    let slot = green(&app);
+    let c = commands(&spec, Some(standalone));
+    assert_eq!(
+        argv(&c.start(&slot)),
+        compose_argv(
+            &["docker-compose"],
+            &["up", "--detach", "--no-deps", "web", "api"]
+        )
+    );
+    let c = commands(&spec, Some(plugin));
+    assert_eq!(
+        argv(&c.start(&slot)),
+        compose_argv(
+            &["docker", "compose"],
+            &[
+                "up",
+                "--detach",
+                "--pull",
+                "missing",
+                "--no-deps",
+                "web",
+                "api"
+            ]
+        )
+    );
+    assert_eq!(
+        argv(&c.services(&slot).unwrap()),
+        compose_argv(&["docker", "compose"], &["config", "--services"])
     );
 }

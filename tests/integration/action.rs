@@ -311,7 +311,7 @@ fn the_compose_runtime_runs_one_project_per_slot() {
     let compose = t.site.tmp.path().join("compose.yml");
     std::fs::write(
         &compose,
-        "services:\n  web:\n    image: ${BLUEGREEN_IMAGE}\n    ports:\n      - \"127.0.0.1:${BLUEGREEN_PORT}:8080\"\n    environment:\n      BLUEGREEN_SLOT: ${BLUEGREEN_SLOT}\n      BLUEGREEN_VERSION: ${BLUEGREEN_VERSION}\n",
+        "services:\n  web:\n    image: ${BLUEGREEN_IMAGE}\n    ports:\n      - \"127.0.0.1:${BLUEGREEN_PORT}:8080\"\n    environment:\n      BLUEGREEN_SLOT: ${BLUEGREEN_SLOT}\n      BLUEGREEN_VERSION: ${BLUEGREEN_VERSION}\n    depends_on:\n      - worker\n  worker:\n    image: ${BLUEGREEN_IMAGE}\n",
     )
     .unwrap();
     let compose = compose.display().to_string();
@@ -319,6 +319,7 @@ fn the_compose_runtime_runs_one_project_per_slot() {
         vec![
             ("RUNTIME", "compose"),
             ("COMPOSE_FILE", compose.as_str()),
+            ("COMPOSE_SERVICES", "web"),
             ("IMAGE", image.as_str()),
             ("VERSION", version),
         ]
@@ -329,6 +330,26 @@ fn the_compose_runtime_runs_one_project_per_slot() {
     let second = t.run(&inputs("k2"));
     assert_result(&second, "deployed");
     assert_eq!(t.live(), ("green".into(), "k2".into()));
+    // Only the named service runs in the slots: the worker it depends on is the user's.
+    for slot in ["blue", "green"] {
+        let listed = Command::new("docker")
+            .args(["ps", "--all", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}-{slot}", t.app))
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&listed.stdout).to_string();
+        assert!(!names.contains("worker"), "{slot}: {names}");
+    }
+    // Without the input, the two-service file is a warning that says what happens.
+    let mut all = inputs("k3");
+    all.retain(|(name, _)| *name != "COMPOSE_SERVICES");
+    let third = t.run(&all);
+    assert_result(&third, "deployed");
+    assert!(
+        third.log.contains("runs once per slot (worker, web)"),
+        "{}",
+        third.log
+    );
     for slot in ["blue", "green"] {
         let _ = Command::new("docker-compose")
             .args([

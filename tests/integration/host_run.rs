@@ -61,6 +61,7 @@ impl HostRun {
                 env_file: None,
                 docker_args: Vec::new(),
                 compose_file: None,
+                compose_services: Vec::new(),
                 deploy_command: Some(SLOT_SCRIPT.into()),
                 pull: Pull::Never,
             },

@@ -22,8 +22,8 @@ use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
 use crate::error::Error;
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, SlotPorts, StatusSet,
-    Version, parse_port, parse_positive_count, parse_time_limit, parse_wait,
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, ServiceName,
+    SlotPorts, StatusSet, Version, parse_port, parse_positive_count, parse_time_limit, parse_wait,
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::{SwitchConfig, SwitchMode};
@@ -180,6 +180,7 @@ impl Inputs {
                 .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
         });
         let compose_file = s.parse_optional("compose-file", str::parse::<HostPath>);
+        let compose_services = s.parse("compose-services", "", ServiceName::parse_list);
         let deploy_command = s.optional("deploy-command");
         let pull = s.choice::<Pull>("pull", defaults::PULL);
         let image_transfer = s.choice::<ImageTransfer>("image-transfer", defaults::IMAGE_TRANSFER);
@@ -284,6 +285,7 @@ impl Inputs {
                 env_file,
                 docker_args: docker_args.expect("validated"),
                 compose_file,
+                compose_services: compose_services.expect("validated"),
                 deploy_command,
                 pull: pull.expect("validated"),
             },

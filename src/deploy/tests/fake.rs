@@ -40,7 +40,8 @@ pub(super) struct FakeHost {
     /// The version label of each slot's container (`docker inspect`); a slot without one
     /// has no container.
     pub(super) labels: HashMap<Slot, &'static str>,
-    /// The content ID of each image the host has (`docker image inspect`).
+    /// The content ID of each image the host has (`docker image inspect`); every compose
+    /// file has the services `web` and `worker`.
     pub(super) images: HashMap<&'static str, &'static str>,
     /// The state directory that claimed the app (`docker volume inspect`, `create`); the
     /// test's run helper claims it for the plan unless `unclaimed`.
@@ -135,6 +136,8 @@ impl Host for FakeHost {
         let stdout = if argv.get(1).is_some_and(|a| a == "inspect") {
             let slot: Slot = argv.last().unwrap().rsplit('-').next().unwrap().parse()?;
             format!("{}\n", self.labels.get(&slot).ok_or_else(missing)?)
+        } else if words.ends_with(" config --services") {
+            "web\nworker\n".to_owned()
         } else if argv.get(1..3).is_some_and(|a| a == ["volume", "inspect"]) {
             let claimed = self.claimed_by.lock().unwrap().clone();
             format!("{}\n", claimed.ok_or_else(missing)?)
@@ -319,6 +322,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             env_file: None,
             docker_args: Vec::new(),
             compose_file: Some(path("compose.yml")),
+            compose_services: Vec::new(),
             deploy_command: Some("./slot.sh".into()),
             pull: Pull::Never,
         },

@@ -281,7 +281,7 @@ fn the_same_version_live_and_healthy_changes_nothing() {
 }
 
 #[test]
-fn compose_is_looked_for_by_the_phase_that_starts_the_standby() {
+fn compose_is_looked_for_when_first_needed_and_reads_the_file_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Compose);
     let host = FakeHost {
@@ -294,20 +294,66 @@ fn compose_is_looked_for_by_the_phase_that_starts_the_standby() {
         "docker-compose -p shop-blue -f {}",
         dir.path().join("compose.yml").display()
     );
-    let start = timeline
-        .iter()
-        .position(|l| l == "phase deploy standby")
-        .unwrap();
+    let start = timeline.iter().position(|l| l == "validate").unwrap();
     assert_eq!(
-        timeline[start..start + 5],
+        timeline[start..start + 8],
         [
-            "phase deploy standby".to_owned(),
+            "validate".to_owned(),
             "run docker compose version".to_owned(),
             "run docker-compose version".to_owned(),
+            format!("run {compose} config --services"),
+            CLAIM_CHECK.to_owned(),
+            "phase deploy standby".to_owned(),
             format!("run {compose} down --timeout 30 --remove-orphans"),
             format!("run {compose} up --detach"),
         ]
     );
+    // The fake's file has two services and the plan names none: a warning, not a failure.
+    let validate = &result.phases[1];
+    assert!(
+        validate.detail.contains("checks passed"),
+        "{}",
+        validate.detail
+    );
+}
+
+#[test]
+fn compose_services_are_started_alone_and_must_be_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Compose);
+    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web").unwrap();
+    let host = FakeHost::new().healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.ends_with(" up --detach --pull never --no-deps web")),
+        "{timeline:?}"
+    );
+
+    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web db").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = DeployPlan {
+        state_dir: dir
+            .path()
+            .join("state")
+            .display()
+            .to_string()
+            .parse()
+            .unwrap(),
+        ..plan
+    };
+    let host = FakeHost::new().healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.failed_phase, Some(Phase::Validate), "{result:?}");
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains("compose-services names db that")
+            && message.contains("(it has: web, worker)"),
+        "{message}"
+    );
+    assert!(!timeline.iter().any(|l| l.contains(" up ")), "{timeline:?}");
 }
 
 #[test]

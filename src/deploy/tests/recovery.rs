@@ -349,7 +349,9 @@ fn another_deployment_of_the_same_app_name_is_refused_before_anything_changes() 
     assert_eq!(timeline, after_opening(&[CLAIM_CHECK, "result failed"]));
     let message = result.error.unwrap().message;
     assert!(
-        message.contains("another deployment of shop on this Docker host keeps its state in /srv/other/state"),
+        message.contains(
+            "another deployment of shop on this Docker host keeps its state in /srv/other/state"
+        ),
         "{message}"
     );
 }
