@@ -47,6 +47,33 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's user, for messages: its login name where the environment says it, else
+/// `uid N`.
+pub fn user_name() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| format!("uid {}", euid()))
+}
+
+/// The user id a process runs as (its real uid), from /proc.
+pub fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Whether TCP `port` can be listened on (on all IPv4 addresses, so a listener on any
 /// address, loopback included, makes it busy).
 pub fn port_is_free(port: u16) -> bool {

@@ -14,13 +14,14 @@ use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
 use crate::switch::SwitchMode;
-use crate::validate::{ValidateReport, ValidateRequest};
+use crate::validate::{Audience, ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\
 Examples:
   validate --app shop
   validate --app shop --runtime compose --tcp db:5432 --tcp redis:6379
-  validate --app shop --test-cmd 'docker exec web nginx -t' --json";
+  validate --app shop --test-cmd 'docker exec web nginx -t' --json
+  validate --app shop --test-cmd 'sudo /usr/sbin/nginx -t' --reload-cmd 'sudo /usr/sbin/nginx -s reload'";
 
 /// Check that a host is ready for a blue-green deploy (nginx, disk, Docker, the standby
 /// port, dependencies, state). Changes nothing.
@@ -73,6 +74,16 @@ pub struct Cli {
     #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
     nft_command: String,
 
+    /// The command the reload-mode switch reloads nginx with (split into words, no shell):
+    /// checked for permission without reloading (`sudo -n -l` for sudo, else the right to
+    /// signal nginx's master) [default: not checked].
+    #[arg(long, value_name = "CMD")]
+    reload_cmd: Option<String>,
+
+    /// nginx's pid file, whose master a plain reload command signals.
+    #[arg(long, default_value = defaults::NGINX_PID_FILE, value_name = "PATH")]
+    nginx_pid_file: HostPath,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -94,7 +105,15 @@ fn uses_nftables(cli: &Cli) -> Result<bool> {
 fn run(cli: &Cli) -> Result<ValidateReport> {
     let nft = CommandLine::parse(&cli.nft_command, "--nft-command")?;
     let nftables = uses_nftables(cli)?;
+    let reload_cmd = cli
+        .reload_cmd
+        .as_deref()
+        .map(|c| CommandLine::parse(c, "--reload-cmd"))
+        .transpose()?;
     let request = ValidateRequest {
+        audience: Audience::Helper,
+        reload_cmd,
+        nginx_pid_file: cli.nginx_pid_file.as_path().to_path_buf(),
         app: cli.app.app.clone(),
         store: cli.app.store(),
         upstream_file: cli

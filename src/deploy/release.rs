@@ -3,7 +3,7 @@
 //! switch the live slot is never touched: a standby that fails is stopped and its log tail
 //! reported.
 
-use crate::error::RunError;
+use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, SwitchTarget};
 use crate::switch::Intent;
 
@@ -13,7 +13,7 @@ use super::protocol::{Outcome, Phase};
 /// Deploys the plan's version.
 pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let plan = e.plan;
-    e.lock()?;
+    lock_or_list_problems(e)?;
     let state = e.load_state()?;
     let state = super::reconcile::run(e, state)?;
     if let Some(active) = state.active
@@ -26,7 +26,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         ));
         return Ok(Outcome::Unchanged);
     }
-    e.validate()?;
+    e.validate(true)?;
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     // A standby that was never started is left as it was (it may be a kept rollback target).
     let image_id = start_standby(e, standby).inspect_err(|f| {
@@ -64,6 +64,23 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     Ok(Outcome::Deployed)
 }
 
+/// Takes the app lock. A lock that cannot be taken for want of permission (a state
+/// directory this user cannot create) is often one set-up problem of several: the checks
+/// run anyway, changing nothing, so that one run lists them all.
+fn lock_or_list_problems(e: &mut Engine) -> Result<(), Failure> {
+    let Err(failure) = e.lock() else {
+        return Ok(());
+    };
+    if !matches!(failure.error, Error::Io { .. }) {
+        return Err(failure);
+    }
+    let Err(also) = e.validate(false) else {
+        return Err(failure);
+    };
+    e.result.failed_phase = Some(Phase::Lock);
+    Err(Error::CheckFailed(format!("{}; and {}", failure.error, also.error)).into())
+}
+
 /// Starts the new version in `standby`, replacing whatever that slot held; returns the
 /// content ID of the image it started from, when the runtime has one.
 ///
@@ -84,7 +101,7 @@ fn start_standby(e: &mut Engine, standby: Slot) -> Result<Option<Image>, Failure
 pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     let plan = e.plan;
     let state = e.load_state()?;
-    e.validate()?;
+    e.validate(false)?;
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     let intent =
         Intent::switch_to(SwitchTarget::Slot(standby)).recording(Some(plan.version.clone()), None);

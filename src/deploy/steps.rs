@@ -15,7 +15,7 @@ use crate::runtime::{self, Compose, DETECT_TIMEOUT, Listing, Runtime, SlotComman
 use crate::state::{SlotRecord, parse_image_id};
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchMode, SwitchReport, SwitchRequest};
 use crate::upstream::{Template, UpstreamContext};
-use crate::validate::{CheckResult, CheckStatus, ValidateRequest};
+use crate::validate::{Audience, CheckResult, CheckStatus, ValidateRequest};
 
 use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
 use super::protocol::Phase;
@@ -39,10 +39,16 @@ const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const LOG_TAIL_BYTES: usize = 4000;
 
 impl<'a> Engine<'a> {
-    /// The preflight checks; fails listing every failed check.
-    pub(super) fn validate(&mut self) -> Result<(), Failure> {
+    /// The preflight checks; fails listing every failed check. A run that goes on (not a
+    /// dry run, every check passed, and `may_claim`) claims the app name on the Docker host.
+    pub(super) fn validate(&mut self, may_claim: bool) -> Result<(), Failure> {
         let plan = self.plan;
         let request = ValidateRequest {
+            audience: Audience::Action,
+            // Only reload mode reloads nginx on every switch.
+            reload_cmd: (self.switch.mode == SwitchMode::Reload)
+                .then(|| self.switch.reload_cmd.clone()),
+            nginx_pid_file: self.switch.nginx_pid_file.as_path().to_path_buf(),
             app: plan.app.clone(),
             store: plan.store(),
             upstream_file: self.switch.upstream_file.as_path().to_path_buf(),
@@ -62,8 +68,9 @@ impl<'a> Engine<'a> {
             report.checks.extend(me.compose_check());
             if plan.runtime.runtime.uses_docker() {
                 // The claim is made only by a run that goes on: a failed check changes nothing.
-                let goes_on =
-                    !plan.dry_run && report.checks.iter().all(|c| c.status != CheckStatus::Fail);
+                let goes_on = may_claim
+                    && !plan.dry_run
+                    && report.checks.iter().all(|c| c.status != CheckStatus::Fail);
                 report.checks.push(match me.claim_app(goes_on) {
                     Ok(()) => CheckResult::new(
                         "app-claim",

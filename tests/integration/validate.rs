@@ -297,3 +297,112 @@ fn a_port_flag_that_disagrees_with_state_is_refused() {
         "nothing changed"
     );
 }
+
+/// validate for `site` run as the user `nobody` (as a non-root deploy user would run it),
+/// with `extra` arguments and `path` as its PATH.
+fn validate_as_nobody(site: &Site, extra: &[&str], path: &str) -> crate::support::Run {
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("PATH={path}"))
+        .arg(VALIDATE)
+        .args(site_args(site))
+        .args(["--runtime", "command"])
+        .args(extra)
+        .output()
+        .unwrap();
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The detail of the check named `name` in a JSON report.
+fn detail_of(report: &serde_json::Value, name: &str) -> String {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_reload_that_sudo_would_refuse_is_found_before_any_switch() {
+    require!(Root, Nginx, Sudo);
+    let site = Site::new();
+    let reload = "sudo /usr/sbin/nginx -s reload";
+    // root may: sudo -n -l says so.
+    let r = validate(
+        &site_args(&site),
+        &["--runtime", "command", "--reload-cmd", reload],
+    );
+    assert_eq!(status_of(&r.json(), "nginx-reload"), "pass", "{r:?}");
+    // nobody has no sudoers line: found up front, with the line to add.
+    let r = validate_as_nobody(&site, &["--reload-cmd", reload], "/usr/sbin:/usr/bin:/bin");
+    let report = r.json();
+    assert_eq!(status_of(&report, "nginx-reload"), "fail", "{report}");
+    let detail = detail_of(&report, "nginx-reload");
+    assert!(
+        detail.contains("sudo does not let nobody run `sudo /usr/sbin/nginx -s reload` without a password (--reload-cmd)")
+            && detail.contains("nobody ALL=(root) NOPASSWD: /usr/sbin/nginx -s reload"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_plain_reload_of_a_master_run_by_root_is_refused_for_another_user() {
+    require!(Root, Nginx);
+    let site = Site::new();
+    // Let nobody read nginx's pid file, as on a real host (/run/nginx.pid).
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [site.tmp.path(), site.nginx.pid_file().parent().unwrap()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let pid_file = site.nginx.pid_file().display().to_string();
+    let r = validate_as_nobody(
+        &site,
+        &[
+            "--reload-cmd",
+            &site.nginx.reload_cmd(),
+            "--nginx-pid-file",
+            &pid_file,
+        ],
+        "/usr/sbin:/usr/bin:/bin",
+    );
+    let report = r.json();
+    assert_eq!(status_of(&report, "nginx-reload"), "fail", "{report}");
+    let detail = detail_of(&report, "nginx-reload");
+    assert!(
+        detail.contains("runs as uid 0, and nobody may not signal it")
+            && detail.contains("set --reload-cmd to `sudo nginx -s reload`"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn nginx_missing_from_the_path_says_so_and_names_the_setting() {
+    require!(Root, Nginx);
+    let site = Site::new();
+    let mut args = without(&site_args(&site), "--test-cmd");
+    args.extend(["--test-cmd".to_owned(), "nginx -t".to_owned()]);
+    // A non-root login's PATH: no /usr/sbin.
+    let out = std::process::Command::new(VALIDATE)
+        .args(&args)
+        .args(["--runtime", "command"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status_of(&report, "nginx"), "fail", "{report}");
+    let detail = detail_of(&report, "nginx");
+    assert!(
+        detail.contains("nginx is not on the PATH of")
+            && detail.contains("(/usr/bin:/bin)")
+            && detail.contains("give its full path in --test-cmd"),
+        "{detail}"
+    );
+}

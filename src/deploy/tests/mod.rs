@@ -489,3 +489,37 @@ fn auto_picks_nftables_where_nft_answers_and_reload_where_it_does_not() {
         assert_eq!(state.switch_mode, Some(mode), "state records the mode used");
     }
 }
+
+#[test]
+fn a_lock_that_cannot_be_taken_still_lists_every_set_up_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // The state directory cannot be created (its parent is a file), as for a deploy user
+    // that may not write /var/lib/bluegreen.
+    std::fs::write(dir.path().join("blocker"), "").unwrap();
+    let plan = DeployPlan {
+        state_dir: dir
+            .path()
+            .join("blocker/state")
+            .display()
+            .to_string()
+            .parse()
+            .unwrap(),
+        ..plan(dir.path(), Runtime::Command)
+    };
+    let host = FakeHost {
+        validate_fails: true,
+        ..FakeHost::new()
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(result.failed_phase, Some(Phase::Lock));
+    assert_eq!(
+        timeline,
+        ["phase lock", "phase validate", "validate", "result failed"]
+    );
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains("create state directory") && message.contains("nginx: the fake's verdict"),
+        "{message}"
+    );
+}

@@ -24,6 +24,8 @@ pub enum Need {
     Act,
     /// nftables that this process may change.
     Nftables,
+    /// sudo, and runuser to run a check as another user.
+    Sudo,
 }
 
 impl Need {
@@ -35,11 +37,12 @@ impl Need {
             Need::Docker => "a running Docker engine and the musl target (scripts/install-deps)",
             Need::Act => "act (scripts/install-deps)",
             Need::Nftables => "nftables with permission to change it",
+            Need::Sudo => "sudo and runuser (scripts/install-deps)",
         }
     }
 
     fn present(self) -> bool {
-        static FOUND: OnceLock<[bool; 6]> = OnceLock::new();
+        static FOUND: OnceLock<[bool; 7]> = OnceLock::new();
         let found = FOUND.get_or_init(|| {
             [
                 Need::Root,
@@ -48,6 +51,7 @@ impl Need {
                 Need::Docker,
                 Need::Act,
                 Need::Nftables,
+                Need::Sudo,
             ]
             .map(Need::probe)
         });
@@ -83,6 +87,7 @@ impl Need {
             }
             Need::Act => answers("act", &["--version"]),
             Need::Nftables => answers("nft", &["list", "tables"]),
+            Need::Sudo => answers("sudo", &["-n", "true"]) && answers("runuser", &["--version"]),
         }
     }
 }
