@@ -19,6 +19,7 @@ mod health_check;
 mod host_run;
 mod hostile;
 mod monitor;
+mod nonroot;
 mod properties;
 mod rollback;
 mod status;

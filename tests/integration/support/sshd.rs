@@ -21,20 +21,26 @@ pub struct Sshd {
 impl Sshd {
     /// Starts sshd with its files in `dir` and a new user key.
     pub fn start(dir: &Path) -> Sshd {
-        Sshd::launch(dir, None)
+        Sshd::launch(dir, None, &dir.join("home"))
     }
 
     /// Starts sshd with its files in `dir`, accepting the existing public key `authorized`.
     pub fn start_with_key(dir: &Path, authorized: &Path) -> Sshd {
-        Sshd::launch(dir, Some(authorized))
+        Sshd::launch(dir, Some(authorized), &dir.join("home"))
     }
 
-    fn launch(dir: &Path, authorized: Option<&Path>) -> Sshd {
+    /// Starts sshd with its files in `dir` and a new user key, for a user whose home is
+    /// `home` (a user that is not root: `dir` must be one it can read).
+    pub fn start_for_home(dir: &Path, home: &Path) -> Sshd {
+        Sshd::launch(dir, None, home)
+    }
+
+    fn launch(dir: &Path, authorized: Option<&Path>, home: &Path) -> Sshd {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         // Sessions get a home of their own, as a deploy user's (no ~/.bashrc of this
         // machine's user runs for every command).
-        std::fs::create_dir_all(dir.join("home")).unwrap();
+        std::fs::create_dir_all(home).unwrap();
         for name in ["host_key", "user_key"] {
             let status = Command::new("ssh-keygen")
                 .args([
@@ -63,7 +69,8 @@ impl Sshd {
                  AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n\
                  LogLevel VERBOSE\nMaxSessions 50\nMaxStartups 50\n\
-                 SetEnv XDG_CACHE_HOME={d}/cache HOME={d}/home\n"
+                 SetEnv XDG_CACHE_HOME={h}/.cache HOME={h}\n",
+                h = home.display()
             ),
         )
         .unwrap();

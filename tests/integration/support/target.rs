@@ -41,9 +41,25 @@ impl Target {
     }
 
     pub fn new(app: &str) -> Target {
+        Target::build(app, |site| Sshd::start(&site.tmp.path().join("sshd")))
+    }
+
+    /// A target that `user` (not root, home `home`) logs in to: the target's files can be
+    /// read by others (nginx's pid file, sshd's authorized keys), as on a real host.
+    pub fn for_user(app: &str, user: &str, home: &Path) -> Target {
+        Target::build(app, |site| {
+            use std::os::unix::fs::PermissionsExt;
+            let readable = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(site.tmp.path(), readable).unwrap();
+            Sshd::start_for_home(&site.tmp.path().join("sshd"), home)
+        })
+        .with_input("USERNAME", user)
+    }
+
+    fn build(app: &str, sshd: impl FnOnce(&Site) -> Sshd) -> Target {
         let app = format!("{app}-{}", free_port());
         let site = Site::adopting(&app);
-        let sshd = Sshd::start(&site.tmp.path().join("sshd"));
+        let sshd = sshd(&site);
         let bin_dir = tempfile::tempdir().unwrap();
         for (name, path) in [
             ("bluegreen", env!("CARGO_BIN_EXE_bluegreen")),

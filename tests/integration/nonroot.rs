@@ -1,0 +1,141 @@
+//! End to end (act, sshd, nginx, Docker): a deploy user that is not root, set up as the
+//! README's "A deploy user that is not root" says: in the docker group, owning the state
+//! directory and the directory of the upstream file, allowed by one sudoers line to test
+//! and reload nginx. nftables needs root, so the default switch mode falls back to reload.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{Target, assert_result, demo_image, free_port};
+
+/// A user of the test's own: no password, in the docker group. Removed on drop, with its
+/// sudoers file.
+struct DeployUser {
+    name: String,
+    home: tempfile::TempDir,
+    sudoers: PathBuf,
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl DeployUser {
+    fn create() -> DeployUser {
+        let name = format!("bg{}", free_port());
+        let home = tempfile::tempdir().unwrap();
+        run_ok(
+            Command::new("useradd")
+                .args([
+                    "--no-create-home",
+                    "--shell",
+                    "/bin/sh",
+                    "--groups",
+                    "docker",
+                ])
+                .arg("--home-dir")
+                .arg(home.path())
+                .arg(&name),
+        );
+        // No password, but not locked (`!`): sshd without PAM refuses locked accounts.
+        run_ok(Command::new("usermod").args(["--password", "*"]).arg(&name));
+        run_ok(Command::new("chown").arg(&name).arg(home.path()));
+        let sudoers = PathBuf::from(format!("/etc/sudoers.d/bluegreen-test-{name}"));
+        DeployUser {
+            name,
+            home,
+            sudoers,
+        }
+    }
+
+    /// Gives the user what the README's set-up gives: the state directory and the upstream
+    /// file's directory, and a sudoers line for nginx's test and reload commands of `t`;
+    /// returns those two commands as the user runs them.
+    fn allow(&self, t: &Target) -> (String, String) {
+        let conf_dir = t.site.nginx.upstream_file.parent().unwrap();
+        std::fs::create_dir_all(t.state_dir()).unwrap();
+        for path in [conf_dir, &t.site.nginx.upstream_file, &t.state_dir()] {
+            run_ok(Command::new("chown").arg(&self.name).arg(path));
+        }
+        let (test, reload) = (t.site.nginx.test_cmd(), t.site.nginx.reload_cmd());
+        self.write_sudoers(&format!(
+            "{} ALL=(root) NOPASSWD: {test}, {reload}\n",
+            self.name
+        ));
+        (format!("sudo {test}"), format!("sudo {reload}"))
+    }
+
+    fn write_sudoers(&self, line: &str) {
+        std::fs::write(&self.sudoers, line).unwrap();
+        std::fs::set_permissions(&self.sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+        run_ok(Command::new("visudo").arg("-cf").arg(&self.sudoers));
+    }
+}
+
+impl Drop for DeployUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
+}
+
+#[test]
+fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
+    require!(Root, Nginx, Sshd, Docker, Act, Sudo);
+    let user = DeployUser::create();
+    let t = Target::for_user("e2e-nonroot", &user.name, user.home.path());
+    let (test_cmd, reload_cmd) = user.allow(&t);
+    let image = demo_image("v", &[]);
+    let inputs = |version: &'static str| {
+        vec![
+            ("IMAGE", image.as_str()),
+            ("VERSION", version),
+            ("NGINX_TEST_COMMAND", test_cmd.as_str()),
+            ("NGINX_RELOAD_COMMAND", reload_cmd.as_str()),
+        ]
+    };
+    let first = t.run(&inputs("u1"));
+    assert_result(&first, "deployed");
+    assert_eq!(first.output("switch-mode"), "reload", "{}", first.log);
+    assert!(
+        first.log.contains(&format!(
+            "sudo lets {} run `{reload_cmd}` without a password",
+            user.name
+        )),
+        "{}",
+        first.log
+    );
+    assert_eq!(t.live(), ("blue".into(), "u1".into()));
+    let second = t.run(&inputs("u2"));
+    assert_result(&second, "deployed");
+    assert_eq!(t.live(), ("green".into(), "u2".into()));
+    t.settled();
+    let owner = Command::new("stat")
+        .args(["--format", "%U"])
+        .arg(t.state_dir().join("state.json"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), user.name);
+
+    // Without the sudoers line the reload is found refused at validation, before anything
+    // starts, with the line to add.
+    user.write_sudoers("# nothing allowed\n");
+    let refused = t.run(&inputs("u3"));
+    assert_result(&refused, "failed");
+    assert!(
+        refused.log.contains(&format!(
+            "sudo does not let {} run `{reload_cmd}` without a password (nginx-reload-command)",
+            user.name
+        )),
+        "{}",
+        refused.log
+    );
+    assert!(!t.container_running("blue"), "nothing was started");
+    assert_eq!(t.live(), ("green".into(), "u2".into()));
+}
