@@ -19,24 +19,13 @@ use crate::state::{StateSource, StateStore};
 use crate::sys;
 use crate::upstream::routed_slot;
 
+mod access;
+
+pub use access::Audience;
+use access::not_on_path;
+
 /// How long a Docker or nginx command may take during validation.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The advice for a program that is not on the PATH, naming the setting that names it
-/// (`nginx` is in /usr/sbin, which a non-root login's PATH often lacks).
-fn not_on_path(e: &crate::error::Error, setting: &str) -> Option<String> {
-    let crate::error::Error::Spawn { argv, source } = e else {
-        return None;
-    };
-    (source.kind() == std::io::ErrorKind::NotFound).then(|| {
-        let program = argv.split_whitespace().next().unwrap_or_default();
-        format!(
-            "{program} is not on the PATH of {} ({}): give its full path in {setting} (nginx is usually /usr/sbin/nginx)",
-            sys::user_name(),
-            std::env::var("PATH").unwrap_or_default()
-        )
-    })
-}
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,26 +75,6 @@ impl CheckResult {
         match result {
             Ok(d) => CheckResult::new(name, CheckStatus::Pass, d),
             Err(d) => CheckResult::new(name, CheckStatus::Fail, d),
-        }
-    }
-}
-
-/// Who reads a report, so that its advice names the settings they set: the action's
-/// inputs, or the helpers' flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// A workflow's `uses:` (inputs like `nginx-test-command`).
-    Action,
-    /// Someone at the host (flags like `--test-cmd`).
-    Helper,
-}
-
-impl Audience {
-    /// The name of a setting: the action's `input`, or the helpers' `flag`.
-    pub fn name(self, input: &'static str, flag: &'static str) -> &'static str {
-        match self {
-            Audience::Action => input,
-            Audience::Helper => flag,
         }
     }
 }
@@ -288,63 +257,6 @@ impl ValidateRequest {
             .run(COMMAND_TIMEOUT)
             .map(|_| format!("`{}` passed", self.test_cmd))
             .map_err(|e| not_on_path(&e, setting).unwrap_or_else(|| e.to_string()))
-    }
-
-    /// Whether the reload command may do its work, without reloading: `sudo -n -l` for a
-    /// command run by sudo, else the right to signal nginx's master.
-    fn check_reload(&self, reload: &CommandLine) -> CheckResult {
-        let setting = self.audience.name("nginx-reload-command", "--reload-cmd");
-        let name = "nginx-reload";
-        let user = sys::user_name();
-        let argv = reload.argv();
-        if argv[0] == "sudo" {
-            let command: Vec<&String> = argv[1..]
-                .iter()
-                .skip_while(|a| a.starts_with('-'))
-                .collect();
-            let probe = CommandLine::new(["sudo", "-n", "-l"]).with_args(command.iter().copied());
-            return match probe.run(COMMAND_TIMEOUT) {
-                Ok(_) => CheckResult::new(
-                    name,
-                    CheckStatus::Pass,
-                    format!("sudo lets {user} run `{reload}` without a password"),
-                ),
-                Err(e) => CheckResult::new(
-                    name,
-                    CheckStatus::Fail,
-                    not_on_path(&e, setting).unwrap_or_else(|| format!(
-                        "sudo does not let {user} run `{reload}` without a password ({setting}), so the switch could not reload nginx: add a sudoers line such as `{user} ALL=(root) NOPASSWD: /usr/sbin/nginx -s reload` (visudo -f /etc/sudoers.d/bluegreen)"
-                    )),
-                ),
-            };
-        }
-        if sys::euid() == 0 {
-            return CheckResult::new(name, CheckStatus::Pass, format!("`{reload}` runs as root"));
-        }
-        let Some(master) = crate::nginx::find_master(&self.nginx_pid_file) else {
-            return CheckResult::new(
-                name,
-                CheckStatus::Warn,
-                format!(
-                    "no running nginx master found from {}: cannot tell whether {user} may reload it",
-                    self.nginx_pid_file.display()
-                ),
-            );
-        };
-        match sys::process_uid(master) {
-            Some(uid) if uid != sys::euid() => CheckResult::new(
-                name,
-                CheckStatus::Fail,
-                format!(
-                    "nginx's master (pid {master}) runs as uid {uid}, and {user} may not signal it, so `{reload}` would fail at the switch: set {setting} to `sudo nginx -s reload` and let sudo allow it (`{user} ALL=(root) NOPASSWD: /usr/sbin/nginx -s reload`)"
-                ),
-            ),
-            _ => CheckResult::new(
-                name,
-                CheckStatus::Pass,
-                format!("{user} may signal nginx's master (pid {master})"),
-            ),
-        }
     }
 
     fn check_upstream_dir(&self) -> Result<String, String> {

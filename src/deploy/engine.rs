@@ -1,7 +1,8 @@
 //! The engine every host-side operation runs on: the context a phase works in (the plan,
 //! the host, the event sink, the result so far), the phase runner that announces, times and
 //! records each phase, and the first steps of every run (lock, state). The other steps the
-//! operations share are in `steps.rs`; the operations are in `release.rs` (deploy),
+//! operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
+//! `release.rs` (deploy),
 //! `rollback.rs`, `reconcile.rs` and `status.rs`, each a short sequence of steps.
 
 use std::time::{Duration, Instant};

@@ -18,11 +18,14 @@
 //! - `plan`: the plan, its typed parts and its cross-field rules.
 //! - `host`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
 //! - `engine`: the context a phase runs in, the phase runner, the lock and state steps.
-//! - `steps`: the other steps the operations share (validate, start, health, switch, watch).
+//! - `checks`: the preflight checks (validate, and the checks that need the plan).
+//! - `slots`: starting, stopping and inspecting the slots.
+//! - `steps`: the other steps the operations share (health, switch, watch).
 //! - `retire`: what a run does after its result is out (retire the old slot, tidy up).
 //! - `release` (the deploy operation), `rollback`, `reconcile`, `status`: one file per
 //!   operation, each a short sequence of the engine's steps.
 
+mod checks;
 mod engine;
 mod host;
 mod plan;
@@ -31,6 +34,7 @@ mod reconcile;
 mod release;
 mod retire;
 mod rollback;
+mod slots;
 mod status;
 mod steps;
 #[cfg(test)]

@@ -28,27 +28,39 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         ))
         .into());
     };
+    let record = state.slots.get(previous).clone();
     if plan.dry_run {
+        let version = record.version.as_deref().unwrap_or("its version");
+        let bring_back = if e.slot_holds(previous, &record) {
+            format!("start {previous} ({version}) if stopped")
+        } else {
+            format!("re-create {version} in {previous} from its recorded image")
+        };
         e.log(&format!(
-            "plan: start {previous} if stopped, health-check it, switch from {active} to {previous}"
+            "plan: {bring_back}, health-check it, switch from {active} to {previous}"
         ));
         return Ok(Outcome::Unchanged);
     }
-    let record = state.slots.get(previous).clone();
-    e.phase(Phase::DeployStandby, |me| {
+    let started = e.phase(Phase::DeployStandby, |me| {
         if me.slot_holds(previous, &record) {
-            return start_again(me, previous, &record).map(|detail| ((), detail));
+            return start_again(me, previous, &record);
         }
-        recreate(me, previous, &record).map(|detail| ((), detail))
+        recreate(me, previous, &record).map(|detail| (true, detail))
     })?;
-    e.health_check(previous)?;
+    // A slot this run started and that never got healthy takes no traffic: stop it again.
+    e.health_check(previous).inspect_err(|_| {
+        if started {
+            e.abandon_standby(previous)
+        }
+    })?;
     let back = Intent::back(active, SwitchTarget::Slot(previous)).because(plan.purpose.clone());
     e.switch_to(Phase::Switch, back)?;
     Ok(Outcome::RolledBack)
 }
 
-/// Starts `slot` again as it is: it still holds the version to go back to.
-fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, Failure> {
+/// Starts `slot` again as it is, if it is not running: it still holds the version to go
+/// back to. Says whether it started it, and what it did.
+fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<(bool, String), Failure> {
     let version = record.version.clone().unwrap_or_default();
     if e.answers_healthy(slot) {
         if e.slot_runs(slot) == Some(false) {
@@ -58,13 +70,16 @@ fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String
             ))
             .into());
         }
-        return Ok(format!("{slot} is still running (version {version})"));
+        return Ok((
+            false,
+            format!("{slot} is still running (version {version})"),
+        ));
     }
     let commands = e.commands();
     let spec = e.slot_spec(slot, &version, None);
     e.host
         .run(&commands.restart(&spec), RUNTIME_COMMAND_TIMEOUT)?;
-    Ok(format!("started {slot} again (version {version})"))
+    Ok((true, format!("started {slot} again (version {version})")))
 }
 
 /// Re-creates the version `record` names in `slot`, which holds something else now (a

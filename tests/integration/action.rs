@@ -350,21 +350,6 @@ fn the_compose_runtime_runs_one_project_per_slot() {
         "{}",
         third.log
     );
-    for slot in ["blue", "green"] {
-        let _ = Command::new("docker-compose")
-            .args([
-                "-p",
-                &format!("{}-{slot}", t.app),
-                "-f",
-                &compose,
-                "down",
-                "--timeout",
-                "1",
-            ])
-            .env("BLUEGREEN_IMAGE", &image)
-            .env("BLUEGREEN_PORT", "1")
-            .output();
-    }
 }
 
 #[test]

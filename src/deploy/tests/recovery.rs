@@ -355,3 +355,47 @@ fn another_deployment_of_the_same_app_name_is_refused_before_anything_changes() 
         "{message}"
     );
 }
+
+#[test]
+fn a_rollback_target_that_never_gets_healthy_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_from_green_to_blue(dir.path());
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v1")
+        .healthy(Slot::Blue, &[false]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(
+        timeline[timeline.len() - 4..],
+        [
+            "health http://127.0.0.1:3001/health x2",
+            "run docker stop --time 30 shop-blue",
+            "run docker logs --tail 40 shop-blue",
+            "result failed",
+        ]
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Green));
+}
+
+#[test]
+fn a_dry_run_rollback_says_whether_it_starts_or_re_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = rollback_after_a_failed_deploy(dir.path());
+    plan.dry_run = true;
+    let lines = std::sync::Mutex::new(Vec::new());
+    let emit = |event: &Event| {
+        if let Event::Log { line } = event {
+            lines.lock().unwrap().push(line.clone());
+        }
+    };
+    let host = FakeHost::new();
+    host.claim_for(&plan);
+    let result = Engine::new(&plan, &host, &emit).run();
+    assert_eq!(result.result, Some(Outcome::Unchanged));
+    let lines = lines.into_inner().unwrap();
+    assert!(
+        lines.iter().any(|l| l
+            == "plan: re-create v1 in blue from its recorded image, health-check it, switch from green to blue"),
+        "{lines:?}"
+    );
+}

@@ -269,6 +269,22 @@ impl Drop for Target {
                 &format!("{}-green", self.app),
             ])
             .output();
+        // The compose runtime's projects, also when a test failed before its own clean-up.
+        for slot in ["blue", "green"] {
+            let project = format!("{}-{slot}", self.app);
+            let listed = Command::new("docker")
+                .args(["ps", "--all", "--quiet", "--filter"])
+                .arg(format!("label=com.docker.compose.project={project}"))
+                .output();
+            let ids = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            for id in ids.unwrap_or_default().split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "--force", id]).output();
+            }
+            let network = format!("{project}_default");
+            let _ = Command::new("docker")
+                .args(["network", "rm", &network])
+                .output();
+        }
         let _ = Command::new("docker")
             .args(["volume", "rm", &format!("bluegreen-claim-{}", self.app)])
             .output();

@@ -1,0 +1,148 @@
+//! Unit tests of the run report: outputs, the job summary, Slack.
+
+use super::*;
+use crate::deploy::{Phase, PhaseRecord};
+
+fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
+    RunReport {
+        app: "shop".into(),
+        command: "deploy".into(),
+        version: "v2".into(),
+        hosts: vec![HostReport {
+            host: "web1".into(),
+            result: DeployResult {
+                result: Some(outcome),
+                active_slot: Some(crate::input::Slot::Blue),
+                failed_phase: error.map(|_| Phase::HealthCheck),
+                error: error.map(|message| crate::error::RunError {
+                    kind: crate::error::ErrorKind::CheckFailed,
+                    message: message.to_owned(),
+                }),
+                phases: vec![PhaseRecord {
+                    phase: Phase::HealthCheck,
+                    ok: error.is_none(),
+                    start_ms: 400,
+                    ms: 1200,
+                    detail: "a | b".into(),
+                }],
+                ..Default::default()
+            },
+            runner_phases: vec![PhaseRecord {
+                phase: Phase::Connect,
+                ok: true,
+                start_ms: 0,
+                ms: 80,
+                detail: "ok".into(),
+            }],
+        }],
+        duration: Duration::from_millis(4200),
+        early_error: None,
+    }
+}
+
+#[test]
+fn a_host_is_named_with_its_port() {
+    let host: HostPort = "web1:2222".parse().unwrap();
+    let r = HostReport::new(&host, DeployResult::default(), Vec::new());
+    assert_eq!(r.host, "web1:2222");
+    let run = RunReport {
+        hosts: vec![r],
+        ..report(Outcome::Deployed, None)
+    };
+    assert!(run.summary().unwrap().contains("web1:2222"));
+}
+
+#[test]
+fn outputs_follow_the_outcome() {
+    let r = report(Outcome::Deployed, None);
+    let out = r.outputs();
+    assert_eq!(out[0], ("active-slot", "blue".to_owned()));
+    assert_eq!(out[3], ("result", "deployed".to_owned()));
+    assert_eq!(out[4], ("duration-seconds", "4.200".to_owned()));
+    assert_eq!(
+        report(Outcome::RolledBack, Some("x")).outcome(),
+        Outcome::RolledBack
+    );
+}
+
+#[test]
+fn summary_has_a_row_per_phase_with_escaped_cells() {
+    let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
+    assert!(text.contains("| connect | yes | 80 ms | ok |"), "{text}");
+    assert!(
+        text.contains("| health-check standby | **no** | 1200 ms | a \\| b |"),
+        "{text}"
+    );
+    assert!(text.contains("**Error:** boom"), "{text}");
+}
+
+#[test]
+fn slot_outputs_come_from_the_last_host_that_knows_its_slots() {
+    let mut r = report(Outcome::Deployed, None);
+    let mut unreachable = r.hosts[0].clone();
+    unreachable.host = "web2".into();
+    unreachable.result = DeployResult {
+        result: Some(Outcome::Failed),
+        ..Default::default()
+    };
+    r.hosts.push(unreachable);
+    let out = r.outputs();
+    assert_eq!(out[0], ("active-slot", "blue".to_owned()));
+    assert_eq!(out[3], ("result", "failed".to_owned()));
+}
+
+#[test]
+fn host_text_in_the_summary_is_inert() {
+    let answer =
+        "unhealthy: <a href=\"https://evil.example\">login</a> [x](https://evil.example) & more";
+    let text = report(Outcome::Failed, Some(answer)).summary().unwrap();
+    assert!(
+        text.contains(
+            "**Error:** unhealthy: &lt;a href=\"https://evil.example\"&gt;login&lt;/a&gt; \\[x\\](https://evil.example) &amp; more"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("<a href"), "{text}");
+}
+
+#[test]
+fn summary_draws_each_hosts_phases_as_a_timeline_above_the_table() {
+    let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
+    let timeline = "```mermaid\ngantt\n    dateFormat x\n    axisFormat %M:%S\n    tickInterval 200millisecond\n    section web1\n    connect :done, 0, 80\n    health-check standby :crit, 400, 1600\n```";
+    assert!(text.contains(timeline), "{text}");
+    assert!(
+        text.find("```mermaid").unwrap() < text.find("| host |").unwrap(),
+        "{text}"
+    );
+    assert_eq!(super::super::summary::timeline_tick(9_000), "1second");
+    assert_eq!(super::super::summary::timeline_tick(45_000), "5second");
+}
+
+#[test]
+fn slack_payload_is_json_with_escaped_text() {
+    let ctx = GithubContext {
+        repository: "acme/shop".into(),
+        actor: "<script>&".into(),
+        run_url: Some("https://github.com/acme/shop/actions/runs/1".into()),
+        ..Default::default()
+    };
+    let payload = report(Outcome::Failed, Some("standby <crashed> & burned"))
+        .slack_payload(&ctx)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("deploy of shop failed")
+    );
+    assert_eq!(v["attachments"][0]["color"], "#d40e0d");
+    let fields = v["blocks"][1]["fields"].to_string();
+    assert!(fields.contains("&lt;script&gt;&amp;"), "{fields}");
+    assert!(fields.contains("Failed phase"), "{fields}");
+    let detail = v["attachments"][0]["text"].as_str().unwrap();
+    assert!(
+        detail.starts_with("standby &lt;crashed&gt; &amp; burned"),
+        "{detail}"
+    );
+}

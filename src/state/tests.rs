@@ -1,0 +1,102 @@
+//! Unit tests of state.json: switch transitions, parsing, rebuilding from disk.
+
+use super::*;
+
+fn app() -> AppName {
+    "shop".parse().unwrap()
+}
+
+fn ports() -> SlotPorts {
+    SlotPorts::new(3001, 3002).unwrap()
+}
+
+#[test]
+fn switch_transitions_track_previous() {
+    let s0 = State::new(&app());
+    let s1 = s0.after_switch(Slot::Blue, ports(), Some("v1"), Some("shop:1"), "t1");
+    assert_eq!((s1.active, s1.previous), (Some(Slot::Blue), None));
+    let s2 = s1.after_switch(Slot::Green, ports(), Some("v2"), None, "t2");
+    assert_eq!(
+        (s2.active, s2.previous),
+        (Some(Slot::Green), Some(Slot::Blue))
+    );
+    assert_eq!(s2.slots.blue.version.as_deref(), Some("v1"));
+    assert_eq!(s2.slots.blue.image.as_deref(), Some("shop:1"));
+    assert_eq!(s2.slots.green.version.as_deref(), Some("v2"));
+    assert_eq!(s2.slots.green.port, Some(3002));
+    // Re-switching to the live slot keeps the rollback target.
+    let s3 = s2.after_switch(Slot::Green, ports(), None, None, "t3");
+    assert_eq!(
+        (s3.active, s3.previous),
+        (Some(Slot::Green), Some(Slot::Blue))
+    );
+    assert_eq!(s3.slots.green.version.as_deref(), Some("v2"));
+    assert_eq!(s3.switched_at.as_deref(), Some("t3"));
+}
+
+#[test]
+fn parse_rejects_inconsistent_state() {
+    let good = State::new(&app()).after_switch(Slot::Blue, ports(), None, None, "t");
+    let text = serde_json::to_string(&good).unwrap();
+    assert_eq!(State::parse(&text, &app()).unwrap(), good);
+    assert!(State::parse(&text, &"other".parse().unwrap()).is_err());
+    assert!(State::parse("{", &app()).is_err());
+    assert!(State::parse("", &app()).is_err());
+    let mut same = good.clone();
+    same.previous = Some(Slot::Blue);
+    assert!(State::parse(&serde_json::to_string(&same).unwrap(), &app()).is_err());
+    let mut future = good;
+    future.format = 99;
+    assert!(State::parse(&serde_json::to_string(&future).unwrap(), &app()).is_err());
+}
+
+#[test]
+fn parse_refuses_values_no_input_could_hold() {
+    let good = State::new(&app()).after_switch(Slot::Blue, ports(), Some("v1"), None, "t");
+    let text = serde_json::to_string(&good).unwrap();
+    let include_breaker = "v1;\\n}\\nserver { listen 80; }";
+    for (field, bad) in [
+        (
+            "\"version\":\"v1\"",
+            format!("\"version\":\"{include_breaker}\""),
+        ),
+        (
+            "\"version\":\"v1\"",
+            "\"version\":\"v1\",\"image\":\"--privileged\"".into(),
+        ),
+        ("\"port\":3001", "\"port\":0".into()),
+    ] {
+        assert!(text.contains(field), "{text}");
+        let mangled = text.replacen(field, &bad, 1);
+        let err = State::parse(&mangled, &app()).unwrap_err();
+        assert!(err.starts_with("slot blue: "), "{mangled}: {err}");
+    }
+}
+
+#[test]
+fn load_rebuilds_from_upstream_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::new(dir.path().join("state"));
+    let upstream = dir.path().join("upstream.conf");
+    // Nothing on disk: a new app, no warning.
+    let fresh = store.load(&app(), &upstream, ports()).unwrap();
+    assert_eq!(fresh.source, StateSource::New);
+    assert!(fresh.warning.is_none());
+    // Upstream routes to green, state missing: rebuilt.
+    std::fs::write(&upstream, "upstream shop {\n  server 127.0.0.1:3002;\n}\n").unwrap();
+    let rebuilt = store.load(&app(), &upstream, ports()).unwrap();
+    assert_eq!(rebuilt.source, StateSource::Rebuilt);
+    assert_eq!(rebuilt.state.active, Some(Slot::Green));
+    assert!(rebuilt.warning.unwrap().contains("missing"));
+    // Corrupt state: rebuilt, the warning names the problem.
+    store.ensure_dir().unwrap();
+    std::fs::write(store.state_path(), "{\"format\": 1, \"app\": ").unwrap();
+    let corrupt = store.load(&app(), &upstream, ports()).unwrap();
+    assert_eq!(corrupt.state.active, Some(Slot::Green));
+    assert!(corrupt.warning.unwrap().contains("corrupt"));
+    // Saved state wins over the upstream file.
+    let saved = State::new(&app()).after_switch(Slot::Blue, ports(), None, None, "t");
+    store.save(&saved).unwrap();
+    let loaded = store.load(&app(), &upstream, ports()).unwrap();
+    assert_eq!((loaded.source, loaded.state), (StateSource::File, saved));
+}
