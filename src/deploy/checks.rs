@@ -167,7 +167,14 @@ impl Engine<'_> {
             return Ok(());
         }
         let docker = CommandLine::new([defaults::DOCKER_CMD]);
-        let (app, ours) = (&self.plan.app, self.plan.state_dir.as_str());
+        let app = &self.plan.app;
+        // One directory, however it is written (a trailing slash, a link on the way).
+        let dir = self.plan.state_dir.as_path();
+        let ours = std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.components().collect())
+            .display()
+            .to_string();
+        let ours = ours.as_str();
         let owner = |me: &Self| {
             me.host
                 .run(&runtime::claim_owner(&docker, app), INSPECT_TIMEOUT)
@@ -186,9 +193,14 @@ impl Engine<'_> {
         if owner == ours {
             return Ok(());
         }
+        let volume = runtime::claim_volume(app);
+        let owner = if owner.is_empty() {
+            format!("a directory its volume {volume} does not name")
+        } else {
+            owner
+        };
         Err(Error::CheckFailed(format!(
-            "another deployment of {app} on this Docker host keeps its state in {owner}, and its slots are the containers {app}-blue and {app}-green too: give this deployment another app name, or use state-dir {owner} (the claim is the Docker volume {})",
-            runtime::claim_volume(app)
+            "another deployment of {app} on this Docker host keeps its state in {owner}, and its slots are the containers {app}-blue and {app}-green too: give this deployment another app name, or use that state-dir; if that deployment is gone (or its state moved here), `docker volume rm {volume}` hands the name over"
         )))
     }
 }

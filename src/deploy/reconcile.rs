@@ -30,9 +30,17 @@ pub(super) fn run(e: &mut Engine, state: State) -> Result<State, Failure> {
         "state said {recorded} but nginx routed to {routed}; an earlier run stopped half-way"
     );
     e.log(&reason);
-    let version = e
-        .running_version(target)
-        .or_else(|| state.slots.get(target).version.as_deref()?.parse().ok());
+    // What the slot runs: its label, else what state says is in it (a version that
+    // replaced the recorded one, if any).
+    let record = state.slots.get(target);
+    let version = e.running_version(target).or_else(|| {
+        record
+            .replaced_by
+            .as_deref()
+            .or(record.version.as_deref())?
+            .parse()
+            .ok()
+    });
     e.switch_to(
         Phase::Reconcile,
         Intent::reconcile(target)

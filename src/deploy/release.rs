@@ -17,6 +17,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let state = e.load_state()?;
     let state = super::reconcile::run(e, state)?;
     if let Some(active) = state.active
+        && state.slots.get(active).holds_its_version()
         && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
         && e.answers_healthy(active)
     {
@@ -64,14 +65,15 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     Ok(Outcome::Deployed)
 }
 
-/// Takes the app lock. A lock that cannot be taken for want of permission (a state
-/// directory this user cannot create) is often one set-up problem of several: the checks
-/// run anyway, changing nothing, so that one run lists them all.
+/// Takes the app lock. A lock that cannot be taken for another reason than another run
+/// holding it (a state directory this user cannot create, or one left by root) is often
+/// one set-up problem of several: the checks run anyway, changing nothing, so that one run
+/// lists them all.
 fn lock_or_list_problems(e: &mut Engine) -> Result<(), Failure> {
     let Err(failure) = e.lock() else {
         return Ok(());
     };
-    if !matches!(failure.error, Error::Io { .. }) {
+    if matches!(failure.error, Error::LockHeld { .. } | Error::Cancelled(_)) {
         return Err(failure);
     }
     let Err(also) = e.validate(false) else {
@@ -90,8 +92,13 @@ fn start_standby(e: &mut Engine, standby: Slot) -> Result<Option<Image>, Failure
     let plan = e.plan;
     e.phase(Phase::DeployStandby, |me| {
         me.update_state(|state| state.replacing(standby, plan.version.as_str()))?;
-        let detail = me.start_fresh(standby, &plan.version, plan.runtime.image.as_ref())?;
-        let image_id = plan.runtime.image.as_ref().and_then(|i| me.image_id(i));
+        let detail = me.start_fresh(
+            standby,
+            &plan.version,
+            plan.runtime.image.as_ref(),
+            plan.runtime.pull,
+        )?;
+        let image_id = me.slot_image_id(standby, plan.runtime.image.as_ref());
         Ok((image_id, detail))
     })
 }

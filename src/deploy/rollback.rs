@@ -8,6 +8,7 @@
 
 use crate::error::Error;
 use crate::input::{Image, Slot, SwitchTarget, Version};
+use crate::runtime::Pull;
 use crate::state::SlotRecord;
 use crate::switch::Intent;
 
@@ -75,8 +76,10 @@ fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<(bool,
             format!("{slot} is still running (version {version})"),
         ));
     }
+    // The image is what a compose file or the user's command may name in its variables.
+    let image = recorded_image(record);
     let commands = e.commands();
-    let spec = e.slot_spec(slot, &version, None);
+    let spec = e.slot_spec(slot, &version, image.as_ref());
     e.host
         .run(&commands.restart(&spec), RUNTIME_COMMAND_TIMEOUT)?;
     Ok((true, format!("started {slot} again (version {version})")))
@@ -89,25 +92,31 @@ fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<(bool,
 fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, Failure> {
     let plan = e.plan;
     let version: Version = record.version.as_deref().unwrap_or_default().parse()?;
-    let holds = record.replaced_by.as_deref().map_or_else(
-        || "something else".to_owned(),
-        |v| format!("version {v}, from a deploy that did not go live"),
+    let why = record.replaced_by.as_deref().map_or_else(
+        || "its container is gone or runs another version".to_owned(),
+        |v| format!("a deploy of {v} that did not go live took its place"),
     );
     let image = if plan.runtime.runtime.uses_docker() {
         Some(rollback_image(e, slot, record, &version)?)
     } else {
-        None
+        recorded_image(record)
     };
     e.log(&format!(
-        "{slot} no longer holds {version} (it holds {holds}): re-creating {version}{}",
+        "{slot} no longer holds {version} ({why}): re-creating {version}{}",
         image
             .as_ref()
             .map_or(String::new(), |i| format!(" from image {i}"))
     ));
     e.claim_app(true)?;
-    let detail = e.start_fresh(slot, &version, image.as_ref())?;
+    // The image is on the host (checked above), and an image ID cannot be pulled.
+    let detail = e.start_fresh(slot, &version, image.as_ref(), Pull::Never)?;
     e.update_state(|state| state.restored(slot))?;
     Ok(format!("re-created {slot}: {detail}"))
+}
+
+/// The image state records for the slot's version (its tag), when it is a valid one.
+fn recorded_image(record: &SlotRecord) -> Option<Image> {
+    record.image.as_deref().and_then(|i| i.parse().ok())
 }
 
 /// The image to re-create `version` in `slot` from: its recorded content ID while the host
@@ -136,8 +145,14 @@ fn rollback_image(
         return Err(gone("state records no image for it".into()));
     };
     let tag: Image = tag.parse()?;
-    if e.image_id(&tag).is_none() {
+    let Some(tag_id) = e.image_id(&tag) else {
         return Err(gone(format!("its image {tag} is not on this host")));
+    };
+    // The slot's container, when there is one, runs the build that replaced it.
+    if e.slot_image_id(slot, None) == Some(tag_id) {
+        return Err(gone(format!(
+            "its tag {tag} now names the build that replaced it"
+        )));
     }
     let w = format!(
         "state records no image ID for {version} (written by an older release): re-creating it from {tag}, which may now name another build"

@@ -8,7 +8,9 @@ use crate::config::defaults;
 use crate::error::Error;
 use crate::exec::CommandLine;
 use crate::input::{Image, Slot, Version};
-use crate::runtime::{Compose, DETECT_TIMEOUT, Listing, Runtime, SlotCommands, SlotSpec};
+use crate::runtime::{
+    Compose, DETECT_TIMEOUT, Listing, Pull, Runtime, RuntimeSpec, SlotCommands, SlotSpec,
+};
 use crate::state::{SlotRecord, parse_image_id};
 
 use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};
@@ -60,15 +62,24 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Starts `version` (from `image`) in `slot` afresh, removing whatever the slot held;
-    /// relays what the start command printed and says what it started.
+    /// Starts `version` (from `image`, pulled as `pull` says) in `slot` afresh, removing
+    /// whatever the slot held; relays what the start command printed and says what it
+    /// started.
     pub(super) fn start_fresh(
         &mut self,
         slot: Slot,
         version: &Version,
         image: Option<&Image>,
+        pull: Pull,
     ) -> Result<String, Failure> {
-        let commands = self.commands();
+        let runtime = RuntimeSpec {
+            pull,
+            ..self.plan.runtime.clone()
+        };
+        let commands = SlotCommands {
+            spec: &runtime,
+            ..self.commands()
+        };
         let spec = self.slot_spec(slot, version.as_str(), image);
         for cmd in commands.prepare(&spec, self.plan.retire.stop_timeout) {
             self.host.run(&cmd, RUNTIME_COMMAND_TIMEOUT)?;
@@ -179,6 +190,18 @@ impl<'a> Engine<'a> {
             Runtime::Compose => self.slot_has_containers(slot, Listing::All) != Some(false),
             Runtime::Command => true,
         }
+    }
+
+    /// The content ID of the image `slot` runs: its container's (docker), else what its
+    /// tag `image` names on this host now (compose). `None` under the command runtime.
+    pub(super) fn slot_image_id(&mut self, slot: Slot, image: Option<&Image>) -> Option<Image> {
+        let commands = self.commands();
+        let spec = self.slot_spec(slot, "", None);
+        let from_container = commands
+            .container_image(&spec)
+            .and_then(|cmd| self.host.run(&cmd, INSPECT_TIMEOUT).ok())
+            .and_then(|out| parse_image_id(out.stdout.trim()).ok());
+        from_container.or_else(|| self.image_id(image?))
     }
 
     /// The content ID of `image` on this host now, when the runtime uses images.

@@ -239,6 +239,15 @@ impl SlotCommands<'_> {
             .then(|| self.compose(spec, &["config", "--services"]))
     }
 
+    /// The command printing the content ID of the image the slot's container was created
+    /// from (docker runtime): exactly what it runs, whatever its tag names by now.
+    pub fn container_image(&self, spec: &SlotSpec) -> Option<CommandLine> {
+        (self.spec.runtime == Runtime::Docker).then(|| {
+            self.docker
+                .with_args(["inspect", "--format", "{{.Image}}", &spec.name()])
+        })
+    }
+
     /// The command printing the last lines of the slot's log, when the runtime has one.
     pub fn logs(&self, spec: &SlotSpec) -> Option<CommandLine> {
         let tail = LOG_TAIL_LINES.to_string();

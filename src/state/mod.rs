@@ -143,9 +143,13 @@ impl State {
             next.slots.get_mut(slot).port = Some(ports.port(slot));
         }
         let record = next.slots.get_mut(to);
+        // Traffic reaches a slot whose version was replaced, and the switch does not say
+        // what it runs: it runs the version that replaced it, whose image is not recorded.
+        let replaced_by = record.replaced_by.clone();
+        let version = version.or(replaced_by.as_deref());
         if let Some(v) = version {
             // A new release in the slot: nothing of the one before it is still true.
-            if record.version.as_deref() != Some(v) || image.is_some() {
+            if record.version.as_deref() != Some(v) || image.is_some() || replaced_by.is_some() {
                 record.image = None;
                 record.image_id = None;
             }

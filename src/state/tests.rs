@@ -100,3 +100,27 @@ fn load_rebuilds_from_upstream_with_a_warning() {
     let loaded = store.load(&app(), &upstream, ports()).unwrap();
     assert_eq!((loaded.source, loaded.state), (StateSource::File, saved));
 }
+
+#[test]
+fn traffic_reaching_a_replaced_slot_records_what_replaced_it() {
+    let ports = ports();
+    let state = State::new(&app())
+        .after_switch(Slot::Blue, ports, Some("v1"), Some("shop:1"), "t0")
+        .with_image_id(Slot::Blue, Some(&format!("sha256:{}", "1".repeat(64))))
+        .after_switch(Slot::Green, ports, Some("v2"), None, "t1")
+        .replacing(Slot::Blue, "v3");
+    assert!(!state.slots.blue.holds_its_version());
+    // A switch that does not say what blue runs (a reconcile, a switch by hand): blue runs
+    // v3, whose image is not known; v1's is no longer true of it.
+    let after = state.after_switch(Slot::Blue, ports, None, None, "t2");
+    let blue = &after.slots.blue;
+    assert_eq!(blue.version.as_deref(), Some("v3"));
+    assert_eq!(
+        (blue.image.as_deref(), blue.image_id.as_deref()),
+        (None, None)
+    );
+    assert!(blue.holds_its_version());
+    // Naming the old version while a replacement holds the slot forgets the old image too.
+    let named = state.after_switch(Slot::Blue, ports, Some("v1"), None, "t2");
+    assert_eq!(named.slots.blue.image_id, None);
+}

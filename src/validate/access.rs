@@ -44,6 +44,37 @@ pub(super) fn not_on_path(e: &crate::error::Error, setting: &str) -> Option<Stri
     })
 }
 
+/// The file name of a program given by name or path (`/usr/bin/sudo` is `sudo`).
+fn program_name(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
+}
+
+/// The arguments of `sudo -n` that ask whether sudo would run the command of `args`
+/// (everything after `sudo` in a command line): `-l` and the command, keeping the options
+/// that say as whom (`-u`, `-g`) and leaving out the others.
+fn sudo_listing(args: &[String]) -> Vec<String> {
+    /// sudo's options that take a value.
+    const WITH_VALUE: [&str; 10] = ["-u", "-g", "-U", "-C", "-h", "-p", "-r", "-t", "-T", "-D"];
+    let mut listing = vec!["-l".to_owned()];
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" || !arg.starts_with('-') {
+            listing.extend(std::iter::once(arg).filter(|a| *a != "--").cloned());
+            listing.extend(rest.cloned());
+            break;
+        }
+        if WITH_VALUE.contains(&arg.as_str()) {
+            let value = rest.next().cloned().unwrap_or_default();
+            if arg == "-u" || arg == "-g" {
+                listing.extend([arg.clone(), value]);
+            }
+        } else if arg.starts_with("--user=") || arg.starts_with("--group=") {
+            listing.push(arg.clone());
+        }
+    }
+    listing
+}
+
 impl ValidateRequest {
     /// Whether the reload command may do its work, without reloading: `sudo -n -l` for a
     /// command run by sudo, else the right to signal nginx's master.
@@ -52,12 +83,10 @@ impl ValidateRequest {
         let name = "nginx-reload";
         let user = sys::user_name();
         let argv = reload.argv();
-        if argv[0] == "sudo" {
-            let command: Vec<&String> = argv[1..]
-                .iter()
-                .skip_while(|a| a.starts_with('-'))
-                .collect();
-            let probe = CommandLine::new(["sudo", "-n", "-l"]).with_args(command.iter().copied());
+        let program = program_name(&argv[0]);
+        if program == "sudo" {
+            let probe =
+                CommandLine::new([argv[0].as_str(), "-n"]).with_args(sudo_listing(&argv[1..]));
             return match probe.run(COMMAND_TIMEOUT) {
                 Ok(_) => CheckResult::new(
                     name,
@@ -75,6 +104,16 @@ impl ValidateRequest {
         }
         if sys::euid() == 0 {
             return CheckResult::new(name, CheckStatus::Pass, format!("`{reload}` runs as root"));
+        }
+        if program != "nginx" {
+            // A program of the user's own (systemctl, a script): only running it would say.
+            return CheckResult::new(
+                name,
+                CheckStatus::Warn,
+                format!(
+                    "cannot tell without running it whether {user} may reload nginx with `{reload}`"
+                ),
+            );
         }
         let Some(master) = crate::nginx::find_master(&self.nginx_pid_file) else {
             return CheckResult::new(
@@ -100,5 +139,32 @@ impl ValidateRequest {
                 format!("{user} may signal nginx's master (pid {master})"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn sudo_is_asked_about_the_command_as_the_user_it_runs_it_as() {
+        assert_eq!(
+            sudo_listing(&words("nginx -s reload")),
+            words("-l nginx -s reload")
+        );
+        assert_eq!(
+            sudo_listing(&words("-n -u www -E /usr/sbin/nginx -s reload")),
+            words("-l -u www /usr/sbin/nginx -s reload")
+        );
+        assert_eq!(
+            sudo_listing(&words("-p prompt -- nginx -s reload")),
+            words("-l nginx -s reload")
+        );
+        assert_eq!(program_name("/usr/bin/sudo"), "sudo");
+        assert_eq!(program_name("sudo"), "sudo");
     }
 }

@@ -41,16 +41,24 @@ fn runs_in_history(t: &Target) -> Vec<String> {
         .collect()
 }
 
-/// Whether the green slot's app answers HTTP at all (503 while it is not ready): `docker
-/// run` has returned by then, so the deploy is in its standby health check. (The container
-/// running alone is seen a moment before `docker run` returns, still in the phase before.)
-fn green_app_answers(t: &Target) -> bool {
-    ureq::get(&format!("http://127.0.0.1:{}/health", t.site.green_port))
+/// Whether the green slot's app has answered HTTP at all (503 while it is not ready) for
+/// half a second, `first` holding when it first did: `docker run` has returned by then,
+/// and the standby phase has recorded its image, so the deploy is in its standby health
+/// check (the app is ready only after 3 s). The container running alone is seen a moment
+/// before `docker run` returns, still in the phase before.
+fn green_app_answered_a_while(t: &Target, first: &std::cell::Cell<Option<Instant>>) -> bool {
+    let answers = ureq::get(&format!("http://127.0.0.1:{}/health", t.site.green_port))
         .config()
         .http_status_as_error(false)
         .build()
         .call()
-        .is_ok()
+        .is_ok();
+    if answers && first.get().is_none() {
+        first.set(Some(Instant::now()));
+    }
+    first
+        .get()
+        .is_some_and(|at| at.elapsed() > Duration::from_millis(500))
 }
 
 #[test]
@@ -62,8 +70,9 @@ fn a_cancel_during_the_standby_health_check_abandons_it_and_a_new_run_converges(
     t.settled();
     let traffic = Traffic::start(t.site.nginx.url("/"));
     let started = Instant::now();
+    let first_answer = std::cell::Cell::new(None);
     let run = interrupt_when(&t, &[("IMAGE", &image), ("VERSION", "v2")], |t| {
-        t.container_running("green") && green_app_answers(t)
+        t.container_running("green") && green_app_answered_a_while(t, &first_answer)
     });
     assert_result(&run, "cancelled");
     assert!(

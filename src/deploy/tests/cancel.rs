@@ -34,6 +34,7 @@ fn a_cancel_before_the_switch_abandons_the_standby_and_leaves_the_live_slot() {
             "phase deploy standby",
             "run docker rm --force shop-green",
             DOCKER_RUN_GREEN,
+            CONTAINER_IMAGE_OF_GREEN,
             IMAGE_ID_OF_SHOP_2,
             "phase health-check standby",
             "health http://127.0.0.1:3002/health x2",

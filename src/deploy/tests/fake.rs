@@ -40,6 +40,9 @@ pub(super) struct FakeHost {
     /// The version label of each slot's container (`docker inspect`); a slot without one
     /// has no container.
     pub(super) labels: HashMap<Slot, &'static str>,
+    /// The content ID of the image of each slot's container (`docker inspect`), where the
+    /// test says.
+    pub(super) container_images: HashMap<Slot, &'static str>,
     /// The content ID of each image the host has (`docker image inspect`); every compose
     /// file has the services `web` and `worker`.
     pub(super) images: HashMap<&'static str, &'static str>,
@@ -63,6 +66,7 @@ impl FakeHost {
             squatted: None,
             labels: HashMap::new(),
             images: HashMap::new(),
+            container_images: HashMap::new(),
             claimed_by: Mutex::default(),
             unclaimed: false,
         }
@@ -135,6 +139,16 @@ impl Host for FakeHost {
         let argv = cmd.argv();
         let stdout = if argv.get(1).is_some_and(|a| a == "inspect") {
             let slot: Slot = argv.last().unwrap().rsplit('-').next().unwrap().parse()?;
+            if words.contains("{{.Image}}") {
+                return Ok(CommandOutput {
+                    status: std::process::ExitStatus::from_raw(0),
+                    stdout: format!(
+                        "{}\n",
+                        self.container_images.get(&slot).ok_or_else(missing)?
+                    ),
+                    stderr: String::new(),
+                });
+            }
             format!("{}\n", self.labels.get(&slot).ok_or_else(missing)?)
         } else if words.ends_with(" config --services") {
             "web\nworker\n".to_owned()

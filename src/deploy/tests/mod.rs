@@ -60,7 +60,9 @@ fn after_opening(rest: &[&str]) -> Vec<String> {
 /// What finds which deployment claimed the app name on the Docker host.
 const CLAIM_CHECK: &str = "run docker volume inspect --format {{index .Labels \"bluegreen.state-dir\"}} bluegreen-claim-shop";
 
-/// What records the content ID of the image a standby started from.
+/// What records the content ID of the image green's standby started from: its
+/// container's, and (the fake's containers do not say) its tag's.
+const CONTAINER_IMAGE_OF_GREEN: &str = "run docker inspect --format {{.Image}} shop-green";
 const IMAGE_ID_OF_SHOP_2: &str = "run docker image inspect --format {{.Id}} shop:2";
 
 const DOCKER_RUN_GREEN: &str = "run docker run --detach --name shop-green --pull never --publish 127.0.0.1:3002:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=green --label bluegreen.version=v2 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=green --env BLUEGREEN_PORT=3002 --env BLUEGREEN_IMAGE=shop:2 --env BLUEGREEN_VERSION=v2 shop:2";
@@ -105,6 +107,7 @@ fn a_second_deploy_goes_to_green_and_retires_blue_after_the_drain() {
             "phase deploy standby",
             "run docker rm --force shop-green",
             DOCKER_RUN_GREEN,
+            CONTAINER_IMAGE_OF_GREEN,
             IMAGE_ID_OF_SHOP_2,
             "phase health-check standby",
             "health http://127.0.0.1:3002/health x2",

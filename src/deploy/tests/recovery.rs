@@ -399,3 +399,51 @@ fn a_dry_run_rollback_says_whether_it_starts_or_re_creates() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn without_an_image_id_a_rollback_refuses_a_tag_that_now_names_the_replacing_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_from_green_to_blue(dir.path());
+    // State from before image IDs were recorded: v1's tag only, and that tag has moved to
+    // the build blue's container (the failed deploy's) runs.
+    let mut state = plan
+        .store()
+        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        .unwrap()
+        .state;
+    state.slots.blue.image = Some("shop:latest".into());
+    plan.store()
+        .save(&state.replacing(Slot::Blue, "v3"))
+        .unwrap();
+    let host = FakeHost {
+        container_images: [(Slot::Blue, V1_IMAGE_ID)].into(),
+        ..FakeHost::new().having_image("shop:latest", V1_IMAGE_ID)
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains("its tag shop:latest now names the build that replaced it"),
+        "{message}"
+    );
+    assert!(!timeline.iter().any(|l| l.contains(" rm ")), "{timeline:?}");
+}
+
+#[test]
+fn a_re_created_rollback_target_is_never_pulled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = rollback_after_a_failed_deploy(dir.path());
+    // `pull: always`, as with a moving `:latest`: an image ID cannot be pulled, and the
+    // image is on the host (checked first).
+    plan.runtime.pull = crate::runtime::Pull::Always;
+    let host = FakeHost::new()
+        .having_image(V1_IMAGE_ID, V1_IMAGE_ID)
+        .healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    let started = timeline
+        .iter()
+        .find(|l| l.starts_with("run docker run "))
+        .unwrap();
+    assert!(started.contains(" --pull never "), "{started}");
+}
