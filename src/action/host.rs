@@ -155,7 +155,7 @@ pub(super) async fn run_host(
             .await;
         let shipped = match need {
             None => break (launched_ms, streamed),
-            Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&host.host, &machine)),
+            Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&host.to_string(), &machine)),
             Some(Need::Upload { .. }) if uploaded => Err(Error::Remote {
                 host: host.to_string(),
                 detail: "the helper was uploaded and verified, but the host still does not run it (is its cache directory writable by others?)".into(),

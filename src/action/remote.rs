@@ -42,6 +42,7 @@ pub struct ConnectOptions<'a> {
 /// One open connection to a host.
 pub struct Remote {
     session: Session,
+    /// The host with its SSH port.
     host: String,
 }
 
@@ -73,16 +74,16 @@ impl Remote {
             .connect_mux(&host.host)
             .await
             .map_err(|e| Error::Remote {
-                host: host.host.clone(),
+                host: host.to_string(),
                 detail: format!("cannot connect: {}", describe_ssh_error(&e)),
             })?;
         Ok(Remote {
             session,
-            host: host.host.clone(),
+            host: host.to_string(),
         })
     }
 
-    /// The host's name.
+    /// The host with its SSH port (`web1:22`), as errors name it.
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -10,7 +10,7 @@ use crate::exec::CommandLine;
 use crate::input::{ServiceName, Slot};
 use crate::runtime;
 use crate::switch::SwitchMode;
-use crate::upstream::UpstreamContext;
+use crate::upstream::{UpstreamContext, routed_slot};
 use crate::validate::{Audience, CheckResult, CheckStatus, ValidateRequest};
 
 use super::engine::{Engine, Failure};
@@ -86,13 +86,30 @@ impl Engine<'_> {
     /// so a broken one stops the run before a standby starts. None without one.
     fn template_check(&self) -> Option<CheckResult> {
         let path = self.plan.upstream_template.as_ref()?;
-        let ctx = UpstreamContext::new(&self.plan.app, Slot::Blue, self.plan.ports, None);
-        let rendered = self.template().and_then(|t| t.render(&ctx));
-        Some(match rendered {
-            Ok(_) => CheckResult::new(
+        let (app, ports) = (&self.plan.app, self.plan.ports);
+        let reload = self.switch.mode == SwitchMode::Reload;
+        let checked = self.template().and_then(|template| {
+            for slot in [Slot::Blue, Slot::Green] {
+                let text = template.render(&UpstreamContext::new(app, slot, ports, None))?;
+                // In reload mode the file says where traffic goes: reconcile, status and a
+                // rebuilt state read it back.
+                if reload && routed_slot(&text, ports, app) != Some(slot) {
+                    return Err(Error::invalid(
+                        "upstream-template",
+                        format!(
+                            "{path} rendered for {slot} does not read back as routing to {slot} (port {}): keep one `server 127.0.0.1:{{{{ port }}}}` line of the live slot, or the `# bluegreen: app={{{{ app }}}} slot={{{{ slot }}}}` marker line",
+                            ports.port(slot)
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        });
+        Some(match checked {
+            Ok(()) => CheckResult::new(
                 "upstream-template",
                 CheckStatus::Pass,
-                format!("{path} renders"),
+                format!("{path} renders for both slots"),
             ),
             Err(e) => CheckResult::new("upstream-template", CheckStatus::Fail, e.to_string()),
         })

@@ -193,6 +193,16 @@ impl<'a> Engine<'a> {
         });
     }
 
+    /// Adds `warnings` to the result's, each once (a rebuilt state is said by the run and
+    /// by its switch alike).
+    pub(super) fn add_warnings(&mut self, warnings: &[String]) {
+        for w in warnings {
+            if !self.result.warnings.contains(w) {
+                self.result.warnings.push(w.clone());
+            }
+        }
+    }
+
     /// A line of progress.
     pub(super) fn log(&self, line: &str) {
         (self.emit)(&Event::Log {

@@ -117,6 +117,7 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     let report = e
         .host
         .switch(&request, &crate::progress::Progress::lines(&quiet))?;
+    e.add_warnings(&report.warnings);
     e.log(&format!(
         "plan: start {} version {} in {standby} (port {}), switch nginx from {} to {standby}, watch {}, then {} the old slot",
         plan.app,

@@ -4,7 +4,7 @@
 //! outcome goes to history.jsonl, where `command: status` shows it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::boot::BootPath;
 use crate::exec::CommandLine;
@@ -52,9 +52,7 @@ impl Engine<'_> {
             } else {
                 me.host.pause(retire.drain);
                 let remove = retire.old_slot == Retire::Remove;
-                let stopping = Instant::now();
-                me.stop_slot(old, remove)?;
-                let took = stopping.elapsed();
+                let took = me.stop_slot(old, remove)?;
                 let verb = if remove {
                     "stopped and removed"
                 } else {

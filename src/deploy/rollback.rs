@@ -34,8 +34,13 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         let version = record.version.as_deref().unwrap_or("its version");
         let bring_back = if e.slot_holds(previous, &record) {
             format!("start {previous} ({version}) if stopped")
+        } else if plan.runtime.runtime.uses_docker() {
+            // What the real run would re-create from, or why it would refuse.
+            let version: Version = version.parse()?;
+            let image = rollback_image(e, previous, &record, &version)?;
+            format!("re-create {version} in {previous} from image {image}")
         } else {
-            format!("re-create {version} in {previous} from its recorded image")
+            format!("re-create {version} in {previous} with the deploy command")
         };
         e.log(&format!(
             "plan: {bring_back}, health-check it, switch from {active} to {previous}"

@@ -2,7 +2,7 @@
 //! starting a version afresh, stopping, and what a slot holds and runs (its containers,
 //! version label, image). Every command runs through the engine's [`super::Host`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::defaults;
 use crate::error::Error;
@@ -114,15 +114,19 @@ impl<'a> Engine<'a> {
     }
 
     /// Stops `slot` gracefully (and removes it when `remove`).
-    pub(super) fn stop_slot(&mut self, slot: Slot, remove: bool) -> Result<(), Error> {
+    /// Returns how long the stop itself (its first command) took.
+    pub(super) fn stop_slot(&mut self, slot: Slot, remove: bool) -> Result<Duration, Error> {
         let commands = self.commands();
         let plan = self.plan;
         let spec = self.slot_spec(slot, plan.version.as_str(), plan.runtime.image.as_ref());
         let grace = plan.retire.stop_timeout;
+        let mut stopping = None;
         for cmd in commands.stop(&spec, grace, remove) {
+            let started = Instant::now();
             self.host.run(&cmd, grace + STOP_COMMAND_SLACK)?;
+            stopping.get_or_insert(started.elapsed());
         }
-        Ok(())
+        Ok(stopping.unwrap_or_default())
     }
 
     /// The last lines of `slot`'s log, when the runtime keeps one.

@@ -77,6 +77,12 @@ fn slot_status(e: &mut Engine, state: &State, slot: Slot) -> SlotStatus {
 /// not answer or whose container does not run.
 fn problems(state: &State, routed: Option<Slot>, slots: &[SlotStatus]) -> Vec<String> {
     let mut problems = Vec::new();
+    if routed.is_none() && state.active.is_some() {
+        problems.push(format!(
+            "state says {} is live but nginx routes to neither slot's port (the upstream file names another, or the nftables rule is missing or cannot be read: --nft-command 'sudo nft')",
+            name(state.active)
+        ));
+    }
     if routed.is_some() && routed != state.active {
         problems.push(format!(
             "state says {} is live but nginx routes to {} (a switch by hand, or a run that stopped half-way); the next deploy reconciles them",
@@ -97,6 +103,13 @@ fn problems(state: &State, routed: Option<Slot>, slots: &[SlotStatus]) -> Vec<St
         if s.running == Some(false) {
             problems.push(format!(
                 "{slot} takes traffic but its container is not running"
+            ));
+        }
+        if let (Some(runs), Some(recorded)) = (&s.running_version, &s.version)
+            && runs != recorded
+        {
+            problems.push(format!(
+                "{slot} takes traffic and runs {runs}, but state records {recorded}"
             ));
         }
     }

@@ -113,9 +113,7 @@ impl Engine<'_> {
         self.phase(phase, |me| {
             let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
-            for w in &report.warnings {
-                me.result.warnings.push(w.clone());
-            }
+            me.add_warnings(&report.warnings);
             let (to, port) = (report.to, report.port);
             let detail = match (request.intent.event, &request.intent.reason) {
                 (SwitchEvent::Switch, _) => {

@@ -331,6 +331,12 @@ impl StateStore {
         self.dir.join("upstream.backup")
     }
 
+    /// Path of the copy of the upstream file as someone last edited it by hand, kept when a
+    /// switch replaced it.
+    pub fn hand_edited_path(&self) -> PathBuf {
+        self.dir.join("upstream.hand-edited")
+    }
+
     /// Creates the state directory (mode 0755) when missing and checks that it belongs to
     /// this user and no one else can write to it (see [`check_private_dir`]).
     pub fn ensure_dir(&self) -> Result<()> {

@@ -192,20 +192,22 @@ impl SwitchRequest {
             warnings,
             elapsed_ms: 0,
         };
+        let file_changes = old.as_deref() != Some(report.rendered.as_str());
+        if let Some(edited) = old.as_deref().filter(|_| file_changes)
+            && let Some(w) = self.hand_edits(&state, edited)
+        {
+            if !self.dry_run {
+                write_atomic(&self.store.hand_edited_path(), edited.as_bytes(), 0o644)?;
+            }
+            progress.line(&format!("warning: {w}"));
+            report.warnings.push(w);
+        }
         if self.dry_run {
             report.elapsed_ms = started.elapsed().as_millis() as u64;
             return Ok(report);
         }
 
         let master = nginx::find_master(self.config.nginx_pid_file.as_path());
-        let file_changes = old.as_deref() != Some(report.rendered.as_str());
-        if let Some(w) = self
-            .hand_edits(&state, old.as_deref())
-            .filter(|_| file_changes)
-        {
-            progress.line(&format!("warning: {w}"));
-            report.warnings.push(w);
-        }
         if file_changes && master.is_none() && self.config.verify_url.is_none() {
             return Err(Error::invalid(
                 "--verify-url",
@@ -333,14 +335,13 @@ impl SwitchRequest {
     /// What to say when the upstream file is no longer what the last switch wrote (someone
     /// edited it by hand): the switch replaces it, and the way to keep lines of one's own
     /// is a template.
-    fn hand_edits(&self, state: &State, old: Option<&str>) -> Option<String> {
+    fn hand_edits(&self, state: &State, current: &str) -> Option<String> {
         let recorded = state.upstream_sha256.as_deref()?;
-        let current = crate::fsutil::sha256_hex(old?.as_bytes());
-        (current != recorded).then(|| {
+        (crate::fsutil::sha256_hex(current.as_bytes()) != recorded).then(|| {
             format!(
-                "{} was edited by hand since bluegreen last wrote it: the edits are replaced (the file as it was is kept in {}); to keep lines of your own (keepalive, a backup server), give a template (the upstream-template input, switch-traffic --template)",
+                "{} was edited by hand since bluegreen last wrote it: the edits are replaced (the edited file is kept in {}); to keep lines of your own (keepalive, a backup server), give a template (the upstream-template input, switch-traffic --template)",
                 self.config.upstream_file,
-                self.store.upstream_backup_path().display()
+                self.store.hand_edited_path().display()
             )
         })
     }

@@ -264,12 +264,23 @@ fn the_user_s_upstream_template_is_rendered_and_hand_edits_are_warned_about() {
     assert!(upstream().contains("keepalive 4;"), "{}", upstream());
     assert_eq!(h.site.served_slot(), "blue");
 
-    // A hand edit is replaced at the next switch, with a warning naming the input.
-    std::fs::write(
-        &h.site.nginx.upstream_file,
-        format!("{}# a line added by hand\n", upstream()),
-    )
-    .unwrap();
+    // A hand edit is replaced at the next switch, with a warning naming the input; a dry
+    // run says so too, and changes nothing.
+    let edited = format!("{}# a line added by hand\n", upstream());
+    std::fs::write(&h.site.nginx.upstream_file, &edited).unwrap();
+    let dry = DeployPlan {
+        dry_run: true,
+        ..with_template("v2")
+    };
+    let (code, events) = h.deploy(&dry, &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(
+        result(&events)["warnings"]
+            .to_string()
+            .contains("was edited by hand"),
+        "{events:#?}"
+    );
+    assert_eq!(upstream(), edited);
     let (code, events) = h.deploy(&with_template("v2"), &[]);
     assert_eq!(code, 0, "{events:#?}");
     let warnings = result(&events)["warnings"].to_string();
@@ -279,6 +290,8 @@ fn the_user_s_upstream_template_is_rendered_and_hand_edits_are_warned_about() {
         "{warnings}"
     );
     assert!(!upstream().contains("by hand"), "{}", upstream());
+    let kept = h.site.state_dir.join("upstream.hand-edited");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), edited);
 
     // Without a hand edit, no such warning.
     let (code, events) = h.deploy(&with_template("v3"), &[]);
@@ -316,6 +329,21 @@ fn a_broken_upstream_template_fails_validation_and_starts_nothing() {
             .unwrap()
             .contains("upstream-template"),
         "{r}"
+    );
+    assert!(!h.running("blue"), "nothing was started");
+
+    // A template whose file would not say where traffic goes (both ports, no marker).
+    std::fs::write(
+        &template,
+        "upstream {{ app }} {\n    server 127.0.0.1:{{ blue_port }};\n    server 127.0.0.1:{{ green_port }} backup;\n}\n",
+    )
+    .unwrap();
+    let (code, events) = h.deploy(&plan, &[]);
+    assert_eq!(code, 1, "{events:#?}");
+    let message = result(&events)["error"]["message"].to_string();
+    assert!(
+        message.contains("does not read back as routing to blue"),
+        "{message}"
     );
     assert!(!h.running("blue"), "nothing was started");
 }

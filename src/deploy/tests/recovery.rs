@@ -388,15 +388,25 @@ fn a_dry_run_rollback_says_whether_it_starts_or_re_creates() {
             lines.lock().unwrap().push(line.clone());
         }
     };
-    let host = FakeHost::new();
+    let host = FakeHost::new().having_image(V1_IMAGE_ID, V1_IMAGE_ID);
     host.claim_for(&plan);
     let result = Engine::new(&plan, &host, &emit).run();
     assert_eq!(result.result, Some(Outcome::Unchanged));
     let lines = lines.into_inner().unwrap();
     assert!(
-        lines.iter().any(|l| l
-            == "plan: re-create v1 in blue from its recorded image, health-check it, switch from green to blue"),
+        lines.iter().any(|l| *l
+            == format!("plan: re-create v1 in blue from image {V1_IMAGE_ID}, health-check it, switch from green to blue")),
         "{lines:?}"
+    );
+    // With the image gone, the dry run says the rollback would refuse.
+    let result = Engine::new(&plan, &FakeHost::new(), &|_: &Event| {}).run();
+    assert_eq!(result.result, Some(Outcome::Failed));
+    assert!(
+        result
+            .error
+            .unwrap()
+            .message
+            .contains("is no longer on this host"),
     );
 }
 
@@ -446,4 +456,43 @@ fn a_re_created_rollback_target_is_never_pulled() {
         .find(|l| l.starts_with("run docker run "))
         .unwrap();
     assert!(started.contains(" --pull never "), "{started}");
+}
+
+#[test]
+fn status_says_what_needs_a_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.operation = Operation::Status;
+    live(&plan, None, Slot::Blue, "v1");
+    // nginx routes to neither port, and blue's container is labelled another version.
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v9")
+        .healthy(Slot::Blue, &[true]);
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
+    let status = result.status.unwrap();
+    assert_eq!((status.active, status.routed), (Some(Slot::Blue), None));
+    assert!(
+        status.problems[0]
+            .starts_with("state says blue is live but nginx routes to neither slot's port"),
+        "{:?}",
+        status.problems
+    );
+    assert!(
+        status
+            .problems
+            .iter()
+            .any(|p| p == "blue takes traffic and runs v9, but state records v1"),
+        "{:?}",
+        status.problems
+    );
+    // Routed as state says, and running what it records: nothing to look at.
+    let host = FakeHost {
+        routed: Some(Slot::Blue),
+        ..FakeHost::new()
+            .holding(Slot::Blue, "v1")
+            .healthy(Slot::Blue, &[true])
+    };
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.status.unwrap().problems, Vec::<String>::new());
 }
