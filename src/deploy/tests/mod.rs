@@ -41,12 +41,16 @@ fn run_cancellable(
     (result, host.timeline())
 }
 
-fn active_slot(plan: &DeployPlan) -> Option<Slot> {
+/// The state `plan`'s run left.
+fn state_of(plan: &DeployPlan) -> crate::state::State {
     plan.store()
         .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
         .unwrap()
         .state
-        .active
+}
+
+fn active_slot(plan: &DeployPlan) -> Option<Slot> {
+    state_of(plan).active
 }
 
 /// How every deploy starts: the lock, the reconcile check of where nginx routes, validation.
@@ -484,11 +488,7 @@ fn auto_picks_nftables_where_nft_answers_and_reload_where_it_does_not() {
         assert_eq!(result.switch_mode, Some(mode));
         let reason = result.switch_mode_reason.unwrap();
         assert!(reason.starts_with(why), "{reason}");
-        let state = plan
-            .store()
-            .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-            .unwrap()
-            .state;
+        let state = state_of(&plan);
         assert_eq!(state.switch_mode, Some(mode), "state records the mode used");
     }
 }

@@ -174,11 +174,7 @@ fn a_deploy_records_that_the_standby_lost_its_version_before_removing_it() {
     };
     let (result, _) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
-    let state = plan
-        .store()
-        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-        .unwrap()
-        .state;
+    let state = state_of(&plan);
     let green = state.slots.get(Slot::Green);
     assert_eq!(green.version.as_deref(), Some("v0"));
     assert_eq!(green.replaced_by.as_deref(), Some("v3"));
@@ -196,11 +192,7 @@ fn a_deploy_records_the_content_id_of_the_image_that_went_live() {
         .healthy(Slot::Green, &[true]);
     let (result, _) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    let state = plan
-        .store()
-        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-        .unwrap()
-        .state;
+    let state = state_of(&plan);
     let green = state.slots.get(Slot::Green);
     assert_eq!(
         (green.version.as_deref(), green.image.as_deref()),
@@ -239,11 +231,7 @@ fn a_rollback_re_creates_a_replaced_version_from_its_image_id() {
             "result rolled-back",
         ]
     );
-    let state = plan
-        .store()
-        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-        .unwrap()
-        .state;
+    let state = state_of(&plan);
     assert_eq!(state.active, Some(Slot::Blue));
     assert!(state.slots.get(Slot::Blue).holds_its_version());
     assert_eq!(result.active_version.as_deref(), Some("v1"));
@@ -283,11 +271,7 @@ fn a_rollback_re_creates_a_slot_whose_container_runs_another_version() {
     let plan = rollback_from_green_to_blue(dir.path());
     // State never heard of it, but blue's container is labelled v9 (made by hand, or by a
     // run that died before writing state); v1's image is its recorded tag only.
-    let mut state = plan
-        .store()
-        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-        .unwrap()
-        .state;
+    let mut state = state_of(&plan);
     state.slots.blue.image = Some("shop:1".into());
     plan.store().save(&state).unwrap();
     let host = FakeHost::new()
@@ -416,11 +400,7 @@ fn without_an_image_id_a_rollback_refuses_a_tag_that_now_names_the_replacing_bui
     let plan = rollback_from_green_to_blue(dir.path());
     // State from before image IDs were recorded: v1's tag only, and that tag has moved to
     // the build blue's container (the failed deploy's) runs.
-    let mut state = plan
-        .store()
-        .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-        .unwrap()
-        .state;
+    let mut state = state_of(&plan);
     state.slots.blue.image = Some("shop:latest".into());
     plan.store()
         .save(&state.replacing(Slot::Blue, "v3"))
