@@ -125,6 +125,7 @@ fn plan(cli: &Cli) -> Result<DeployPlan> {
             stop_timeout: config::seconds(defaults::STOP_TIMEOUT),
         },
         min_free_disk_mb: 0,
+        check_tcp: Vec::new(),
         lock_timeout: std::time::Duration::ZERO,
         systemd_unit_dir: parse(defaults::SYSTEMD_UNIT_DIR)?,
     })

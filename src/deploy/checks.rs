@@ -36,7 +36,7 @@ impl Engine<'_> {
             docker_cmd: CommandLine::new([defaults::DOCKER_CMD]),
             min_free_disk_mb: plan.min_free_disk_mb,
             ports: plan.ports,
-            tcp: Vec::new(),
+            tcp: plan.check_tcp.clone(),
             tcp_timeout: config::seconds(defaults::TCP_TIMEOUT),
             nft: self.switch.nft(&plan.app),
             boot: (self.switch.mode == SwitchMode::Nftables).then(|| self.boot_path()),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::serde_millis;
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, SlotPorts, StatusSet, Version,
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Slot, SlotPorts, StatusSet, Version,
 };
 use crate::runtime::RuntimeSpec;
 use crate::state::StateStore;
@@ -141,6 +141,9 @@ pub struct DeployPlan {
     pub retire: RetireSpec,
     /// Minimum free disk for validation, in MiB.
     pub min_free_disk_mb: u64,
+    /// TCP dependencies validation connects to (a database, a queue).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_tcp: Vec<HostPort>,
     /// How long to wait for the app lock while another run holds it.
     #[serde(with = "serde_millis")]
     pub lock_timeout: Duration,

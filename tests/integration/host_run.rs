@@ -99,6 +99,7 @@ impl HostRun {
             lock_timeout: Duration::ZERO,
             systemd_unit_dir: "/nonexistent/systemd".parse().unwrap(),
             min_free_disk_mb: 1,
+            check_tcp: Vec::new(),
         }
     }
 
@@ -346,4 +347,39 @@ fn a_broken_upstream_template_fails_validation_and_starts_nothing() {
         "{message}"
     );
     assert!(!h.running("blue"), "nothing was started");
+}
+
+#[test]
+fn a_dependency_that_refuses_connections_stops_the_deploy_at_validation() {
+    require!(Nginx);
+    let app = "hostrun-deps";
+    let h = HostRun::new(app);
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up: bluegreen::input::HostPort =
+        format!("127.0.0.1:{}", listening.local_addr().unwrap().port())
+            .parse()
+            .unwrap();
+    let down: bluegreen::input::HostPort = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
+    let plan = DeployPlan {
+        check_tcp: vec![up.clone(), down.clone()],
+        ..h.plan(app, "v1")
+    };
+    let (code, events) = h.deploy(&plan, &[]);
+    assert_eq!(code, 1, "{events:#?}");
+    let r = result(&events);
+    assert_eq!(r["failed_phase"], "validate", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("tcp {down}")), "{message}");
+    assert!(!message.contains(&format!("tcp {up}")), "{message}");
+    assert!(!h.running("blue"), "nothing was started");
+
+    let plan = DeployPlan {
+        check_tcp: vec![up],
+        ..h.plan(app, "v1")
+    };
+    let (code, events) = h.deploy(&plan, &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(h.running("blue"));
 }

@@ -227,6 +227,7 @@ impl Inputs {
         let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
         let stop_timeout = s.parse("stop-timeout", defaults::STOP_TIMEOUT, parse_wait);
         let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
+        let check_tcp = s.parse("check-tcp", "", HostPort::parse_list);
         let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
         let lock_timeout = s.parse("lock-timeout", defaults::LOCK_TIMEOUT, parse_wait);
         let systemd_unit_dir = s.parse(
@@ -321,6 +322,7 @@ impl Inputs {
                 stop_timeout: stop_timeout.expect("validated"),
             },
             min_free_disk_mb: min_free_disk_mb.expect("validated"),
+            check_tcp: check_tcp.expect("validated"),
             lock_timeout: lock_timeout.expect("validated"),
             systemd_unit_dir: systemd_unit_dir.expect("validated"),
             app,

@@ -132,3 +132,32 @@ fn a_failure_keeps_only_valid_values_to_report_with() {
     assert_eq!(bad.known.operation, Some(Operation::Rollback));
     assert_eq!(bad.known.app.unwrap().as_str(), "shop");
 }
+
+#[test]
+fn dependencies_and_compose_services_are_lists() {
+    let i = Inputs::from_env(&env(&[
+        ("check-tcp", "127.0.0.1:5432, db:6379\n[::1]:11211"),
+        ("compose-services", "web worker"),
+    ]))
+    .unwrap();
+    let deps: Vec<String> = i.plan.check_tcp.iter().map(HostPort::to_string).collect();
+    assert_eq!(deps, ["127.0.0.1:5432", "db:6379", "[::1]:11211"]);
+    assert_eq!(i.plan.runtime.compose_services.len(), 2);
+    assert!(
+        Inputs::from_env(&env(&[]))
+            .unwrap()
+            .plan
+            .check_tcp
+            .is_empty()
+    );
+    let error = error_of(&[("check-tcp", "db")]);
+    assert!(
+        error.contains("check-tcp") && error.contains("missing :PORT"),
+        "{error}"
+    );
+    // The plan a host receives reads them back through the same parsers.
+    let json = serde_json::to_string(&i.plan).unwrap();
+    assert!(json.contains(r#""check_tcp":["127.0.0.1:5432","db:6379","[::1]:11211"]"#));
+    let back: DeployPlan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.check_tcp, i.plan.check_tcp);
+}

@@ -374,6 +374,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
         lock_timeout: Duration::ZERO,
         systemd_unit_dir: path("systemd"),
         min_free_disk_mb: 100,
+        check_tcp: Vec::new(),
     }
 }
 
