@@ -5,8 +5,10 @@
 //! the lock are real files in a temporary directory.
 
 mod cancel;
+mod checks;
 mod fake;
 mod recovery;
+mod replaced;
 
 use std::time::Duration;
 
@@ -67,6 +69,7 @@ const CLAIM_CHECK: &str = "run docker volume inspect --format {{index .Labels \"
 /// What records the content ID of the image green's standby started from: its
 /// container's, and (the fake's containers do not say) its tag's.
 const CONTAINER_IMAGE_OF_GREEN: &str = "run docker inspect --format {{.Image}} shop-green";
+
 const IMAGE_ID_OF_SHOP_2: &str = "run docker image inspect --format {{.Id}} shop:2";
 
 const DOCKER_RUN_GREEN: &str = "run docker run --detach --name shop-green --pull never --publish 127.0.0.1:3002:8080 --restart unless-stopped --label bluegreen.app=shop --label bluegreen.slot=green --label bluegreen.version=v2 --env BLUEGREEN_APP=shop --env BLUEGREEN_SLOT=green --env BLUEGREEN_PORT=3002 --env BLUEGREEN_IMAGE=shop:2 --env BLUEGREEN_VERSION=v2 shop:2";
@@ -249,26 +252,6 @@ fn a_held_lock_fails_at_once_with_exit_code_3() {
 }
 
 #[test]
-fn failed_validation_starts_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = plan(dir.path(), Runtime::Docker);
-    let host = FakeHost {
-        validate_fails: true,
-        ..FakeHost::new()
-    };
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(timeline, after_opening(&[CLAIM_CHECK, "result failed"]));
-    assert_eq!(result.failed_phase, Some(Phase::Validate));
-    assert!(
-        result
-            .error
-            .unwrap()
-            .message
-            .contains("nginx: the fake's verdict")
-    );
-}
-
-#[test]
 fn the_same_version_live_and_healthy_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Docker);
@@ -285,82 +268,6 @@ fn the_same_version_live_and_healthy_changes_nothing() {
             "result unchanged"
         ]
     );
-}
-
-#[test]
-fn compose_is_looked_for_when_first_needed_and_reads_the_file_before_anything_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = plan(dir.path(), Runtime::Compose);
-    let host = FakeHost {
-        failing: Some("docker compose version"),
-        ..FakeHost::new().healthy(Slot::Blue, &[true])
-    };
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    let compose = format!(
-        "docker-compose -p shop-blue -f {}",
-        dir.path().join("compose.yml").display()
-    );
-    let start = timeline.iter().position(|l| l == "validate").unwrap();
-    assert_eq!(
-        timeline[start..start + 8],
-        [
-            "validate".to_owned(),
-            "run docker compose version".to_owned(),
-            "run docker-compose version".to_owned(),
-            format!("run {compose} config --services"),
-            CLAIM_CHECK.to_owned(),
-            "phase deploy standby".to_owned(),
-            format!("run {compose} down --timeout 30 --remove-orphans"),
-            format!("run {compose} up --detach"),
-        ]
-    );
-    // The fake's file has two services and the plan names none: a warning, not a failure.
-    let validate = &result.phases[1];
-    assert!(
-        validate.detail.contains("checks passed"),
-        "{}",
-        validate.detail
-    );
-}
-
-#[test]
-fn compose_services_are_started_alone_and_must_be_in_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut plan = plan(dir.path(), Runtime::Compose);
-    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web").unwrap();
-    let host = FakeHost::new().healthy(Slot::Blue, &[true]);
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    assert!(
-        timeline
-            .iter()
-            .any(|l| l.ends_with(" up --detach --pull never --no-deps web")),
-        "{timeline:?}"
-    );
-
-    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web db").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let plan = DeployPlan {
-        state_dir: dir
-            .path()
-            .join("state")
-            .display()
-            .to_string()
-            .parse()
-            .unwrap(),
-        ..plan
-    };
-    let host = FakeHost::new().healthy(Slot::Blue, &[true]);
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.failed_phase, Some(Phase::Validate), "{result:?}");
-    let message = result.error.unwrap().message;
-    assert!(
-        message.contains("compose-services names db that")
-            && message.contains("(it has: web, worker)"),
-        "{message}"
-    );
-    assert!(!timeline.iter().any(|l| l.contains(" up ")), "{timeline:?}");
 }
 
 #[test]
@@ -491,38 +398,4 @@ fn auto_picks_nftables_where_nft_answers_and_reload_where_it_does_not() {
         let state = state_of(&plan);
         assert_eq!(state.switch_mode, Some(mode), "state records the mode used");
     }
-}
-
-#[test]
-fn a_lock_that_cannot_be_taken_still_lists_every_set_up_problem() {
-    let dir = tempfile::tempdir().unwrap();
-    // The state directory cannot be created (its parent is a file), as for a deploy user
-    // that may not write /var/lib/bluegreen.
-    std::fs::write(dir.path().join("blocker"), "").unwrap();
-    let plan = DeployPlan {
-        state_dir: dir
-            .path()
-            .join("blocker/state")
-            .display()
-            .to_string()
-            .parse()
-            .unwrap(),
-        ..plan(dir.path(), Runtime::Command)
-    };
-    let host = FakeHost {
-        validate_fails: true,
-        ..FakeHost::new()
-    };
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
-    assert_eq!(result.failed_phase, Some(Phase::Lock));
-    assert_eq!(
-        timeline,
-        ["phase lock", "phase validate", "validate", "result failed"]
-    );
-    let message = result.error.unwrap().message;
-    assert!(
-        message.contains("create state directory") && message.contains("nginx: the fake's verdict"),
-        "{message}"
-    );
 }
