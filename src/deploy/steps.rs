@@ -72,30 +72,31 @@ impl Engine<'_> {
 
     /// One quick probe of a slot's health URL.
     pub(super) fn answers_healthy(&self, slot: Slot) -> bool {
-        let check = HealthCheck {
-            url: self.plan.health_url(slot),
-            timeout: PROBE_TIMEOUT,
-            healthy_threshold: 1,
-            interval: PROBE_INTERVAL,
-            max_interval: PROBE_MAX_INTERVAL,
-            request_timeout: PROBE_REQUEST_TIMEOUT,
-            criteria: HealthCriteria::new(StatusSet::default(), false),
-            cancel: self.cancel.clone(),
-        };
-        let quiet = |_: &str| {};
-        self.host
-            .health_check(&check, &Progress::lines(&quiet))
+        self.probe(slot, PROBE_TIMEOUT, PROBE_INTERVAL, PROBE_MAX_INTERVAL)
             .healthy
     }
 
     /// One probe of `slot`'s health URL, for a report (no waiting for a slot that is down).
     pub(super) fn probe_once(&self, slot: Slot) -> HealthReport {
+        let once = PROBE_REQUEST_TIMEOUT;
+        self.probe(slot, once, once, once)
+    }
+
+    /// Probes `slot`'s health URL until it answers healthy once or `budget` is spent,
+    /// waiting `interval` (growing to `max_interval`) between requests, quietly.
+    fn probe(
+        &self,
+        slot: Slot,
+        budget: Duration,
+        interval: Duration,
+        max_interval: Duration,
+    ) -> HealthReport {
         let check = HealthCheck {
             url: self.plan.health_url(slot),
-            timeout: PROBE_REQUEST_TIMEOUT,
+            timeout: budget,
             healthy_threshold: 1,
-            interval: PROBE_REQUEST_TIMEOUT,
-            max_interval: PROBE_REQUEST_TIMEOUT,
+            interval,
+            max_interval,
             request_timeout: PROBE_REQUEST_TIMEOUT,
             criteria: HealthCriteria::new(StatusSet::default(), false),
             cancel: self.cancel.clone(),

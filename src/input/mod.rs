@@ -31,6 +31,17 @@ mod names;
 mod net;
 mod values;
 
+/// Parses a list of values separated by spaces, commas or new lines (`web, worker`,
+/// `db:5432 cache:6379`), each through its type's parser.
+pub fn parse_list<T: std::str::FromStr<Err = crate::error::Error>>(
+    text: &str,
+) -> crate::error::Result<Vec<T>> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
 pub use names::{AppName, Image, ServiceName, Slot, SwitchTarget, Version};
 pub use net::{HostPort, HttpUrl, Port, SlotPorts, StatusSet, parse_port};
 pub use values::{

@@ -185,14 +185,6 @@ impl ServiceName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// Parses a list of names separated by spaces or commas (`web, worker`).
-    pub fn parse_list(text: &str) -> Result<Vec<ServiceName>> {
-        text.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .map(str::parse)
-            .collect()
-    }
 }
 
 impl FromStr for ServiceName {
@@ -237,10 +229,14 @@ mod tests {
 
     #[test]
     fn service_names() {
-        let list = ServiceName::parse_list(" web, worker  api-2 ").unwrap();
+        let list = crate::input::parse_list::<ServiceName>(" web, worker  api-2 ").unwrap();
         let names: Vec<&str> = list.iter().map(ServiceName::as_str).collect();
         assert_eq!(names, ["web", "worker", "api-2"]);
-        assert!(ServiceName::parse_list("").unwrap().is_empty());
+        assert!(
+            crate::input::parse_list::<ServiceName>("")
+                .unwrap()
+                .is_empty()
+        );
         for bad in ["-d", "web;rm", "$web", &"a".repeat(65)] {
             assert!(bad.parse::<ServiceName>().is_err(), "{bad}");
         }

@@ -230,16 +230,6 @@ impl FromStr for HostPort {
     }
 }
 
-impl HostPort {
-    /// Parses a list of `HOST:PORT` separated by spaces, commas or new lines.
-    pub fn parse_list(text: &str) -> Result<Vec<HostPort>> {
-        text.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .map(str::parse)
-            .collect()
-    }
-}
-
 impl Serialize for HostPort {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)

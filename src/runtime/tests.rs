@@ -350,7 +350,7 @@ fn claim_commands() {
 fn compose_services_start_alone() {
     let app: AppName = "shop".parse().unwrap();
     let spec = RuntimeSpec {
-        compose_services: crate::input::ServiceName::parse_list("web, api").unwrap(),
+        compose_services: crate::input::parse_list("web, api").unwrap(),
         ..spec(Runtime::Compose, Pull::Missing)
     };
     let docker = CommandLine::new(["docker"]);

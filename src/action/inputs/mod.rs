@@ -23,7 +23,8 @@ use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, Watch
 use crate::error::Error;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, ServiceName,
-    SlotPorts, StatusSet, Version, parse_port, parse_positive_count, parse_time_limit, parse_wait,
+    SlotPorts, StatusSet, Version, parse_list, parse_port, parse_positive_count, parse_time_limit,
+    parse_wait,
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::{SwitchConfig, SwitchMode};
@@ -180,7 +181,7 @@ impl Inputs {
                 .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
         });
         let compose_file = s.parse_optional("compose-file", str::parse::<HostPath>);
-        let compose_services = s.parse("compose-services", "", ServiceName::parse_list);
+        let compose_services = s.parse("compose-services", "", parse_list::<ServiceName>);
         let deploy_command = s.optional("deploy-command");
         let pull = s.choice::<Pull>("pull", defaults::PULL);
         let image_transfer = s.choice::<ImageTransfer>("image-transfer", defaults::IMAGE_TRANSFER);
@@ -227,7 +228,7 @@ impl Inputs {
         let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
         let stop_timeout = s.parse("stop-timeout", defaults::STOP_TIMEOUT, parse_wait);
         let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
-        let check_tcp = s.parse("check-tcp", "", HostPort::parse_list);
+        let check_tcp = s.parse("check-tcp", "", parse_list::<HostPort>);
         let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
         let lock_timeout = s.parse("lock-timeout", defaults::LOCK_TIMEOUT, parse_wait);
         let systemd_unit_dir = s.parse(

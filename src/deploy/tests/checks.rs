@@ -65,7 +65,7 @@ fn compose_is_looked_for_when_first_needed_and_reads_the_file_before_anything_st
 fn compose_services_are_started_alone_and_must_be_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path(), Runtime::Compose);
-    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web").unwrap();
+    plan.runtime.compose_services = crate::input::parse_list("web").unwrap();
     let host = FakeHost::new().healthy(Slot::Blue, &[true]);
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
@@ -76,7 +76,7 @@ fn compose_services_are_started_alone_and_must_be_in_the_file() {
         "{timeline:?}"
     );
 
-    plan.runtime.compose_services = crate::input::ServiceName::parse_list("web db").unwrap();
+    plan.runtime.compose_services = crate::input::parse_list("web db").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = DeployPlan {
         state_dir: dir
