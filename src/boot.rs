@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 use crate::fsutil::{read_optional, write_atomic};
 use crate::input::AppName;
-use crate::nft::NftSwitch;
+use crate::nft::{NftSwitch, Route};
 use crate::state::State;
 use crate::switch::SwitchMode;
 
@@ -195,10 +195,15 @@ pub fn restore(state_dir: &Path, nft: &CommandLine) -> Result<RestoreReport> {
     let port = state.slots.get(active).port.ok_or_else(|| {
         Error::CheckFailed(format!("state records no port for the live slot {active}"))
     })?;
-    NftSwitch::new(&app, service_port, nft.clone()).apply(port, state_dir)?;
-    Ok(report(format!(
-        "service port {service_port} leads to {active} (port {port}) again"
-    )))
+    NftSwitch::new(&app, service_port, nft.clone()).apply(&Route::to(port), state_dir)?;
+    let mut detail = format!("service port {service_port} leads to {active} (port {port}) again");
+    if let Some(canary) = &state.canary {
+        detail.push_str(&format!(
+            "; the canary in {} ({}) is not restored: it gets no traffic until `command: promote` (or `abort` ends it)",
+            canary.slot, canary.share
+        ));
+    }
+    Ok(report(detail))
 }
 
 #[cfg(test)]

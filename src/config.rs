@@ -68,6 +68,16 @@ pub mod defaults {
     pub const MAX_ERROR_RATE: &str = "0.01";
     /// `max-p95-ms`.
     pub const MAX_P95_MS: &str = "500";
+    /// `traffic-steps` (none: switch at once).
+    pub const TRAFFIC_STEPS: &str = "";
+    /// `step-seconds`.
+    pub const STEP_SECONDS: &str = "60";
+    /// `canary-error-margin`.
+    pub const CANARY_ERROR_MARGIN: &str = "0.01";
+    /// `canary-p95-margin-ms`.
+    pub const CANARY_P95_MARGIN_MS: &str = "100";
+    /// `canary-min-requests`.
+    pub const CANARY_MIN_REQUESTS: &str = "20";
     /// `rollback-on-failure`.
     pub const ROLLBACK_ON_FAILURE: &str = "true";
     /// `retire`.

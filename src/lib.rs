@@ -23,11 +23,13 @@
 //!   preflight checks.
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
+//! - [`canary`]: traffic steps, the access log they are judged on, and the verdict.
 //! - [`cancel`]: the request to stop a run early, and what it means before and after the
 //!   switch.
 
 pub mod action;
 pub mod boot;
+pub mod canary;
 pub mod cancel;
 pub mod cli;
 pub mod config;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::{StepTraffic, Verdict};
 use crate::error::{Error, Result};
 use crate::http::Prober;
 use crate::input::{HttpUrl, Slot, StatusSet, SwitchTarget};
@@ -186,6 +187,20 @@ pub struct MonitorOutcome {
     pub report: MonitorReport,
     /// The rollback, when one was asked for and the watch failed.
     pub rollback: Option<RollbackResult>,
+    /// The verdict on a slot's share of the access log, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryJudgement>,
+}
+
+/// What the access log says about a canary's share of the window, and the verdict on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryJudgement {
+    /// The slot judged.
+    pub slot: Slot,
+    /// What the log says about each slot.
+    pub traffic: StepTraffic,
+    /// The verdict (the probes' reasons included).
+    pub verdict: Verdict,
 }
 
 impl Monitor {
@@ -243,7 +258,11 @@ impl Monitor {
             }
             _ => None,
         };
-        Ok(MonitorOutcome { report, rollback })
+        Ok(MonitorOutcome {
+            report,
+            rollback,
+            canary: None,
+        })
     }
 }
 

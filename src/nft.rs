@@ -3,10 +3,15 @@
 //! the live slot. A switch replaces the rule in one `nft -f` transaction; nginx is never
 //! reloaded, so it never closes its clients' keep-alive connections, and connections
 //! already open keep going to the slot they were opened to.
+//!
+//! During a canary the table holds two rules: the first sends a share of new connections
+//! (picked by `numgen random`, a random number per new connection) to the new slot, the
+//! second sends the rest to the old one. Both carry counters: how many connections each got.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::canary::Share;
 use crate::error::Result;
 use crate::exec::CommandLine;
 use crate::fsutil::write_atomic;
@@ -14,6 +19,31 @@ use crate::input::AppName;
 
 /// How long an `nft` command may take.
 const NFT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the service port leads: a port, and during a canary a share of new connections to
+/// another port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The port every new connection not picked for the split goes to.
+    pub port: u16,
+    /// The canary's port and its share of new connections.
+    pub split: Option<(u16, Share)>,
+}
+
+impl Route {
+    /// Every new connection to `port`.
+    pub fn to(port: u16) -> Route {
+        Route { port, split: None }
+    }
+
+    /// `share` of new connections to `canary_port`, the rest to `port`.
+    pub fn split(port: u16, canary_port: u16, share: Share) -> Route {
+        Route {
+            port,
+            split: Some((canary_port, share)),
+        }
+    }
+}
 
 /// One app's DNAT switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +67,31 @@ impl NftSwitch {
         }
     }
 
-    /// The ruleset that sends the service port to `target_port`, replacing any earlier
+    /// The rules of the chain for `route`, in order.
+    fn rules(&self, route: &Route) -> Vec<String> {
+        let head = format!("ip daddr 127.0.0.1 tcp dport {}", self.service_port);
+        let mut rules = Vec::new();
+        if let Some((canary, share)) = route.split {
+            rules.push(format!(
+                "{head} numgen random mod 100 < {} counter dnat to 127.0.0.1:{canary}",
+                share.percent()
+            ));
+        }
+        rules.push(format!("{head} counter dnat to 127.0.0.1:{}", route.port));
+        rules
+    }
+
+    /// The ruleset that sends the service port as `route` says, replacing any earlier
     /// version of the table in the same transaction.
-    pub fn ruleset(&self, target_port: u16) -> String {
+    pub fn ruleset(&self, route: &Route) -> String {
         let t = &self.table;
+        let rules: String = self
+            .rules(route)
+            .iter()
+            .map(|r| format!("\t\t{r}\n"))
+            .collect();
         format!(
-            "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tip daddr 127.0.0.1 tcp dport {} dnat to 127.0.0.1:{target_port}\n\t}}\n}}\n",
-            self.service_port
+            "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{rules}\t}}\n}}\n"
         )
     }
 
@@ -52,18 +100,18 @@ impl NftSwitch {
         dir.join(format!("{}.nft", self.table))
     }
 
-    /// Points the service port at `target_port` atomically; the ruleset file is kept in
+    /// Points the service port as `route` says, atomically; the ruleset file is kept in
     /// `dir` for people to read.
-    pub fn apply(&self, target_port: u16, dir: &Path) -> Result<()> {
+    pub fn apply(&self, route: &Route, dir: &Path) -> Result<()> {
         let file = self.ruleset_path(dir);
-        write_atomic(&file, self.ruleset(target_port).as_bytes(), 0o644)?;
+        write_atomic(&file, self.ruleset(route).as_bytes(), 0o644)?;
         self.nft
             .with_args(["-f".to_owned(), file.display().to_string()])
             .run(NFT_TIMEOUT)
             .map(|_| ())
     }
 
-    /// The command that lists the table (its rule names the target port).
+    /// The command that lists the table (its rules name the target ports).
     pub fn list_command(&self) -> CommandLine {
         self.nft.with_args(["list", "table", "ip", &self.table])
     }
@@ -73,20 +121,21 @@ impl NftSwitch {
         self.nft.with_args(["delete", "table", "ip", &self.table])
     }
 
-    /// Points the existing table's rule at `target_port` in one transaction (flush the
-    /// chain, add the new rule): cheaper than replacing the table, and just as atomic. The
+    /// Points the existing table's rules as `route` says in one transaction (flush the
+    /// chain, add the new rules): cheaper than replacing the table, and just as atomic. The
     /// whole ruleset is kept in `dir` for people to read.
-    pub fn retarget(&self, target_port: u16, dir: &Path) -> Result<()> {
+    pub fn retarget(&self, route: &Route, dir: &Path) -> Result<()> {
         let t = &self.table;
-        self.nft
-            .with_args([format!(
-                "flush chain ip {t} output; add rule ip {t} output ip daddr 127.0.0.1 tcp dport {} dnat to 127.0.0.1:{target_port}",
-                self.service_port
-            )])
-            .run(NFT_TIMEOUT)?;
+        let mut commands = vec![format!("flush chain ip {t} output")];
+        commands.extend(
+            self.rules(route)
+                .iter()
+                .map(|r| format!("add rule ip {t} output {r}")),
+        );
+        self.nft.with_args([commands.join("; ")]).run(NFT_TIMEOUT)?;
         write_atomic(
             &self.ruleset_path(dir),
-            self.ruleset(target_port).as_bytes(),
+            self.ruleset(route).as_bytes(),
             0o644,
         )
     }
@@ -96,15 +145,45 @@ impl NftSwitch {
         self.remove_command().run(NFT_TIMEOUT).map(|_| ())
     }
 
-    /// The port the service port leads to now, if the table exists.
+    /// The port the service port leads to now (outside a split), if the table exists.
     pub fn current_target(&self) -> Option<u16> {
+        self.current_route().map(|r| r.port)
+    }
+
+    /// Where the service port leads now, if the table exists.
+    pub fn current_route(&self) -> Option<Route> {
         let out = self.list_command().run(NFT_TIMEOUT).ok()?;
-        self.target_in(&out.stdout)
+        self.route_in(&out.stdout)
     }
 
     /// The port the rule in a listing of the table (`nft list table` output) leads to.
     pub fn target_in(&self, listing: &str) -> Option<u16> {
-        parse_target(listing, self.service_port)
+        self.route_in(listing).map(|r| r.port)
+    }
+
+    /// The route a listing of the table (`nft list table` output) says.
+    pub fn route_in(&self, listing: &str) -> Option<Route> {
+        parse_route(listing, self.service_port)
+    }
+
+    /// How many new connections each rule of a listing sent on: (to the canary, to the
+    /// rest), from the rules' counters.
+    pub fn connections_in(&self, listing: &str) -> (u64, u64) {
+        let count = |line: &str| {
+            let (_, after) = line.split_once("counter packets ")?;
+            after.split_whitespace().next()?.parse().ok()
+        };
+        let mut split = 0;
+        let mut rest = 0;
+        for line in listing.lines().filter(|l| l.contains("dnat to ")) {
+            let n = count(line).unwrap_or(0);
+            if line.contains("numgen") {
+                split += n;
+            } else {
+                rest += n;
+            }
+        }
+        (split, rest)
     }
 
     /// Whether nftables answers at all (the kernel module, the `nft` program, privileges).
@@ -116,14 +195,10 @@ impl NftSwitch {
     }
 }
 
-/// The DNAT target port of the rule for `service_port` in `nft list table` output.
-fn parse_target(listing: &str, service_port: u16) -> Option<u16> {
+/// The route the rules for `service_port` in `nft list table` output say.
+fn parse_route(listing: &str, service_port: u16) -> Option<Route> {
     let dport = format!("dport {service_port} ");
-    listing.lines().find_map(|line| {
-        let line = line.trim();
-        if !line.contains(&dport) {
-            return None;
-        }
+    let target = |line: &str| -> Option<u16> {
         let (_, to) = line.split_once("dnat to ")?;
         to.split_whitespace()
             .next()?
@@ -131,7 +206,23 @@ fn parse_target(listing: &str, service_port: u16) -> Option<u16> {
             .1
             .parse()
             .ok()
-    })
+    };
+    let mut port = None;
+    let mut split = None;
+    for line in listing
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains(&dport))
+    {
+        match line.split_once("numgen random mod 100 < ") {
+            Some((_, rest)) => {
+                let share = rest.split_whitespace().next()?.parse::<u8>().ok()?;
+                split = Some((target(line)?, Share::try_from(share).ok()?));
+            }
+            None => port = port.or(target(line)),
+        }
+    }
+    Some(Route { port: port?, split })
 }
 
 #[cfg(test)]
@@ -146,19 +237,39 @@ mod tests {
             CommandLine::new(["nft"]),
         );
         assert_eq!(s.table, "bluegreen_shop_api");
-        let r = s.ruleset(3002);
+        let r = s.ruleset(&Route::to(3002));
         assert!(
             r.starts_with("table ip bluegreen_shop_api\ndelete table ip bluegreen_shop_api\n"),
             "{r}"
         );
-        assert!(r.contains("tcp dport 3000 dnat to 127.0.0.1:3002"), "{r}");
+        assert!(
+            r.contains("tcp dport 3000 counter dnat to 127.0.0.1:3002"),
+            "{r}"
+        );
+        let split = s.ruleset(&Route::split(3001, 3002, Share::try_from(25).unwrap()));
+        assert!(
+            split.contains("\t\tip daddr 127.0.0.1 tcp dport 3000 numgen random mod 100 < 25 counter dnat to 127.0.0.1:3002\n\t\tip daddr 127.0.0.1 tcp dport 3000 counter dnat to 127.0.0.1:3001\n"),
+            "{split}"
+        );
     }
 
     #[test]
     fn target_is_read_back_from_a_listing() {
         let listing = "table ip bluegreen_shop {\n\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tip daddr 127.0.0.1 tcp dport 3000 dnat to 127.0.0.1:3002\n\t}\n}\n";
-        assert_eq!(parse_target(listing, 3000), Some(3002));
-        assert_eq!(parse_target(listing, 4000), None);
-        assert_eq!(parse_target("", 3000), None);
+        assert_eq!(parse_route(listing, 3000), Some(Route::to(3002)));
+        assert_eq!(parse_route(listing, 4000), None);
+        assert_eq!(parse_route("", 3000), None);
+    }
+
+    #[test]
+    fn a_split_and_its_counters_are_read_back() {
+        let s = NftSwitch::new(&"shop".parse().unwrap(), 3000, CommandLine::new(["nft"]));
+        // As `nft list table` prints the split (nftables 1.0).
+        let listing = "table ip bluegreen_shop {\n\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tip daddr 127.0.0.1 tcp dport 3000 numgen random mod 100 < 25 counter packets 26 bytes 1560 dnat to 127.0.0.1:3002\n\t\tip daddr 127.0.0.1 tcp dport 3000 counter packets 74 bytes 4440 dnat to 127.0.0.1:3001\n\t}\n}\n";
+        assert_eq!(
+            s.route_in(listing),
+            Some(Route::split(3001, 3002, Share::try_from(25).unwrap()))
+        );
+        assert_eq!(s.connections_in(listing), (26, 74));
     }
 }

@@ -178,7 +178,9 @@ impl Report for SwitchReport {
 
 impl Report for MonitorOutcome {
     fn passed(&self) -> bool {
-        self.report.passed
+        self.canary
+            .as_ref()
+            .map_or(self.report.passed, |c| c.verdict.passed)
     }
 
     fn human(&self) -> String {
@@ -221,6 +223,30 @@ impl Report for MonitorOutcome {
                 );
             }
             None => {}
+        }
+        if let Some(c) = &self.canary {
+            let (new, old) = (&c.traffic.canary, &c.traffic.stable);
+            let _ = writeln!(
+                out,
+                "  access log: {} served {:.1}% of {} requests ({} failed, p95 {} ms; the other slot {} of {} failed, p95 {} ms): {}{}",
+                c.slot,
+                c.traffic.canary_percent(),
+                new.requests + old.requests,
+                new.errors,
+                new.p95_ms,
+                old.errors,
+                old.requests,
+                old.p95_ms,
+                if c.verdict.passed { "passed" } else { "FAILED" },
+                if c.verdict.judged_on_traffic {
+                    ""
+                } else {
+                    " (too few of its requests: judged on the probes)"
+                }
+            );
+            for reason in &c.verdict.reasons {
+                let _ = writeln!(out, "  {reason}");
+            }
         }
         out
     }

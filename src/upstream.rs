@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::canary::{Share, log_directives};
 use crate::error::{Error, Result};
 use crate::input::{AppName, Slot, SlotPorts};
 use minijinja::{Environment, UndefinedBehavior};
@@ -32,6 +33,12 @@ pub struct UpstreamContext {
     pub green_port: u16,
     /// The version in that slot, or `unknown`.
     pub version: String,
+    /// During a canary (reload mode): the canary's port; else 0.
+    pub canary_port: u16,
+    /// During a canary (reload mode): the canary's share of new requests in percent; else 0.
+    pub canary_share: u8,
+    /// The nginx directives that write the app's access log (empty for none).
+    pub access_log: String,
 }
 
 impl UpstreamContext {
@@ -44,7 +51,26 @@ impl UpstreamContext {
             blue_port: ports.port(Slot::Blue),
             green_port: ports.port(Slot::Green),
             version: version.unwrap_or("unknown").to_owned(),
+            canary_port: 0,
+            canary_share: 0,
+            access_log: String::new(),
         }
+    }
+
+    /// The same context with `share` percent of new requests to `canary_port`.
+    pub fn with_canary(self, canary_port: u16, share: Share) -> Self {
+        UpstreamContext {
+            canary_port,
+            canary_share: share.percent(),
+            ..self
+        }
+    }
+
+    /// The same context, writing the app's access log to `path` (see
+    /// [`crate::canary::log_directives`]).
+    pub fn logging_to(self, path: &Path) -> Self {
+        let access_log = log_directives(&self.app.parse().expect("a checked app name"), path);
+        UpstreamContext { access_log, ..self }
     }
 }
 
@@ -101,6 +127,9 @@ impl Template {
                     blue_port => ctx.blue_port,
                     green_port => ctx.green_port,
                     version => ctx.version.as_str(),
+                    canary_port => ctx.canary_port,
+                    canary_share => ctx.canary_share,
+                    access_log => ctx.access_log.as_str(),
                 })
             })
             .map_err(template_error)?;

@@ -142,7 +142,10 @@ pub fn main() -> ExitCode {
         };
         let stop = matches!(report.outcome(), Outcome::Failed | Outcome::Cancelled)
             || (report.outcome() == Outcome::RolledBack
-                && inputs.plan.operation != Operation::Rollback);
+                && !matches!(
+                    inputs.plan.operation,
+                    Operation::Rollback | Operation::Abort
+                ));
         hosts.push(report);
         if stop {
             let remaining = inputs.hosts.len() - hosts.len();

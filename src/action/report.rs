@@ -73,7 +73,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// The overall outcome: failed if any host failed, else cancelled if any was cancelled,
-    /// else rolled-back if any rolled back, else unchanged if all were unchanged, else
+    /// else rolled-back if any rolled back, else paused if any canary paused, else unchanged if all were unchanged, else
     /// deployed.
     pub fn outcome(&self) -> Outcome {
         let outcomes: Vec<Outcome> = self.hosts.iter().map(HostReport::outcome).collect();
@@ -84,6 +84,8 @@ impl RunReport {
             Outcome::Cancelled
         } else if outcomes.contains(&Outcome::RolledBack) {
             Outcome::RolledBack
+        } else if outcomes.contains(&Outcome::Paused) {
+            Outcome::Paused
         } else if outcomes.iter().all(|o| *o == Outcome::Unchanged) {
             Outcome::Unchanged
         } else {
@@ -92,11 +94,12 @@ impl RunReport {
     }
 
     /// Whether the run did what was asked: a deploy that deployed (or had nothing to do),
-    /// a rollback command that rolled back, a status that read the state.
+    /// a rollback or abort that went back, a canary that paused as asked, a status that read
+    /// the state.
     pub fn succeeded(&self) -> bool {
         match self.outcome() {
-            Outcome::Deployed | Outcome::Unchanged => true,
-            Outcome::RolledBack => self.command == "rollback",
+            Outcome::Deployed | Outcome::Unchanged | Outcome::Paused => true,
+            Outcome::RolledBack => matches!(self.command.as_str(), "rollback" | "abort"),
             Outcome::Failed | Outcome::Cancelled => false,
         }
     }

@@ -3,16 +3,18 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::canary::{AccessLog, Thresholds, judge};
 use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use crate::config::defaults;
 use crate::error::Result;
 use crate::input::{
-    AppName, Fraction, HostPath, HttpUrl, StatusSet, SwitchTarget, parse_millis, parse_time_limit,
-    parse_wait,
+    AppName, Fraction, HostPath, HttpUrl, Slot, StatusSet, SwitchTarget, parse_millis,
+    parse_time_limit, parse_wait,
 };
-use crate::monitor::{Monitor, MonitorOutcome};
+use crate::monitor::{CanaryJudgement, Monitor, MonitorOutcome};
 use crate::progress::Progress;
 use crate::report::finish;
+use crate::state::StateStore;
 use crate::switch::Intent;
 
 const EXAMPLES: &str = "\
@@ -20,10 +22,16 @@ Examples:
   monitor --url https://shop.example.com/ --duration 30
   monitor --url http://127.0.0.1/ --duration 60 --max-error-rate 0 --max-p95-ms 300
   monitor --url http://127.0.0.1/ --rollback-on-fail --app shop --verify-url http://127.0.0.1/health
+  monitor --url http://127.0.0.1:3002/health --duration 60 --app shop \
+      --access-log /var/lib/bluegreen/shop/access.log --canary green
 
 A request fails when it gets no answer in time or a status outside --accept-status
 (default 200-499: server errors and connection failures count, client errors do not).
-The watch stops early once failures exceed what the whole window allows.";
+The watch stops early once failures exceed what the whole window allows.
+
+With --access-log, the requests nginx logged during the window are judged too: the
+--canary slot's error rate and p95 against the ceilings and against the other slot's,
+as a canary step is (see switch-traffic --weight).";
 
 /// Watch a live URL for a while: error rate, latency percentiles, longest gap without a
 /// successful answer. Exit 1 when a threshold is broken; with --rollback-on-fail, switch
@@ -60,8 +68,29 @@ pub struct Cli {
     max_p95_ms: u64,
 
     /// On failure, switch back to the previous slot (needs --app and the switch options).
-    #[arg(long, requires = "app")]
+    #[arg(long, requires = "app", conflicts_with = "access_log")]
     rollback_on_fail: bool,
+
+    /// Also judge the requests this access log (the one the bluegreen include writes,
+    /// STATE_DIR/access.log) records during the window, per slot (needs --app and --canary).
+    #[arg(long, value_name = "PATH", requires_all = ["app", "canary"])]
+    access_log: Option<HostPath>,
+
+    /// The slot whose share of the access log is judged against the other's.
+    #[arg(long, value_name = "SLOT", requires = "access_log")]
+    canary: Option<Slot>,
+
+    /// How much higher than the other slot's the canary's error rate may be.
+    #[arg(long, default_value = defaults::CANARY_ERROR_MARGIN, value_name = "RATE")]
+    error_margin: Fraction,
+
+    /// How much higher than the other slot's the canary's p95 may be, in milliseconds.
+    #[arg(long, default_value = defaults::CANARY_P95_MARGIN_MS, value_name = "MS")]
+    p95_margin_ms: u64,
+
+    /// Fewer of the canary's requests than this in the log: judged on the probes only.
+    #[arg(long, default_value = defaults::CANARY_MIN_REQUESTS, value_name = "N")]
+    min_requests: u32,
 
     /// Application name, for --rollback-on-fail.
     #[arg(long)]
@@ -108,8 +137,39 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         ),
         _ => None,
     };
+    let judged = match (&cli.access_log, cli.canary, &cli.app) {
+        (Some(path), Some(canary), Some(app)) => {
+            let store = StateStore::new(
+                cli.state_dir
+                    .clone()
+                    .unwrap_or_else(|| crate::config::default_state_dir(app))
+                    .as_path(),
+            );
+            let ports = cli.ports.ports(app, &store)?;
+            let log = AccessLog::new(path.as_path());
+            Some((log.end(), log, ports, canary))
+        }
+        _ => None,
+    };
     let progress = Progress::new(monitor.duration.as_millis() as u64);
-    monitor.run_with_rollback(rollback, &progress)
+    let mut outcome = monitor.run_with_rollback(rollback, &progress)?;
+    if let Some((offset, log, ports, canary)) = judged {
+        let traffic = log.since(offset, ports, canary)?;
+        let limits = Thresholds {
+            max_error_rate: cli.max_error_rate.get(),
+            error_margin: cli.error_margin.get(),
+            max_p95_ms: cli.max_p95_ms,
+            p95_margin_ms: cli.p95_margin_ms,
+            min_requests: cli.min_requests,
+        };
+        let verdict = judge(&traffic, &outcome.report, &limits);
+        outcome.canary = Some(CanaryJudgement {
+            slot: canary,
+            traffic,
+            verdict,
+        });
+    }
+    Ok(outcome)
 }
 
 pub fn main(cli: Cli) -> ExitCode {

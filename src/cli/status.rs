@@ -119,6 +119,7 @@ fn plan(cli: &Cli) -> Result<DeployPlan> {
             accept_status: defaults::MONITOR_ACCEPT_STATUS.parse()?,
             rollback_on_failure: false,
         },
+        canary: None,
         retire: RetireSpec {
             old_slot: Retire::Stop,
             drain: std::time::Duration::ZERO,

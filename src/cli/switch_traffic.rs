@@ -1,17 +1,20 @@
-//! `switch-traffic`: points nginx at the blue or green slot, confirms it, records it.
+//! `switch-traffic`: points nginx at the blue or green slot (or, with `--weight`, a share of
+//! new requests at it), confirms it, records it.
 
 use std::process::ExitCode;
 
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use std::time::Duration;
 
+use crate::canary::Share;
 use crate::cancel::Cancel;
 use crate::config::defaults;
 use crate::error::{Error, Result};
 use crate::health::{HealthCheck, HealthCriteria};
-use crate::input::{HealthPath, HttpUrl, StatusSet, SwitchTarget, Version, parse_time_limit};
+use crate::input::{HealthPath, HttpUrl, Slot, StatusSet, SwitchTarget, Version, parse_time_limit};
 use crate::progress::Progress;
 use crate::report::finish;
+use crate::state::CanaryRecord;
 use crate::switch::{Intent, SwitchReport, SwitchRequest};
 
 const EXAMPLES: &str = "\
@@ -19,6 +22,7 @@ Examples:
   switch-traffic --app shop --to green --app-version v42 --verify-url http://127.0.0.1/health
   switch-traffic --app shop --to previous
   switch-traffic --app shop --to blue --dry-run
+  switch-traffic --app shop --to green --weight 10    # 10% of new requests to green
   switch-traffic --app shop --to green --test-cmd 'docker exec web nginx -t' \\
       --reload-cmd 'docker exec web nginx -s reload' --verify-url http://127.0.0.1/health
 
@@ -42,6 +46,11 @@ pub struct Cli {
     /// The version now running in that slot, recorded in state and the include.
     #[arg(long, value_name = "VERSION")]
     app_version: Option<Version>,
+
+    /// Send only this share of new requests (1 to 99 percent) to the slot, the rest to the
+    /// live slot: a canary by hand, recorded in state until the next switch.
+    #[arg(long, value_name = "PERCENT")]
+    weight: Option<Share>,
 
     #[command(flatten)]
     ports: PortArgs,
@@ -83,19 +92,77 @@ fn run(cli: &Cli) -> Result<SwitchReport> {
         nginx: &cli.nginx,
         switch: &cli.switch,
     };
-    let intent = Intent::switch_to(cli.to).recording(cli.app_version.clone(), None);
-    let request = parts.request(intent, cli.dry_run)?;
+    let plain = Intent::switch_to(cli.to).recording(cli.app_version.clone(), None);
+    let request = parts.request(plain, cli.dry_run)?;
+    let slot = request.target_slot()?;
+    let request = match cli.weight {
+        Some(share) => parts.request(split_to(cli, &request, slot, share)?, cli.dry_run)?,
+        None => request,
+    };
     let progress = Progress::new(0);
     if !cli.dry_run && !cli.skip_health_check_dangerous {
-        target_answers_healthy(cli, &request, &progress)?;
+        target_answers_healthy(cli, &request, slot, &progress)?;
     }
     request.run(&progress)
 }
 
-/// Refuses the switch, changing nothing, unless the target slot answers healthy: a switch
-/// to a stopped slot would make nginx answer 502.
-fn target_answers_healthy(cli: &Cli, request: &SwitchRequest, progress: &Progress) -> Result<()> {
-    let slot = request.target_slot()?;
+/// The intent of `--weight`: `share` of new requests to `slot`, the rest to the live slot,
+/// which must be the other one.
+fn split_to(cli: &Cli, request: &SwitchRequest, slot: Slot, share: Share) -> Result<Intent> {
+    let state = request
+        .store
+        .load(
+            &request.app,
+            request.config.upstream_file.as_path(),
+            request.ports,
+        )?
+        .state;
+    let live = state.active.filter(|live| *live != slot).ok_or_else(|| {
+        Error::invalid(
+            "--weight",
+            format!(
+                "a weight sends a share to the slot that is not live, beside the live one; the live slot is {}",
+                state.active.map_or("none", Slot::as_str)
+            ),
+        )
+    })?;
+    let version = match &cli.app_version {
+        Some(v) => v.clone(),
+        None => state
+            .slots
+            .get(slot)
+            .version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "--app-version",
+                    format!("state records no version for {slot}: say which it runs"),
+                )
+            })?,
+    };
+    Ok(Intent::split(
+        live,
+        CanaryRecord {
+            slot,
+            share,
+            version,
+            image: None,
+            image_id: None,
+            paused: true,
+        },
+    ))
+}
+
+/// Refuses the switch, changing nothing, unless `slot` (the target, or the slot a weight
+/// sends a share to) answers healthy: a switch to a stopped slot would make nginx answer
+/// 502.
+fn target_answers_healthy(
+    cli: &Cli,
+    request: &SwitchRequest,
+    slot: Slot,
+    progress: &Progress,
+) -> Result<()> {
     let port = request.ports.port(slot);
     let url: HttpUrl = format!("http://127.0.0.1:{port}{}", cli.health_path.as_str())
         .parse()

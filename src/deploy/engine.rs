@@ -2,7 +2,7 @@
 //! the host, the event sink, the result so far), the phase runner that announces, times and
 //! records each phase, and the first steps of every run (lock, state). The other steps the
 //! operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
-//! `release.rs` (deploy),
+//! `release.rs` (deploy), `canary.rs` (its traffic steps, promote and abort),
 //! `rollback.rs`, `reconcile.rs` and `status.rs`, each a short sequence of steps.
 
 use std::time::{Duration, Instant};
@@ -71,6 +71,9 @@ pub struct Engine<'a> {
     pub(super) pending_retire: Option<Slot>,
     /// Whether someone asked the run to stop (see [`crate::cancel`]).
     pub(super) cancel: Cancel,
+    /// Whether this run has moved traffic (a switch, a rollback, a canary's share): from
+    /// then on a request to stop no longer stops it half-way.
+    pub(super) traffic_moved: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -91,6 +94,7 @@ impl<'a> Engine<'a> {
             held: None,
             pending_retire: None,
             cancel: Cancel::new(),
+            traffic_moved: false,
         }
     }
 
@@ -100,15 +104,11 @@ impl<'a> Engine<'a> {
         self
     }
 
-    /// Why the run should stop now, if it should: it was asked to, and the new version has
-    /// not gone live (after that, the watch and its rollback run to their end).
+    /// Why the run should stop now, if it should: it was asked to, and traffic has not
+    /// moved (after that, the watch and its rollback run to their end, and a canary ends
+    /// at its next step; see `canary.rs`).
     pub(super) fn stop_requested(&self) -> Option<CancelReason> {
-        let traffic_moved = self
-            .result
-            .phases
-            .iter()
-            .any(|p| p.ok && matches!(p.phase, Phase::Switch | Phase::Rollback));
-        self.cancel.requested().filter(|_| !traffic_moved)
+        self.cancel.requested().filter(|_| !self.traffic_moved)
     }
 
     /// Runs the plan's operation; emits the result as soon as the outcome is decided, then
@@ -123,6 +123,8 @@ impl<'a> Engine<'a> {
             (Operation::Deploy, false) => super::release::run(&mut self),
             (Operation::Deploy, true) => super::release::dry_run(&mut self),
             (Operation::Rollback, _) => super::rollback::run(&mut self),
+            (Operation::Promote, _) => super::canary::promote(&mut self),
+            (Operation::Abort, _) => super::canary::abort(&mut self),
         };
         match outcome {
             Ok(outcome) => self.result.result = Some(outcome),
@@ -182,6 +184,8 @@ impl<'a> Engine<'a> {
             ts: now_rfc3339(),
             event: match self.plan.operation {
                 Operation::Rollback => "rollback-run".into(),
+                Operation::Promote => "promote".into(),
+                Operation::Abort => "abort".into(),
                 _ => "deploy".into(),
             },
             app: self.plan.app.to_string(),

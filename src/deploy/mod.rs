@@ -22,9 +22,11 @@
 //! - `slots`: starting, stopping and inspecting the slots.
 //! - `steps`: the other steps the operations share (health, switch, watch).
 //! - `retire`: what a run does after its result is out (retire the old slot, tidy up).
-//! - `release` (the deploy operation), `rollback`, `reconcile`, `status`: one file per
-//!   operation, each a short sequence of the engine's steps.
+//! - `release` (the deploy operation), `canary` (its traffic steps, and the promote and
+//!   abort operations), `rollback`, `reconcile`, `status`: one file per operation, each a
+//!   short sequence of the engine's steps.
 
+mod canary;
 mod checks;
 mod engine;
 mod host;
@@ -45,7 +47,9 @@ use crate::cancel::Cancel;
 pub use engine::Engine;
 pub use host::{Host, SystemHost};
 pub use plan::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
-pub use protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport};
+pub use protocol::{
+    DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport, StepReport,
+};
 
 /// Runs `plan` on this host, announcing events to `emit` and stopping early when `cancel`
 /// is raised before traffic has moved; returns the result (also emitted as the last event).

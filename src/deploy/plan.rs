@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::CanarySpec;
 use crate::config::serde_millis;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Slot, SlotPorts, StatusSet, Version,
@@ -26,6 +27,10 @@ pub enum Operation {
     Rollback,
     /// Report the host's state.
     Status,
+    /// Take a paused canary on through its remaining steps and the switch.
+    Promote,
+    /// End a canary: all traffic back to the live slot, the new version stopped.
+    Abort,
 }
 
 impl Operation {
@@ -35,6 +40,8 @@ impl Operation {
             Operation::Deploy => "deploy",
             Operation::Rollback => "rollback",
             Operation::Status => "status",
+            Operation::Promote => "promote",
+            Operation::Abort => "abort",
         }
     }
 }
@@ -137,6 +144,9 @@ pub struct DeployPlan {
     pub upstream_template: Option<HostPath>,
     /// How the new version is watched.
     pub watch: WatchSpec,
+    /// The traffic steps a deploy goes through before the switch (none: switch at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
     /// What happens to the old slot.
     pub retire: RetireSpec,
     /// Minimum free disk for validation, in MiB.
@@ -159,6 +169,7 @@ impl DeployPlan {
         if self.operation == Operation::Deploy {
             problems.extend(self.runtime.missing_for_deploy());
         }
+        problems.extend(self.canary.as_ref().and_then(CanarySpec::problem));
         problems
     }
 

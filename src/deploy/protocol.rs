@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::{StepTraffic, Verdict};
 use crate::error::RunError;
 use crate::input::Slot;
 use crate::monitor::MonitorReport;
+use crate::state::CanaryRecord;
 use crate::switch::SwitchMode;
 
 /// A step of a run: the runner's own (connect, ship helpers, image transfer), then the
@@ -32,6 +34,8 @@ pub enum Phase {
     Switch,
     /// Watch the live URL.
     Monitor,
+    /// Send a share of new requests to the new slot and judge it.
+    Canary,
     /// Switch back after a failed watch.
     Rollback,
     /// Make state, the upstream file and nginx agree after an interrupted run.
@@ -55,6 +59,7 @@ impl Phase {
             Phase::HealthCheck => "health-check standby",
             Phase::Switch => "switch",
             Phase::Monitor => "monitor",
+            Phase::Canary => "canary step",
             Phase::Rollback => "rollback",
             Phase::Reconcile => "reconcile",
             Phase::Retire => "retire",
@@ -78,6 +83,9 @@ pub enum Outcome {
     /// Asked to stop before traffic moved, it stopped: the standby abandoned, the live slot
     /// untouched.
     Cancelled,
+    /// The canary stopped at its `canary-pause-at` step on purpose, serving its share until
+    /// `command: promote` or `command: abort`.
+    Paused,
 }
 
 impl Outcome {
@@ -89,6 +97,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Unchanged => "unchanged",
             Outcome::Cancelled => "cancelled",
+            Outcome::Paused => "paused",
         }
     }
 }
@@ -145,6 +154,30 @@ pub struct DeployResult {
     /// What the host holds and serves (status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
+    /// Each canary step that ran, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary_steps: Vec<StepReport>,
+}
+
+/// One canary step: the share it gave the new slot, what the access log and the probes saw,
+/// and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The share of new requests sent to the new slot, in percent.
+    pub share: u8,
+    /// The share of the logged requests it actually served, in percent.
+    pub served_percent: f64,
+    /// What the access log says about each slot.
+    pub traffic: StepTraffic,
+    /// New connections each nftables rule sent on (new slot, old slot), nftables mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<(u64, u64)>,
+    /// Probes of the new slot's health URL during the step: (requests, failures).
+    pub probes: (u32, u32),
+    /// How it was judged.
+    pub verdict: Verdict,
+    /// How long it lasted.
+    pub ms: u64,
 }
 
 /// What `status` found: what state records, what nginx routes to, what each slot runs.
@@ -166,6 +199,9 @@ pub struct StatusReport {
     pub history: Vec<String>,
     /// What is wrong: nginx and state disagree, the live slot does not answer.
     pub problems: Vec<String>,
+    /// The canary in progress, as state records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryRecord>,
 }
 
 /// One slot as status sees it.
@@ -198,7 +234,7 @@ impl DeployResult {
     pub fn exit_code(&self) -> u8 {
         use crate::error::{EXIT_CHECK_FAILED, EXIT_OK};
         match (self.result, &self.error) {
-            (Some(Outcome::Deployed | Outcome::Unchanged), _) => EXIT_OK,
+            (Some(Outcome::Deployed | Outcome::Unchanged | Outcome::Paused), _) => EXIT_OK,
             (Some(Outcome::Failed) | None, Some(e)) => e.kind.exit_code(),
             _ => EXIT_CHECK_FAILED,
         }

@@ -1,12 +1,15 @@
-//! The deploy operation: start the new version in the idle slot, health-check it, switch to
-//! it, watch it, retire the old slot; or switch back when the watch fails. Before the
+//! The deploy operation: start the new version in the idle slot, health-check it, take it
+//! through the traffic steps when the plan has them (`canary.rs`), switch to it, watch it,
+//! retire the old slot; or switch back when a step or the watch fails. Before the
 //! switch the live slot is never touched: a standby that fails is stopped and its log tail
 //! reported.
 
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, SwitchTarget};
+use crate::state::CanaryRecord;
 use crate::switch::Intent;
 
+use super::canary::StepsEnd;
 use super::engine::{Engine, Failure};
 use super::protocol::{Outcome, Phase};
 
@@ -15,7 +18,20 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let plan = e.plan;
     lock_or_list_problems(e)?;
     let state = e.load_state()?;
-    let state = super::reconcile::run(e, state)?;
+    let mut state = super::reconcile::run(e, state)?;
+    if let (Some(live), Some(canary)) = (state.active, state.canary.take()) {
+        // A canary left by a run that paused or died: this deploy replaces it.
+        e.end_canary(
+            Phase::Reconcile,
+            live,
+            format!(
+                "a deploy of {} replaces the canary of {} in {}",
+                plan.version.as_str(),
+                canary.version,
+                canary.slot
+            ),
+        )?;
+    }
     if let Some(active) = state.active
         && state.slots.get(active).holds_its_version()
         && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
@@ -37,17 +53,44 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     })?;
     e.health_check(standby)
         .inspect_err(|_| e.abandon_standby(standby))?;
+    if let (Some(live), Some(spec)) = (state.active, &plan.canary) {
+        let canary = CanaryRecord {
+            slot: standby,
+            share: spec.steps.shares()[0],
+            version: plan.version.clone(),
+            image: plan.runtime.image.clone(),
+            image_id: image_id.clone(),
+            paused: false,
+        };
+        match e.canary_steps(live, canary, None, false) {
+            Ok(StepsEnd::Passed) => {}
+            Ok(StepsEnd::Paused) => return Ok(Outcome::Paused),
+            Err(failure) => return e.give_up_canary(live, standby, failure),
+        }
+    } else if plan.canary.is_some() {
+        e.log("no live slot yet: the first deploy switches at once, without traffic steps");
+    }
     let intent = Intent::switch_to(SwitchTarget::Slot(standby))
         .only_if_active(state.active)
         .because(plan.purpose.clone())
         .recording(Some(plan.version.clone()), plan.runtime.image.clone())
         .identified_by(image_id);
+    go_live(e, standby, state.active, intent)
+}
+
+/// The end of a deploy (and of a promote): switch to `standby` as `intent` says, watch it,
+/// and either retire `previous` once the result is out or switch back to it.
+pub(super) fn go_live(
+    e: &mut Engine,
+    standby: Slot,
+    previous: Option<Slot>,
+    intent: Intent,
+) -> Result<Outcome, Failure> {
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;
-
     if let Err(failure) = e.watch(standby) {
-        let Some(previous) = state.active.filter(|_| plan.watch.rollback_on_failure) else {
+        let Some(previous) = previous.filter(|_| e.plan.watch.rollback_on_failure) else {
             return Err(failure);
         };
         e.result.error = Some(RunError::from(&failure.error));
@@ -58,7 +101,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         e.abandon_standby(standby);
         return Ok(Outcome::RolledBack);
     }
-    if let Some(old) = state.active {
+    if let Some(old) = previous {
         e.result.retire = Some(e.retire_plan(old));
         e.pending_retire = Some(old);
     }

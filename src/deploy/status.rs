@@ -32,6 +32,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             problems: problems(&state, routed, &slots),
             slots,
             history: history_tail(me)?,
+            canary: state.canary.clone(),
         };
         for line in report.lines() {
             me.log(&line);
@@ -177,6 +178,19 @@ impl StatusReport {
                 .map_or(String::new(), |m| format!(", switched by {m}"))
         )];
         lines.extend(self.slots.iter().map(|s| format!("  {}", slot_line(s))));
+        if let Some(c) = &self.canary {
+            lines.push(format!(
+                "  canary: {} ({}) gets {} of new requests{}",
+                c.slot,
+                c.version,
+                c.share,
+                if c.paused {
+                    ", paused: `command: promote` takes it on, `command: abort` ends it"
+                } else {
+                    "; the run that set it did not finish: the next deploy ends it"
+                }
+            ));
+        }
         lines.extend(self.problems.iter().map(|p| format!("problem: {p}")));
         if !self.history.is_empty() {
             lines.push("recent history:".into());

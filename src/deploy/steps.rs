@@ -115,12 +115,20 @@ impl Engine<'_> {
             let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
             me.add_warnings(&report.warnings);
+            me.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
             let (to, port) = (report.to, report.port);
             let detail = match (request.intent.event, &request.intent.reason) {
                 (SwitchEvent::Switch, _) => {
                     format!("nginx routes {} to {to} (port {port})", me.plan.app)
                 }
                 (SwitchEvent::Rollback, _) => format!("switched back to {to} (port {port})"),
+                (SwitchEvent::Canary, _) => match &request.intent.split {
+                    Some(c) => format!(
+                        "{} of new requests to {} ({}), the rest to {to} (port {port})",
+                        c.share, c.slot, c.version
+                    ),
+                    None => format!("nginx routes {} to {to} (port {port})", me.plan.app),
+                },
                 (SwitchEvent::Reconcile, reason) => format!(
                     "{}: nginx and state now agree on {to} (port {port})",
                     reason

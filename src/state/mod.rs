@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::Share;
 use crate::error::{Error, Result};
 use crate::fsutil::{append_line, check_private_dir, read_optional, write_atomic};
 use crate::input::{AppName, Image, Port, Slot, SlotPorts, Version};
@@ -80,6 +81,28 @@ impl Slots {
     }
 }
 
+/// A canary in progress: the new version in `slot` gets `share` of new requests, the live
+/// slot (`active`) the rest. What a later `command: promote` continues from, or `abort`
+/// ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRecord {
+    /// The slot the new version runs in.
+    pub slot: Slot,
+    /// Its share of new requests now.
+    pub share: Share,
+    /// The new version.
+    pub version: Version,
+    /// Its image, when the deploy had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// That image's content ID, recorded in the slot once the version goes live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<Image>,
+    /// Whether the run that made it stopped at this share on purpose (`canary-pause-at`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
 /// The content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -105,6 +128,9 @@ pub struct State {
     /// matches was edited by hand since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_sha256: Option<String>,
+    /// The canary in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryRecord>,
 }
 
 impl State {
@@ -120,6 +146,7 @@ impl State {
             switch_mode: None,
             service_port: None,
             upstream_sha256: None,
+            canary: None,
         }
     }
 
@@ -193,6 +220,12 @@ impl State {
         self
     }
 
+    /// The same state, recording the canary in progress (`None`: there is none).
+    pub fn with_canary(mut self, canary: Option<CanaryRecord>) -> State {
+        self.canary = canary;
+        self
+    }
+
     /// The same state, recording `upstream` as the upstream file's content just written.
     pub fn with_upstream(mut self, upstream: &str) -> State {
         self.upstream_sha256 = Some(crate::fsutil::sha256_hex(upstream.as_bytes()));
@@ -252,6 +285,14 @@ impl State {
             && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(format!("upstream_sha256 {sum:?} is not a sha256"));
+        }
+        if let Some(canary) = &state.canary
+            && state.active.is_none_or(|live| live == canary.slot)
+        {
+            return Err(format!(
+                "the canary in {} is not beside a live slot",
+                canary.slot
+            ));
         }
         if let Some(Err(e)) = state.service_port.map(Port::try_from) {
             return Err(format!("service port: {e}"));
@@ -324,6 +365,12 @@ impl StateStore {
     /// Path of `history.jsonl`.
     pub fn history_path(&self) -> PathBuf {
         self.dir.join("history.jsonl")
+    }
+
+    /// Path of the access log nginx writes for the app through the include (what canary
+    /// steps are judged on).
+    pub fn access_log_path(&self) -> PathBuf {
+        self.dir.join("access.log")
     }
 
     /// Path of the backup of the upstream file taken before the last switch.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::{Probe, Prober};
 use crate::input::{HttpUrl, Slot};
-use crate::nft::NftSwitch;
+use crate::nft::{NftSwitch, Route};
 use crate::nginx;
 
 use super::{NGINX_COMMAND_TIMEOUT, SwitchRequest, VERIFY_POLL};
@@ -44,35 +44,45 @@ impl SwitchRequest {
         }
     }
 
-    /// Confirms from the kernel that new connections to the service port reach `to` (whose
-    /// port is `port`): the rule reads back with that target, and a new connection to the
-    /// service port is accepted on that port. On failure, the failed stage and why.
+    /// Confirms from the kernel that new connections to the service port go as `route`
+    /// says (`to` being the slot of its port): the rules read back so, and a new connection
+    /// to the service port is accepted on one of the route's ports, which is returned. On
+    /// failure, the failed stage and why.
     pub(super) fn confirm_by_kernel(
         &self,
         nft: &NftSwitch,
         to: Slot,
-        port: u16,
-    ) -> std::result::Result<(), (&'static str, String)> {
-        match nft.current_target() {
-            Some(target) if target == port => {}
+        route: &Route,
+    ) -> std::result::Result<u16, (&'static str, String)> {
+        let describe = |r: &Route| match r.split {
+            Some((canary, share)) => format!("port {} with {share} to port {canary}", r.port),
+            None => format!("port {}", r.port),
+        };
+        match nft.current_route() {
+            Some(now) if now == *route => {}
             other => {
                 return Err((
                     "nftables read-back",
                     format!(
-                        "table {} reads back as leading to {}, not to {to}'s port {port}",
+                        "table {} reads back as leading to {}, not to {to}'s {}",
                         nft.table,
-                        other.map_or("nothing".to_owned(), |p| format!("port {p}"))
+                        other.as_ref().map_or("nothing".to_owned(), describe),
+                        describe(route)
                     ),
                 ));
             }
         }
+        let expected: Vec<u16> = std::iter::once(route.port)
+            .chain(route.split.map(|(canary, _)| canary))
+            .collect();
         match crate::sys::loopback_destination(nft.service_port, KERNEL_PROBE_TIMEOUT) {
-            Ok(reached) if reached == port => Ok(()),
+            Ok(reached) if expected.contains(&reached) => Ok(reached),
             Ok(reached) => Err((
                 "nftables probe",
                 format!(
-                    "a new connection to the service port {} reached port {reached}, not {to}'s port {port}",
-                    nft.service_port
+                    "a new connection to the service port {} reached port {reached}, not {}",
+                    nft.service_port,
+                    describe(route)
                 ),
             )),
             Err(e) => Err((
@@ -85,9 +95,15 @@ impl SwitchRequest {
         }
     }
 
-    /// Polls the verify URL until it answers 2xx from `to`. `Ok(true)` when the answer named
-    /// the target slot, `Ok(false)` when it answered 2xx without naming any slot.
-    pub(super) fn verify(&self, url: &HttpUrl, to: Slot) -> std::result::Result<bool, String> {
+    /// Polls the verify URL until it answers 2xx from one of `serving` (the target, and a
+    /// canary beside it). `Ok(true)` when the answer named one of them, `Ok(false)` when it
+    /// answered 2xx without naming any slot.
+    pub(super) fn verify(
+        &self,
+        url: &HttpUrl,
+        serving: &[Slot],
+    ) -> std::result::Result<bool, String> {
+        let to = serving[0];
         let prober = Prober::new(false);
         let deadline = Instant::now() + self.config.verify_timeout;
         loop {
@@ -108,7 +124,7 @@ impl SwitchRequest {
                         status: 200..=299, ..
                     },
                     Some(slot),
-                ) if slot == to.as_str() => {
+                ) if serving.iter().any(|s| s.as_str() == slot) => {
                     return Ok(true);
                 }
                 (

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::input::{Image, Slot, SlotPorts, SwitchTarget, Version};
-use crate::state::State;
+use crate::state::{CanaryRecord, State};
 
 /// What a switch is recorded as in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum SwitchEvent {
     Rollback,
     /// nginx and state are made to agree after an interrupted run.
     Reconcile,
+    /// A share of traffic moves to a canary (the live slot keeps the rest).
+    Canary,
 }
 
 impl SwitchEvent {
@@ -24,6 +26,7 @@ impl SwitchEvent {
             SwitchEvent::Switch => "switch",
             SwitchEvent::Rollback => "rollback",
             SwitchEvent::Reconcile => "reconcile",
+            SwitchEvent::Canary => "canary",
         }
     }
 }
@@ -45,6 +48,9 @@ pub struct Intent {
     pub image: Option<Image>,
     /// That image's content ID, recorded in state for a later rollback.
     pub image_id: Option<Image>,
+    /// A canary beside the target: it gets its share of new requests, the target the rest.
+    /// `None` ends any canary: the target gets everything.
+    pub split: Option<CanaryRecord>,
 }
 
 impl Intent {
@@ -58,6 +64,18 @@ impl Intent {
             version: None,
             image: None,
             image_id: None,
+            split: None,
+        }
+    }
+
+    /// `canary`'s share of new requests to its slot, the rest to `live`, only while `live`
+    /// is still the active slot.
+    pub fn split(live: Slot, canary: CanaryRecord) -> Intent {
+        Intent {
+            only_if_active: Some(live),
+            event: SwitchEvent::Canary,
+            split: Some(canary),
+            ..Intent::switch_to(SwitchTarget::Slot(live))
         }
     }
 
@@ -110,9 +128,11 @@ impl Intent {
     }
 
     /// `state` after this switch moved traffic to `to`, recording what the intent says the
-    /// slot now runs.
+    /// slot now runs, and the canary beside it if any.
     pub fn recorded_in(&self, state: &State, to: Slot, ports: SlotPorts, now: &str) -> State {
         state
+            .clone()
+            .with_canary(self.split.clone())
             .after_switch(
                 to,
                 ports,
@@ -126,7 +146,10 @@ impl Intent {
     /// The lock's purpose line for this intent.
     pub fn purpose(&self) -> String {
         match self.target {
-            SwitchTarget::Slot(s) => format!("{} to {s}", self.event.as_str()),
+            SwitchTarget::Slot(s) => match &self.split {
+                Some(c) => format!("canary: {} to {}", c.share, c.slot),
+                None => format!("{} to {s}", self.event.as_str()),
+            },
             SwitchTarget::Previous => format!("{} to previous", self.event.as_str()),
         }
     }

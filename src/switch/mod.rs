@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{read_optional, write_atomic};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::lock::AppLock;
-use crate::nft::NftSwitch;
+use crate::nft::{NftSwitch, Route};
 use crate::nginx;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
@@ -147,17 +147,26 @@ impl SwitchRequest {
             .as_ref()
             .map(|v| v.as_str().to_owned())
             .or_else(|| state.slots.get(to).version.clone());
-        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
-        if let Some(nft) = self.nft() {
-            ctx.port = nft.service_port;
+        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref())
+            .logging_to(&self.store.access_log_path());
+        let canary = self.intent.split.as_ref();
+        match (self.nft(), canary) {
+            // nginx's configuration stays the same in nftables mode: the rules split.
+            (Some(nft), _) => ctx.port = nft.service_port,
+            (None, Some(c)) => ctx = ctx.with_canary(self.ports.port(c.slot), c.share),
+            (None, None) => {}
         }
+        let route = match canary {
+            Some(c) => Route::split(self.ports.port(to), self.ports.port(c.slot), c.share),
+            None => Route::to(self.ports.port(to)),
+        };
         let rendered = self.template.render(&ctx)?;
         let old = read_optional(self.config.upstream_file.as_path())?;
         // In nftables mode, where the rule leads now: the slot traffic leaves, and what an
         // undo puts back.
-        let rule_before = self.nft().map(|nft| nft.current_target());
+        let rule_before = self.nft().map(|nft| nft.current_route());
         let from = match rule_before {
-            Some(target) => target.and_then(|port| self.ports.slot_of(port)),
+            Some(route) => route.and_then(|r| self.ports.slot_of(r.port)),
             None => self.routed(old.as_deref()),
         }
         .or(state.active);
@@ -170,11 +179,7 @@ impl SwitchRequest {
             // The rule is what moves in nftables mode: show its change too.
             let file = nft.ruleset_path(self.store.dir());
             let current = read_optional(&file)?.unwrap_or_default();
-            diff.push_str(&unified_diff(
-                &current,
-                &nft.ruleset(self.ports.port(to)),
-                &file,
-            ));
+            diff.push_str(&unified_diff(&current, &nft.ruleset(&route), &file));
         }
         let mut report = SwitchReport {
             app: self.app.to_string(),
@@ -231,19 +236,30 @@ impl SwitchRequest {
             let previous = rule_before.flatten();
             undo.nft_previous = Some(previous);
             let applied = match previous {
-                Some(_) => nft.retarget(report.port, self.store.dir()),
-                None => nft.apply(report.port, self.store.dir()),
+                Some(_) => nft.retarget(&route, self.store.dir()),
+                None => nft.apply(&route, self.store.dir()),
             };
             if let Err(e) = applied {
                 return Err(self.undo(&undo, to, "nftables", e.to_string()));
             }
-            if let Err((stage, why)) = self.confirm_by_kernel(&nft, to, report.port) {
-                return Err(self.undo(&undo, to, stage, why));
-            }
+            let reached = match self.confirm_by_kernel(&nft, to, &route) {
+                Ok(reached) => reached,
+                Err((stage, why)) => return Err(self.undo(&undo, to, stage, why)),
+            };
             report.kernel_confirmed = true;
+            let leads = match canary {
+                Some(c) => format!(
+                    "{} of new connections to {} (port {}), the rest to {to} (port {})",
+                    c.share,
+                    c.slot,
+                    self.ports.port(c.slot),
+                    report.port
+                ),
+                None => format!("{to} (port {})", report.port),
+            };
             progress.line(&format!(
-                "nftables: service port {} now leads to {to} (port {}): the rule reads back so, and a new connection to the service port was accepted on port {}",
-                nft.service_port, report.port, report.port
+                "nftables: service port {} now leads to {leads}: the rules read back so, and a new connection to the service port was accepted on port {reached}",
+                nft.service_port
             ));
         } else {
             // Left by an earlier nftables mode: point it at the target too, so nginx's old
@@ -252,7 +268,7 @@ impl SwitchRequest {
             let stale = self.config.nft_of(&self.app);
             if stale.current_target().is_some() {
                 stale
-                    .apply(report.port, self.store.dir())
+                    .apply(&Route::to(report.port), self.store.dir())
                     .map_err(|e| self.undo(&undo, to, "nftables", e.to_string()))?;
             }
         }
@@ -288,7 +304,8 @@ impl SwitchRequest {
             }
         }
         if let Some(url) = &self.config.verify_url {
-            match self.verify(url, to) {
+            let serving: Vec<Slot> = std::iter::once(to).chain(canary.map(|c| c.slot)).collect();
+            match self.verify(url, &serving) {
                 Ok(named_slot) => report.verified_slot = named_slot,
                 Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
             }

@@ -4,6 +4,7 @@
 use crate::error::Error;
 use crate::fsutil::write_atomic;
 use crate::input::Slot;
+use crate::nft::Route;
 use crate::state::{HistoryEvent, now_rfc3339};
 
 use super::SwitchRequest;
@@ -14,8 +15,8 @@ pub(super) struct Undo {
     pub(super) master: Option<u32>,
     pub(super) file_written: bool,
     pub(super) reloaded: bool,
-    /// In nftables mode, once the rule was touched: the port it led to before, if any.
-    pub(super) nft_previous: Option<Option<u16>>,
+    /// In nftables mode, once the rules were touched: where they led before, if anywhere.
+    pub(super) nft_previous: Option<Option<Route>>,
 }
 
 impl SwitchRequest {
@@ -27,7 +28,7 @@ impl SwitchRequest {
         let mut restored = true;
         if let (Some(nft), Some(previous)) = (self.nft(), undo.nft_previous) {
             let put_back = match previous {
-                Some(port) => nft.retarget(port, self.store.dir()),
+                Some(route) => nft.retarget(&route, self.store.dir()),
                 None => nft.remove(),
             };
             if let Err(e) = put_back {

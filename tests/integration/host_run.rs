@@ -91,6 +91,7 @@ impl HostRun {
                 accept_status: "200-399".parse().unwrap(),
                 rollback_on_failure: true,
             },
+            canary: None,
             retire: RetireSpec {
                 old_slot: Retire::Stop,
                 drain: Duration::ZERO,

@@ -18,6 +18,7 @@ use clap::ValueEnum;
 
 use source::{Source, parse_hosts, ssh_word};
 
+use crate::canary::{CanarySpec, Share, TrafficSteps};
 use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
 use crate::error::Error;
@@ -223,6 +224,31 @@ impl Inputs {
             defaults::MONITOR_ACCEPT_STATUS,
             str::parse::<StatusSet>,
         );
+        let traffic_steps = s.parse("traffic-steps", defaults::TRAFFIC_STEPS, |raw| {
+            (!raw.trim().is_empty())
+                .then(|| raw.parse::<TrafficSteps>())
+                .transpose()
+        });
+        let step_seconds = s.parse("step-seconds", defaults::STEP_SECONDS, parse_time_limit);
+        let canary_pause_at = s.parse_optional("canary-pause-at", str::parse::<Share>);
+        let canary_error_margin = s.parse(
+            "canary-error-margin",
+            defaults::CANARY_ERROR_MARGIN,
+            str::parse::<Fraction>,
+        );
+        let canary_p95_margin_ms = s.number("canary-p95-margin-ms", defaults::CANARY_P95_MARGIN_MS);
+        let canary_min_requests = s.parse(
+            "canary-min-requests",
+            defaults::CANARY_MIN_REQUESTS,
+            |raw| {
+                raw.parse::<u32>().map_err(|_| {
+                    Error::invalid(
+                        "canary-min-requests",
+                        format!("{raw:?}: expected a whole number"),
+                    )
+                })
+            },
+        );
         let rollback_on_failure = s.boolean("rollback-on-failure", defaults::ROLLBACK_ON_FAILURE);
         let retire = s.choice::<Retire>("retire", defaults::RETIRE);
         let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
@@ -317,6 +343,14 @@ impl Inputs {
                 accept_status: monitor_accept_status.expect("validated"),
                 rollback_on_failure: rollback_on_failure.expect("validated"),
             },
+            canary: traffic_steps.expect("validated").map(|steps| CanarySpec {
+                steps,
+                step_duration: step_seconds.expect("validated"),
+                pause_at: canary_pause_at,
+                error_margin: canary_error_margin.expect("validated"),
+                p95_margin_ms: canary_p95_margin_ms.expect("validated"),
+                min_requests: canary_min_requests.expect("validated"),
+            }),
             retire: RetireSpec {
                 old_slot: retire.expect("validated"),
                 drain: drain.expect("validated"),

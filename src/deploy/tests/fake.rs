@@ -51,6 +51,9 @@ pub(super) struct FakeHost {
     pub(super) claimed_by: Mutex<Option<String>>,
     /// No deployment has claimed the app on this host yet.
     pub(super) unclaimed: bool,
+    /// The access log a canary step reads, and the lines nginx writes into it while the
+    /// step probes the new slot (each watch of a slot's health URL).
+    pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
 }
 
 impl FakeHost {
@@ -69,7 +72,14 @@ impl FakeHost {
             container_images: HashMap::new(),
             claimed_by: Mutex::default(),
             unclaimed: false,
+            step_traffic: None,
         }
+    }
+
+    /// The same host, where nginx logs `lines` into `plan`'s access log during each step.
+    pub(super) fn serving_in_steps(mut self, plan: &DeployPlan, lines: String) -> FakeHost {
+        self.step_traffic = Some((plan.store().access_log_path(), lines));
+        self
     }
 
     /// The same host, whose `slot` holds a container labelled `version`.
@@ -216,8 +226,11 @@ impl Host for FakeHost {
             .only_if_active
             .map_or(String::new(), |s| format!(" only-if {s}"));
         let dry = if request.dry_run { " dry-run" } else { "" };
+        let split = intent.split.as_ref().map_or(String::new(), |c| {
+            format!(" with {} to {}", c.share, c.slot)
+        });
         self.note(format!(
-            "switch to {target}{condition} ({}){dry}",
+            "switch to {target}{condition}{split} ({}){dry}",
             intent.event.as_str()
         ));
         let config = &request.config;
@@ -263,6 +276,11 @@ impl Host for FakeHost {
 
     fn watch(&self, monitor: &Monitor, _progress: &Progress) -> MonitorReport {
         self.note(format!("watch {}", monitor.url));
+        if let Some((path, lines)) = &self.step_traffic
+            && monitor.url.as_str().ends_with("/health")
+        {
+            crate::fsutil::append_line(path, lines.trim_end()).unwrap();
+        }
         MonitorReport {
             passed: self.watch_passes,
             url: monitor.url.to_string(),
@@ -366,6 +384,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             accept_status: "200-399".parse().unwrap(),
             rollback_on_failure: true,
         },
+        canary: None,
         retire: RetireSpec {
             old_slot: Retire::Stop,
             drain: Duration::from_secs(5),

@@ -4,6 +4,7 @@
 //! order, of a command line, or of a condition on a switch fails here. State, history and
 //! the lock are real files in a temporary directory.
 
+mod canary;
 mod cancel;
 mod checks;
 mod fake;

@@ -1,0 +1,313 @@
+//! nginx's own record of each request to the app, as the include we own asks for it, and
+//! what the lines of one step say about each slot.
+//!
+//! The include declares a log format (JSON, one line per request) and an `access_log` for
+//! the requests proxied to the app's upstream. Each line carries, per upstream attempt, the
+//! address nginx connected to, the upstream's status and response time, and the slot the
+//! response named in its `X-Bluegreen-Slot` header.
+//!
+//! A request is put down to a slot by the port nginx connected to (reload mode: each slot
+//! has its own `server` line). In nftables mode nginx only ever sees the service port, and
+//! the slot is told by the `X-Bluegreen-Slot` header the app sends (the variable
+//! `BLUEGREEN_SLOT` tells it its slot). A failure that names no slot (the connection failed
+//! before any answer) is counted against the new slot: a canary is never let off for a
+//! failure nobody can place.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::input::{AppName, Slot, SlotPorts};
+
+/// The nginx directives, for the http context, that write the app's access log to `path`:
+/// a `map` choosing the requests proxied to the app's upstream, the log format, and the
+/// `access_log` line.
+/// A path nginx's configuration cannot carry as a plain quoted string (`$` starts a
+/// variable there) gets a comment saying the log is off.
+pub fn log_directives(app: &AppName, path: &Path) -> String {
+    let name = format!("bluegreen_{}", app.as_str().replace('-', "_"));
+    let shown = path.display().to_string();
+    if shown.contains(['$', '"', '\\', '{', '}', ';']) || shown.chars().any(char::is_control) {
+        return format!(
+            "# No access log for canary steps: nginx cannot take the path {shown:?} as it is.\n"
+        );
+    }
+    format!(
+        "# The record of each request that bluegreen judges canary steps on.\n\
+         map $proxy_host ${name}_logged {{\n    {app} 1;\n    default 0;\n}}\n\
+         log_format {name} escape=json '{{\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
+         access_log \"{shown}\" {name} if=${name}_logged;\n"
+    )
+}
+
+/// One line of the log.
+#[derive(Debug, Deserialize)]
+struct Line {
+    addr: String,
+    status: String,
+    ms: String,
+    slot: String,
+}
+
+/// The app's access log.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    path: PathBuf,
+}
+
+impl AccessLog {
+    /// The log at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        AccessLog { path: path.into() }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How long it is now: where the lines of a step about to begin start.
+    pub fn end(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// The complete lines written since `offset` (from the start when the file is now
+    /// shorter: it was rotated), put down to the slots of `ports`, with `canary` the new
+    /// slot. A missing file has no lines.
+    pub fn since(&self, offset: u64, ports: SlotPorts, canary: Slot) -> Result<StepTraffic> {
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StepTraffic::default());
+            }
+            Err(e) => return Err(Error::io("open", self.path.display().to_string(), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", self.path.display().to_string(), e))?
+            .len();
+        let start = if len < offset { 0 } else { offset };
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_to_string(&mut text))
+            .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        Ok(StepTraffic::from_lines(complete, ports, canary))
+    }
+}
+
+/// What the log says about one slot in a step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotTraffic {
+    /// Upstream attempts put down to the slot.
+    pub requests: u64,
+    /// Those that failed: a 5xx answer, or no answer at all.
+    pub errors: u64,
+    /// The 95th percentile of their upstream response times, in milliseconds.
+    pub p95_ms: u64,
+    #[serde(skip)]
+    times_ms: Vec<u64>,
+}
+
+impl SlotTraffic {
+    /// The share of its requests that failed (0 with no requests).
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    fn add(&mut self, failed: bool, ms: Option<u64>) {
+        self.requests += 1;
+        self.errors += u64::from(failed);
+        self.times_ms.extend(ms);
+    }
+
+    fn finish(&mut self) {
+        self.times_ms.sort_unstable();
+        self.p95_ms = match self.times_ms.len() {
+            0 => 0,
+            n => self.times_ms[(n * 95).div_ceil(100) - 1],
+        };
+    }
+}
+
+/// What the log says about both slots in a step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTraffic {
+    /// The slot that was live before.
+    pub stable: SlotTraffic,
+    /// The new slot (including failures nobody could place).
+    pub canary: SlotTraffic,
+    /// Failures that named no slot, counted against the new slot.
+    pub unplaced_failures: u64,
+    /// Successful answers that named no slot (nftables mode, an app without the header).
+    pub unplaced: u64,
+}
+
+impl StepTraffic {
+    /// The share of the placed requests the new slot served, in percent.
+    pub fn canary_percent(&self) -> f64 {
+        let placed = self.stable.requests + self.canary.requests;
+        if placed == 0 {
+            0.0
+        } else {
+            100.0 * self.canary.requests as f64 / placed as f64
+        }
+    }
+
+    fn from_lines(text: &str, ports: SlotPorts, canary: Slot) -> StepTraffic {
+        let mut t = StepTraffic::default();
+        for line in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        {
+            let addrs = fields(&line.addr);
+            let statuses = fields(&line.status);
+            let times = fields(&line.ms);
+            let named: Option<Slot> = line.slot.parse().ok();
+            for (i, addr) in addrs.iter().enumerate() {
+                let last = i + 1 == addrs.len();
+                let failed = statuses
+                    .get(i)
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .is_none_or(|s| s >= 500);
+                let ms = times
+                    .get(i)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .map(|secs| (secs * 1000.0).round() as u64);
+                let slot = addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .and_then(|p| ports.slot_of(p))
+                    .or(named.filter(|_| last));
+                match slot {
+                    Some(s) if s == canary => t.canary.add(failed, ms),
+                    Some(_) => t.stable.add(failed, ms),
+                    None if failed => {
+                        t.unplaced_failures += 1;
+                        t.canary.add(true, ms);
+                    }
+                    None => t.unplaced += 1,
+                }
+            }
+        }
+        t.stable.finish();
+        t.canary.finish();
+        t
+    }
+}
+
+/// The values of a multi-valued nginx variable (`a, b : c`: attempts within one upstream
+/// are separated by commas, upstreams of internal redirects by colons), one per attempt.
+fn fields(text: &str) -> Vec<&str> {
+    text.split(", ")
+        .flat_map(|group| group.split(" : "))
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports() -> SlotPorts {
+        SlotPorts::new(3001, 3002).unwrap()
+    }
+
+    fn line(addr: &str, status: &str, ms: &str, slot: &str) -> String {
+        format!(r#"{{"addr":"{addr}","status":"{status}","ms":"{ms}","slot":"{slot}"}}"#)
+    }
+
+    #[test]
+    fn attempts_are_put_down_to_the_slot_nginx_connected_to() {
+        let lines = [
+            line("127.0.0.1:3001", "200", "0.004", "blue"),
+            line("127.0.0.1:3002", "500", "0.010", "green"),
+            // The canary refused; nginx tried the old slot next: one failure each side.
+            line(
+                "127.0.0.1:3002, 127.0.0.1:3001",
+                "502, 200",
+                "0.000, 0.003",
+                "blue",
+            ),
+            "not json".to_owned(),
+        ]
+        .join("\n");
+        let t = StepTraffic::from_lines(&lines, ports(), Slot::Green);
+        assert_eq!((t.stable.requests, t.stable.errors), (2, 0));
+        assert_eq!((t.canary.requests, t.canary.errors), (2, 2));
+        assert_eq!(t.canary.p95_ms, 10);
+        assert_eq!(t.canary_percent(), 50.0);
+    }
+
+    #[test]
+    fn behind_the_service_port_the_header_names_the_slot_and_unplaced_failures_count_against_the_canary()
+     {
+        let lines = [
+            line("127.0.0.1:3000", "200", "0.002", "blue"),
+            line("127.0.0.1:3000", "200", "0.020", "green"),
+            line("127.0.0.1:3000", "502", "0.000", ""),
+            line("127.0.0.1:3000", "200", "0.001", ""),
+        ]
+        .join("\n");
+        let t = StepTraffic::from_lines(&lines, ports(), Slot::Green);
+        assert_eq!(t.stable.requests, 1);
+        assert_eq!((t.canary.requests, t.canary.errors), (2, 1));
+        assert_eq!((t.unplaced_failures, t.unplaced), (1, 1));
+    }
+
+    #[test]
+    fn a_step_reads_only_complete_lines_written_since_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::new(dir.path().join("access.log"));
+        assert_eq!(log.end(), 0);
+        assert_eq!(
+            log.since(0, ports(), Slot::Green).unwrap(),
+            StepTraffic::default()
+        );
+        let before = line("127.0.0.1:3001", "200", "0.001", "");
+        std::fs::write(log.path(), format!("{before}\n")).unwrap();
+        let start = log.end();
+        let during = line("127.0.0.1:3002", "200", "0.001", "");
+        std::fs::write(log.path(), format!("{before}\n{during}\n{{\"addr\"")).unwrap();
+        let t = log.since(start, ports(), Slot::Green).unwrap();
+        assert_eq!((t.stable.requests, t.canary.requests), (0, 1));
+        // Rotated (shorter than the offset): read from the start.
+        let short = line("127.0.0.1:3002", "200", "1", "");
+        std::fs::write(log.path(), format!("{short}\n")).unwrap();
+        assert_eq!(
+            log.since(start, ports(), Slot::Green)
+                .unwrap()
+                .canary
+                .requests,
+            1
+        );
+    }
+
+    #[test]
+    fn the_directives_log_only_the_apps_upstream() {
+        let d = log_directives(
+            &"shop-api".parse().unwrap(),
+            Path::new("/var/lib/bg/access.log"),
+        );
+        assert!(
+            d.contains("map $proxy_host $bluegreen_shop_api_logged {\n    shop-api 1;"),
+            "{d}"
+        );
+        assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_shop_api_logged;"), "{d}");
+        let odd = log_directives(
+            &"shop".parse().unwrap(),
+            Path::new("/srv/state dir$1/access.log"),
+        );
+        assert!(
+            odd.starts_with("# No access log") && !odd.contains("access_log "),
+            "{odd}"
+        );
+    }
+}

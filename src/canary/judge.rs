@@ -1,0 +1,177 @@
+//! A canary step's verdict: the probes of the new slot must pass, and when the access log
+//! holds enough of the new slot's requests, their error rate and p95 latency must stay under
+//! the absolute ceilings and within a margin of the old slot's in the same window.
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::MonitorReport;
+
+use super::StepTraffic;
+
+/// The limits a step is judged against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Highest acceptable error rate of the new slot (0 to 1).
+    pub max_error_rate: f64,
+    /// How much the new slot's error rate may exceed the old slot's.
+    pub error_margin: f64,
+    /// Highest acceptable p95 latency of the new slot, in ms.
+    pub max_p95_ms: u64,
+    /// How much the new slot's p95 may exceed the old slot's, in ms.
+    pub p95_margin_ms: u64,
+    /// Fewer of the new slot's requests than this: judged on probes only.
+    pub min_requests: u32,
+}
+
+/// What a step was judged on and how it came out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether every rule held.
+    pub passed: bool,
+    /// Whether the access log had enough requests to be judged (else: probes only).
+    pub judged_on_traffic: bool,
+    /// One line per broken rule.
+    pub reasons: Vec<String>,
+}
+
+/// Judges a step from what the log says (`traffic`) and the probes of the new slot.
+pub fn judge(traffic: &StepTraffic, probes: &MonitorReport, limits: &Thresholds) -> Verdict {
+    let mut reasons: Vec<String> = probes
+        .reasons
+        .iter()
+        .map(|r| format!("probes of the new slot: {r}"))
+        .collect();
+    if !probes.passed && reasons.is_empty() {
+        reasons.push("probes of the new slot failed".to_owned());
+    }
+    let (new, old) = (&traffic.canary, &traffic.stable);
+    let judged_on_traffic = new.requests >= u64::from(limits.min_requests);
+    if judged_on_traffic {
+        let rate = new.error_rate();
+        if rate > limits.max_error_rate {
+            reasons.push(format!(
+                "the new slot's error rate {:.1}% ({} of {}) is above max-error-rate {:.1}%",
+                100.0 * rate,
+                new.errors,
+                new.requests,
+                100.0 * limits.max_error_rate
+            ));
+        }
+        if rate > old.error_rate() + limits.error_margin {
+            reasons.push(format!(
+                "the new slot's error rate {:.1}% is more than {:.1} points above the old slot's {:.1}%",
+                100.0 * rate,
+                100.0 * limits.error_margin,
+                100.0 * old.error_rate()
+            ));
+        }
+        if new.p95_ms > limits.max_p95_ms {
+            reasons.push(format!(
+                "the new slot's p95 {} ms is above max-p95-ms {}",
+                new.p95_ms, limits.max_p95_ms
+            ));
+        }
+        if old.requests >= u64::from(limits.min_requests)
+            && new.p95_ms > old.p95_ms + limits.p95_margin_ms
+        {
+            reasons.push(format!(
+                "the new slot's p95 {} ms is more than {} ms above the old slot's {} ms",
+                new.p95_ms, limits.p95_margin_ms, old.p95_ms
+            ));
+        }
+    }
+    Verdict {
+        passed: reasons.is_empty(),
+        judged_on_traffic,
+        reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canary::SlotTraffic;
+
+    fn limits() -> Thresholds {
+        Thresholds {
+            max_error_rate: 0.05,
+            error_margin: 0.01,
+            max_p95_ms: 1000,
+            p95_margin_ms: 100,
+            min_requests: 20,
+        }
+    }
+
+    fn probes(passed: bool) -> MonitorReport {
+        serde_json::from_value(serde_json::json!({
+            "passed": passed, "url": "http://127.0.0.1:3002/health", "requests": 10,
+            "failures": if passed { 0 } else { 10 }, "error_rate": 0.0, "p50_ms": 1,
+            "p95_ms": 1, "p99_ms": 1, "longest_gap_ms": 0, "duration_ms": 1000,
+            "stopped_early": false,
+            "reasons": if passed { vec![] } else { vec!["error rate 100.0% above 5.0%"] },
+            "first_failure": null
+        }))
+        .unwrap()
+    }
+
+    fn slot(requests: u64, errors: u64, p95_ms: u64) -> SlotTraffic {
+        let mut traffic = SlotTraffic::default();
+        traffic.requests = requests;
+        traffic.errors = errors;
+        traffic.p95_ms = p95_ms;
+        traffic
+    }
+
+    fn traffic(stable: SlotTraffic, canary: SlotTraffic) -> StepTraffic {
+        StepTraffic {
+            stable,
+            canary,
+            ..StepTraffic::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_canary_passes_on_its_traffic() {
+        let v = judge(
+            &traffic(slot(900, 1, 5), slot(100, 0, 6)),
+            &probes(true),
+            &limits(),
+        );
+        assert!(v.passed && v.judged_on_traffic, "{v:?}");
+    }
+
+    #[test]
+    fn each_rule_breaks_on_its_own() {
+        let cases = [
+            (slot(900, 0, 5), slot(100, 20, 5), "above max-error-rate"),
+            (
+                slot(900, 27, 5),
+                slot(100, 5, 5),
+                "points above the old slot's",
+            ),
+            (slot(900, 0, 5), slot(100, 0, 1500), "above max-p95-ms"),
+            (
+                slot(900, 0, 5),
+                slot(100, 0, 300),
+                "ms above the old slot's 5 ms",
+            ),
+        ];
+        for (old, new, want) in cases {
+            let v = judge(&traffic(old, new), &probes(true), &limits());
+            assert!(!v.passed, "{want}: {v:?}");
+            assert!(v.reasons.iter().any(|r| r.contains(want)), "{want}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn too_few_requests_are_judged_on_probes() {
+        let few = traffic(slot(50, 0, 5), slot(3, 3, 5));
+        let v = judge(&few, &probes(true), &limits());
+        assert!(v.passed && !v.judged_on_traffic, "{v:?}");
+        let v = judge(&few, &probes(false), &limits());
+        assert!(
+            !v.passed && v.reasons[0].starts_with("probes of the new slot"),
+            "{v:?}"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! A deploy in traffic steps, and the two operations that finish one: the new slot gets
+//! each step's share of new requests while the live slot keeps the rest; each step is
+//! judged on the requests the access log shows it served and on probes of its health URL;
+//! a failing step sends everything back to the live slot at once and abandons the new one.
+//!
+//! State records the canary at every step (slot, share, version), so a run that dies
+//! mid-step leaves both slots serving and the next deploy ends the canary before it starts.
+//! A canary paused on purpose (`canary-pause-at`) is taken on by `command: promote`, or
+//! ended by `command: abort`.
+//!
+//! A request to stop (see [`crate::cancel`]) ends the canary at the end of the step it
+//! arrives in: traffic goes back to the live slot and the run reports `cancelled`.
+
+use std::time::Instant;
+
+use crate::canary::{AccessLog, Share, Thresholds, judge};
+use crate::config::{self, defaults};
+use crate::error::{Error, RunError};
+use crate::input::{Slot, SwitchTarget};
+use crate::monitor::Monitor;
+use crate::state::CanaryRecord;
+use crate::switch::Intent;
+
+use super::engine::{Engine, Failure};
+use super::protocol::{Outcome, Phase, StepReport};
+
+/// How a run of canary steps ended when no step failed.
+pub(super) enum StepsEnd {
+    /// Every step passed: the switch to 100% comes next.
+    Passed,
+    /// The run stopped at the pause step on purpose.
+    Paused,
+}
+
+impl Engine<'_> {
+    /// Runs the plan's traffic steps that come after `canary.share` (all of them for a
+    /// fresh canary, `from: None`) for `canary` beside `live`. Pauses after the plan's
+    /// pause step unless `through` (a promote goes on to the end).
+    pub(super) fn canary_steps(
+        &mut self,
+        live: Slot,
+        mut canary: CanaryRecord,
+        from: Option<Share>,
+        through: bool,
+    ) -> Result<StepsEnd, Failure> {
+        let Some(spec) = self.plan.canary.as_ref() else {
+            return Ok(StepsEnd::Passed);
+        };
+        for share in spec.steps.after(from) {
+            if let Some(reason) = self.cancel.requested() {
+                return Err(Error::Cancelled(reason).into());
+            }
+            canary.share = share;
+            self.canary_step(live, &canary)?;
+            if !through && spec.pause_at == Some(share) {
+                canary.paused = true;
+                self.update_state(|state| state.with_canary(Some(canary.clone())))?;
+                self.log(&format!(
+                    "paused at {share}: {} serves {share} of new requests until `command: promote` (or `command: abort`)",
+                    canary.slot
+                ));
+                return Ok(StepsEnd::Paused);
+            }
+        }
+        Ok(StepsEnd::Passed)
+    }
+
+    /// One step: the split, a step's worth of probes of the new slot, then the verdict on
+    /// what the access log says each slot served in the meantime.
+    fn canary_step(&mut self, live: Slot, canary: &CanaryRecord) -> Result<(), Failure> {
+        let plan = self.plan;
+        let spec = plan.canary.as_ref().expect("steps run with a canary spec");
+        let limits = Thresholds {
+            max_error_rate: plan.watch.max_error_rate.get(),
+            error_margin: spec.error_margin.get(),
+            max_p95_ms: plan.watch.max_p95_ms,
+            p95_margin_ms: spec.p95_margin_ms,
+            min_requests: spec.min_requests,
+        };
+        let probes = Monitor {
+            url: plan.health_url(canary.slot),
+            duration: spec.step_duration,
+            interval: config::millis(defaults::MONITOR_INTERVAL),
+            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
+            accepted: plan.watch.accept_status.clone(),
+            max_error_rate: limits.max_error_rate,
+            max_p95_ms: limits.max_p95_ms,
+        };
+        let log = AccessLog::new(plan.store().access_log_path());
+        let intent = Intent::split(live, canary.clone())
+            .because(format!("canary step {} to {}", canary.share, canary.slot));
+        self.phase(Phase::Canary, |me| {
+            let started = Instant::now();
+            let request = me.switch_request(intent, false)?;
+            let report = me.with_progress(|p| me.host.switch(&request, p))?;
+            me.traffic_moved = true;
+            me.add_warnings(&report.warnings);
+            let offset = log.end();
+            let nft = me.switch.nft(&plan.app);
+            let probed = me.with_progress(|p| me.host.watch(&probes, p));
+            let traffic = log.since(offset, plan.ports, canary.slot)?;
+            let connections = nft.and_then(|nft| {
+                let out = me.host.run(&nft.list_command(), probes.request_timeout).ok()?;
+                Some(nft.connections_in(&out.stdout))
+            });
+            let verdict = judge(&traffic, &probed, &limits);
+            let (new, old) = (&traffic.canary, &traffic.stable);
+            let mut detail = format!(
+                "{} to {}: it served {:.1}% of {} logged requests ({}: {} failed, p95 {} ms; {live}: {} of {} failed, p95 {} ms)",
+                canary.share,
+                canary.slot,
+                traffic.canary_percent(),
+                new.requests + old.requests,
+                canary.slot,
+                new.errors,
+                new.p95_ms,
+                old.errors,
+                old.requests,
+                old.p95_ms
+            );
+            if let Some((to_new, to_old)) = connections {
+                detail.push_str(&format!(
+                    "; nftables sent {to_new} new connections to {} and {to_old} to {live}",
+                    canary.slot
+                ));
+            }
+            if traffic.unplaced_failures > 0 {
+                detail.push_str(&format!(
+                    "; {} failures named no slot and count against {}",
+                    traffic.unplaced_failures, canary.slot
+                ));
+            }
+            detail.push_str(&if verdict.judged_on_traffic {
+                format!(
+                    "; probes {} of {} failed",
+                    probed.failures, probed.requests
+                )
+            } else {
+                format!(
+                    "; too few requests of {} in the access log (fewer than canary-min-requests {}): judged on its probes ({} of {} failed)",
+                    canary.slot, spec.min_requests, probed.failures, probed.requests
+                )
+            });
+            me.result.canary_steps.push(StepReport {
+                share: canary.share.percent(),
+                served_percent: traffic.canary_percent(),
+                traffic: traffic.clone(),
+                connections,
+                probes: (probed.requests, probed.failures),
+                verdict: verdict.clone(),
+                ms: started.elapsed().as_millis() as u64,
+            });
+            if verdict.passed {
+                Ok(((), detail))
+            } else {
+                Err(Failure::of_slot(
+                    Error::CheckFailed(format!("{}: {detail}", verdict.reasons.join("; "))),
+                    canary.slot,
+                ))
+            }
+        })
+    }
+
+    /// Ends a canary in `slot` beside `live` after `failure`: everything back to `live`
+    /// (when traffic had moved), the new slot stopped. A failed step or a failed check is
+    /// `rolled-back` once traffic had moved; a request to stop stays `cancelled`.
+    pub(super) fn give_up_canary(
+        &mut self,
+        live: Slot,
+        slot: Slot,
+        failure: Failure,
+    ) -> Result<Outcome, Failure> {
+        if !self.traffic_moved {
+            if !failure.before_start {
+                self.abandon_standby(slot);
+            }
+            return Err(failure);
+        }
+        self.result.error = Some(RunError::from(&failure.error));
+        self.end_canary(
+            Phase::Rollback,
+            live,
+            format!("canary failed: {}", failure.error),
+        )?;
+        if failure.log_of.is_some() {
+            self.result.log_tail = self.log_tail(slot);
+        }
+        self.abandon_standby(slot);
+        match failure.error {
+            Error::Cancelled(_) => Err(failure),
+            _ => Ok(Outcome::RolledBack),
+        }
+    }
+
+    /// Sends every new request to `live` again (ending the canary in state), in `phase`.
+    pub(super) fn end_canary(
+        &mut self,
+        phase: Phase,
+        live: Slot,
+        why: String,
+    ) -> Result<(), Failure> {
+        self.log(&why);
+        let back = Intent::back(live, SwitchTarget::Slot(live)).because(why);
+        self.switch_to(phase, back).map(drop)
+    }
+}
+
+/// `command: promote`: takes the paused canary through its remaining steps, then switches
+/// to it, watches it and retires the old slot like a deploy.
+pub(super) fn promote(e: &mut Engine) -> Result<Outcome, Failure> {
+    e.lock()?;
+    let state = e.load_state()?;
+    let (live, canary) = canary_in(&state, "promote")?;
+    // The canary serves its share already: whatever fails from here sends it back.
+    e.traffic_moved = true;
+    let checked = e
+        .health_check(canary.slot)
+        .and_then(|()| e.canary_steps(live, canary.clone(), Some(canary.share), true));
+    if let Err(failure) = checked {
+        return e.give_up_canary(live, canary.slot, failure);
+    }
+    let intent = Intent::switch_to(SwitchTarget::Slot(canary.slot))
+        .only_if_active(Some(live))
+        .because(format!("promote {} ({})", canary.version, e.plan.purpose))
+        .recording(Some(canary.version.clone()), canary.image.clone())
+        .identified_by(canary.image_id.clone());
+    super::release::go_live(e, canary.slot, Some(live), intent)
+}
+
+/// `command: abort`: all traffic back to the live slot, the canary stopped.
+pub(super) fn abort(e: &mut Engine) -> Result<Outcome, Failure> {
+    e.lock()?;
+    let state = e.load_state()?;
+    let (live, canary) = canary_in(&state, "abort")?;
+    e.end_canary(
+        Phase::Rollback,
+        live,
+        format!("canary of {} aborted ({})", canary.version, e.plan.purpose),
+    )?;
+    e.abandon_standby(canary.slot);
+    e.log(&format!(
+        "aborted the canary of {} in {}: {live} serves everything again",
+        canary.version, canary.slot
+    ));
+    Ok(Outcome::RolledBack)
+}
+
+/// The live slot and the canary state records, or why `command` has nothing to act on.
+fn canary_in(state: &crate::state::State, command: &str) -> Result<(Slot, CanaryRecord), Failure> {
+    match (state.active, &state.canary) {
+        (Some(live), Some(canary)) => Ok((live, canary.clone())),
+        _ => Err(Error::CheckFailed(format!(
+            "nothing to {command}: no canary is in progress for {} (see command: status)",
+            state.app
+        ))
+        .into()),
+    }
+}

@@ -1,0 +1,302 @@
+//! Canary steps through the recording fake: the steps and their splits in order before the
+//! switch; a step whose logged traffic fails sends everything back and never switches; a
+//! pause, then a promote or an abort; a request to stop mid-canary; a deploy that finds a
+//! canary left behind; and a promote with nothing to promote.
+
+use std::time::Duration;
+
+use super::*;
+use crate::canary::CanarySpec;
+use crate::state::CanaryRecord;
+
+/// `plan` with traffic steps 20,50 of a second each, pausing at `pause`.
+fn with_steps(mut plan: DeployPlan, pause: Option<u8>) -> DeployPlan {
+    plan.canary = Some(CanarySpec {
+        steps: "20,50".parse().unwrap(),
+        step_duration: Duration::from_secs(1),
+        pause_at: pause.map(|p| p.try_into().unwrap()),
+        error_margin: "0.01".parse().unwrap(),
+        p95_margin_ms: 100,
+        min_requests: 20,
+    });
+    plan
+}
+
+/// Access log lines: `blue` answers from blue, `green` from green of which `failed` are 500s.
+fn logged(blue: usize, green: usize, failed: usize) -> String {
+    let line = |port: u16, status: u16| {
+        format!(r#"{{"addr":"127.0.0.1:{port}","status":"{status}","ms":"0.002","slot":""}}"#)
+    };
+    let mut lines: Vec<String> = (0..blue).map(|_| line(3001, 200)).collect();
+    lines.extend((0..green).map(|i| line(3002, if i < failed { 500 } else { 200 })));
+    lines.join("\n")
+}
+
+/// A canary of v2 in green at `share`, paused, beside blue.
+fn paused_canary(plan: &DeployPlan, share: u8) {
+    let state = state_of(plan).with_canary(Some(CanaryRecord {
+        slot: Slot::Green,
+        share: share.try_into().unwrap(),
+        version: "v2".parse().unwrap(),
+        image: Some("shop:2".parse().unwrap()),
+        image_id: None,
+        paused: true,
+    }));
+    plan.store().save(&state).unwrap();
+}
+
+/// What each canary step does: the split, then the probes of green.
+fn step(share: u8) -> [String; 3] {
+    [
+        "phase canary step".into(),
+        format!("switch to blue only-if blue with {share}% to green (canary)"),
+        "watch http://127.0.0.1:3002/health".into(),
+    ]
+}
+
+#[test]
+fn the_steps_split_traffic_in_order_then_the_deploy_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Command), None);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(80, 20, 0));
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let from = timeline
+        .iter()
+        .position(|l| l == "phase canary step")
+        .unwrap();
+    let mut expected: Vec<String> = step(20).into_iter().chain(step(50)).collect();
+    expected.extend(
+        [
+            "phase switch",
+            "switch to green only-if blue (switch)",
+            "phase monitor",
+            "watch http://127.0.0.1:8000/",
+            "result deployed",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(timeline[from..from + expected.len()], expected);
+    assert_eq!(result.canary_steps.len(), 2);
+    let first = &result.canary_steps[0];
+    assert_eq!((first.share, first.served_percent), (20, 20.0));
+    assert!(first.verdict.passed && first.verdict.judged_on_traffic);
+    let state = state_of(&plan);
+    assert_eq!((state.active, state.canary), (Some(Slot::Green), None));
+}
+
+#[test]
+fn a_step_whose_traffic_fails_sends_everything_back_and_never_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Docker), None);
+    live(&plan, None, Slot::Blue, "v1");
+    // The probes pass: the canary's health URL is fine, its real requests are not.
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(80, 20, 4));
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert_eq!(result.failed_phase, Some(Phase::Canary));
+    let error = &result.error.as_ref().unwrap().message;
+    assert!(error.contains("error rate 20.0% (4 of 20)"), "{error}");
+    let from = timeline
+        .iter()
+        .position(|l| l == "phase canary step")
+        .unwrap();
+    let expected: Vec<String> = step(20)
+        .into_iter()
+        .chain(
+            [
+                "phase rollback",
+                "switch to blue only-if blue (rollback)",
+                "run docker logs --tail 40 shop-green",
+                "run docker stop --time 30 shop-green",
+                "result rolled-back",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    assert_eq!(timeline[from..], expected);
+    let state = state_of(&plan);
+    assert_eq!((state.active, state.canary), (Some(Slot::Blue), None));
+    assert_eq!(result.exit_code(), 1);
+}
+
+#[test]
+fn too_few_logged_requests_are_judged_on_the_probes_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Command), None);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost {
+        watch_passes: false,
+        ..FakeHost::new()
+            .healthy(Slot::Green, &[true])
+            .serving_in_steps(&plan, logged(10, 2, 2))
+    };
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    let step = &result.canary_steps[0];
+    assert!(!step.verdict.judged_on_traffic, "{step:?}");
+    assert!(
+        step.verdict.reasons[0].starts_with("probes of the new slot"),
+        "{step:?}"
+    );
+    let detail = &result
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Canary)
+        .unwrap()
+        .detail;
+    assert!(detail.contains("too few requests of green"), "{detail}");
+}
+
+#[test]
+fn a_pause_leaves_the_canary_serving_and_a_promote_takes_it_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Command), Some(20));
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(80, 20, 0));
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Paused), "{result:?}");
+    assert_eq!(result.exit_code(), 0);
+    assert_eq!(timeline.last().unwrap(), "result paused");
+    let canary = state_of(&plan).canary.expect("the canary stays");
+    assert_eq!(
+        (canary.slot, canary.share.percent(), canary.paused),
+        (Slot::Green, 20, true)
+    );
+    assert_eq!(state_of(&plan).active, Some(Slot::Blue));
+
+    let promote = DeployPlan {
+        operation: Operation::Promote,
+        ..plan.clone()
+    };
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(50, 50, 0));
+    let (result, timeline) = run(&promote, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let mut expected: Vec<String> = ["phase lock", "phase health-check standby"]
+        .map(String::from)
+        .to_vec();
+    expected.push("health http://127.0.0.1:3002/health x2".into());
+    expected.extend(step(50));
+    expected.extend(
+        [
+            "phase switch",
+            "switch to green only-if blue (switch)",
+            "phase monitor",
+            "watch http://127.0.0.1:8000/",
+            "result deployed",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(timeline[..expected.len()], expected);
+    let state = state_of(&plan);
+    assert_eq!(state.active, Some(Slot::Green));
+    assert_eq!(state.slots.green.version.as_deref(), Some("v2"));
+    assert_eq!(state.slots.green.image.as_deref(), Some("shop:2"));
+    assert_eq!(state.canary, None);
+}
+
+#[test]
+fn an_abort_sends_everything_back_and_stops_the_canary() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = DeployPlan {
+        operation: Operation::Abort,
+        ..plan(dir.path(), Runtime::Docker)
+    };
+    live(&plan, None, Slot::Blue, "v1");
+    paused_canary(&plan, 20);
+    let host = FakeHost::new();
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert_eq!(
+        timeline,
+        [
+            "phase lock",
+            "phase rollback",
+            "switch to blue only-if blue (rollback)",
+            "run docker stop --time 30 shop-green",
+            "result rolled-back",
+        ]
+    );
+    assert_eq!(state_of(&plan).canary, None);
+}
+
+#[test]
+fn a_stop_request_mid_canary_ends_it_after_its_step_and_reports_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Command), None);
+    live(&plan, None, Slot::Blue, "v1");
+    let cancel = Cancel::new();
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(80, 20, 0))
+        .cancelling_at("watch http://127.0.0.1:3002/health", &cancel);
+    let (result, timeline) = run_cancellable(&plan, &host, cancel);
+    assert_eq!(result.result, Some(Outcome::Cancelled), "{result:?}");
+    let from = timeline
+        .iter()
+        .position(|l| l == "phase canary step")
+        .unwrap();
+    let expected: Vec<String> = step(20)
+        .into_iter()
+        .chain(
+            [
+                "phase rollback",
+                "switch to blue only-if blue (rollback)",
+                "run sh -c ./slot.sh bluegreen-deploy-command",
+                "result cancelled",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    assert_eq!(timeline[from..], expected);
+    assert_eq!(state_of(&plan).canary, None);
+}
+
+#[test]
+fn a_deploy_ends_a_canary_left_behind_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Command);
+    live(&plan, None, Slot::Blue, "v1");
+    paused_canary(&plan, 20);
+    let host = FakeHost::new().healthy(Slot::Green, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert_eq!(
+        timeline[..5],
+        [
+            "phase lock",
+            "routed",
+            "phase reconcile",
+            "switch to blue only-if blue (rollback)",
+            "phase validate",
+        ]
+    );
+    assert_eq!(state_of(&plan).canary, None);
+}
+
+#[test]
+fn a_promote_without_a_canary_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = DeployPlan {
+        operation: Operation::Promote,
+        ..plan(dir.path(), Runtime::Docker)
+    };
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new();
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed));
+    assert!(
+        result.error.unwrap().message.contains("nothing to promote"),
+        "{timeline:?}"
+    );
+    assert_eq!(timeline, ["phase lock", "result failed"]);
+}
