@@ -324,13 +324,14 @@ pub fn render(records: &[Record], marks: &[Mark], title: &str, bucket_ms: u128) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Outcome;
+    use crate::records::{Outcome, Seen};
 
     fn record(due_ms: u128, status: u16) -> Record {
         Record {
             due_ms,
             latency_ms: 2.0,
             outcome: Outcome::Status(status),
+            slot: Seen::Unnamed,
         }
     }
 

@@ -6,8 +6,9 @@
 //! request rate. A failed request is never retried: a client that does not retry (any POST)
 //! would have seen it.
 //!
-//! `loadgen run` writes one line per request (`due_epoch_ms,latency_ms,outcome`, the outcome
-//! an HTTP status or `connect`, `reset`, `timeout`, `protocol`); `loadgen report` summarises
+//! `loadgen run` writes one line per request (`due_epoch_ms,latency_ms,outcome,slot`, the
+//! outcome an HTTP status or `connect`, `reset`, `timeout`, `protocol`, the slot the answer's
+//! `X-Bluegreen-Slot` header named, if any); `loadgen report` summarises
 //! such a file per time window; `loadgen marks` turns the orchestrator's time-stamped job log
 //! into the spans of its phases; `loadgen chart` draws requests, failures, latency and phases
 //! as an SVG chart.
@@ -197,9 +198,12 @@ fn run(args: &RunArgs) {
                 } else {
                     ("GET", &path)
                 };
-                let outcome = request(&mut conn, addr, shape, method, target, timeout);
+                let (outcome, slot) = request(&mut conn, addr, shape, method, target, timeout);
                 let latency = job.due.elapsed().as_secs_f64() * 1000.0;
-                let _ = records.send(format!("{},{latency:.2},{outcome}", job.due_epoch_ms));
+                let _ = records.send(format!(
+                    "{},{latency:.2},{outcome},{slot}",
+                    job.due_epoch_ms
+                ));
             }
         }));
     }
@@ -252,8 +256,8 @@ fn run(args: &RunArgs) {
     let _ = writer.join();
 }
 
-/// Sends one request, reusing `conn` when the shape keeps connections; the outcome is the
-/// HTTP status or the kind of failure.
+/// Sends one request, reusing `conn` when the shape keeps connections; the outcome (the
+/// HTTP status or the kind of failure) and the slot the answer named (empty for none).
 fn request(
     conn: &mut Option<BufReader<TcpStream>>,
     addr: SocketAddr,
@@ -261,7 +265,7 @@ fn request(
     method: &str,
     target: &str,
     timeout: Duration,
-) -> String {
+) -> (String, String) {
     let keep = shape != Shape::Fresh;
     if conn.is_none() || !keep {
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -271,7 +275,7 @@ fn request(
                 let _ = stream.set_nodelay(true);
                 *conn = Some(BufReader::new(stream));
             }
-            Err(e) => return classify(&e),
+            Err(e) => return (classify(&e), String::new()),
         }
     }
     let reader = conn.as_mut().expect("connected above");
@@ -291,21 +295,22 @@ fn request(
         .map_err(|e| classify(&e))
         .and_then(|()| read_response(reader));
     match outcome {
-        Ok((status, server_keeps)) => {
+        Ok((status, server_keeps, slot)) => {
             if !keep || !server_keeps {
                 *conn = None;
             }
-            status.to_string()
+            (status.to_string(), slot)
         }
         Err(kind) => {
             *conn = None;
-            kind
+            (kind, String::new())
         }
     }
 }
 
-/// Reads one response; (status, whether the server keeps the connection open).
-fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool), String> {
+/// Reads one response; (status, whether the server keeps the connection open, the slot its
+/// `X-Bluegreen-Slot` header names).
+fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool, String), String> {
     let mut line = String::new();
     let n = reader.read_line(&mut line).map_err(|e| classify(&e))?;
     if n == 0 {
@@ -316,7 +321,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool), Strin
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("protocol")?;
-    let (mut length, mut chunked, mut keeps) = (0usize, false, true);
+    let (mut length, mut chunked, mut keeps, mut slot) = (0usize, false, true, String::new());
     loop {
         line.clear();
         if reader.read_line(&mut line).map_err(|e| classify(&e))? == 0 {
@@ -332,6 +337,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool), Strin
                 "content-length" => length = value.parse().map_err(|_| "protocol")?,
                 "transfer-encoding" => chunked = value.contains("chunked"),
                 "connection" => keeps = value != "close",
+                "x-bluegreen-slot" => slot = value,
                 _ => {}
             }
         }
@@ -351,7 +357,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Result<(u16, bool), Strin
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).map_err(|e| classify(&e))?;
     }
-    Ok((status, keeps))
+    Ok((status, keeps, slot))
 }
 
 fn classify(e: &std::io::Error) -> String {

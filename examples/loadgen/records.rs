@@ -1,5 +1,5 @@
 //! The files `loadgen` reads and writes: one line per request (`due_epoch_ms,latency_ms,
-//! outcome`) and one line per marked span of time (`start_epoch_ms,end_epoch_ms,label`, a
+//! outcome,slot`) and one line per marked span of time (`start_epoch_ms,end_epoch_ms,label`, a
 //! deploy's phase), plus turning the orchestrator's time-stamped job log into such spans.
 
 /// How one request ended.
@@ -37,6 +37,17 @@ impl Outcome {
     }
 }
 
+/// The slot an answer named in its `X-Bluegreen-Slot` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// blue
+    Blue,
+    /// green
+    Green,
+    /// No header (no answer, or an app that does not say).
+    Unnamed,
+}
+
 /// One request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Record {
@@ -46,6 +57,8 @@ pub struct Record {
     pub latency_ms: f64,
     /// How it ended.
     pub outcome: Outcome,
+    /// The slot that answered, by its header.
+    pub slot: Seen,
 }
 
 /// Parses a records file; lines that do not parse are skipped.
@@ -57,6 +70,11 @@ pub fn parse_records(text: &str) -> Vec<Record> {
                 due_ms: fields.next()?.parse().ok()?,
                 latency_ms: fields.next()?.parse().ok()?,
                 outcome: Outcome::parse(fields.next()?),
+                slot: match fields.next() {
+                    Some("blue") => Seen::Blue,
+                    Some("green") => Seen::Green,
+                    _ => Seen::Unnamed,
+                },
             })
         })
         .collect()
@@ -121,9 +139,10 @@ mod tests {
 
     #[test]
     fn records_parse_and_skip_junk() {
-        let r = parse_records("1000,1.50,200\nnonsense\n1010,3000.00,reset\n1020,2.0,502\n");
+        let r = parse_records("1000,1.50,200,green\nnonsense\n1010,3000.00,reset,\n1020,2.0,502\n");
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].outcome, Outcome::Status(200));
+        assert_eq!((r[0].slot, r[1].slot), (Seen::Green, Seen::Unnamed));
         assert!(r[0].outcome.ok());
         assert_eq!(r[1].outcome, Outcome::Reset);
         assert!(!r[2].outcome.ok());

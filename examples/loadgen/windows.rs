@@ -1,5 +1,6 @@
 //! Summarising recorded requests per time window (before, during and after the deploys):
-//! requests, failures by kind, the longest gap between successful answers, p50 and p99.
+//! requests, failures by kind, the longest gap between successful answers, p50 and p99,
+//! and how many answers each slot gave.
 
 use crate::records;
 
@@ -14,6 +15,8 @@ struct Summary {
     other: u64,
     latencies: Vec<f64>,
     successes_at: Vec<u128>,
+    blue: u64,
+    green: u64,
 }
 
 /// Prints, per window `LABEL:START_MS:END_MS`, what the requests due in it saw.
@@ -41,6 +44,11 @@ pub fn report(records_text: &str, windows: &[String]) {
         {
             s.requests += 1;
             s.latencies.push(r.latency_ms);
+            match r.slot {
+                records::Seen::Blue => s.blue += 1,
+                records::Seen::Green => s.green += 1,
+                records::Seen::Unnamed => {}
+            }
             match r.outcome {
                 records::Outcome::Status(200..=299) => {
                     s.successes_at.push(r.due_ms + r.latency_ms as u128)
@@ -54,7 +62,7 @@ pub fn report(records_text: &str, windows: &[String]) {
         }
     }
     println!(
-        "window,requests,failed,non_2xx,connect,reset,timeout,other,longest_gap_ms,p50_ms,p99_ms"
+        "window,requests,failed,non_2xx,connect,reset,timeout,other,longest_gap_ms,p50_ms,p99_ms,blue,green"
     );
     for (label, start, end, mut s) in windows {
         s.latencies.sort_by(f64::total_cmp);
@@ -76,7 +84,7 @@ pub fn report(records_text: &str, windows: &[String]) {
         gap = gap.max(end.saturating_sub(last));
         let failed = s.non_2xx + s.connect + s.reset + s.timeout + s.other;
         println!(
-            "{label},{},{failed},{},{},{},{},{},{gap},{:.1},{:.1}",
+            "{label},{},{failed},{},{},{},{},{},{gap},{:.1},{:.1},{},{}",
             s.requests,
             s.non_2xx,
             s.connect,
@@ -84,7 +92,9 @@ pub fn report(records_text: &str, windows: &[String]) {
             s.timeout,
             s.other,
             pct(50.0),
-            pct(99.0)
+            pct(99.0),
+            s.blue,
+            s.green
         );
     }
 }
