@@ -4,7 +4,8 @@
 //! replaced it (one that failed, or was stopped, before going live), that version is
 //! re-created from its recorded image, or the rollback refuses before changing anything.
 //! A previous slot's port that answers while the slot's own container does not run belongs
-//! to another process: the rollback refuses it.
+//! to another process: the rollback refuses it, as it refuses while a canary is in
+//! progress (`command: abort` ends one).
 
 use crate::error::Error;
 use crate::input::{Image, Slot, SwitchTarget, Version};
@@ -29,6 +30,15 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         ))
         .into());
     };
+    if let Some(canary) = &state.canary {
+        // The previous slot holds the canary: bringing the old version back there would
+        // replace it while it serves its share.
+        return Err(Error::CheckFailed(format!(
+            "a canary of {} is in progress in {} ({} of new requests): end it with command abort (or take it on with promote) before a rollback",
+            canary.version, canary.slot, canary.share
+        ))
+        .into());
+    }
     let record = state.slots.get(previous).clone();
     if plan.dry_run {
         let version = record.version.as_deref().unwrap_or("its version");

@@ -300,3 +300,22 @@ fn a_promote_without_a_canary_changes_nothing() {
     );
     assert_eq!(timeline, ["phase lock", "result failed"]);
 }
+
+#[test]
+fn a_rollback_during_a_canary_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = DeployPlan {
+        operation: Operation::Rollback,
+        ..plan(dir.path(), Runtime::Docker)
+    };
+    live(&plan, Some((Slot::Green, "v0")), Slot::Blue, "v1");
+    paused_canary(&plan, 20);
+    let before = state_of(&plan);
+    let host = FakeHost::new();
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed));
+    let error = result.error.unwrap().message;
+    assert!(error.contains("end it with command abort"), "{error}");
+    assert_eq!(timeline, ["phase lock", "result failed"]);
+    assert_eq!(state_of(&plan), before);
+}
