@@ -115,6 +115,18 @@ impl RunReport {
             .or_else(|| self.hosts.last().map(|h| &h.result))
     }
 
+    /// The `version` output: the version this run deployed (a promote deploys the canary's,
+    /// which the host knows).
+    fn version_output(&self) -> String {
+        match (self.command.as_str(), self.outcome()) {
+            ("promote", Outcome::Deployed) => self
+                .last()
+                .and_then(|r| r.active_version.clone())
+                .unwrap_or_else(|| self.version.clone()),
+            _ => self.version.clone(),
+        }
+    }
+
     /// The step outputs, in the order action.yml declares them.
     pub fn outputs(&self) -> Vec<(&'static str, String)> {
         let slot = |s: Option<crate::input::Slot>| s.map_or(String::new(), |s| s.to_string());
@@ -124,7 +136,7 @@ impl RunReport {
                 "previous-slot",
                 slot(self.last().and_then(|r| r.previous_slot)),
             ),
-            ("version", self.version.clone()),
+            ("version", self.version_output()),
             ("result", self.outcome().as_str().to_owned()),
             (
                 "duration-seconds",

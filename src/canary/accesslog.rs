@@ -9,11 +9,16 @@
 //! A request is put down to a slot by the port nginx connected to (reload mode: each slot
 //! has its own `server` line). In nftables mode nginx only ever sees the service port, and
 //! the slot is told by the `X-Bluegreen-Slot` header the app sends (the variable
-//! `BLUEGREEN_SLOT` tells it its slot). A failure that names no slot (the connection failed
-//! before any answer) is counted against the new slot: a canary is never let off for a
-//! failure nobody can place.
+//! `BLUEGREEN_SLOT` tells it its slot). Where the app names its slot, a failure that names
+//! none (the connection failed before any answer) is counted against the new slot: a canary
+//! is never let off for a failure nobody can place. Where the answers do not name their slot,
+//! the log cannot tell the slots apart, and says so ([`StepTraffic::slots_unnamed`]).
 
 use std::io::{Read, Seek, SeekFrom};
+
+/// Of the answers of a step, the largest share that may name no slot for the log still to
+/// tell the slots apart (a few failures before any answer; not an app that never says).
+const MOST_UNNAMED: f64 = 0.1;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -26,8 +31,16 @@ use crate::input::{AppName, Slot, SlotPorts};
 /// `access_log` line.
 /// A path nginx's configuration cannot carry as a plain quoted string (`$` starts a
 /// variable there) gets a comment saying the log is off.
+///
+/// The log format is `bluegreen_APP` (`-` written `_`); the map's variable is named after a
+/// digest of the app name, since nginx's variable names must fit its hash buckets
+/// (`variables_hash_bucket_size`, 64 bytes by default), which a long app name would not.
 pub fn log_directives(app: &AppName, path: &Path) -> String {
     let name = format!("bluegreen_{}", app.as_str().replace('-', "_"));
+    let chosen = format!(
+        "bluegreen_log_{}",
+        &crate::fsutil::sha256_hex(app.as_str().as_bytes())[..12]
+    );
     let shown = path.display().to_string();
     if shown.contains(['$', '"', '\\', '{', '}', ';']) || shown.chars().any(char::is_control) {
         return format!(
@@ -36,9 +49,9 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
     }
     format!(
         "# The record of each request that bluegreen judges canary steps on.\n\
-         map $proxy_host ${name}_logged {{\n    {app} 1;\n    default 0;\n}}\n\
+         map $proxy_host ${chosen} {{\n    \\{app} 1;\n    default 0;\n}}\n\
          log_format {name} escape=json '{{\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
-         access_log \"{shown}\" {name} if=${name}_logged;\n"
+         access_log \"{shown}\" {name} if=${chosen};\n"
     )
 }
 
@@ -89,10 +102,12 @@ impl AccessLog {
             .map_err(|e| Error::io("stat", self.path.display().to_string(), e))?
             .len();
         let start = if len < offset { 0 } else { offset };
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(start))
-            .and_then(|_| file.read_to_string(&mut text))
+            .and_then(|_| file.read_to_end(&mut bytes))
             .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
+        // nginx passes bytes of a header through as they came: a line may not be UTF-8.
+        let text = String::from_utf8_lossy(&bytes);
         let complete = text.rfind('\n').map_or("", |end| &text[..end]);
         Ok(StepTraffic::from_lines(complete, ports, canary))
     }
@@ -141,12 +156,16 @@ impl SlotTraffic {
 pub struct StepTraffic {
     /// The slot that was live before.
     pub stable: SlotTraffic,
-    /// The new slot (including failures nobody could place).
+    /// The new slot (including failures nobody could place, where the app names its slot).
     pub canary: SlotTraffic,
-    /// Failures that named no slot, counted against the new slot.
+    /// Failures that named no slot.
     pub unplaced_failures: u64,
     /// Successful answers that named no slot (nftables mode, an app without the header).
     pub unplaced: u64,
+    /// Too many answers named no slot to tell the slots apart (nftables mode with an app
+    /// that does not send `X-Bluegreen-Slot`): the log cannot judge the step.
+    #[serde(default)]
+    pub slots_unnamed: bool,
 }
 
 impl StepTraffic {
@@ -188,12 +207,18 @@ impl StepTraffic {
                 match slot {
                     Some(s) if s == canary => t.canary.add(failed, ms),
                     Some(_) => t.stable.add(failed, ms),
-                    None if failed => {
-                        t.unplaced_failures += 1;
-                        t.canary.add(true, ms);
-                    }
+                    None if failed => t.unplaced_failures += 1,
                     None => t.unplaced += 1,
                 }
+            }
+        }
+        let placed = t.stable.requests + t.canary.requests;
+        let unnamed = t.unplaced as f64 / (placed + t.unplaced).max(1) as f64;
+        if unnamed > MOST_UNNAMED {
+            t.slots_unnamed = true;
+        } else {
+            for _ in 0..t.unplaced_failures {
+                t.canary.add(true, None);
             }
         }
         t.stable.finish();
@@ -229,7 +254,8 @@ mod tests {
         let lines = [
             line("127.0.0.1:3001", "200", "0.004", "blue"),
             line("127.0.0.1:3002", "500", "0.010", "green"),
-            // The canary refused; nginx tried the old slot next: one failure each side.
+            // The canary refused; nginx tried the old slot next: a failure of the canary,
+            // an answer of the old slot.
             line(
                 "127.0.0.1:3002, 127.0.0.1:3001",
                 "502, 200",
@@ -253,13 +279,31 @@ mod tests {
             line("127.0.0.1:3000", "200", "0.002", "blue"),
             line("127.0.0.1:3000", "200", "0.020", "green"),
             line("127.0.0.1:3000", "502", "0.000", ""),
-            line("127.0.0.1:3000", "200", "0.001", ""),
-        ]
-        .join("\n");
-        let t = StepTraffic::from_lines(&lines, ports(), Slot::Green);
-        assert_eq!(t.stable.requests, 1);
-        assert_eq!((t.canary.requests, t.canary.errors), (2, 1));
-        assert_eq!((t.unplaced_failures, t.unplaced), (1, 1));
+        ];
+        let named: Vec<String> = lines.iter().cycle().take(30).cloned().collect();
+        let mut all = named.clone();
+        all.push(line("127.0.0.1:3000", "200", "0.001", ""));
+        let t = StepTraffic::from_lines(&all.join("\n"), ports(), Slot::Green);
+        assert_eq!(t.stable.requests, 10);
+        assert_eq!((t.canary.requests, t.canary.errors), (20, 10));
+        assert_eq!(
+            (t.unplaced_failures, t.unplaced, t.slots_unnamed),
+            (10, 1, false)
+        );
+        // An app that never names its slot: nothing can be put down to the new slot.
+        let anonymous: Vec<String> = (0..30)
+            .map(|i| {
+                line(
+                    "127.0.0.1:3000",
+                    if i % 10 == 0 { "502" } else { "200" },
+                    "0.001",
+                    "",
+                )
+            })
+            .collect();
+        let t = StepTraffic::from_lines(&anonymous.join("\n"), ports(), Slot::Green);
+        assert!(t.slots_unnamed, "{t:?}");
+        assert_eq!((t.canary.requests, t.stable.requests), (0, 0));
     }
 
     #[test]
@@ -297,10 +341,10 @@ mod tests {
             Path::new("/var/lib/bg/access.log"),
         );
         assert!(
-            d.contains("map $proxy_host $bluegreen_shop_api_logged {\n    shop-api 1;"),
+            d.contains("map $proxy_host $bluegreen_log_982d4486a936 {\n    \\shop-api 1;"),
             "{d}"
         );
-        assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_shop_api_logged;"), "{d}");
+        assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_log_982d4486a936;"), "{d}");
         let odd = log_directives(
             &"shop".parse().unwrap(),
             Path::new("/srv/state dir$1/access.log"),

@@ -45,7 +45,8 @@ pub fn judge(traffic: &StepTraffic, probes: &MonitorReport, limits: &Thresholds)
         reasons.push("probes of the new slot failed".to_owned());
     }
     let (new, old) = (&traffic.canary, &traffic.stable);
-    let judged_on_traffic = new.requests >= u64::from(limits.min_requests);
+    let judged_on_traffic =
+        !traffic.slots_unnamed && new.requests >= u64::from(limits.min_requests);
     if judged_on_traffic {
         let rate = new.error_rate();
         if rate > limits.max_error_rate {

@@ -244,6 +244,7 @@ impl SwitchParts<'_> {
             intent,
             lock: LockPolicy::Acquire(self.switch.lock_timeout),
             dry_run,
+            log_requests: false,
         })
     }
 }

@@ -9,7 +9,9 @@
 //! ended by `command: abort`.
 //!
 //! A request to stop (see [`crate::cancel`]) ends the canary at the end of the step it
-//! arrives in: traffic goes back to the live slot and the run reports `cancelled`.
+//! arrives in, the last and the pause step included: traffic goes back to the live slot and
+//! the run reports `cancelled`. A promote asked to stop before it moved the share leaves the
+//! canary as it was.
 
 use std::time::Instant;
 
@@ -22,6 +24,7 @@ use crate::state::CanaryRecord;
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure};
+use super::plan::Operation;
 use super::protocol::{Outcome, Phase, StepReport};
 
 /// How a run of canary steps ended when no step failed.
@@ -47,12 +50,12 @@ impl Engine<'_> {
             return Ok(StepsEnd::Passed);
         };
         for share in spec.steps.after(from) {
-            if let Some(reason) = self.cancel.requested() {
-                return Err(Error::Cancelled(reason).into());
-            }
+            self.stop_if_asked()?;
             canary.share = share;
+            canary.paused = false;
             self.canary_step(live, &canary)?;
             if !through && spec.pause_at == Some(share) {
+                self.stop_if_asked()?;
                 canary.paused = true;
                 self.update_state(|state| state.with_canary(Some(canary.clone())))?;
                 self.log(&format!(
@@ -62,7 +65,17 @@ impl Engine<'_> {
                 return Ok(StepsEnd::Paused);
             }
         }
+        self.stop_if_asked()?;
         Ok(StepsEnd::Passed)
+    }
+
+    /// A request to stop, as the failure that ends the canary (traffic has moved, so the
+    /// phases no longer stop on their own).
+    fn stop_if_asked(&self) -> Result<(), Failure> {
+        match self.cancel.requested() {
+            Some(reason) => Err(Error::Cancelled(reason).into()),
+            None => Ok(()),
+        }
     }
 
     /// One step: the split, a step's worth of probes of the new slot, then the verdict on
@@ -124,7 +137,7 @@ impl Engine<'_> {
                     canary.slot
                 ));
             }
-            if traffic.unplaced_failures > 0 {
+            if traffic.unplaced_failures > 0 && !traffic.slots_unnamed {
                 detail.push_str(&format!(
                     "; {} failures named no slot and count against {}",
                     traffic.unplaced_failures, canary.slot
@@ -134,6 +147,14 @@ impl Engine<'_> {
                 format!(
                     "; probes {} of {} failed",
                     probed.failures, probed.requests
+                )
+            } else if traffic.slots_unnamed {
+                format!(
+                    "; {} answers named no slot (the app sends no X-Bluegreen-Slot header), so the access log cannot tell the slots apart: judged on the probes of {} ({} of {} failed)",
+                    traffic.unplaced + traffic.unplaced_failures,
+                    canary.slot,
+                    probed.failures,
+                    probed.requests
                 )
             } else {
                 format!(
@@ -211,13 +232,21 @@ pub(super) fn promote(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "promote")?;
+    e.acted_on = Some(canary.version.clone());
     // The canary serves its share already: whatever fails from here sends it back.
     e.traffic_moved = true;
     let checked = e
         .health_check(canary.slot)
         .and_then(|()| e.canary_steps(live, canary.clone(), Some(canary.share), true));
-    if let Err(failure) = checked {
-        return e.give_up_canary(live, canary.slot, failure);
+    match checked {
+        // Asked to stop before this run moved the share: the canary stays as it was.
+        Err(failure)
+            if matches!(failure.error, Error::Cancelled(_)) && e.result.canary_steps.is_empty() =>
+        {
+            return Err(failure);
+        }
+        Err(failure) => return e.give_up_canary(live, canary.slot, failure),
+        Ok(_) => {}
     }
     let intent = Intent::switch_to(SwitchTarget::Slot(canary.slot))
         .only_if_active(Some(live))
@@ -232,6 +261,7 @@ pub(super) fn abort(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "abort")?;
+    e.acted_on = Some(canary.version.clone());
     e.end_canary(
         Phase::Rollback,
         live,
@@ -243,6 +273,56 @@ pub(super) fn abort(e: &mut Engine) -> Result<Outcome, Failure> {
         canary.version, canary.slot
     ));
     Ok(Outcome::RolledBack)
+}
+
+/// `dry-run` of promote and abort: says what the run would do; changes nothing.
+pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
+    let plan = e.plan;
+    let state = e.load_state()?;
+    let (live, canary) = canary_in(&state, plan.operation.as_str())?;
+    let line = match plan.operation {
+        Operation::Abort => format!(
+            "plan: send every new request to {live} again and stop {} ({}, now at {})",
+            canary.slot, canary.version, canary.share
+        ),
+        _ => {
+            let steps: Vec<String> = plan
+                .canary
+                .as_ref()
+                .map(|spec| {
+                    spec.steps
+                        .after(Some(canary.share))
+                        .map(|s| s.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "plan: health-check {} ({}, now at {}), {}, switch from {live} to {}, watch {}, then {} {live}",
+                canary.slot,
+                canary.version,
+                canary.share,
+                if steps.is_empty() {
+                    "no further steps".to_owned()
+                } else {
+                    format!(
+                        "steps {} of {} each",
+                        steps.join(", "),
+                        humantime::format_duration(
+                            plan.canary
+                                .as_ref()
+                                .map(|c| c.step_duration)
+                                .unwrap_or_default()
+                        )
+                    )
+                },
+                canary.slot,
+                humantime::format_duration(plan.watch.duration),
+                plan.retire.old_slot.as_str()
+            )
+        }
+    };
+    e.log(&line);
+    Ok(Outcome::Unchanged)
 }
 
 /// The live slot and the canary state records, or why `command` has nothing to act on.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::error::{Error, RunError};
-use crate::input::Slot;
+use crate::input::{Slot, Version};
 use crate::lock::AppLock;
 use crate::progress::Progress;
 use crate::runtime::Compose;
@@ -74,6 +74,9 @@ pub struct Engine<'a> {
     /// Whether this run has moved traffic (a switch, a rollback, a canary's share): from
     /// then on a request to stop no longer stops it half-way.
     pub(super) traffic_moved: bool,
+    /// The version the run acted on when it is not the plan's (a promote or an abort acts
+    /// on the canary's), for the history.
+    pub(super) acted_on: Option<Version>,
 }
 
 impl<'a> Engine<'a> {
@@ -95,6 +98,7 @@ impl<'a> Engine<'a> {
             pending_retire: None,
             cancel: Cancel::new(),
             traffic_moved: false,
+            acted_on: None,
         }
     }
 
@@ -123,8 +127,9 @@ impl<'a> Engine<'a> {
             (Operation::Deploy, false) => super::release::run(&mut self),
             (Operation::Deploy, true) => super::release::dry_run(&mut self),
             (Operation::Rollback, _) => super::rollback::run(&mut self),
-            (Operation::Promote, _) => super::canary::promote(&mut self),
-            (Operation::Abort, _) => super::canary::abort(&mut self),
+            (Operation::Promote | Operation::Abort, true) => super::canary::dry_run(&mut self),
+            (Operation::Promote, false) => super::canary::promote(&mut self),
+            (Operation::Abort, false) => super::canary::abort(&mut self),
         };
         match outcome {
             Ok(outcome) => self.result.result = Some(outcome),
@@ -191,7 +196,13 @@ impl<'a> Engine<'a> {
             app: self.plan.app.to_string(),
             from: None,
             to: self.result.active_slot,
-            version: Some(self.plan.version.as_str().to_owned()),
+            version: Some(
+                self.acted_on
+                    .as_ref()
+                    .unwrap_or(&self.plan.version)
+                    .as_str()
+                    .to_owned(),
+            ),
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
             pid: std::process::id(),
         });

@@ -1,5 +1,6 @@
 //! What the engine does to the host it runs on, as one narrow interface: run a command,
-//! check health, switch, watch, validate, read where traffic goes, wait. [`SystemHost`]
+//! check health, switch, watch, validate, read where traffic goes (and whether it is
+//! split), wait. [`SystemHost`]
 //! does it for real; the engine's tests drive the same engine with a recording fake.
 //!
 //! State (`state.json`, `history.jsonl`, the lock) is not behind this interface: it is
@@ -42,6 +43,14 @@ pub trait Host {
         ports: SlotPorts,
     ) -> Result<Option<Slot>>;
 
+    /// The slot nginx sends a share of new requests to (a split), if it routes one.
+    fn split_routed(
+        &self,
+        config: &SwitchConfig,
+        app: &AppName,
+        ports: SlotPorts,
+    ) -> Result<Option<Slot>>;
+
     /// Waits (the drain before a retire).
     fn pause(&self, duration: Duration);
 }
@@ -78,6 +87,15 @@ impl Host for SystemHost {
         ports: SlotPorts,
     ) -> Result<Option<Slot>> {
         config.routed(app, ports)
+    }
+
+    fn split_routed(
+        &self,
+        config: &SwitchConfig,
+        app: &AppName,
+        ports: SlotPorts,
+    ) -> Result<Option<Slot>> {
+        config.split_routed(app, ports)
     }
 
     fn pause(&self, duration: Duration) {

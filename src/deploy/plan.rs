@@ -170,6 +170,12 @@ impl DeployPlan {
             problems.extend(self.runtime.missing_for_deploy());
         }
         problems.extend(self.canary.as_ref().and_then(CanarySpec::problem));
+        if self.operation == Operation::Promote && self.canary.is_none() {
+            problems.push(
+                "command promote needs traffic-steps: the steps the canary goes on through (the steps at or below its share are skipped; its own share alone switches at once)"
+                    .into(),
+            );
+        }
         problems
     }
 

@@ -19,10 +19,11 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     lock_or_list_problems(e)?;
     let state = e.load_state()?;
     let mut state = super::reconcile::run(e, state)?;
-    if let (Some(live), Some(canary)) = (state.active, state.canary.take()) {
-        // A canary left by a run that paused or died: this deploy replaces it.
-        e.end_canary(
-            Phase::Reconcile,
+    // A split this deploy must end before it replaces the slot that gets the share: a
+    // canary that paused, or that a run left when it died mid-step; or one nginx routes
+    // while state does not know it (a run died between the split and recording it).
+    let split_left = match (state.active, state.canary.take()) {
+        (Some(live), Some(canary)) => Some((
             live,
             format!(
                 "a deploy of {} replaces the canary of {} in {}",
@@ -30,8 +31,20 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
                 canary.version,
                 canary.slot
             ),
-        )?;
-    }
+        )),
+        (Some(live), None) => e
+            .host
+            .split_routed(&e.switch, &plan.app, plan.ports)?
+            .map(|slot| {
+                (
+                    live,
+                    format!(
+                        "nginx sends a share of new requests to {slot}, which state does not record (a run stopped between a split and recording it)"
+                    ),
+                )
+            }),
+        _ => None,
+    };
     if let Some(active) = state.active
         && state.slots.get(active).holds_its_version()
         && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
@@ -44,6 +57,9 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         return Ok(Outcome::Unchanged);
     }
     e.validate(true)?;
+    if let Some((live, why)) = split_left {
+        e.end_canary(Phase::Reconcile, live, why)?;
+    }
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     // A standby that was never started is left as it was (it may be a kept rollback target).
     let image_id = start_standby(e, standby).inspect_err(|f| {

@@ -165,6 +165,27 @@ impl SwitchConfig {
         }
     }
 
+    /// The slot a split sends a share of new requests to now: the nftables rules' split in
+    /// nftables mode, else the `canary=` of the upstream file's marker line.
+    pub fn split_routed(&self, app: &AppName, ports: SlotPorts) -> Result<Option<Slot>> {
+        if let Some(nft) = self.nft(app) {
+            return Ok(nft
+                .current_route()
+                .and_then(|r| r.split)
+                .and_then(|(port, _)| ports.slot_of(port)));
+        }
+        let text = read_optional(self.upstream_file.as_path())?;
+        Ok(text.as_deref().and_then(|t| {
+            let split = t
+                .lines()
+                .any(|l| l.starts_with("# bluegreen:") && l.contains(" canary="));
+            split
+                .then(|| routed_slot(t, ports, app))
+                .flatten()
+                .map(Slot::other)
+        }))
+    }
+
     /// The slot traffic is routed to now, reading the upstream file.
     pub fn routed(&self, app: &AppName, ports: SlotPorts) -> Result<Option<Slot>> {
         let text = read_optional(self.upstream_file.as_path())?;

@@ -59,6 +59,9 @@ pub struct SwitchRequest {
     pub lock: LockPolicy,
     /// Show what would change and change nothing.
     pub dry_run: bool,
+    /// Write the app's access log through the include (a deploy with traffic steps); a
+    /// split writes it whatever this says.
+    pub log_requests: bool,
 }
 
 /// What a switch did.
@@ -147,9 +150,11 @@ impl SwitchRequest {
             .as_ref()
             .map(|v| v.as_str().to_owned())
             .or_else(|| state.slots.get(to).version.clone());
-        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref())
-            .logging_to(&self.store.access_log_path());
+        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
         let canary = self.intent.split.as_ref();
+        if self.log_requests || canary.is_some() {
+            ctx = ctx.logging_to(&self.store.access_log_path());
+        }
         match (self.nft(), canary) {
             // nginx's configuration stays the same in nftables mode: the rules split.
             (Some(nft), _) => ctx.port = nft.service_port,
@@ -161,6 +166,9 @@ impl SwitchRequest {
             None => Route::to(self.ports.port(to)),
         };
         let rendered = self.template.render(&ctx)?;
+        if let Some(c) = canary.filter(|_| self.nft().is_none()) {
+            check_split(&rendered, self.ports.port(c.slot))?;
+        }
         let old = read_optional(self.config.upstream_file.as_path())?;
         // In nftables mode, where the rule leads now: the slot traffic leaves, and what an
         // undo puts back.
@@ -376,6 +384,19 @@ impl SwitchRequest {
     fn resolve(&self, state: &crate::state::State) -> Result<Slot> {
         match self.intent.target {
             SwitchTarget::Slot(s) => Ok(s),
+            SwitchTarget::Previous if state.canary.is_some() => {
+                let canary = state.canary.as_ref().expect("checked");
+                Err(Error::invalid(
+                    "--to previous",
+                    format!(
+                        "{} gets {} of new requests as a canary of {}: the previous slot is the canary's; end it with `switch-traffic --to {}` (or command abort) first",
+                        canary.slot,
+                        canary.share,
+                        canary.version,
+                        canary.slot.other()
+                    ),
+                ))
+            }
             SwitchTarget::Previous => state.previous.ok_or_else(|| {
                 Error::invalid(
                     "--to previous",
@@ -396,5 +417,40 @@ impl SwitchRequest {
 
     fn nft(&self) -> Option<NftSwitch> {
         self.config.nft(&self.app)
+    }
+}
+
+/// Refuses a rendered include that does not send a split's share to the canary's port (a
+/// user template without the `canary_port` and `canary_share` variables): the split would
+/// silently send nothing to the canary.
+fn check_split(rendered: &str, canary_port: u16) -> Result<()> {
+    let code: String = rendered
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if code.contains(&format!(":{canary_port}")) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "upstream-template",
+        format!(
+            "the template sends nothing to the canary's port {canary_port}: a split needs a `server` line for {{{{ canary_port }}}} with `weight={{{{ canary_share }}}}` beside the live one (see the built-in template) when {{{{ canary_share }}}} is not 0"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_must_reach_the_canarys_port() {
+        let both = "upstream shop {\n    server 127.0.0.1:3001 weight=75;\n    server 127.0.0.1:3002 weight=25;\n}\n";
+        assert!(check_split(both, 3002).is_ok());
+        let one = "# 127.0.0.1:3002 would be the canary\nupstream shop {\n    server 127.0.0.1:3001;\n}\n";
+        let err = check_split(one, 3002).unwrap_err();
+        assert!(err.to_string().contains("canary_port"), "{err}");
+        assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT);
     }
 }

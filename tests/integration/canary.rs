@@ -199,7 +199,7 @@ fn a_paused_canary_keeps_its_share_until_promoted() {
     t.settled();
     assert_eq!(canary_in_state(&t), None);
     assert!(!t.container_running("blue"), "v1 retired after the promote");
-    let again = t.run(&[("COMMAND", "promote")]);
+    let again = t.run(&[("COMMAND", "promote"), ("TRAFFIC_STEPS", "30,60")]);
     assert_result(&again, "failed");
     assert!(again.log.contains("nothing to promote"), "{}", again.log);
 }
@@ -208,8 +208,9 @@ fn a_paused_canary_keeps_its_share_until_promoted() {
 fn a_paused_canary_is_aborted_back_to_the_live_slot() {
     require!(Root, Nginx, Sshd, Docker, Act);
     let image = demo_image("v", &[]);
-    // Reload mode: the split is nginx's weighted upstream.
-    let t = Target::new("e2e-abort").with_input("SWITCH_MODE", "reload");
+    // Reload mode: the split is nginx's weighted upstream. A long app name (39 characters):
+    // the include's names must still fit nginx's hash buckets.
+    let t = Target::new("e2e-abort-with-a-long-app-name-xx").with_input("SWITCH_MODE", "reload");
     assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
     t.settled();
     let paused = t.run(&[
@@ -228,7 +229,7 @@ fn a_paused_canary_is_aborted_back_to_the_live_slot() {
     assert_eq!(
         (seen.get("blue"), seen.get("green")),
         (Some(&10), Some(&10)),
-        "nginx's weighted round robin splits exactly"
+        "one nginx worker (the test nginx has one): its weighted round robin splits exactly"
     );
     let aborted = t.run(&[("COMMAND", "abort")]);
     assert_result(&aborted, "rolled-back");

@@ -231,6 +231,12 @@ impl Inputs {
         });
         let step_seconds = s.parse("step-seconds", defaults::STEP_SECONDS, parse_time_limit);
         let canary_pause_at = s.parse_optional("canary-pause-at", str::parse::<Share>);
+        if canary_pause_at.is_some() && traffic_steps.as_ref().is_some_and(Option::is_none) {
+            s.errors.push(
+                "input `canary-pause-at` needs `traffic-steps`: there is no step to pause at"
+                    .into(),
+            );
+        }
         let canary_error_margin = s.parse(
             "canary-error-margin",
             defaults::CANARY_ERROR_MARGIN,

@@ -161,3 +161,29 @@ fn dependencies_and_compose_services_are_lists() {
     let back: DeployPlan = serde_json::from_str(&json).unwrap();
     assert_eq!(back.check_tcp, i.plan.check_tcp);
 }
+
+#[test]
+fn traffic_steps_and_their_companions() {
+    let i = Inputs::from_env(&env(&[
+        ("traffic-steps", "5, 25 50,100"),
+        ("step-seconds", "30"),
+        ("canary-pause-at", "25"),
+        ("canary-min-requests", "50"),
+    ]))
+    .unwrap();
+    let canary = i.plan.canary.expect("a canary spec");
+    assert_eq!(canary.steps.to_string(), "5,25,50");
+    assert_eq!(canary.step_duration, std::time::Duration::from_secs(30));
+    assert_eq!(canary.pause_at.map(|s| s.percent()), Some(25));
+    assert_eq!((canary.min_requests, canary.p95_margin_ms), (50, 100));
+    assert!(Inputs::from_env(&env(&[])).unwrap().plan.canary.is_none());
+
+    let e = error_of(&[("canary-pause-at", "25")]);
+    assert!(e.contains("`canary-pause-at` needs `traffic-steps`"), "{e}");
+    let e = error_of(&[("traffic-steps", "5,25"), ("canary-pause-at", "50")]);
+    assert!(e.contains("is not one of the traffic-steps (5,25)"), "{e}");
+    let e = error_of(&[("traffic-steps", "50,25")]);
+    assert!(e.contains("the steps must rise"), "{e}");
+    let e = error_of(&[("command", "promote")]);
+    assert!(e.contains("promote needs traffic-steps"), "{e}");
+}

@@ -270,17 +270,154 @@ fn a_deploy_ends_a_canary_left_behind_before_it_starts() {
     let host = FakeHost::new().healthy(Slot::Green, &[true]);
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    // After validation: a deploy refused there leaves the canary as it was.
     assert_eq!(
-        timeline[..5],
+        timeline[..7],
         [
             "phase lock",
             "routed",
+            "phase validate",
+            "validate",
             "phase reconcile",
             "switch to blue only-if blue (rollback)",
-            "phase validate",
+            "phase deploy standby",
         ]
     );
     assert_eq!(state_of(&plan).canary, None);
+}
+
+#[test]
+fn a_deploy_refused_at_validation_leaves_the_canary_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Command);
+    live(&plan, None, Slot::Blue, "v1");
+    paused_canary(&plan, 20);
+    let host = FakeHost {
+        validate_fails: true,
+        ..FakeHost::new()
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed));
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("switch")),
+        "{timeline:?}"
+    );
+    assert!(state_of(&plan).canary.is_some());
+}
+
+#[test]
+fn a_split_state_does_not_record_is_ended_before_the_standby_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Command);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost {
+        split_left: Some(Slot::Green),
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert_eq!(
+        timeline[2..7],
+        [
+            "phase validate",
+            "validate",
+            "phase reconcile",
+            "switch to blue only-if blue (rollback)",
+            "phase deploy standby",
+        ]
+    );
+    let reconcile = &result
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Reconcile)
+        .unwrap();
+    assert!(reconcile.ok, "{reconcile:?}");
+}
+
+#[test]
+fn a_stop_request_in_the_last_step_still_ends_the_canary() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = with_steps(plan(dir.path(), Runtime::Command), None);
+    live(&plan, None, Slot::Blue, "v1");
+    let cancel = Cancel::new();
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(50, 50, 0))
+        .cancelling_at("switch to blue only-if blue with 50% to green", &cancel);
+    let (result, timeline) = run_cancellable(&plan, &host, cancel);
+    assert_eq!(result.result, Some(Outcome::Cancelled), "{result:?}");
+    assert_eq!(result.canary_steps.len(), 2);
+    assert!(
+        !timeline.iter().any(|l| l.contains("(switch)")),
+        "never switched: {timeline:?}"
+    );
+    assert_eq!(state_of(&plan).active, Some(Slot::Blue));
+    assert_eq!(state_of(&plan).canary, None);
+}
+
+#[test]
+fn a_promote_asked_to_stop_before_its_first_step_leaves_the_canary_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = DeployPlan {
+        operation: Operation::Promote,
+        ..with_steps(plan(dir.path(), Runtime::Command), None)
+    };
+    live(&plan, None, Slot::Blue, "v1");
+    paused_canary(&plan, 20);
+    let cancel = Cancel::new();
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .cancelling_at("health http://127.0.0.1:3002/health", &cancel);
+    let (result, timeline) = run_cancellable(&plan, &host, cancel);
+    assert_eq!(result.result, Some(Outcome::Cancelled), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("switch")),
+        "{timeline:?}"
+    );
+    let canary = state_of(&plan).canary.expect("still there");
+    assert_eq!((canary.share.percent(), canary.paused), (20, true));
+}
+
+#[test]
+fn dry_runs_of_promote_and_abort_change_nothing() {
+    for operation in [Operation::Promote, Operation::Abort] {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = DeployPlan {
+            operation,
+            dry_run: true,
+            ..with_steps(plan(dir.path(), Runtime::Docker), None)
+        };
+        live(&plan, None, Slot::Blue, "v1");
+        paused_canary(&plan, 20);
+        let before = state_of(&plan);
+        let host = FakeHost::new();
+        let (result, timeline) = run(&plan, &host);
+        assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
+        assert_eq!(timeline, ["result unchanged"], "{operation:?}");
+        assert_eq!(state_of(&plan), before);
+    }
+}
+
+#[test]
+fn a_promote_needs_the_steps_it_goes_on_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let promote = DeployPlan {
+        operation: Operation::Promote,
+        ..plan(dir.path(), Runtime::Docker)
+    };
+    assert!(
+        promote
+            .problems()
+            .iter()
+            .any(|p| p.contains("promote needs traffic-steps")),
+        "{:?}",
+        promote.problems()
+    );
+    let with = DeployPlan {
+        operation: Operation::Promote,
+        ..with_steps(plan(dir.path(), Runtime::Docker), None)
+    };
+    assert!(with.problems().is_empty(), "{:?}", with.problems());
 }
 
 #[test]

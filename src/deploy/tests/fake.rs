@@ -54,6 +54,8 @@ pub(super) struct FakeHost {
     /// The access log a canary step reads, and the lines nginx writes into it while the
     /// step probes the new slot (each watch of a slot's health URL).
     pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
+    /// The slot a split nginx routes sends a share to, which state may not know.
+    pub(super) split_left: Option<Slot>,
 }
 
 impl FakeHost {
@@ -73,6 +75,7 @@ impl FakeHost {
             claimed_by: Mutex::default(),
             unclaimed: false,
             step_traffic: None,
+            split_left: None,
         }
     }
 
@@ -329,6 +332,15 @@ impl Host for FakeHost {
     ) -> Result<Option<Slot>> {
         self.note("routed".into());
         Ok(self.routed)
+    }
+
+    fn split_routed(
+        &self,
+        _config: &SwitchConfig,
+        _app: &AppName,
+        _ports: SlotPorts,
+    ) -> Result<Option<Slot>> {
+        Ok(self.split_left)
     }
 
     fn pause(&self, duration: Duration) {
