@@ -78,12 +78,18 @@ pub mod defaults {
     pub const CANARY_P95_MARGIN_MS: &str = "100";
     /// `canary-min-requests`.
     pub const CANARY_MIN_REQUESTS: &str = "20";
+    /// `hook-timeout`, seconds.
+    pub const HOOK_TIMEOUT: &str = "300";
+    /// `post-switch-rollback`.
+    pub const POST_SWITCH_ROLLBACK: &str = "false";
     /// `rollback-on-failure`.
     pub const ROLLBACK_ON_FAILURE: &str = "true";
     /// `retire`.
     pub const RETIRE: &str = "stop";
     /// `drain-seconds`.
     pub const DRAIN_SECONDS: &str = "5";
+    /// `keep-images`.
+    pub const KEEP_IMAGES: &str = "3";
     /// `stop-timeout`, seconds.
     pub const STOP_TIMEOUT: &str = "30";
     /// `min-free-disk-mb`.

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use crate::cli::{AppArgs, EXIT_CODES_HELP, PortArgs};
 use crate::config::{self, default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{
-    DeployPlan, Engine, HealthSpec, Operation, Retire, RetireSpec, StatusReport, SystemHost,
-    WatchSpec,
+    DeployPlan, Engine, HealthSpec, HookSpec, Operation, Retire, RetireSpec, StatusReport,
+    SystemHost, WatchSpec,
 };
 use crate::error::Result;
 use crate::exec::CommandLine;
@@ -120,10 +120,12 @@ fn plan(cli: &Cli) -> Result<DeployPlan> {
             rollback_on_failure: false,
         },
         canary: None,
+        hooks: HookSpec::none(),
         retire: RetireSpec {
             old_slot: Retire::Stop,
             drain: std::time::Duration::ZERO,
             stop_timeout: config::seconds(defaults::STOP_TIMEOUT),
+            keep_images: 0,
         },
         min_free_disk_mb: 0,
         check_tcp: Vec::new(),

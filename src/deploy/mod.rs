@@ -21,14 +21,18 @@
 //! - `checks`: the preflight checks (validate, and the checks that need the plan).
 //! - `slots`: starting, stopping and inspecting the slots.
 //! - `steps`: the other steps the operations share (health, switch, watch).
-//! - `retire`: what a run does after its result is out (retire the old slot, tidy up).
+//! - `hooks`: the user's commands before and after the switch.
+//! - `retire`: what a run does after its result is out (retire the old slot, tidy up);
+//!   `cleanup`: removing the app's old images then.
 //! - `release` (the deploy operation), `canary` (its traffic steps, and the promote and
 //!   abort operations), `rollback`, `reconcile`, `status`: one file per operation, each a
 //!   short sequence of the engine's steps.
 
 mod canary;
 mod checks;
+mod cleanup;
 mod engine;
+mod hooks;
 mod host;
 mod plan;
 mod protocol;
@@ -46,7 +50,7 @@ use crate::cancel::Cancel;
 
 pub use engine::Engine;
 pub use host::{Host, SystemHost};
-pub use plan::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
+pub use plan::{DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec};
 pub use protocol::{
     DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport, StepReport,
 };

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canary::CanarySpec;
 use crate::config::serde_millis;
+use crate::exec::CommandLine;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Slot, SlotPorts, StatusSet, Version,
 };
@@ -101,6 +102,26 @@ pub struct WatchSpec {
     pub rollback_on_failure: bool,
 }
 
+/// Commands run on the host around the switch (`pre-switch-command`,
+/// `post-switch-command`), as words, never through a shell the user did not write.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSpec {
+    /// Run once the standby is healthy, before any traffic reaches it; a failure abandons
+    /// the standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_switch: Option<CommandLine>,
+    /// Run after the watch passed; a failure is a warning unless `post_switch_rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_switch: Option<CommandLine>,
+    /// How long each may take.
+    #[serde(with = "serde_millis")]
+    pub timeout: Duration,
+    /// Switch back to the previous slot when the post-switch command fails.
+    #[serde(default)]
+    pub post_switch_rollback: bool,
+}
+
 /// What happens to the old slot after a good deploy, and how slots are stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +134,9 @@ pub struct RetireSpec {
     /// Time between SIGTERM and SIGKILL when a slot is stopped.
     #[serde(with = "serde_millis")]
     pub stop_timeout: Duration,
+    /// How many of the app's newest images the host keeps (docker runtime; 0: no
+    /// clean-up); the images the slots use or state records are kept besides.
+    pub keep_images: u32,
 }
 
 /// Everything the host needs for one run.
@@ -149,6 +173,9 @@ pub struct DeployPlan {
     pub canary: Option<CanarySpec>,
     /// What happens to the old slot.
     pub retire: RetireSpec,
+    /// The commands run around the switch.
+    #[serde(default = "HookSpec::none", skip_serializing_if = "HookSpec::is_empty")]
+    pub hooks: HookSpec,
     /// Minimum free disk for validation, in MiB.
     pub min_free_disk_mb: u64,
     /// TCP dependencies validation connects to (a database, a queue).
@@ -159,6 +186,21 @@ pub struct DeployPlan {
     pub lock_timeout: Duration,
     /// Where the boot path of the nftables mode (a systemd unit) is installed.
     pub systemd_unit_dir: HostPath,
+}
+
+impl HookSpec {
+    /// No command, with the default timeout.
+    pub fn none() -> HookSpec {
+        HookSpec {
+            timeout: crate::config::seconds(crate::config::defaults::HOOK_TIMEOUT),
+            ..HookSpec::default()
+        }
+    }
+
+    /// Whether there is no command to run.
+    pub fn is_empty(&self) -> bool {
+        self.pre_switch.is_none() && self.post_switch.is_none()
+    }
 }
 
 impl DeployPlan {

@@ -34,8 +34,12 @@ pub enum Phase {
     Switch,
     /// Watch the live URL.
     Monitor,
+    /// The user's command before any traffic reaches the standby.
+    PreSwitch,
     /// Send a share of new requests to the new slot and judge it.
     Canary,
+    /// The user's command after the watch passed.
+    PostSwitch,
     /// Switch back after a failed watch.
     Rollback,
     /// Make state, the upstream file and nginx agree after an interrupted run.
@@ -59,7 +63,9 @@ impl Phase {
             Phase::HealthCheck => "health-check standby",
             Phase::Switch => "switch",
             Phase::Monitor => "monitor",
+            Phase::PreSwitch => "pre-switch hook",
             Phase::Canary => "canary step",
+            Phase::PostSwitch => "post-switch hook",
             Phase::Rollback => "rollback",
             Phase::Reconcile => "reconcile",
             Phase::Retire => "retire",

@@ -1,6 +1,7 @@
-//! The deploy operation: start the new version in the idle slot, health-check it, take it
-//! through the traffic steps when the plan has them (`canary.rs`), switch to it, watch it,
-//! retire the old slot; or switch back when a step or the watch fails. Before the
+//! The deploy operation: start the new version in the idle slot, health-check it, run the
+//! pre-switch command (`hooks.rs`), take it through the traffic steps when the plan has them
+//! (`canary.rs`), switch to it, watch it, run the post-switch command, retire the old slot;
+//! or switch back when a step, the watch (or, when asked, the post-switch command) fails. Before the
 //! switch the live slot is never touched: a standby that fails is stopped and its log tail
 //! reported.
 
@@ -11,6 +12,7 @@ use crate::switch::Intent;
 
 use super::canary::StepsEnd;
 use super::engine::{Engine, Failure};
+use super::hooks::Hook;
 use super::protocol::{Outcome, Phase};
 
 /// Deploys the plan's version.
@@ -69,6 +71,8 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     })?;
     e.health_check(standby)
         .inspect_err(|_| e.abandon_standby(standby))?;
+    e.hook(Hook::PreSwitch, standby, state.active)
+        .inspect_err(|_| e.abandon_standby(standby))?;
     if let (Some(live), Some(spec)) = (state.active, &plan.canary) {
         let canary = CanaryRecord {
             slot: standby,
@@ -105,23 +109,56 @@ pub(super) fn go_live(
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;
-    if let Err(failure) = e.watch(standby) {
-        let Some(previous) = previous.filter(|_| e.plan.watch.rollback_on_failure) else {
-            return Err(failure);
-        };
-        e.result.error = Some(RunError::from(&failure.error));
-        let back = Intent::back(standby, SwitchTarget::Slot(previous))
-            .because(format!("watch failed: {}", failure.error));
-        e.switch_to(Phase::Rollback, back)?;
-        e.result.log_tail = e.log_tail(standby);
-        e.abandon_standby(standby);
-        return Ok(Outcome::RolledBack);
+    let passed = e.watch(standby);
+    if let Err(failure) = passed {
+        return switch_back(
+            e,
+            standby,
+            previous.filter(|_| e.plan.watch.rollback_on_failure),
+            failure,
+            "watch",
+        );
+    }
+    if let Err(failure) = e.hook(Hook::PostSwitch, standby, previous) {
+        if e.plan.hooks.post_switch_rollback {
+            return switch_back(e, standby, previous, failure, "post-switch command");
+        }
+        // Reported, not rolled back: the new version is live and passed its watch.
+        e.result.failed_phase = None;
+        let warning = format!(
+            "the post-switch command failed ({}); {standby} stays live (post-switch-rollback is off)",
+            failure.error
+        );
+        e.log(&format!("warning: {warning}"));
+        e.add_warnings(&[warning]);
     }
     if let Some(old) = previous {
         e.result.retire = Some(e.retire_plan(old));
         e.pending_retire = Some(old);
     }
     Ok(Outcome::Deployed)
+}
+
+/// After `failure` of the new version in `standby` (its watch, or the post-switch command
+/// named `what`), switches back to `previous` and abandons the standby; without a slot to
+/// go back to, the failure stands.
+fn switch_back(
+    e: &mut Engine,
+    standby: Slot,
+    previous: Option<Slot>,
+    failure: Failure,
+    what: &str,
+) -> Result<Outcome, Failure> {
+    let Some(previous) = previous else {
+        return Err(failure);
+    };
+    e.result.error = Some(RunError::from(&failure.error));
+    let back = Intent::back(standby, SwitchTarget::Slot(previous))
+        .because(format!("{what} failed: {}", failure.error));
+    e.switch_to(Phase::Rollback, back)?;
+    e.result.log_tail = e.log_tail(standby);
+    e.abandon_standby(standby);
+    Ok(Outcome::RolledBack)
 }
 
 /// Takes the app lock. A lock that cannot be taken for another reason than another run
@@ -186,6 +223,25 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
         humantime::format_duration(plan.watch.duration),
         plan.retire.old_slot.as_str()
     ));
+    let hooks = &plan.hooks;
+    for (when, command) in [
+        ("before any traffic reaches it", &hooks.pre_switch),
+        ("after its watch", &hooks.post_switch),
+    ] {
+        if let Some(command) = command {
+            e.log(&format!(
+                "plan: run `{command}` {when} (within {})",
+                humantime::format_duration(hooks.timeout)
+            ));
+        }
+    }
+    if let Some(spec) = &plan.canary {
+        e.log(&format!(
+            "plan: before the switch, steps of {} of new requests to {standby}, {} each",
+            spec.steps,
+            humantime::format_duration(spec.step_duration)
+        ));
+    }
     e.result.upstream_diff = Some(report.diff);
     Ok(Outcome::Unchanged)
 }

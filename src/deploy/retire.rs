@@ -1,6 +1,7 @@
 //! What a run does after its result is out, still holding the lock: retire the old slot
-//! (drain, then stop, keep or remove it), remove an nftables table that an earlier switch
-//! mode left behind (reload mode), and put the boot path of the nftables mode in place. Its
+//! (drain, then stop, keep or remove it), remove the app's old images (`cleanup.rs`),
+//! remove an nftables table that an earlier switch mode left behind (reload mode), and put
+//! the boot path of the nftables mode in place. Its
 //! outcome goes to history.jsonl, where `command: status` shows it.
 
 use std::path::Path;
@@ -72,6 +73,7 @@ impl Engine<'_> {
                 done.push(line);
                 done.push(me.rollback_reach(old, &record, remove));
             }
+            done.extend(me.clean_images());
             done.extend(me.tidy_switch());
             Ok(((), done.join("; ")))
         });

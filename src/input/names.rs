@@ -157,6 +157,17 @@ impl Image {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The repository the reference names, without its tag or digest
+    /// (`registry:5000/acme/shop:2` -> `registry:5000/acme/shop`).
+    pub fn repository(&self) -> &str {
+        let name = self.0.split('@').next().unwrap_or(&self.0);
+        let last = name.rfind('/').map_or(0, |i| i + 1);
+        match name[last..].find(':') {
+            Some(colon) => &name[..last + colon],
+            None => name,
+        }
+    }
 }
 
 impl FromStr for Image {
@@ -226,6 +237,20 @@ serde_via_str!(AppName, Version, Image, ServiceName);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_images_repository_drops_its_tag_and_digest() {
+        for (image, repository) in [
+            ("shop", "shop"),
+            ("shop:2", "shop"),
+            ("ghcr.io/acme/shop:v1.2", "ghcr.io/acme/shop"),
+            ("registry:5000/acme/shop:2", "registry:5000/acme/shop"),
+            ("registry:5000/shop", "registry:5000/shop"),
+            ("shop@sha256:abc", "shop"),
+        ] {
+            assert_eq!(image.parse::<Image>().unwrap().repository(), repository);
+        }
+    }
 
     #[test]
     fn service_names() {

@@ -221,6 +221,33 @@ impl SlotCommands<'_> {
         })
     }
 
+    /// The command listing the images of `repository` the host has, newest first, one
+    /// `ID REPOSITORY:TAG` per line (docker runtime, which starts slots from an image).
+    pub fn images_of(&self, repository: &str) -> Option<CommandLine> {
+        (self.spec.runtime == Runtime::Docker).then(|| {
+            self.docker.with_args([
+                "image",
+                "ls",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Repository}}:{{.Tag}}",
+                repository,
+            ])
+        })
+    }
+
+    /// The command printing the size in bytes of the image with content ID `id`.
+    pub fn image_size(&self, id: &str) -> CommandLine {
+        self.docker
+            .with_args(["image", "inspect", "--format", "{{.Size}}", id])
+    }
+
+    /// The command removing the image reference `reference` (a tag, or an image ID); Docker
+    /// refuses while a container uses it.
+    pub fn remove_image(&self, reference: &str) -> CommandLine {
+        self.docker.with_args(["image", "rm", reference])
+    }
+
     /// The command printing the version label of the slot's container (docker runtime).
     pub fn version_label(&self, spec: &SlotSpec) -> Option<CommandLine> {
         (self.spec.runtime == Runtime::Docker).then(|| {

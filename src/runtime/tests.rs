@@ -385,3 +385,43 @@ fn compose_services_start_alone() {
         compose_argv(&["docker", "compose"], &["config", "--services"])
     );
 }
+
+#[test]
+fn image_clean_up_commands() {
+    let docker = spec(Runtime::Docker, Pull::Missing);
+    let c = commands(&docker, None);
+    assert_eq!(
+        argv(&c.images_of("ghcr.io/acme/shop").unwrap()),
+        [
+            "docker",
+            "image",
+            "ls",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+            "ghcr.io/acme/shop"
+        ]
+    );
+    assert_eq!(
+        argv(&c.image_size("sha256:ab")),
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{.Size}}",
+            "sha256:ab"
+        ]
+    );
+    assert_eq!(
+        argv(&c.remove_image("shop:1")),
+        ["docker", "image", "rm", "shop:1"]
+    );
+    for runtime in [Runtime::Compose, Runtime::Command] {
+        let other = spec(runtime, Pull::Missing);
+        assert!(
+            commands(&other, None).images_of("shop").is_none(),
+            "{runtime:?}"
+        );
+    }
+}

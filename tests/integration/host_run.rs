@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bluegreen::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
+use bluegreen::deploy::{
+    DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec,
+};
 use bluegreen::exec::CommandLine;
 use bluegreen::input::SlotPorts;
 use bluegreen::lock::AppLock;
@@ -92,10 +94,12 @@ impl HostRun {
                 rollback_on_failure: true,
             },
             canary: None,
+            hooks: HookSpec::none(),
             retire: RetireSpec {
                 old_slot: Retire::Stop,
                 drain: Duration::ZERO,
                 stop_timeout: Duration::from_secs(5),
+                keep_images: 0,
             },
             lock_timeout: Duration::ZERO,
             systemd_unit_dir: "/nonexistent/systemd".parse().unwrap(),

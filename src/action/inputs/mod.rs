@@ -20,8 +20,9 @@ use source::{Source, parse_hosts, ssh_word};
 
 use crate::canary::{CanarySpec, Share, TrafficSteps};
 use crate::config::{default_state_dir, default_upstream_file, defaults};
-use crate::deploy::{DeployPlan, HealthSpec, Operation, Retire, RetireSpec, WatchSpec};
+use crate::deploy::{DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec};
 use crate::error::Error;
+use crate::exec::CommandLine;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, ServiceName,
     SlotPorts, StatusSet, Version, parse_list, parse_port, parse_positive_count, parse_time_limit,
@@ -255,10 +256,31 @@ impl Inputs {
                 })
             },
         );
+        let pre_switch = s.parse("pre-switch-command", "", |raw| {
+            (!raw.trim().is_empty())
+                .then(|| CommandLine::parse(raw, "pre-switch-command"))
+                .transpose()
+        });
+        let post_switch = s.parse("post-switch-command", "", |raw| {
+            (!raw.trim().is_empty())
+                .then(|| CommandLine::parse(raw, "post-switch-command"))
+                .transpose()
+        });
+        let hook_timeout = s.parse("hook-timeout", defaults::HOOK_TIMEOUT, parse_time_limit);
+        let post_switch_rollback =
+            s.boolean("post-switch-rollback", defaults::POST_SWITCH_ROLLBACK);
         let rollback_on_failure = s.boolean("rollback-on-failure", defaults::ROLLBACK_ON_FAILURE);
         let retire = s.choice::<Retire>("retire", defaults::RETIRE);
         let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
         let stop_timeout = s.parse("stop-timeout", defaults::STOP_TIMEOUT, parse_wait);
+        let keep_images = s.parse("keep-images", defaults::KEEP_IMAGES, |raw| {
+            raw.trim().parse::<u32>().map_err(|_| {
+                Error::invalid(
+                    "keep-images",
+                    format!("{raw:?}: expected a whole number (0: keep every image)"),
+                )
+            })
+        });
         let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
         let check_tcp = s.parse("check-tcp", "", parse_list::<HostPort>);
         let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
@@ -357,10 +379,17 @@ impl Inputs {
                 p95_margin_ms: canary_p95_margin_ms.expect("validated"),
                 min_requests: canary_min_requests.expect("validated"),
             }),
+            hooks: HookSpec {
+                pre_switch: pre_switch.expect("validated"),
+                post_switch: post_switch.expect("validated"),
+                timeout: hook_timeout.expect("validated"),
+                post_switch_rollback: post_switch_rollback.expect("validated"),
+            },
             retire: RetireSpec {
                 old_slot: retire.expect("validated"),
                 drain: drain.expect("validated"),
                 stop_timeout: stop_timeout.expect("validated"),
+                keep_images: keep_images.expect("validated"),
             },
             min_free_disk_mb: min_free_disk_mb.expect("validated"),
             check_tcp: check_tcp.expect("validated"),

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cancel::{Cancel, CancelReason};
-use crate::deploy::{DeployPlan, HealthSpec, Host, Operation, Retire, RetireSpec, WatchSpec};
+use crate::deploy::{
+    DeployPlan, HealthSpec, HookSpec, Host, Operation, Retire, RetireSpec, WatchSpec,
+};
 use crate::error::{Error, Result};
 use crate::exec::{CommandLine, CommandOutput};
 use crate::health::{HealthCheck, HealthReport};
@@ -56,6 +58,10 @@ pub(super) struct FakeHost {
     pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
     /// The slot a split nginx routes sends a share to, which state may not know.
     pub(super) split_left: Option<Slot>,
+    /// What `docker image ls` of the app's repository prints.
+    pub(super) image_listing: Option<String>,
+    /// The image references `docker image rm` removed.
+    pub(super) removed_images: Mutex<Vec<String>>,
 }
 
 impl FakeHost {
@@ -76,6 +82,8 @@ impl FakeHost {
             unclaimed: false,
             step_traffic: None,
             split_left: None,
+            image_listing: None,
+            removed_images: Mutex::default(),
         }
     }
 
@@ -174,6 +182,27 @@ impl Host for FakeHost {
                 .find_map(|a| a.strip_prefix("bluegreen.state-dir="));
             let mut claimed = self.claimed_by.lock().unwrap();
             claimed.get_or_insert_with(|| dir.unwrap_or_default().to_owned());
+            String::new()
+        } else if argv.get(1..3).is_some_and(|a| a == ["image", "ls"]) {
+            self.image_listing.clone().unwrap_or_default()
+        } else if words.contains("{{.Size}}") {
+            // An image is gone once every tag the listing gives it was removed.
+            let id = argv.last().unwrap();
+            let listing = self.image_listing.clone().unwrap_or_default();
+            let removed = self.removed_images.lock().unwrap();
+            let mut tags = listing
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(i, _)| i == id);
+            if tags.all(|(_, tag)| removed.iter().any(|r| r == tag)) {
+                return Err(missing());
+            }
+            "2500000\n".to_owned()
+        } else if argv.get(1..3).is_some_and(|a| a == ["image", "rm"]) {
+            self.removed_images
+                .lock()
+                .unwrap()
+                .push(argv.last().unwrap().clone());
             String::new()
         } else if argv.get(1..3).is_some_and(|a| a == ["image", "inspect"]) {
             let image = argv.last().unwrap().as_str();
@@ -397,10 +426,12 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             rollback_on_failure: true,
         },
         canary: None,
+        hooks: HookSpec::none(),
         retire: RetireSpec {
             old_slot: Retire::Stop,
             drain: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(30),
+            keep_images: 0,
         },
         lock_timeout: Duration::ZERO,
         systemd_unit_dir: path("systemd"),

@@ -7,7 +7,9 @@
 mod canary;
 mod cancel;
 mod checks;
+mod cleanup;
 mod fake;
+mod hooks;
 mod recovery;
 mod replaced;
 

@@ -106,6 +106,9 @@ impl Target {
             ("DRAIN_SECONDS", "0".to_owned()),
             ("STOP_TIMEOUT", "5".to_owned()),
             ("MIN_FREE_DISK_MB", "100".to_owned()),
+            // The tests' images share one repository, bluegreen-demo: a clean-up after
+            // one test's deploy would remove another's.
+            ("KEEP_IMAGES", "0".to_owned()),
             ("NOTIFY_ON", "failure".to_owned()),
             // The default switch mode picks nftables here: each target its own service
             // port, and its boot path in a directory of its own.

@@ -1,0 +1,90 @@
+//! Image clean-up in the retire through the recording fake: the newest `keep-images` are
+//! kept, and so are the images the slots run and the one state records for the rollback
+//! target, however old; the rest is removed, tag by tag, and the space freed is said.
+
+use super::*;
+
+const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+const D: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+const E: &str = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+#[test]
+fn the_newest_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.retire.keep_images = 2;
+    live(&plan, None, Slot::Blue, "v1");
+    // v1's image, the rollback target once v2 is live, is the second oldest.
+    let state = state_of(&plan).with_image_id(Slot::Blue, Some(A));
+    plan.store().save(&state).unwrap();
+    let listing =
+        format!("{E} shop:2\n{D} shop:1c\n{C} shop:1b\n{A} shop:1\n{B} shop:0\n{B} shop:old\n");
+    let host = FakeHost {
+        image_listing: Some(listing),
+        container_images: [(Slot::Green, E)].into(),
+        ..FakeHost::new()
+            .healthy(Slot::Green, &[true])
+            .having_image("shop:2", E)
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let from = timeline
+        .iter()
+        .position(|l| l.starts_with("run docker image ls"))
+        .unwrap();
+    let size_of = |id: &str| format!("run docker image inspect --format {{{{.Size}}}} {id}");
+    assert_eq!(
+        timeline[from..from + 12],
+        [
+            "run docker image ls --no-trunc --format {{.ID}} {{.Repository}}:{{.Tag}} shop"
+                .to_owned(),
+            "run docker inspect --format {{.Image}} shop-blue".to_owned(),
+            "run docker inspect --format {{.Image}} shop-green".to_owned(),
+            "run docker image inspect --format {{.Id}} shop:2".to_owned(),
+            size_of(C),
+            "run docker image rm shop:1b".to_owned(),
+            size_of(C),
+            size_of(B),
+            "run docker image rm shop:0".to_owned(),
+            "run docker image rm shop:old".to_owned(),
+            size_of(B),
+            "run nft list table ip bluegreen_shop".to_owned(),
+        ]
+    );
+    let retire = result
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Retire)
+        .unwrap();
+    assert!(
+        retire
+            .detail
+            .contains("removed shop:1b, shop:0, shop:old (up to 5.0 MB freed"),
+        "{}",
+        retire.detail
+    );
+}
+
+#[test]
+fn keep_images_0_and_other_runtimes_remove_nothing() {
+    for (runtime, keep) in [(Runtime::Docker, 0), (Runtime::Command, 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), runtime);
+        plan.retire.keep_images = keep;
+        live(&plan, None, Slot::Blue, "v1");
+        let host = FakeHost {
+            image_listing: Some("sha256:x shop:0\n".to_owned()),
+            ..FakeHost::new().healthy(Slot::Green, &[true])
+        };
+        let (result, timeline) = run(&plan, &host);
+        assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+        assert!(
+            !timeline
+                .iter()
+                .any(|l| l.contains("image ls") || l.contains("image rm")),
+            "{runtime:?} keep {keep}: {timeline:?}"
+        );
+    }
+}
