@@ -232,7 +232,7 @@ pub(super) fn promote(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "promote")?;
-    e.acted_on = Some(canary.version.clone());
+    e.acted_on = Some((canary.version.clone(), canary.image.clone()));
     // The canary serves its share already: whatever fails from here sends it back.
     e.traffic_moved = true;
     let checked = e
@@ -261,7 +261,7 @@ pub(super) fn abort(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "abort")?;
-    e.acted_on = Some(canary.version.clone());
+    e.acted_on = Some((canary.version.clone(), canary.image.clone()));
     e.end_canary(
         Phase::Rollback,
         live,

@@ -1,148 +1,176 @@
-//! Image clean-up after a good deploy (part of the retire): the host keeps the newest
-//! `keep-images` images of the app's repository and removes the older ones, but never the
-//! image of either slot's container nor one that state records for a slot (the live
-//! version, the rollback target), whatever their age. Docker runtime only: compose files
-//! and deploy commands name their own images.
+//! Image clean-up after a good deploy (part of the retire). The only images it may remove
+//! are those this app's releases went live from (`deployed_images` in `state.json`, the
+//! latest first): of those it keeps the latest `keep-images`, and besides them, however
+//! old, the image either slot's container runs and the one state records for each slot
+//! (the live version, the rollback target). Another app's images, even of the same
+//! repository, are never its to remove. Docker runtime only: compose files and deploy
+//! commands name their own images.
 
 use std::time::Duration;
 
 use crate::input::{Image, Slot};
 use crate::runtime::Runtime;
+use crate::state::{State, StateSource};
 
 use super::engine::Engine;
 
 /// How long listing, sizing or removing images may take.
 const IMAGE_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One image of the repository: its content ID and the references (tags) naming it.
-struct Listed {
-    id: String,
-    references: Vec<String>,
-}
-
 impl Engine<'_> {
-    /// Removes the app's images beyond the newest `keep-images`, sparing every image a slot
-    /// uses or state records. Says what it did; problems are said as warnings.
+    /// Removes the images this app deployed beyond the latest `keep-images`, sparing every
+    /// image a slot uses or state records. Says what it did; problems are said as warnings.
     pub(super) fn clean_images(&mut self) -> Vec<String> {
         let plan = self.plan;
         let keep = plan.retire.keep_images as usize;
-        let image = match (&plan.runtime.image, plan.runtime.runtime) {
-            (Some(image), Runtime::Docker) if keep > 0 => image.clone(),
-            _ => return Vec::new(),
-        };
-        let repository = image.repository().to_owned();
-        let commands = self.commands();
-        let Some(list) = commands.images_of(&repository) else {
+        if keep == 0 || plan.runtime.runtime != Runtime::Docker {
             return Vec::new();
+        }
+        let Ok(loaded) =
+            plan.store()
+                .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
+        else {
+            return vec!["warning: image clean-up skipped: state.json cannot be read".into()];
         };
-        let listed = match self.host.run(&list, IMAGE_COMMAND_TIMEOUT) {
-            Ok(out) => listed_images(&out.stdout),
-            Err(e) => {
-                return vec![format!(
-                    "warning: could not list the images of {repository}: {e}"
-                )];
-            }
-        };
-        let spared = self.spared_images(&image);
-        let mut removed = Vec::new();
-        let mut freed = 0u64;
-        let mut problems = Vec::new();
-        for old in listed
+        if loaded.source != StateSource::File {
+            return vec![
+                "image clean-up skipped: state.json was rebuilt, so the images it recorded are not known".into(),
+            ];
+        }
+        let state = loaded.state;
+        let spared = self.spared_images(&state);
+        let old: Vec<&String> = state
+            .deployed_images
             .iter()
             .skip(keep)
-            .filter(|l| !spared.iter().any(|s| s.as_str() == l.id))
-        {
-            let size = self
-                .host
-                .run(&commands.image_size(&old.id), IMAGE_COMMAND_TIMEOUT)
-                .ok()
-                .and_then(|out| out.stdout.trim().parse::<u64>().ok());
-            let mut gone = true;
-            for reference in &old.references {
+            .filter(|id| !spared.iter().any(|s| s.as_str() == id.as_str()))
+            .collect();
+        if old.is_empty() {
+            return vec![format!(
+                "kept the {} images this app deployed last (keep-images {keep}): nothing to remove",
+                state.deployed_images.len().min(keep)
+            )];
+        }
+        let commands = self.commands();
+        let tags = self.tags_of_repositories(&state);
+        let mut removed = Vec::new();
+        let mut gone = Vec::new();
+        let mut freed = 0u64;
+        let mut problems = Vec::new();
+        for id in old {
+            let size = |me: &mut Self| {
+                me.host
+                    .run(&commands.image_size(id), IMAGE_COMMAND_TIMEOUT)
+                    .ok()
+                    .and_then(|out| out.stdout.trim().parse::<u64>().ok())
+            };
+            let Some(bytes) = size(self) else {
+                // Already gone from the host (pruned by hand): nothing to remove.
+                gone.push(id.clone());
+                continue;
+            };
+            let mut references: Vec<String> = tags
+                .iter()
+                .filter(|(tagged, _)| tagged == id)
+                .map(|(_, tag)| tag.clone())
+                .collect();
+            if references.is_empty() {
+                references.push(id.clone());
+            }
+            for reference in &references {
                 match self
                     .host
                     .run(&commands.remove_image(reference), IMAGE_COMMAND_TIMEOUT)
                 {
                     Ok(_) => removed.push(reference.clone()),
                     Err(e) => {
-                        gone = false;
-                        problems.push(format!("warning: could not remove image {reference}: {e}"));
+                        problems.push(format!("warning: could not remove image {reference}: {e}"))
                     }
                 }
             }
             // Untagged here, the image may live on under another repository's tag.
-            let deleted = gone
-                && self
-                    .host
-                    .run(&commands.image_size(&old.id), IMAGE_COMMAND_TIMEOUT)
-                    .is_err();
-            if deleted {
-                freed += size.unwrap_or(0);
+            if size(self).is_none() {
+                freed += bytes;
+                gone.push(id.clone());
             }
         }
-        let kept = listed.len().min(keep);
-        let mut lines = vec![if removed.is_empty() {
-            format!(
-                "kept the {kept} newest images of {repository} (keep-images {keep}) and those the slots use: nothing to remove"
-            )
-        } else {
-            format!(
-                "removed {} (up to {:.1} MB freed: layers they share with kept images stay), keeping the {kept} newest images of {repository} and those the slots use",
-                removed.join(", "),
-                freed as f64 / 1e6
-            )
-        }];
+        if let Err(e) = self.update_state(|state| state.without_images(&gone)) {
+            problems.push(format!(
+                "warning: could not record the removed images: {}",
+                e.error
+            ));
+        }
+        let mut lines = vec![format!(
+            "removed {} (up to {:.1} MB freed: layers they share with kept images stay), keeping the {keep} images this app deployed last and those its slots use",
+            if removed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                removed.join(", ")
+            },
+            freed as f64 / 1e6
+        )];
         lines.extend(problems);
         lines
     }
 
-    /// The images never removed: each slot's container's, each slot's recorded one, and
-    /// the one the plan's image names now.
-    fn spared_images(&mut self, image: &Image) -> Vec<Image> {
-        let plan = self.plan;
-        let recorded = plan
-            .store()
-            .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)
-            .map(|loaded| loaded.state.slots)
-            .unwrap_or_default();
+    /// The images never removed: each slot's container's, each slot's recorded one (by ID,
+    /// and what its recorded tag names now), and the one the plan's image names now.
+    fn spared_images(&mut self, state: &State) -> Vec<Image> {
         let mut spared = Vec::new();
         for slot in [Slot::Blue, Slot::Green] {
+            let record = state.slots.get(slot);
             spared.extend(self.slot_image_id(slot, None));
-            spared.extend(
-                recorded
-                    .get(slot)
-                    .image_id
-                    .as_deref()
-                    .and_then(|id| id.parse().ok()),
-            );
+            spared.extend(record.image_id.as_deref().and_then(|id| id.parse().ok()));
+            if let Some(image) = record
+                .image
+                .as_deref()
+                .and_then(|i| i.parse::<Image>().ok())
+            {
+                spared.extend(self.image_id(&image));
+            }
         }
-        spared.extend(self.image_id(image));
+        if let Some(image) = self.plan.runtime.image.clone() {
+            spared.extend(self.image_id(&image));
+        }
         spared
+    }
+
+    /// The tags (`ID`, `REPOSITORY:TAG`) of the repositories the slots' recorded images and
+    /// the plan's image belong to, to remove an image by its tags (Docker refuses to
+    /// remove an image by ID while several tags name it).
+    fn tags_of_repositories(&mut self, state: &State) -> Vec<(String, String)> {
+        let mut repositories: Vec<String> = [Slot::Blue, Slot::Green]
+            .iter()
+            .filter_map(|slot| state.slots.get(*slot).image.as_deref())
+            .chain(self.plan.runtime.image.as_ref().map(Image::as_str))
+            .filter_map(|i| i.parse::<Image>().ok())
+            .map(|i| i.repository().to_owned())
+            .collect();
+        repositories.sort();
+        repositories.dedup();
+        let commands = self.commands();
+        let mut tags = Vec::new();
+        for repository in repositories {
+            let Some(list) = commands.images_of(&repository) else {
+                continue;
+            };
+            if let Ok(out) = self.host.run(&list, IMAGE_COMMAND_TIMEOUT) {
+                tags.extend(listed_tags(&out.stdout));
+            }
+        }
+        tags
     }
 }
 
-/// The images of an `ID REPOSITORY:TAG` listing, newest first as Docker lists them, each
-/// with its references (an untagged one by its ID).
-fn listed_images(listing: &str) -> Vec<Listed> {
-    let mut images: Vec<Listed> = Vec::new();
-    for (id, reference) in listing
+/// The `(ID, REPOSITORY:TAG)` pairs of an `ID REPOSITORY:TAG` listing, without the
+/// untagged ones (`REPOSITORY:<none>`, removed by ID).
+fn listed_tags(listing: &str) -> Vec<(String, String)> {
+    listing
         .lines()
         .filter_map(|line| line.trim().split_once(' '))
-    {
-        let reference = if reference.ends_with(":<none>") {
-            id
-        } else {
-            reference
-        };
-        match images.iter_mut().find(|l| l.id == id) {
-            Some(l) => l.references.push(reference.to_owned()),
-            None => images.push(Listed {
-                id: id.to_owned(),
-                references: vec![reference.to_owned()],
-            }),
-        }
-    }
-    images
+        .filter(|(_, reference)| !reference.ends_with(":<none>"))
+        .map(|(id, reference)| (id.to_owned(), reference.to_owned()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -150,13 +178,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listing_groups_the_tags_of_one_image_in_docker_order() {
+    fn a_listing_gives_each_tag_its_image_and_leaves_out_untagged_ones() {
         let listing =
             "sha256:cc shop:3\nsha256:bb shop:2\nsha256:bb shop:latest\nsha256:aa shop:<none>\n\n";
-        let images = listed_images(listing);
-        let ids: Vec<&str> = images.iter().map(|l| l.id.as_str()).collect();
-        assert_eq!(ids, ["sha256:cc", "sha256:bb", "sha256:aa"]);
-        assert_eq!(images[1].references, ["shop:2", "shop:latest"]);
-        assert_eq!(images[2].references, ["sha256:aa"], "untagged: by its ID");
+        let tags = listed_tags(listing);
+        let pairs: Vec<(&str, &str)> = tags.iter().map(|(i, t)| (i.as_str(), t.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("sha256:cc", "shop:3"),
+                ("sha256:bb", "shop:2"),
+                ("sha256:bb", "shop:latest")
+            ]
+        );
     }
 }

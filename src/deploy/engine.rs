@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::error::{Error, RunError};
-use crate::input::{Slot, Version};
+use crate::input::{Image, Slot, Version};
 use crate::lock::AppLock;
 use crate::progress::Progress;
 use crate::runtime::Compose;
@@ -74,9 +74,9 @@ pub struct Engine<'a> {
     /// Whether this run has moved traffic (a switch, a rollback, a canary's share): from
     /// then on a request to stop no longer stops it half-way.
     pub(super) traffic_moved: bool,
-    /// The version the run acted on when it is not the plan's (a promote or an abort acts
-    /// on the canary's), for the history.
-    pub(super) acted_on: Option<Version>,
+    /// The release the run acted on when it is not the plan's (a promote or an abort acts
+    /// on the canary's): its version and image.
+    pub(super) acted_on: Option<(Version, Option<Image>)>,
 }
 
 impl<'a> Engine<'a> {
@@ -199,7 +199,7 @@ impl<'a> Engine<'a> {
             version: Some(
                 self.acted_on
                     .as_ref()
-                    .unwrap_or(&self.plan.version)
+                    .map_or(&self.plan.version, |(v, _)| v)
                     .as_str()
                     .to_owned(),
             ),

@@ -6,8 +6,9 @@
 //! plan's hook timeout, with `BLUEGREEN_*` variables saying which slot, port, version and
 //! image it is about; its output goes to the log, its outcome to the history.
 
+use crate::error::Error;
 use crate::exec::{CommandLine, tail};
-use crate::input::Slot;
+use crate::input::{Image, Slot, Version};
 use crate::state::{HistoryEvent, now_rfc3339};
 
 use super::engine::{Engine, Failure};
@@ -59,35 +60,46 @@ impl Engine<'_> {
             return Ok(());
         };
         let cmd = self.hook_command(command, hook, slot, previous);
+        let name = hook.name();
         let outcome = self.phase(hook.phase(), |me| {
-            let out = me.host.run(&cmd, plan.hooks.timeout)?;
+            let out = me.host.run(&cmd, plan.hooks.timeout).map_err(|e| {
+                // Said without the command's text, which may hold what a log should not.
+                Error::CheckFailed(format!("the {name} command {}", failed(&e)))
+            })?;
             let output = tail(&format!("{}{}", out.stdout, out.stderr), OUTPUT_BYTES);
             for line in output.lines() {
                 me.log(line);
             }
-            Ok(((), format!("`{command}` succeeded")))
+            Ok(((), format!("the {name} command succeeded")))
         });
         let detail = match &outcome {
-            Ok(()) => format!("`{command}` succeeded"),
-            Err(f) => format!("`{command}` failed: {}", f.error),
+            Ok(()) => "succeeded".to_owned(),
+            Err(f) if f.before_start => return outcome,
+            Err(f) => match &f.error {
+                Error::CheckFailed(why) => why.clone(),
+                other => other.to_string(),
+            },
         };
+        let (version, _) = self.release();
         let _ = plan.store().record(&HistoryEvent {
             ts: now_rfc3339(),
-            event: format!("{}-hook", hook.name()),
+            event: format!("{name}-hook"),
             app: plan.app.to_string(),
             from: previous,
             to: Some(slot),
-            version: Some(
-                self.acted_on
-                    .as_ref()
-                    .unwrap_or(&plan.version)
-                    .as_str()
-                    .to_owned(),
-            ),
-            detail: Some(detail),
+            version: Some(version.as_str().to_owned()),
+            detail: Some(history_detail(&detail)),
             pid: std::process::id(),
         });
         outcome
+    }
+
+    /// The version and image the run is about: the plan's, or the canary's a promote takes
+    /// on.
+    fn release(&self) -> (Version, Option<Image>) {
+        self.acted_on
+            .clone()
+            .unwrap_or_else(|| (self.plan.version.clone(), self.plan.runtime.image.clone()))
     }
 
     /// The hook's command with the variables it is told its context by.
@@ -100,6 +112,7 @@ impl Engine<'_> {
     ) -> CommandLine {
         let plan = self.plan;
         let port = plan.ports.port(slot);
+        let (version, image) = self.release();
         command
             .clone()
             .with_env("BLUEGREEN_HOOK", hook.name())
@@ -107,14 +120,67 @@ impl Engine<'_> {
             .with_env("BLUEGREEN_SLOT", slot.as_str())
             .with_env("BLUEGREEN_PORT", &port.to_string())
             .with_env("BLUEGREEN_URL", &format!("http://127.0.0.1:{port}"))
-            .with_env(
-                "BLUEGREEN_VERSION",
-                self.acted_on.as_ref().unwrap_or(&plan.version).as_str(),
-            )
-            .with_env(
-                "BLUEGREEN_IMAGE",
-                plan.runtime.image.as_ref().map_or("", |i| i.as_str()),
-            )
+            .with_env("BLUEGREEN_VERSION", version.as_str())
+            .with_env("BLUEGREEN_IMAGE", image.as_ref().map_or("", Image::as_str))
             .with_env("BLUEGREEN_PREVIOUS_SLOT", previous.map_or("", Slot::as_str))
+    }
+}
+
+/// How a hook's command failed, without its text: its exit status and the end of its
+/// output, a timeout, or why it could not start.
+fn failed(error: &Error) -> String {
+    match error {
+        Error::CommandFailed { status, stderr, .. } if stderr.is_empty() => {
+            format!("failed ({status})")
+        }
+        Error::CommandFailed { status, stderr, .. } => format!("failed ({status}): {stderr}"),
+        Error::CommandTimedOut { timeout, .. } => format!(
+            "did not end within hook-timeout ({}) and was killed",
+            humantime::format_duration(*timeout)
+        ),
+        Error::Spawn { source, .. } => format!("could not be started: {source}"),
+        other => format!("failed: {other}"),
+    }
+}
+
+/// A history line's detail for a hook: its outcome up to the first `:` (the exit status,
+/// not the output, which stays in the run's log).
+fn history_detail(outcome: &str) -> String {
+    match outcome.split_once("):") {
+        Some((status, _)) => format!("{status})"),
+        None => outcome.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_said_without_the_command_and_history_keeps_only_its_status() {
+        let e = Error::CommandFailed {
+            argv: "migrate --password=hunter2".into(),
+            status: "exit status 3".into(),
+            stderr: "table locked".into(),
+        };
+        let said = format!("the pre-switch command {}", failed(&e));
+        assert_eq!(
+            said,
+            "the pre-switch command failed (exit status 3): table locked"
+        );
+        assert!(!said.contains("hunter2"));
+        assert_eq!(
+            history_detail(&said),
+            "the pre-switch command failed (exit status 3)"
+        );
+        let slow = Error::CommandTimedOut {
+            argv: "x".into(),
+            timeout: std::time::Duration::from_secs(300),
+        };
+        assert!(
+            failed(&slow).contains("hook-timeout (5m)"),
+            "{}",
+            failed(&slow)
+        );
     }
 }

@@ -120,13 +120,14 @@ pub(super) fn go_live(
         );
     }
     if let Err(failure) = e.hook(Hook::PostSwitch, standby, previous) {
-        if e.plan.hooks.post_switch_rollback {
+        // With no slot to go back to (a first deploy), a rollback cannot be had: a warning.
+        if e.plan.hooks.post_switch_rollback && previous.is_some() {
             return switch_back(e, standby, previous, failure, "post-switch command");
         }
         // Reported, not rolled back: the new version is live and passed its watch.
         e.result.failed_phase = None;
         let warning = format!(
-            "the post-switch command failed ({}); {standby} stays live (post-switch-rollback is off)",
+            "{}; {standby} stays live (post-switch-rollback is off, or there is no previous slot)",
             failure.error
         );
         e.log(&format!("warning: {warning}"));

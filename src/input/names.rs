@@ -158,10 +158,13 @@ impl Image {
         &self.0
     }
 
-    /// The repository the reference names, without its tag or digest
-    /// (`registry:5000/acme/shop:2` -> `registry:5000/acme/shop`).
+    /// The repository the reference names, without its tag or digest, as Docker lists it
+    /// (`registry:5000/acme/shop:2` -> `registry:5000/acme/shop`; Docker Hub's
+    /// `docker.io/library/shop:2` -> `shop`).
     pub fn repository(&self) -> &str {
         let name = self.0.split('@').next().unwrap_or(&self.0);
+        let name = name.strip_prefix("docker.io/").unwrap_or(name);
+        let name = name.strip_prefix("library/").unwrap_or(name);
         let last = name.rfind('/').map_or(0, |i| i + 1);
         match name[last..].find(':') {
             Some(colon) => &name[..last + colon],
@@ -247,6 +250,8 @@ mod tests {
             ("registry:5000/acme/shop:2", "registry:5000/acme/shop"),
             ("registry:5000/shop", "registry:5000/shop"),
             ("shop@sha256:abc", "shop"),
+            ("docker.io/acme/shop:2", "acme/shop"),
+            ("docker.io/library/shop:2", "shop"),
         ] {
             assert_eq!(image.parse::<Image>().unwrap().repository(), repository);
         }

@@ -242,8 +242,9 @@ impl SlotCommands<'_> {
             .with_args(["image", "inspect", "--format", "{{.Size}}", id])
     }
 
-    /// The command removing the image reference `reference` (a tag, or an image ID); Docker
-    /// refuses while a container uses it.
+    /// The command removing the image reference `reference` (a tag, or an image ID). Docker
+    /// only untags an image other tags still name, and refuses to remove the last tag of an
+    /// image a container uses.
     pub fn remove_image(&self, reference: &str) -> CommandLine {
         self.docker.with_args(["image", "rm", reference])
     }

@@ -131,7 +131,14 @@ pub struct State {
     /// The canary in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryRecord>,
+    /// The content IDs of the images this app's releases went live from, the latest first
+    /// (at most [`DEPLOYED_IMAGES_KEPT`]): the only images the clean-up may remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployed_images: Vec<String>,
 }
+
+/// How many image IDs [`State::deployed_images`] remembers.
+pub const DEPLOYED_IMAGES_KEPT: usize = 50;
 
 impl State {
     /// State of an app that has never been switched.
@@ -147,6 +154,7 @@ impl State {
             service_port: None,
             upstream_sha256: None,
             canary: None,
+            deployed_images: Vec::new(),
         }
     }
 
@@ -189,11 +197,21 @@ impl State {
         next
     }
 
-    /// The same state, recording `image_id` as the content ID of `slot`'s image.
+    /// The same state, recording `image_id` as the content ID of `slot`'s image, which a
+    /// release went live from.
     pub fn with_image_id(mut self, slot: Slot, image_id: Option<&str>) -> State {
         if let Some(id) = image_id {
             self.slots.get_mut(slot).image_id = Some(id.to_owned());
+            self.deployed_images.retain(|known| known != id);
+            self.deployed_images.insert(0, id.to_owned());
+            self.deployed_images.truncate(DEPLOYED_IMAGES_KEPT);
         }
+        self
+    }
+
+    /// The same state, no longer remembering the images `gone` (removed from the host).
+    pub fn without_images(mut self, gone: &[String]) -> State {
+        self.deployed_images.retain(|id| !gone.contains(id));
         self
     }
 
@@ -293,6 +311,14 @@ impl State {
                 "the canary in {} is not beside a live slot",
                 canary.slot
             ));
+        }
+        if let Some(Err(e)) = state
+            .deployed_images
+            .iter()
+            .map(|id| parse_image_id(id))
+            .find(Result::is_err)
+        {
+            return Err(format!("deployed_images: {e}"));
         }
         if let Some(Err(e)) = state.service_port.map(Port::try_from) {
             return Err(format!("service port: {e}"));

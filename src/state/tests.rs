@@ -124,3 +124,32 @@ fn traffic_reaching_a_replaced_slot_records_what_replaced_it() {
     let named = state.after_switch(Slot::Blue, ports, Some("v1"), None, "t2");
     assert_eq!(named.slots.blue.image_id, None);
 }
+
+#[test]
+fn the_images_releases_went_live_from_are_remembered_latest_first() {
+    let id = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let state = State::new(&app())
+        .with_image_id(Slot::Blue, Some(&id('a')))
+        .with_image_id(Slot::Green, Some(&id('b')))
+        .with_image_id(Slot::Blue, Some(&id('a')))
+        .with_image_id(Slot::Green, None);
+    assert_eq!(state.deployed_images, [id('a'), id('b')]);
+    assert_eq!(
+        state.clone().without_images(&[id('a')]).deployed_images,
+        [id('b')]
+    );
+    let text = serde_json::to_string(&state).unwrap();
+    assert_eq!(State::parse(&text, &app()).unwrap(), state);
+    let mut bad = state.clone();
+    bad.deployed_images.push("sha256:nothex".into());
+    let bad = serde_json::to_string(&bad).unwrap();
+    assert!(
+        State::parse(&bad, &app())
+            .unwrap_err()
+            .contains("deployed_images")
+    );
+    let many = (0..60).fold(State::new(&app()), |s, n| {
+        s.with_image_id(Slot::Blue, Some(&format!("sha256:{n:064x}")))
+    });
+    assert_eq!(many.deployed_images.len(), DEPLOYED_IMAGES_KEPT);
+}

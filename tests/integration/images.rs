@@ -1,7 +1,8 @@
 //! Image clean-up end to end, through act, sshd, nginx and Docker: with `keep-images: 2`
-//! the host keeps the two newest images of the app's repository and those the slots run or
-//! state records (the rollback target), removes the rest, and a rollback afterwards still
-//! finds its image.
+//! and `retire: remove`, the host keeps the two images the app deployed last and the one
+//! state records for the rollback target (whose container is gone), removes the older ones
+//! it deployed, leaves alone the images of the repository it never deployed, and a
+//! rollback afterwards re-creates the previous version from its image.
 
 use std::process::Command;
 
@@ -55,21 +56,25 @@ impl Drop for Images {
 #[test]
 fn the_newest_images_and_the_rollback_target_are_kept_the_rest_removed() {
     require!(Root, Nginx, Sshd, Docker, Act);
-    let t = Target::new("e2e-images").with_input("KEEP_IMAGES", "2");
+    let t = Target::new("e2e-images")
+        .with_input("KEEP_IMAGES", "2")
+        .with_input("RETIRE", "remove");
     let repository = format!("bluegreen-cleanup-{}", t.app);
     let _images = Images(repository.clone());
     let refs: Vec<String> = (1..=5).map(|n| build(&repository, n)).collect();
+    // Images 3 and 4 are of the repository but never deployed by this app.
     for (version, image) in [("v1", &refs[0]), ("v2", &refs[1]), ("v3", &refs[4])] {
         let run = t.run(&[("IMAGE", image), ("VERSION", version)]);
         assert_result(&run, "deployed");
         t.settled();
     }
-    // Live: v3 (image 5) in blue; the rollback target: v2 (image 2) in green.
+    // Deployed, latest first: 5 (v3, live in blue), 2 (v2, the rollback target, its
+    // container in green removed), 1 (v1): image 1 goes.
     let kept: Vec<bool> = refs.iter().map(|r| present(r)).collect();
-    assert_eq!(kept, [false, true, false, true, true], "{refs:?}");
+    assert_eq!(kept, [false, true, true, true, true], "{refs:?}");
     let history = std::fs::read_to_string(t.state_dir().join("history.jsonl")).unwrap();
     assert!(
-        history.contains(&format!("removed {}", refs[2])) && history.contains("MB freed"),
+        history.contains(&format!("removed {}", refs[0])) && history.contains("MB freed"),
         "{history}"
     );
     let back = t.run(&[("COMMAND", "rollback")]);

@@ -1,6 +1,7 @@
-//! Image clean-up in the retire through the recording fake: the newest `keep-images` are
-//! kept, and so are the images the slots run and the one state records for the rollback
-//! target, however old; the rest is removed, tag by tag, and the space freed is said.
+//! Image clean-up in the retire through the recording fake: of the images this app
+//! deployed, the latest `keep-images` are kept, and so are the images the slots run and the
+//! one state records for the rollback target, however old; the rest is removed, tag by tag,
+//! and the space freed is said. Images the app never deployed are never touched.
 
 use super::*;
 
@@ -9,18 +10,22 @@ const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 const D: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
 const E: &str = "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+/// An image of the same repository that this app never deployed.
+const F: &str = "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
 #[test]
-fn the_newest_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
+fn the_latest_deployed_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path(), Runtime::Docker);
     plan.retire.keep_images = 2;
     live(&plan, None, Slot::Blue, "v1");
-    // v1's image, the rollback target once v2 is live, is the second oldest.
-    let state = state_of(&plan).with_image_id(Slot::Blue, Some(A));
+    // v1's image A is live in blue (the rollback target once v2 is live); D, C and B went
+    // live before it.
+    let mut state = state_of(&plan).with_image_id(Slot::Blue, Some(A));
+    state.deployed_images = [A, D, C, B].map(String::from).to_vec();
     plan.store().save(&state).unwrap();
     let listing =
-        format!("{E} shop:2\n{D} shop:1c\n{C} shop:1b\n{A} shop:1\n{B} shop:0\n{B} shop:old\n");
+        format!("{E} shop:2\n{F} shop:other\n{D} shop:1c\n{C} shop:1b\n{B} shop:0\n{B} shop:old\n");
     let host = FakeHost {
         image_listing: Some(listing),
         container_images: [(Slot::Green, E)].into(),
@@ -40,9 +45,9 @@ fn the_newest_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
         [
             "run docker image ls --no-trunc --format {{.ID}} {{.Repository}}:{{.Tag}} shop"
                 .to_owned(),
-            "run docker inspect --format {{.Image}} shop-blue".to_owned(),
-            "run docker inspect --format {{.Image}} shop-green".to_owned(),
-            "run docker image inspect --format {{.Id}} shop:2".to_owned(),
+            size_of(D),
+            "run docker image rm shop:1c".to_owned(),
+            size_of(D),
             size_of(C),
             "run docker image rm shop:1b".to_owned(),
             size_of(C),
@@ -53,6 +58,10 @@ fn the_newest_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
             "run nft list table ip bluegreen_shop".to_owned(),
         ]
     );
+    assert!(
+        !timeline.iter().any(|l| l.contains("shop:other")),
+        "{timeline:?}"
+    );
     let retire = result
         .phases
         .iter()
@@ -61,10 +70,11 @@ fn the_newest_images_and_those_of_the_slots_and_the_rollback_target_are_kept() {
     assert!(
         retire
             .detail
-            .contains("removed shop:1b, shop:0, shop:old (up to 5.0 MB freed"),
+            .contains("removed shop:1c, shop:1b, shop:0, shop:old (up to 7.5 MB freed"),
         "{}",
         retire.detail
     );
+    assert_eq!(state_of(&plan).deployed_images, [E, A]);
 }
 
 #[test]
@@ -74,8 +84,11 @@ fn keep_images_0_and_other_runtimes_remove_nothing() {
         let mut plan = plan(dir.path(), runtime);
         plan.retire.keep_images = keep;
         live(&plan, None, Slot::Blue, "v1");
+        let mut state = state_of(&plan);
+        state.deployed_images = [A, B].map(String::from).to_vec();
+        plan.store().save(&state).unwrap();
         let host = FakeHost {
-            image_listing: Some("sha256:x shop:0\n".to_owned()),
+            image_listing: Some(format!("{A} shop:1\n{B} shop:0\n")),
             ..FakeHost::new().healthy(Slot::Green, &[true])
         };
         let (result, timeline) = run(&plan, &host);
