@@ -54,6 +54,24 @@ fn step(share: u8) -> [String; 3] {
     ]
 }
 
+/// The timeline from the first canary step on.
+fn from_first_step(timeline: &[String]) -> &[String] {
+    let first = timeline
+        .iter()
+        .position(|l| l == "phase canary step")
+        .expect("a canary step ran");
+    &timeline[first..]
+}
+
+/// The lines of the steps of `shares`, then `rest`.
+fn steps_then(shares: &[u8], rest: &[&str]) -> Vec<String> {
+    shares
+        .iter()
+        .flat_map(|share| step(*share))
+        .chain(rest.iter().map(|l| l.to_string()))
+        .collect()
+}
+
 #[test]
 fn the_steps_split_traffic_in_order_then_the_deploy_switches() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,22 +82,17 @@ fn the_steps_split_traffic_in_order_then_the_deploy_switches() {
         .serving_in_steps(&plan, logged(80, 20, 0));
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    let from = timeline
-        .iter()
-        .position(|l| l == "phase canary step")
-        .unwrap();
-    let mut expected: Vec<String> = step(20).into_iter().chain(step(50)).collect();
-    expected.extend(
-        [
+    let expected = steps_then(
+        &[20, 50],
+        &[
             "phase switch",
             "switch to green only-if blue (switch)",
             "phase monitor",
             "watch http://127.0.0.1:8000/",
             "result deployed",
-        ]
-        .map(String::from),
+        ],
     );
-    assert_eq!(timeline[from..from + expected.len()], expected);
+    assert_eq!(from_first_step(&timeline)[..expected.len()], expected);
     assert_eq!(result.canary_steps.len(), 2);
     let first = &result.canary_steps[0];
     assert_eq!((first.share, first.served_percent), (20, 20.0));
@@ -102,24 +115,17 @@ fn a_step_whose_traffic_fails_sends_everything_back_and_never_switches() {
     assert_eq!(result.failed_phase, Some(Phase::Canary));
     let error = &result.error.as_ref().unwrap().message;
     assert!(error.contains("error rate 20.0% (4 of 20)"), "{error}");
-    let from = timeline
-        .iter()
-        .position(|l| l == "phase canary step")
-        .unwrap();
-    let expected: Vec<String> = step(20)
-        .into_iter()
-        .chain(
-            [
-                "phase rollback",
-                "switch to blue only-if blue (rollback)",
-                "run docker logs --tail 40 shop-green",
-                "run docker stop --time 30 shop-green",
-                "result rolled-back",
-            ]
-            .map(String::from),
-        )
-        .collect();
-    assert_eq!(timeline[from..], expected);
+    let expected = steps_then(
+        &[20],
+        &[
+            "phase rollback",
+            "switch to blue only-if blue (rollback)",
+            "run docker logs --tail 40 shop-green",
+            "run docker stop --time 30 shop-green",
+            "result rolled-back",
+        ],
+    );
+    assert_eq!(from_first_step(&timeline), expected);
     let state = state_of(&plan);
     assert_eq!((state.active, state.canary), (Some(Slot::Blue), None));
     assert_eq!(result.exit_code(), 1);
@@ -181,22 +187,25 @@ fn a_pause_leaves_the_canary_serving_and_a_promote_takes_it_on() {
         .serving_in_steps(&plan, logged(50, 50, 0));
     let (result, timeline) = run(&promote, &host);
     assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    let mut expected: Vec<String> = ["phase lock", "phase health-check standby"]
-        .map(String::from)
-        .to_vec();
-    expected.push("health http://127.0.0.1:3002/health x2".into());
-    expected.extend(step(50));
-    expected.extend(
+    assert_eq!(
+        timeline[..3],
         [
+            "phase lock",
+            "phase health-check standby",
+            "health http://127.0.0.1:3002/health x2"
+        ]
+    );
+    let expected = steps_then(
+        &[50],
+        &[
             "phase switch",
             "switch to green only-if blue (switch)",
             "phase monitor",
             "watch http://127.0.0.1:8000/",
             "result deployed",
-        ]
-        .map(String::from),
+        ],
     );
-    assert_eq!(timeline[..expected.len()], expected);
+    assert_eq!(timeline[3..3 + expected.len()], expected);
     let state = state_of(&plan);
     assert_eq!(state.active, Some(Slot::Green));
     assert_eq!(state.slots.green.version.as_deref(), Some("v2"));
@@ -241,23 +250,16 @@ fn a_stop_request_mid_canary_ends_it_after_its_step_and_reports_cancelled() {
         .cancelling_at("watch http://127.0.0.1:3002/health", &cancel);
     let (result, timeline) = run_cancellable(&plan, &host, cancel);
     assert_eq!(result.result, Some(Outcome::Cancelled), "{result:?}");
-    let from = timeline
-        .iter()
-        .position(|l| l == "phase canary step")
-        .unwrap();
-    let expected: Vec<String> = step(20)
-        .into_iter()
-        .chain(
-            [
-                "phase rollback",
-                "switch to blue only-if blue (rollback)",
-                "run sh -c ./slot.sh bluegreen-deploy-command",
-                "result cancelled",
-            ]
-            .map(String::from),
-        )
-        .collect();
-    assert_eq!(timeline[from..], expected);
+    let expected = steps_then(
+        &[20],
+        &[
+            "phase rollback",
+            "switch to blue only-if blue (rollback)",
+            "run sh -c ./slot.sh bluegreen-deploy-command",
+            "result cancelled",
+        ],
+    );
+    assert_eq!(from_first_step(&timeline), expected);
     assert_eq!(state_of(&plan).canary, None);
 }
 
