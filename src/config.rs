@@ -68,8 +68,6 @@ pub mod defaults {
     pub const MAX_ERROR_RATE: &str = "0.01";
     /// `max-p95-ms`.
     pub const MAX_P95_MS: &str = "500";
-    /// `traffic-steps` (none: switch at once).
-    pub const TRAFFIC_STEPS: &str = "";
     /// `step-seconds`.
     pub const STEP_SECONDS: &str = "60";
     /// `canary-error-margin`.

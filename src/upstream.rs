@@ -141,14 +141,10 @@ impl Template {
 }
 
 /// The slot an upstream file routes `app` to: the slot whose port appears in its `server`
-/// directives. When both ports appear (a user template with a backup server), the marker
-/// comment `# bluegreen: app=APP slot=SLOT` decides. `None` when neither tells.
+/// directives. When both ports appear (a split, a user template with a backup server), the
+/// marker comment `# bluegreen: app=APP slot=SLOT` decides. `None` when neither tells.
 pub fn routed_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> {
-    let code: String = text
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code = without_comments(text);
     let mut tokens = code
         .split(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}'))
         .filter(|t| !t.is_empty());
@@ -169,11 +165,43 @@ pub fn routed_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> 
     }
     match seen.as_slice() {
         [one] => Some(*one),
-        _ => marker_slot(text, app),
+        _ => marker_word(text, app, "slot=")?.parse().ok(),
     }
 }
 
-fn marker_slot(text: &str, app: &AppName) -> Option<Slot> {
+/// The slot an upstream file sends a canary's share of `app`'s requests to: the slot it
+/// does not route to, when its marker comment says `canary=`.
+pub fn split_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> {
+    marker_word(text, app, "canary=")?;
+    routed_slot(text, ports, app).map(Slot::other)
+}
+
+/// Refuses a rendered include that does not send a split's share to the canary's port (a
+/// user template without the `canary_port` and `canary_share` variables): the split would
+/// silently send nothing to the canary.
+pub fn check_split(rendered: &str, canary_port: u16) -> Result<()> {
+    if without_comments(rendered).contains(&format!(":{canary_port}")) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "upstream-template",
+        format!(
+            "the template sends nothing to the canary's port {canary_port}: a split needs a `server` line for {{{{ canary_port }}}} with `weight={{{{ canary_share }}}}` beside the live one (see the built-in template) when {{{{ canary_share }}}} is not 0"
+        ),
+    ))
+}
+
+/// The text of an nginx file without its comments.
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of `key` (`slot=`, `canary=`) in `app`'s marker comment
+/// (`# bluegreen: app=APP slot=SLOT ...`).
+fn marker_word<'t>(text: &'t str, app: &AppName, key: &str) -> Option<&'t str> {
     let want = format!("app={app}");
     text.lines().find_map(|line| {
         let fields = line.trim().strip_prefix("# bluegreen:")?;
@@ -181,7 +209,7 @@ fn marker_slot(text: &str, app: &AppName) -> Option<Slot> {
         if words.next()? != want {
             return None;
         }
-        words.find_map(|w| w.strip_prefix("slot=")?.parse().ok())
+        words.find_map(|w| w.strip_prefix(key))
     })
 }
 
@@ -278,6 +306,24 @@ mod tests {
             routed_slot("# bluegreen: app=other slot=blue", ports(), &app()),
             None
         );
+    }
+
+    #[test]
+    fn a_split_is_told_by_the_marker_and_must_reach_the_canarys_port() {
+        let ctx = UpstreamContext::new(&app(), Slot::Blue, ports(), Some("v1"))
+            .with_canary(3002, Share::try_from(25).unwrap());
+        let split = Template::builtin(false).render(&ctx).unwrap();
+        assert_eq!(routed_slot(&split, ports(), &app()), Some(Slot::Blue));
+        assert_eq!(split_slot(&split, ports(), &app()), Some(Slot::Green));
+        let plain = UpstreamContext::new(&app(), Slot::Blue, ports(), Some("v1"));
+        let plain = Template::builtin(false).render(&plain).unwrap();
+        assert_eq!(split_slot(&plain, ports(), &app()), None);
+
+        assert!(check_split(&split, 3002).is_ok());
+        let one = "# 127.0.0.1:3002 would be the canary\nupstream shop {\n    server 127.0.0.1:3001;\n}\n";
+        let err = check_split(one, 3002).unwrap_err();
+        assert!(err.to_string().contains("canary_port"), "{err}");
+        assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT);
     }
 
     #[test]

@@ -196,16 +196,18 @@ impl<'a> Engine<'a> {
             app: self.plan.app.to_string(),
             from: None,
             to: self.result.active_slot,
-            version: Some(
-                self.acted_on
-                    .as_ref()
-                    .map_or(&self.plan.version, |(v, _)| v)
-                    .as_str()
-                    .to_owned(),
-            ),
+            version: Some(self.release().0.as_str().to_owned()),
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
             pid: std::process::id(),
         });
+    }
+
+    /// The version and image the run is about: the plan's, or the canary's that a promote or
+    /// an abort acts on.
+    pub(super) fn release(&self) -> (Version, Option<Image>) {
+        self.acted_on
+            .clone()
+            .unwrap_or_else(|| (self.plan.version.clone(), self.plan.runtime.image.clone()))
     }
 
     /// Adds `warnings` to the result's, each once (a rebuilt state is said by the run and

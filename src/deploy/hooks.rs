@@ -8,7 +8,7 @@
 
 use crate::error::Error;
 use crate::exec::{CommandLine, tail};
-use crate::input::{Image, Slot, Version};
+use crate::input::{Image, Slot};
 use crate::state::{HistoryEvent, now_rfc3339};
 
 use super::engine::{Engine, Failure};
@@ -92,14 +92,6 @@ impl Engine<'_> {
             pid: std::process::id(),
         });
         outcome
-    }
-
-    /// The version and image the run is about: the plan's, or the canary's a promote takes
-    /// on.
-    fn release(&self) -> (Version, Option<Image>) {
-        self.acted_on
-            .clone()
-            .unwrap_or_else(|| (self.plan.version.clone(), self.plan.runtime.image.clone()))
     }
 
     /// The hook's command with the variables it is told its context by.

@@ -12,7 +12,7 @@ use crate::exec::{CommandLine, CommandOutput};
 use crate::fsutil::read_optional;
 use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts};
 use crate::nft::NftSwitch;
-use crate::upstream::{Template, routed_slot};
+use crate::upstream::{Template, routed_slot, split_slot};
 
 /// How traffic moves from one slot to the other.
 #[derive(
@@ -175,15 +175,7 @@ impl SwitchConfig {
                 .and_then(|(port, _)| ports.slot_of(port)));
         }
         let text = read_optional(self.upstream_file.as_path())?;
-        Ok(text.as_deref().and_then(|t| {
-            let split = t
-                .lines()
-                .any(|l| l.starts_with("# bluegreen:") && l.contains(" canary="));
-            split
-                .then(|| routed_slot(t, ports, app))
-                .flatten()
-                .map(Slot::other)
-        }))
+        Ok(text.as_deref().and_then(|t| split_slot(t, ports, app)))
     }
 
     /// The slot traffic is routed to now, reading the upstream file.

@@ -167,7 +167,7 @@ impl SwitchRequest {
         };
         let rendered = self.template.render(&ctx)?;
         if let Some(c) = canary.filter(|_| self.nft().is_none()) {
-            check_split(&rendered, self.ports.port(c.slot))?;
+            crate::upstream::check_split(&rendered, self.ports.port(c.slot))?;
         }
         let old = read_optional(self.config.upstream_file.as_path())?;
         // In nftables mode, where the rule leads now: the slot traffic leaves, and what an
@@ -417,40 +417,5 @@ impl SwitchRequest {
 
     fn nft(&self) -> Option<NftSwitch> {
         self.config.nft(&self.app)
-    }
-}
-
-/// Refuses a rendered include that does not send a split's share to the canary's port (a
-/// user template without the `canary_port` and `canary_share` variables): the split would
-/// silently send nothing to the canary.
-fn check_split(rendered: &str, canary_port: u16) -> Result<()> {
-    let code: String = rendered
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    if code.contains(&format!(":{canary_port}")) {
-        return Ok(());
-    }
-    Err(Error::invalid(
-        "upstream-template",
-        format!(
-            "the template sends nothing to the canary's port {canary_port}: a split needs a `server` line for {{{{ canary_port }}}} with `weight={{{{ canary_share }}}}` beside the live one (see the built-in template) when {{{{ canary_share }}}} is not 0"
-        ),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_split_must_reach_the_canarys_port() {
-        let both = "upstream shop {\n    server 127.0.0.1:3001 weight=75;\n    server 127.0.0.1:3002 weight=25;\n}\n";
-        assert!(check_split(both, 3002).is_ok());
-        let one = "# 127.0.0.1:3002 would be the canary\nupstream shop {\n    server 127.0.0.1:3001;\n}\n";
-        let err = check_split(one, 3002).unwrap_err();
-        assert!(err.to_string().contains("canary_port"), "{err}");
-        assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT);
     }
 }

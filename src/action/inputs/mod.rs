@@ -225,14 +225,10 @@ impl Inputs {
             defaults::MONITOR_ACCEPT_STATUS,
             str::parse::<StatusSet>,
         );
-        let traffic_steps = s.parse("traffic-steps", defaults::TRAFFIC_STEPS, |raw| {
-            (!raw.trim().is_empty())
-                .then(|| raw.parse::<TrafficSteps>())
-                .transpose()
-        });
+        let traffic_steps = s.parse_optional("traffic-steps", str::parse::<TrafficSteps>);
         let step_seconds = s.parse("step-seconds", defaults::STEP_SECONDS, parse_time_limit);
         let canary_pause_at = s.parse_optional("canary-pause-at", str::parse::<Share>);
-        if canary_pause_at.is_some() && traffic_steps.as_ref().is_some_and(Option::is_none) {
+        if canary_pause_at.is_some() && s.optional("traffic-steps").is_none() {
             s.errors.push(
                 "input `canary-pause-at` needs `traffic-steps`: there is no step to pause at"
                     .into(),
@@ -256,15 +252,11 @@ impl Inputs {
                 })
             },
         );
-        let pre_switch = s.parse("pre-switch-command", "", |raw| {
-            (!raw.trim().is_empty())
-                .then(|| CommandLine::parse(raw, "pre-switch-command"))
-                .transpose()
+        let pre_switch = s.parse_optional("pre-switch-command", |raw| {
+            CommandLine::parse(raw, "pre-switch-command")
         });
-        let post_switch = s.parse("post-switch-command", "", |raw| {
-            (!raw.trim().is_empty())
-                .then(|| CommandLine::parse(raw, "post-switch-command"))
-                .transpose()
+        let post_switch = s.parse_optional("post-switch-command", |raw| {
+            CommandLine::parse(raw, "post-switch-command")
         });
         let hook_timeout = s.parse("hook-timeout", defaults::HOOK_TIMEOUT, parse_time_limit);
         let post_switch_rollback =
@@ -371,7 +363,7 @@ impl Inputs {
                 accept_status: monitor_accept_status.expect("validated"),
                 rollback_on_failure: rollback_on_failure.expect("validated"),
             },
-            canary: traffic_steps.expect("validated").map(|steps| CanarySpec {
+            canary: traffic_steps.map(|steps| CanarySpec {
                 steps,
                 step_duration: step_seconds.expect("validated"),
                 pause_at: canary_pause_at,
@@ -380,8 +372,8 @@ impl Inputs {
                 min_requests: canary_min_requests.expect("validated"),
             }),
             hooks: HookSpec {
-                pre_switch: pre_switch.expect("validated"),
-                post_switch: post_switch.expect("validated"),
+                pre_switch,
+                post_switch,
                 timeout: hook_timeout.expect("validated"),
                 post_switch_rollback: post_switch_rollback.expect("validated"),
             },

@@ -1,7 +1,8 @@
-//! Canary steps through the recording fake: the steps and their splits in order before the
-//! switch; a step whose logged traffic fails sends everything back and never switches; a
-//! pause, then a promote or an abort; a request to stop mid-canary; a deploy that finds a
-//! canary left behind; and a promote with nothing to promote.
+//! Canary steps of a deploy through the recording fake: the steps and their splits in order
+//! before the switch; a step whose logged traffic fails sends everything back and never
+//! switches; one judged on probes; a request to stop mid-canary and in its last step; a
+//! deploy that finds a canary (or a split state does not record) left behind. The
+//! fixtures here serve `promote.rs` too.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::canary::CanarySpec;
 use crate::state::CanaryRecord;
 
 /// `plan` with traffic steps 20,50 of a second each, pausing at `pause`.
-fn with_steps(mut plan: DeployPlan, pause: Option<u8>) -> DeployPlan {
+pub(super) fn with_steps(mut plan: DeployPlan, pause: Option<u8>) -> DeployPlan {
     plan.canary = Some(CanarySpec {
         steps: "20,50".parse().unwrap(),
         step_duration: Duration::from_secs(1),
@@ -23,7 +24,7 @@ fn with_steps(mut plan: DeployPlan, pause: Option<u8>) -> DeployPlan {
 }
 
 /// Access log lines: `blue` answers from blue, `green` from green of which `failed` are 500s.
-fn logged(blue: usize, green: usize, failed: usize) -> String {
+pub(super) fn logged(blue: usize, green: usize, failed: usize) -> String {
     let line = |port: u16, status: u16| {
         format!(r#"{{"addr":"127.0.0.1:{port}","status":"{status}","ms":"0.002","slot":""}}"#)
     };
@@ -33,7 +34,7 @@ fn logged(blue: usize, green: usize, failed: usize) -> String {
 }
 
 /// A canary of v2 in green at `share`, paused, beside blue.
-fn paused_canary(plan: &DeployPlan, share: u8) {
+pub(super) fn paused_canary(plan: &DeployPlan, share: u8) {
     let state = state_of(plan).with_canary(Some(CanaryRecord {
         slot: Slot::Green,
         share: share.try_into().unwrap(),
@@ -46,7 +47,7 @@ fn paused_canary(plan: &DeployPlan, share: u8) {
 }
 
 /// What each canary step does: the split, then the probes of green.
-fn step(share: u8) -> [String; 3] {
+pub(super) fn step(share: u8) -> [String; 3] {
     [
         "phase canary step".into(),
         format!("switch to blue only-if blue with {share}% to green (canary)"),
@@ -64,7 +65,7 @@ fn from_first_step(timeline: &[String]) -> &[String] {
 }
 
 /// The lines of the steps of `shares`, then `rest`.
-fn steps_then(shares: &[u8], rest: &[&str]) -> Vec<String> {
+pub(super) fn steps_then(shares: &[u8], rest: &[&str]) -> Vec<String> {
     shares
         .iter()
         .flat_map(|share| step(*share))
@@ -157,85 +158,6 @@ fn too_few_logged_requests_are_judged_on_the_probes_and_said() {
         .unwrap()
         .detail;
     assert!(detail.contains("too few requests of green"), "{detail}");
-}
-
-#[test]
-fn a_pause_leaves_the_canary_serving_and_a_promote_takes_it_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = with_steps(plan(dir.path(), Runtime::Command), Some(20));
-    live(&plan, None, Slot::Blue, "v1");
-    let host = FakeHost::new()
-        .healthy(Slot::Green, &[true])
-        .serving_in_steps(&plan, logged(80, 20, 0));
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Paused), "{result:?}");
-    assert_eq!(result.exit_code(), 0);
-    assert_eq!(timeline.last().unwrap(), "result paused");
-    let canary = state_of(&plan).canary.expect("the canary stays");
-    assert_eq!(
-        (canary.slot, canary.share.percent(), canary.paused),
-        (Slot::Green, 20, true)
-    );
-    assert_eq!(state_of(&plan).active, Some(Slot::Blue));
-
-    let promote = DeployPlan {
-        operation: Operation::Promote,
-        ..plan.clone()
-    };
-    let host = FakeHost::new()
-        .healthy(Slot::Green, &[true])
-        .serving_in_steps(&plan, logged(50, 50, 0));
-    let (result, timeline) = run(&promote, &host);
-    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
-    assert_eq!(
-        timeline[..3],
-        [
-            "phase lock",
-            "phase health-check standby",
-            "health http://127.0.0.1:3002/health x2"
-        ]
-    );
-    let expected = steps_then(
-        &[50],
-        &[
-            "phase switch",
-            "switch to green only-if blue (switch)",
-            "phase monitor",
-            "watch http://127.0.0.1:8000/",
-            "result deployed",
-        ],
-    );
-    assert_eq!(timeline[3..3 + expected.len()], expected);
-    let state = state_of(&plan);
-    assert_eq!(state.active, Some(Slot::Green));
-    assert_eq!(state.slots.green.version.as_deref(), Some("v2"));
-    assert_eq!(state.slots.green.image.as_deref(), Some("shop:2"));
-    assert_eq!(state.canary, None);
-}
-
-#[test]
-fn an_abort_sends_everything_back_and_stops_the_canary() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = DeployPlan {
-        operation: Operation::Abort,
-        ..plan(dir.path(), Runtime::Docker)
-    };
-    live(&plan, None, Slot::Blue, "v1");
-    paused_canary(&plan, 20);
-    let host = FakeHost::new();
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
-    assert_eq!(
-        timeline,
-        [
-            "phase lock",
-            "phase rollback",
-            "switch to blue only-if blue (rollback)",
-            "run docker stop --time 30 shop-green",
-            "result rolled-back",
-        ]
-    );
-    assert_eq!(state_of(&plan).canary, None);
 }
 
 #[test]
@@ -355,106 +277,4 @@ fn a_stop_request_in_the_last_step_still_ends_the_canary() {
     );
     assert_eq!(state_of(&plan).active, Some(Slot::Blue));
     assert_eq!(state_of(&plan).canary, None);
-}
-
-#[test]
-fn a_promote_asked_to_stop_before_its_first_step_leaves_the_canary_paused() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = DeployPlan {
-        operation: Operation::Promote,
-        ..with_steps(plan(dir.path(), Runtime::Command), None)
-    };
-    live(&plan, None, Slot::Blue, "v1");
-    paused_canary(&plan, 20);
-    let cancel = Cancel::new();
-    let host = FakeHost::new()
-        .healthy(Slot::Green, &[true])
-        .cancelling_at("health http://127.0.0.1:3002/health", &cancel);
-    let (result, timeline) = run_cancellable(&plan, &host, cancel);
-    assert_eq!(result.result, Some(Outcome::Cancelled), "{result:?}");
-    assert!(
-        !timeline.iter().any(|l| l.starts_with("switch")),
-        "{timeline:?}"
-    );
-    let canary = state_of(&plan).canary.expect("still there");
-    assert_eq!((canary.share.percent(), canary.paused), (20, true));
-}
-
-#[test]
-fn dry_runs_of_promote_and_abort_change_nothing() {
-    for operation in [Operation::Promote, Operation::Abort] {
-        let dir = tempfile::tempdir().unwrap();
-        let plan = DeployPlan {
-            operation,
-            dry_run: true,
-            ..with_steps(plan(dir.path(), Runtime::Docker), None)
-        };
-        live(&plan, None, Slot::Blue, "v1");
-        paused_canary(&plan, 20);
-        let before = state_of(&plan);
-        let host = FakeHost::new();
-        let (result, timeline) = run(&plan, &host);
-        assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
-        assert_eq!(timeline, ["result unchanged"], "{operation:?}");
-        assert_eq!(state_of(&plan), before);
-    }
-}
-
-#[test]
-fn a_promote_needs_the_steps_it_goes_on_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let promote = DeployPlan {
-        operation: Operation::Promote,
-        ..plan(dir.path(), Runtime::Docker)
-    };
-    assert!(
-        promote
-            .problems()
-            .iter()
-            .any(|p| p.contains("promote needs traffic-steps")),
-        "{:?}",
-        promote.problems()
-    );
-    let with = DeployPlan {
-        operation: Operation::Promote,
-        ..with_steps(plan(dir.path(), Runtime::Docker), None)
-    };
-    assert!(with.problems().is_empty(), "{:?}", with.problems());
-}
-
-#[test]
-fn a_promote_without_a_canary_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = DeployPlan {
-        operation: Operation::Promote,
-        ..plan(dir.path(), Runtime::Docker)
-    };
-    live(&plan, None, Slot::Blue, "v1");
-    let host = FakeHost::new();
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Failed));
-    assert!(
-        result.error.unwrap().message.contains("nothing to promote"),
-        "{timeline:?}"
-    );
-    assert_eq!(timeline, ["phase lock", "result failed"]);
-}
-
-#[test]
-fn a_rollback_during_a_canary_is_refused_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = DeployPlan {
-        operation: Operation::Rollback,
-        ..plan(dir.path(), Runtime::Docker)
-    };
-    live(&plan, Some((Slot::Green, "v0")), Slot::Blue, "v1");
-    paused_canary(&plan, 20);
-    let before = state_of(&plan);
-    let host = FakeHost::new();
-    let (result, timeline) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Failed));
-    let error = result.error.unwrap().message;
-    assert!(error.contains("end it with command abort"), "{error}");
-    assert_eq!(timeline, ["phase lock", "result failed"]);
-    assert_eq!(state_of(&plan), before);
 }

@@ -1,27 +1,22 @@
-//! The recording fake host of the engine's tests, and their plan and state fixtures. The
-//! fake answers health checks, watches and validation from a script, makes a named command
+//! The recording fake host of the engine's tests (their plan and state fixtures are in
+//! `fixtures.rs`). The fake answers health checks, watches and validation from a script, makes a named command
 //! fail, records state on a switch the way a real switch does, and writes every call into
 //! one timeline.
 
 use std::collections::{HashMap, VecDeque};
-use std::num::NonZeroU32;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::cancel::{Cancel, CancelReason};
-use crate::deploy::{
-    DeployPlan, HealthSpec, HookSpec, Host, Operation, Retire, RetireSpec, WatchSpec,
-};
+use crate::deploy::{DeployPlan, Host};
 use crate::error::{Error, Result};
 use crate::exec::{CommandLine, CommandOutput};
 use crate::health::{HealthCheck, HealthReport};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::runtime::{Pull, Runtime, RuntimeSpec};
-use crate::state::State;
-use crate::switch::{SwitchConfig, SwitchMode, SwitchReport, SwitchRequest};
+use crate::switch::{SwitchConfig, SwitchReport, SwitchRequest};
 use crate::validate::{CheckResult, CheckStatus, ValidateReport, ValidateRequest};
 
 /// A host that answers from a script and writes down what it was asked.
@@ -375,77 +370,4 @@ impl Host for FakeHost {
     fn pause(&self, duration: Duration) {
         self.note(format!("pause {}", humantime::format_duration(duration)));
     }
-}
-
-/// A plan for app `shop` version v2 with the docker runtime, its state in `dir`.
-pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
-    let path = |name: &str| dir.join(name).display().to_string().parse().unwrap();
-    DeployPlan {
-        operation: Operation::Deploy,
-        dry_run: false,
-        purpose: "deploy v2 by test".into(),
-        app: "shop".parse().unwrap(),
-        version: "v2".parse().unwrap(),
-        state_dir: path("state"),
-        ports: SlotPorts::new(3001, 3002).unwrap(),
-        runtime: RuntimeSpec {
-            runtime,
-            image: Some("shop:2".parse().unwrap()),
-            container_port: "8080".parse().unwrap(),
-            env_file: None,
-            docker_args: Vec::new(),
-            compose_file: Some(path("compose.yml")),
-            compose_services: Vec::new(),
-            deploy_command: Some("./slot.sh".into()),
-            pull: Pull::Never,
-        },
-        health: HealthSpec {
-            path: "/health".parse().unwrap(),
-            timeout: Duration::from_secs(10),
-            healthy_threshold: NonZeroU32::new(2).unwrap(),
-        },
-        switch: SwitchConfig {
-            mode: SwitchMode::Reload,
-            service_port: "3000".parse().unwrap(),
-            upstream_file: path("upstream.conf"),
-            test_cmd: CommandLine::new(["nginx", "-t"]),
-            reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
-            nginx_pid_file: path("nginx.pid"),
-            reload_timeout: Duration::from_secs(10),
-            verify_url: None,
-            verify_timeout: Duration::from_secs(10),
-            nft_cmd: CommandLine::new(["nft"]),
-        },
-        upstream_template: None,
-        watch: WatchSpec {
-            url: Some("http://127.0.0.1:8000/".parse().unwrap()),
-            duration: Duration::from_secs(2),
-            max_error_rate: "0.01".parse().unwrap(),
-            max_p95_ms: 500,
-            accept_status: "200-399".parse().unwrap(),
-            rollback_on_failure: true,
-        },
-        canary: None,
-        hooks: HookSpec::none(),
-        retire: RetireSpec {
-            old_slot: Retire::Stop,
-            drain: Duration::from_secs(5),
-            stop_timeout: Duration::from_secs(30),
-            keep_images: 0,
-        },
-        lock_timeout: Duration::ZERO,
-        systemd_unit_dir: path("systemd"),
-        min_free_disk_mb: 100,
-        check_tcp: Vec::new(),
-    }
-}
-
-/// Records `slot` as live with `version`, after `previous` (live before it).
-pub(super) fn live(plan: &DeployPlan, previous: Option<(Slot, &str)>, slot: Slot, version: &str) {
-    let mut state = State::new(&plan.app);
-    if let Some((before, v)) = previous {
-        state = state.after_switch(before, plan.ports, Some(v), None, "t0");
-    }
-    let state = state.after_switch(slot, plan.ports, Some(version), None, "t1");
-    plan.store().save(&state).unwrap();
 }

@@ -9,7 +9,9 @@ mod cancel;
 mod checks;
 mod cleanup;
 mod fake;
+mod fixtures;
 mod hooks;
+mod promote;
 mod recovery;
 mod replaced;
 
@@ -23,7 +25,8 @@ use crate::runtime::Runtime;
 use crate::switch::SwitchMode;
 
 use super::{DeployPlan, Engine, Event, Operation, Outcome, Phase};
-use fake::{FakeHost, live, plan};
+use fake::FakeHost;
+use fixtures::{live, plan};
 
 /// Runs `plan` on `host`; the result and the timeline, phase starts included.
 fn run(plan: &DeployPlan, host: &FakeHost) -> (super::DeployResult, Vec<String>) {
