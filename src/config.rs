@@ -88,6 +88,16 @@ pub mod defaults {
     pub const DRAIN_SECONDS: &str = "5";
     /// `keep-images`.
     pub const KEEP_IMAGES: &str = "3";
+    /// `maintenance-port`: nginx's own server that answers 503 for the app.
+    pub const MAINTENANCE_PORT: &str = "3003";
+    /// `maintenance-retry-after`, seconds.
+    pub const MAINTENANCE_RETRY_AFTER: &str = "300";
+    /// `end-maintenance`.
+    pub const END_MAINTENANCE: &str = "false";
+    /// `server-name`: no name (the catch-all where the block is the default server).
+    pub const SERVER_NAME: &str = "_";
+    /// `listen`.
+    pub const LISTEN: &str = "80";
     /// `stop-timeout`, seconds.
     pub const STOP_TIMEOUT: &str = "30";
     /// `min-free-disk-mb`.
@@ -134,6 +144,21 @@ pub fn default_upstream_file(app: &AppName) -> HostPath {
         .expect("an app name makes a valid path")
 }
 
+/// The server block `setup` writes for `app` when no file is given: `bluegreen-APP.server.conf`
+/// beside the upstream include `upstream_file` (an app name holds no dot, so no app's
+/// include has this name).
+pub fn default_server_file(app: &AppName, upstream_file: &HostPath) -> HostPath {
+    let dir = upstream_file
+        .as_path()
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    dir.join(format!("bluegreen-{app}.server.conf"))
+        .display()
+        .to_string()
+        .parse()
+        .expect("a directory of a host path and an app name make a valid path")
+}
+
 /// Serde for a [`Duration`] as whole milliseconds (`"reload_timeout": 10000`).
 pub mod serde_millis {
     use std::time::Duration;
@@ -168,9 +193,13 @@ mod tests {
             BLUE_PORT,
             GREEN_PORT,
             SERVICE_PORT,
+            MAINTENANCE_PORT,
         ] {
             port.parse::<Port>().unwrap();
         }
+        MAINTENANCE_RETRY_AFTER.parse::<u32>().unwrap();
+        SERVER_NAME.parse::<crate::input::ServerNames>().unwrap();
+        LISTEN.parse::<crate::input::Listen>().unwrap();
         for wait in [MONITOR_DURATION, DRAIN_SECONDS, STOP_TIMEOUT, LOCK_TIMEOUT] {
             parse_wait(wait).unwrap();
         }
@@ -205,6 +234,10 @@ mod tests {
         assert_eq!(
             default_upstream_file(&app).as_str(),
             "/etc/nginx/conf.d/bluegreen-shop.conf"
+        );
+        assert_eq!(
+            default_server_file(&app, &default_upstream_file(&app)).as_str(),
+            "/etc/nginx/conf.d/bluegreen-shop.server.conf"
         );
     }
 }

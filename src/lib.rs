@@ -24,6 +24,8 @@
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
 //! - [`canary`]: traffic steps, the access log they are judged on, and the verdict.
+//! - [`maintenance`]: the include that makes nginx answer 503 with a page (maintenance mode,
+//!   and setup's placeholder before a first deploy).
 //! - [`cancel`]: the request to stop a run early, and what it means before and after the
 //!   switch.
 
@@ -41,6 +43,7 @@ pub mod health;
 pub mod http;
 pub mod input;
 pub mod lock;
+pub mod maintenance;
 pub mod monitor;
 pub mod nft;
 pub mod nginx;

@@ -1,4 +1,5 @@
-//! Watching nginx's processes to confirm that a reload really happened.
+//! Watching nginx's processes to confirm that a reload really happened, and quoting paths
+//! for nginx's configuration.
 //!
 //! `nginx -s reload` exits 0 as soon as it has sent the signal, even when the master then
 //! fails to apply the new configuration (a port it cannot bind, a certificate it cannot
@@ -8,6 +9,47 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::exec::CommandOutput;
+
+/// `path` as nginx configuration can hold it in double quotes, when it can: `None` for a
+/// path with `$` (a variable to nginx), quotes, backslashes, braces, semicolons or control
+/// characters.
+pub fn quotable_path(path: &Path) -> Option<String> {
+    let shown = path.display().to_string();
+    let unsafe_char = |c: char| matches!(c, '$' | '"' | '\\' | '{' | '}' | ';') || c.is_control();
+    (!shown.chars().any(unsafe_char)).then_some(shown)
+}
+
+/// How long nginx's test and reload commands may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the reload command through `run_reload` and, when `master` is known, waits up to
+/// `confirm` until nginx has replaced its workers. `Ok(true)` when the reload was seen to
+/// take effect, `Ok(false)` when there was no master to watch; on failure, the failed stage
+/// (`reload`, `reload confirmation`) and why.
+pub fn reload(
+    run_reload: impl FnOnce() -> crate::error::Result<CommandOutput>,
+    master: Option<u32>,
+    confirm: Duration,
+) -> Result<bool, (&'static str, String)> {
+    let workers_before = master.map(children).unwrap_or_default();
+    run_reload().map_err(|e| ("reload", e.to_string()))?;
+    let Some(pid) = master else {
+        return Ok(false);
+    };
+    if wait_for_reload(pid, &workers_before, confirm) {
+        Ok(true)
+    } else {
+        Err((
+            "reload confirmation",
+            format!(
+                "nginx master {pid} did not replace its workers within {}: the new configuration was not applied (see nginx's error log)",
+                humantime::format_duration(confirm)
+            ),
+        ))
+    }
+}
 
 /// The nginx master process to watch: the pid in `pid_file` when that file names a live
 /// process, else the only nginx master process on the host. `None` when neither works

@@ -199,9 +199,9 @@ fn without_comments(text: &str) -> String {
         .join("\n")
 }
 
-/// The value of `key` (`slot=`, `canary=`) in `app`'s marker comment
+/// The value of `key` (`slot=`, `canary=`, `maintenance=`) in `app`'s marker comment
 /// (`# bluegreen: app=APP slot=SLOT ...`).
-fn marker_word<'t>(text: &'t str, app: &AppName, key: &str) -> Option<&'t str> {
+pub fn marker_word<'t>(text: &'t str, app: &AppName, key: &str) -> Option<&'t str> {
     let want = format!("app={app}");
     text.lines().find_map(|line| {
         let fields = line.trim().strip_prefix("# bluegreen:")?;

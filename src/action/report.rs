@@ -59,7 +59,7 @@ impl HostReport {
 pub struct RunReport {
     /// The app.
     pub app: String,
-    /// deploy, rollback or status.
+    /// The command (deploy, rollback, status, ...).
     pub command: String,
     /// The version deployed.
     pub version: String,
@@ -73,7 +73,8 @@ pub struct RunReport {
 
 impl RunReport {
     /// The overall outcome: failed if any host failed, else cancelled if any was cancelled,
-    /// else rolled-back if any rolled back, else paused if any canary paused, else unchanged if all were unchanged, else
+    /// else rolled-back if any rolled back, else paused if any canary paused, else unchanged
+    /// if all were unchanged, else changed if any host was (setup, maintenance), else
     /// deployed.
     pub fn outcome(&self) -> Outcome {
         let outcomes: Vec<Outcome> = self.hosts.iter().map(HostReport::outcome).collect();
@@ -88,6 +89,8 @@ impl RunReport {
             Outcome::Paused
         } else if outcomes.iter().all(|o| *o == Outcome::Unchanged) {
             Outcome::Unchanged
+        } else if outcomes.contains(&Outcome::Changed) {
+            Outcome::Changed
         } else {
             Outcome::Deployed
         }
@@ -98,7 +101,7 @@ impl RunReport {
     /// the state.
     pub fn succeeded(&self) -> bool {
         match self.outcome() {
-            Outcome::Deployed | Outcome::Unchanged | Outcome::Paused => true,
+            Outcome::Deployed | Outcome::Unchanged | Outcome::Paused | Outcome::Changed => true,
             Outcome::RolledBack => matches!(self.command.as_str(), "rollback" | "abort"),
             Outcome::Failed | Outcome::Cancelled => false,
         }
@@ -154,13 +157,18 @@ impl RunReport {
     /// The Slack message, with everything from users and hosts escaped for Slack.
     pub fn slack_payload(&self, github: &GithubContext) -> Result<String> {
         let outcome = self.outcome();
-        let failed = self
-            .hosts
-            .iter()
-            .find(|h| h.outcome() != Outcome::Deployed && h.outcome() != Outcome::Unchanged);
+        let failed = self.hosts.iter().find(|h| {
+            !matches!(
+                h.outcome(),
+                Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
+            )
+        });
         let headline = format!(
             "{} {} of {} {}",
-            if matches!(outcome, Outcome::Deployed | Outcome::Unchanged) {
+            if matches!(
+                outcome,
+                Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
+            ) {
                 "✅"
             } else {
                 "🚨"

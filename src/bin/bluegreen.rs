@@ -1,13 +1,16 @@
 //! `bluegreen`: every host-side helper in one binary, so a host receives one file.
 //!
-//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore|status ARGS`, or called through a
+//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore|status|setup|maintenance
+//! ARGS`, or called through a
 //! link named after a helper (`validate ARGS`), like busybox.
 
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use bluegreen::cli::{deploy, health_check, monitor, restore, status, switch_traffic, validate};
+use bluegreen::cli::{
+    deploy, health_check, maintenance, monitor, restore, setup, status, switch_traffic, validate,
+};
 use clap::Parser;
 
 /// Zero-downtime blue-green deploys behind nginx: the host-side helpers.
@@ -21,6 +24,8 @@ enum Command {
     Deploy(deploy::Cli),
     Restore(restore::Cli),
     Status(status::Cli),
+    Setup(setup::Cli),
+    Maintenance(maintenance::Cli),
 }
 
 const HELPERS: [&str; 4] = ["validate", "health-check", "switch-traffic", "monitor"];
@@ -44,5 +49,7 @@ fn main() -> ExitCode {
         Command::Deploy(cli) => deploy::main(cli),
         Command::Restore(cli) => restore::main(cli),
         Command::Status(cli) => status::main(cli),
+        Command::Setup(cli) => setup::main(cli),
+        Command::Maintenance(cli) => maintenance::main(cli),
     }
 }

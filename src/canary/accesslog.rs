@@ -41,12 +41,12 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
         "bluegreen_log_{}",
         &crate::fsutil::sha256_hex(app.as_str().as_bytes())[..12]
     );
-    let shown = path.display().to_string();
-    if shown.contains(['$', '"', '\\', '{', '}', ';']) || shown.chars().any(char::is_control) {
+    let Some(shown) = crate::nginx::quotable_path(path) else {
         return format!(
-            "# No access log for canary steps: nginx cannot take the path {shown:?} as it is.\n"
+            "# No access log for canary steps: nginx cannot take the path {:?} as it is.\n",
+            path.display().to_string()
         );
-    }
+    };
     format!(
         "# The record of each request that bluegreen judges canary steps on.\n\
          map $proxy_host ${chosen} {{\n    \\{app} 1;\n    default 0;\n}}\n\

@@ -3,9 +3,12 @@
 //! `src/bin/` and the multi-call `bluegreen` binary only parse and call in here.
 
 pub mod deploy;
+pub mod hand;
 pub mod health_check;
+pub mod maintenance;
 pub mod monitor;
 pub mod restore;
+pub mod setup;
 pub mod status;
 pub mod switch_traffic;
 pub mod validate;
@@ -188,11 +191,18 @@ impl SwitchParts<'_> {
     /// How this app's traffic is switched, from the options, with `auto` decided here; the
     /// reason for the mode; fails on bad input.
     pub fn config(&self) -> Result<(SwitchConfig, String)> {
+        let config = self.requested_config()?;
+        Ok(config.resolve(|probe| probe.run(crate::config::seconds(defaults::TCP_TIMEOUT))))
+    }
+
+    /// The same configuration with the mode as asked (`auto` left for the caller to
+    /// decide); fails on bad input.
+    pub fn requested_config(&self) -> Result<SwitchConfig> {
         let mode = match self.switch.mode {
             Some(mode) => mode,
             None => self.recorded_mode()?,
         };
-        let config = SwitchConfig {
+        Ok(SwitchConfig {
             mode,
             service_port: self.switch.service_port,
             upstream_file: self.nginx.upstream_file(self.app),
@@ -203,8 +213,7 @@ impl SwitchParts<'_> {
             verify_url: self.switch.verify_url.clone(),
             verify_timeout: self.switch.verify_timeout,
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
-        };
-        Ok(config.resolve(|probe| probe.run(crate::config::seconds(defaults::TCP_TIMEOUT))))
+        })
     }
 
     /// The slots' ports (see [`PortArgs::ports`]).

@@ -130,6 +130,9 @@ impl<'a> Engine<'a> {
             (Operation::Promote | Operation::Abort, true) => super::canary::dry_run(&mut self),
             (Operation::Promote, false) => super::canary::promote(&mut self),
             (Operation::Abort, false) => super::canary::abort(&mut self),
+            (Operation::MaintenanceOn, _) => super::maintenance::run(&mut self, true),
+            (Operation::MaintenanceOff, _) => super::maintenance::run(&mut self, false),
+            (Operation::Setup, _) => super::setup::run(&mut self),
         };
         match outcome {
             Ok(outcome) => self.result.result = Some(outcome),
@@ -191,12 +194,20 @@ impl<'a> Engine<'a> {
                 Operation::Rollback => "rollback-run".into(),
                 Operation::Promote => "promote".into(),
                 Operation::Abort => "abort".into(),
+                Operation::MaintenanceOn => "maintenance-on".into(),
+                Operation::MaintenanceOff => "maintenance-off".into(),
+                Operation::Setup => "setup".into(),
                 _ => "deploy".into(),
             },
             app: self.plan.app.to_string(),
             from: None,
             to: self.result.active_slot,
-            version: Some(self.release().0.as_str().to_owned()),
+            // Setup and maintenance move no version.
+            version: (!matches!(
+                self.plan.operation,
+                Operation::Setup | Operation::MaintenanceOn | Operation::MaintenanceOff
+            ))
+            .then(|| self.release().0.as_str().to_owned()),
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
             pid: std::process::id(),
         });

@@ -1,6 +1,6 @@
 //! What the engine does to the host it runs on, as one narrow interface: run a command,
 //! check health, switch, watch, validate, read where traffic goes (and whether it is
-//! split), wait. [`SystemHost`]
+//! split), reload nginx, wait. [`SystemHost`]
 //! does it for real; the engine's tests drive the same engine with a recording fake.
 //!
 //! State (`state.json`, `history.jsonl`, the lock) is not behind this interface: it is
@@ -51,6 +51,14 @@ pub trait Host {
         ports: SlotPorts,
     ) -> Result<Option<Slot>>;
 
+    /// Reloads nginx with `config`'s reload command and waits until its master has replaced
+    /// its workers (when the master can be found): `Ok(true)` when seen, `Ok(false)` when
+    /// there was no master to watch; on failure, the failed stage and why.
+    fn reload_nginx(
+        &self,
+        config: &SwitchConfig,
+    ) -> std::result::Result<bool, (&'static str, String)>;
+
     /// Waits (the drain before a retire).
     fn pause(&self, duration: Duration);
 }
@@ -96,6 +104,18 @@ impl Host for SystemHost {
         ports: SlotPorts,
     ) -> Result<Option<Slot>> {
         config.split_routed(app, ports)
+    }
+
+    fn reload_nginx(
+        &self,
+        config: &SwitchConfig,
+    ) -> std::result::Result<bool, (&'static str, String)> {
+        let master = crate::nginx::find_master(config.nginx_pid_file.as_path());
+        crate::nginx::reload(
+            || config.reload_cmd.run(crate::nginx::COMMAND_TIMEOUT),
+            master,
+            config.reload_timeout,
+        )
     }
 
     fn pause(&self, duration: Duration) {

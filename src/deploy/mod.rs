@@ -25,8 +25,8 @@
 //! - `retire`: what a run does after its result is out (retire the old slot, tidy up);
 //!   `cleanup`: removing the app's old images then.
 //! - `release` (the deploy operation), `canary` (its traffic steps, and the promote and
-//!   abort operations), `rollback`, `reconcile`, `status`: one file per operation, each a
-//!   short sequence of the engine's steps.
+//!   abort operations), `rollback`, `reconcile`, `status`, `maintenance` (on and off),
+//!   `setup`: one file per operation, each a short sequence of the engine's steps.
 
 mod canary;
 mod checks;
@@ -34,12 +34,14 @@ mod cleanup;
 mod engine;
 mod hooks;
 mod host;
+mod maintenance;
 mod plan;
 mod protocol;
 mod reconcile;
 mod release;
 mod retire;
 mod rollback;
+mod setup;
 mod slots;
 mod status;
 mod steps;
@@ -50,7 +52,10 @@ use crate::cancel::Cancel;
 
 pub use engine::Engine;
 pub use host::{Host, SystemHost};
-pub use plan::{DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec};
+pub use plan::{
+    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
+    WatchSpec,
+};
 pub use protocol::{
     DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport, StepReport,
 };

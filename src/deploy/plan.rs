@@ -12,7 +12,8 @@ use crate::canary::CanarySpec;
 use crate::config::serde_millis;
 use crate::exec::CommandLine;
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Slot, SlotPorts, StatusSet, Version,
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Listen, Port, ServerNames, Slot,
+    SlotPorts, StatusSet, Version,
 };
 use crate::runtime::RuntimeSpec;
 use crate::state::StateStore;
@@ -32,6 +33,15 @@ pub enum Operation {
     Promote,
     /// End a canary: all traffic back to the live slot, the new version stopped.
     Abort,
+    /// Prepare a host for the app's first deploy: state directory, include, server block,
+    /// boot path.
+    Setup,
+    /// nginx answers 503 with the maintenance page; the live slot keeps running.
+    #[serde(rename = "maintenance-on")]
+    MaintenanceOn,
+    /// nginx proxies to the live slot again.
+    #[serde(rename = "maintenance-off")]
+    MaintenanceOff,
 }
 
 impl Operation {
@@ -43,6 +53,9 @@ impl Operation {
             Operation::Status => "status",
             Operation::Promote => "promote",
             Operation::Abort => "abort",
+            Operation::Setup => "setup",
+            Operation::MaintenanceOn => "maintenance-on",
+            Operation::MaintenanceOff => "maintenance-off",
         }
     }
 }
@@ -139,11 +152,38 @@ pub struct RetireSpec {
     pub keep_images: u32,
 }
 
+/// Maintenance mode's settings (`command: maintenance-on`, and a deploy during it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSpec {
+    /// The loopback port of nginx's own server that answers 503 (also setup's placeholder).
+    pub port: Port,
+    /// What `Retry-After` tells clients, in seconds.
+    pub retry_after_seconds: u32,
+    /// The user's page on the host, else the built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<HostPath>,
+    /// A deploy during maintenance ends it at its switch (else it stays on).
+    pub end_on_deploy: bool,
+}
+
+/// The server block `command: setup` writes for the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    /// Its `server_name`s.
+    pub server_names: ServerNames,
+    /// Its `listen` address.
+    pub listen: Listen,
+    /// The file it is written to.
+    pub server_file: HostPath,
+}
+
 /// Everything the host needs for one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployPlan {
-    /// deploy, rollback or status.
+    /// What to do.
     pub operation: Operation,
     /// Validate and show the plan; change nothing.
     pub dry_run: bool,
@@ -173,6 +213,10 @@ pub struct DeployPlan {
     pub canary: Option<CanarySpec>,
     /// What happens to the old slot.
     pub retire: RetireSpec,
+    /// Maintenance mode's settings.
+    pub maintenance: MaintenanceSpec,
+    /// The server block setup writes.
+    pub site: SiteSpec,
     /// The commands run around the switch.
     #[serde(default = "HookSpec::none", skip_serializing_if = "HookSpec::is_empty")]
     pub hooks: HookSpec,
@@ -203,6 +247,41 @@ impl HookSpec {
     }
 }
 
+impl MaintenanceSpec {
+    /// The defaults: the default port and Retry-After, the built-in page, kept on by a
+    /// deploy.
+    pub fn defaults() -> MaintenanceSpec {
+        use crate::config::defaults;
+        MaintenanceSpec {
+            port: defaults::MAINTENANCE_PORT
+                .parse()
+                .expect("every default parses (tested)"),
+            retry_after_seconds: defaults::MAINTENANCE_RETRY_AFTER
+                .parse()
+                .expect("every default parses (tested)"),
+            page: None,
+            end_on_deploy: false,
+        }
+    }
+}
+
+impl SiteSpec {
+    /// The defaults for `app`, whose include is `upstream_file`: no server name, port 80,
+    /// the file beside the include.
+    pub fn defaults(app: &AppName, upstream_file: &HostPath) -> SiteSpec {
+        use crate::config::defaults;
+        SiteSpec {
+            server_names: defaults::SERVER_NAME
+                .parse()
+                .expect("every default parses (tested)"),
+            listen: defaults::LISTEN
+                .parse()
+                .expect("every default parses (tested)"),
+            server_file: crate::config::default_server_file(app, upstream_file),
+        }
+    }
+}
+
 impl DeployPlan {
     /// The problems of rules that span fields (each field is checked by its type), as one
     /// line each, for the caller to report with its own.
@@ -212,6 +291,14 @@ impl DeployPlan {
             problems.extend(self.runtime.missing_for_deploy());
         }
         problems.extend(self.canary.as_ref().and_then(CanarySpec::problem));
+        let maintenance_port = self.maintenance.port.get();
+        if self.ports.slot_of(maintenance_port).is_some()
+            || maintenance_port == self.switch.service_port.get()
+        {
+            problems.push(format!(
+                "maintenance-port {maintenance_port} is a slot's port or the service port: nginx's maintenance server needs a port of its own"
+            ));
+        }
         if self.operation == Operation::Promote && self.canary.is_none() {
             problems.push(
                 "command promote needs traffic-steps: the steps the canary goes on through (the steps at or below its share are skipped; its own share alone switches at once)"

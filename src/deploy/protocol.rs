@@ -8,7 +8,7 @@ use crate::canary::{StepTraffic, Verdict};
 use crate::error::RunError;
 use crate::input::Slot;
 use crate::monitor::MonitorReport;
-use crate::state::CanaryRecord;
+use crate::state::{CanaryRecord, MaintenanceRecord};
 use crate::switch::SwitchMode;
 
 /// A step of a run: the runner's own (connect, ship helpers, image transfer), then the
@@ -48,6 +48,10 @@ pub enum Phase {
     Retire,
     /// Read the state (status).
     Status,
+    /// Turn maintenance mode on or off.
+    Maintenance,
+    /// Prepare the host for the app (setup).
+    Setup,
 }
 
 impl Phase {
@@ -70,6 +74,8 @@ impl Phase {
             Phase::Reconcile => "reconcile",
             Phase::Retire => "retire",
             Phase::Status => "status",
+            Phase::Maintenance => "maintenance",
+            Phase::Setup => "setup",
         }
     }
 }
@@ -92,6 +98,8 @@ pub enum Outcome {
     /// The canary stopped at its `canary-pause-at` step on purpose, serving its share until
     /// `command: promote` or `command: abort`.
     Paused,
+    /// The host was changed as asked (setup, maintenance on or off); no version moved.
+    Changed,
 }
 
 impl Outcome {
@@ -104,6 +112,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Cancelled => "cancelled",
             Outcome::Paused => "paused",
+            Outcome::Changed => "changed",
         }
     }
 }
@@ -208,6 +217,9 @@ pub struct StatusReport {
     /// The canary in progress, as state records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryRecord>,
+    /// Maintenance mode, while it is on, as state records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceRecord>,
 }
 
 /// One slot as status sees it.
@@ -240,7 +252,10 @@ impl DeployResult {
     pub fn exit_code(&self) -> u8 {
         use crate::error::{EXIT_CHECK_FAILED, EXIT_OK};
         match (self.result, &self.error) {
-            (Some(Outcome::Deployed | Outcome::Unchanged | Outcome::Paused), _) => EXIT_OK,
+            (
+                Some(Outcome::Deployed | Outcome::Unchanged | Outcome::Paused | Outcome::Changed),
+                _,
+            ) => EXIT_OK,
             (Some(Outcome::Failed) | None, Some(e)) => e.kind.exit_code(),
             _ => EXIT_CHECK_FAILED,
         }

@@ -3,12 +3,13 @@
 //! (`canary.rs`), switch to it, watch it, run the post-switch command, retire the old slot;
 //! or switch back when a step, the watch (or, when asked, the post-switch command) fails. Before the
 //! switch the live slot is never touched: a standby that fails is stopped and its log tail
-//! reported.
+//! reported. During maintenance the new version goes live behind the maintenance page,
+//! unless the plan ends maintenance at the switch.
 
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, SwitchTarget};
 use crate::state::CanaryRecord;
-use crate::switch::Intent;
+use crate::switch::{Intent, MaintenanceChange};
 
 use super::canary::StepsEnd;
 use super::engine::{Engine, Failure};
@@ -106,6 +107,13 @@ pub(super) fn go_live(
     previous: Option<Slot>,
     intent: Intent,
 ) -> Result<Outcome, Failure> {
+    // A deploy keeps maintenance on unless told to end it: the new version then takes
+    // the traffic at its switch.
+    let intent = if e.plan.maintenance.end_on_deploy {
+        intent.changing_maintenance(MaintenanceChange::End)
+    } else {
+        intent
+    };
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;

@@ -148,7 +148,9 @@ impl Engine<'_> {
         }
     }
 
-    fn install_boot_path(&mut self) -> Vec<String> {
+    /// Installs the boot path of the nftables mode (see [`crate::boot`]); returns what
+    /// changed, and a warning line when it could not be installed.
+    pub(super) fn install_boot_path(&mut self) -> Vec<String> {
         let boot = self.boot_path();
         let installed = std::env::current_exe()
             .map_err(|e| crate::error::Error::io("find", "this program", e))

@@ -1,7 +1,7 @@
 //! The status operation (`command: status`, `bluegreen status`): what state records, what
 //! nginx really routes to (the upstream file, or the nftables rule in that mode), what each
-//! slot runs and whether it answers, and the latest history. Changes nothing and takes no
-//! lock; says what is wrong when nginx and state disagree or the live slot does not answer.
+//! slot runs and whether it answers, maintenance mode, and the latest history. Changes
+//! nothing and takes no lock; says what is wrong when nginx and state disagree or the live slot does not answer.
 
 use crate::fsutil::read_optional;
 use crate::input::Slot;
@@ -33,15 +33,21 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             slots,
             history: history_tail(me)?,
             canary: state.canary.clone(),
+            maintenance: state.maintenance.clone(),
         };
         for line in report.lines() {
             me.log(&line);
         }
         let summary = format!(
-            "active {}, previous {}; nginx routes to {}; {}",
+            "active {}, previous {}; nginx routes to {}{}; {}",
             name(report.active),
             name(report.previous),
             name(report.routed),
+            if report.maintenance.is_some() {
+                " behind the maintenance page"
+            } else {
+                ""
+            },
             report
                 .slots
                 .iter()
@@ -189,6 +195,17 @@ impl StatusReport {
                 } else {
                     "; the run that set it did not finish: the next deploy ends it"
                 }
+            ));
+        }
+        if let Some(m) = &self.maintenance {
+            lines.push(format!(
+                "  maintenance: on{}: nginx answers 503 (Retry-After {} s) from its server on 127.0.0.1:{}, and {} runs behind it; `command: maintenance-off` ends it",
+                m.since
+                    .as_deref()
+                    .map_or(String::new(), |since| format!(" since {since}")),
+                m.retry_after_seconds,
+                m.port,
+                name(self.active)
             ));
         }
         lines.extend(self.problems.iter().map(|p| format!("problem: {p}")));

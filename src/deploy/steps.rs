@@ -118,6 +118,17 @@ impl Engine<'_> {
             me.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
             let (to, port) = (report.to, report.port);
             let detail = match (request.intent.event, &request.intent.reason) {
+                (SwitchEvent::Maintenance, _) if report.maintenance => format!(
+                    "maintenance on: nginx answers {} with 503 and the maintenance page; {to} (port {port}) runs behind it",
+                    me.plan.app
+                ),
+                (SwitchEvent::Maintenance, _) => format!(
+                    "maintenance off: nginx routes {} to {to} (port {port})",
+                    me.plan.app
+                ),
+                (_, _) if report.maintenance && phase != Phase::Canary => format!(
+                    "{to} (port {port}) is live behind the maintenance page, which nginx still answers with"
+                ),
                 (SwitchEvent::Switch, _) => {
                     format!("nginx routes {} to {to} (port {port})", me.plan.app)
                 }
@@ -169,19 +180,31 @@ impl Engine<'_> {
         })
     }
 
-    /// Watches the live URL after the switch to `slot`; fails when a threshold breaks.
+    /// Watches the live URL after the switch to `slot` (its health URL in maintenance);
+    /// fails when a threshold breaks.
     pub(super) fn watch(&mut self, slot: Slot) -> Result<(), Failure> {
         let plan = self.plan;
         if plan.watch.duration.is_zero() {
             return Ok(());
         }
-        let monitor = Monitor {
-            url: plan
-                .watch
+        let in_maintenance = plan
+            .store()
+            .read(&plan.app)
+            .is_some_and(|state| state.maintenance.is_some());
+        let url = if in_maintenance {
+            self.log(&format!(
+                "maintenance is on: watching {slot}'s health URL, since nginx answers the site's URLs with the maintenance page"
+            ));
+            plan.health_url(slot)
+        } else {
+            plan.watch
                 .url
                 .clone()
                 .or_else(|| self.switch.verify_url.clone())
-                .unwrap_or_else(|| plan.health_url(slot)),
+                .unwrap_or_else(|| plan.health_url(slot))
+        };
+        let monitor = Monitor {
+            url,
             duration: plan.watch.duration,
             interval: config::millis(defaults::MONITOR_INTERVAL),
             request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),

@@ -7,6 +7,7 @@
 //!
 //! - `names`: the app, a slot, a switch target, a version, an image, a compose service.
 //! - `net`: ports, the two slots' ports, `HOST:PORT`, HTTP URLs, status sets.
+//! - `site`: the server names and listen address of the server block `setup` writes.
 //! - `values`: durations, fractions, counts, host paths, the health path.
 
 /// Serializes a validated string type as its string, and deserializes it through its
@@ -29,6 +30,7 @@ macro_rules! serde_via_str {
 
 mod names;
 mod net;
+mod site;
 mod values;
 
 /// Parses a list of values separated by spaces, commas or new lines (`web, worker`,
@@ -44,6 +46,7 @@ pub fn parse_list<T: std::str::FromStr<Err = crate::error::Error>>(
 
 pub use names::{AppName, Image, ServiceName, Slot, SwitchTarget, Version};
 pub use net::{HostPort, HttpUrl, Port, SlotPorts, StatusSet, parse_port};
+pub use site::{Listen, ServerNames};
 pub use values::{
     Fraction, HealthPath, HostPath, MAX_WAIT, parse_fraction, parse_millis, parse_positive_count,
     parse_seconds, parse_time_limit, parse_wait,

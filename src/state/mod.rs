@@ -21,7 +21,7 @@ mod history;
 mod records;
 
 pub use history::{HistoryEvent, now_rfc3339};
-pub use records::{CanaryRecord, SlotRecord, Slots};
+pub use records::{CanaryRecord, MaintenanceRecord, SlotRecord, Slots};
 
 /// The format number written into `state.json`; a file with another number is not trusted.
 pub const STATE_FORMAT: u32 = 1;
@@ -58,6 +58,10 @@ pub struct State {
     /// (at most [`DEPLOYED_IMAGES_KEPT`]): the only images the clean-up may remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployed_images: Vec<String>,
+    /// Maintenance mode, while it is on: every switch keeps nginx answering 503 until it
+    /// is turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceRecord>,
 }
 
 /// How many image IDs [`State::deployed_images`] remembers.
@@ -78,6 +82,7 @@ impl State {
             upstream_sha256: None,
             canary: None,
             deployed_images: Vec::new(),
+            maintenance: None,
         }
     }
 
@@ -167,6 +172,12 @@ impl State {
         self
     }
 
+    /// The same state, recording maintenance mode as on (`Some`) or off.
+    pub fn with_maintenance(mut self, maintenance: Option<MaintenanceRecord>) -> State {
+        self.maintenance = maintenance;
+        self
+    }
+
     /// The same state, recording `upstream` as the upstream file's content just written.
     pub fn with_upstream(mut self, upstream: &str) -> State {
         self.upstream_sha256 = Some(crate::fsutil::sha256_hex(upstream.as_bytes()));
@@ -246,6 +257,14 @@ impl State {
         if let Some(Err(e)) = state.service_port.map(Port::try_from) {
             return Err(format!("service port: {e}"));
         }
+        if let Some(m) = &state.maintenance {
+            if let Err(e) = Port::try_from(m.port) {
+                return Err(format!("maintenance port: {e}"));
+            }
+            if state.active.is_none() {
+                return Err("it is in maintenance with no live slot".into());
+            }
+        }
         Ok(state)
     }
 }
@@ -322,6 +341,11 @@ impl StateStore {
         self.dir.join("access.log")
     }
 
+    /// The directory nginx serves the maintenance page (and setup's placeholder page) from.
+    pub fn pages_dir(&self) -> PathBuf {
+        self.dir.join("pages")
+    }
+
     /// Path of the backup of the upstream file taken before the last switch.
     pub fn upstream_backup_path(&self) -> PathBuf {
         self.dir.join("upstream.backup")
@@ -364,9 +388,15 @@ impl StateStore {
             None => None,
         };
         let mut state = State::new(app);
-        let routed =
-            read_optional(upstream_file)?.and_then(|text| upstream::routed_slot(&text, ports, app));
+        let include = read_optional(upstream_file)?;
+        let routed = include
+            .as_deref()
+            .and_then(|text| upstream::routed_slot(text, ports, app));
         state.active = routed;
+        state.maintenance = include
+            .as_deref()
+            .and_then(|text| crate::maintenance::recorded_in(text, app))
+            .filter(|_| routed.is_some());
         let warning = match (&problem, routed) {
             (None, None) => {
                 return Ok(Loaded {

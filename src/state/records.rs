@@ -1,5 +1,5 @@
-//! What `state.json` records of each slot ([`SlotRecord`], both in [`Slots`]) and of a
-//! canary in progress ([`CanaryRecord`]).
+//! What `state.json` records of each slot ([`SlotRecord`], both in [`Slots`]), of a canary
+//! in progress ([`CanaryRecord`]) and of maintenance mode ([`MaintenanceRecord`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -84,4 +84,18 @@ pub struct CanaryRecord {
     /// Whether the run that made it stopped at this share on purpose (`canary-pause-at`).
     #[serde(default)]
     pub paused: bool,
+}
+
+/// Maintenance mode in effect: nginx answers every request of the app with 503, the
+/// maintenance page and `Retry-After`, from a server of its own on a loopback port, while
+/// the live slot (`active`) keeps running behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceRecord {
+    /// When it was turned on (RFC 3339, UTC); unknown when state was rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The loopback port of nginx's maintenance server.
+    pub port: u16,
+    /// The seconds `Retry-After` tells clients to wait.
+    pub retry_after_seconds: u32,
 }

@@ -1,7 +1,8 @@
 //! How a switch is confirmed before it is recorded: nginx's master seen replacing its
 //! workers after a reload; in nftables mode, facts of the kernel (the rule read back, and a
 //! new connection to the service port traced to the slot that accepted it); and the verify
-//! URL answering 2xx, from the target slot when the app names it.
+//! URL answering 2xx, from the target slot when the app names it (in maintenance mode,
+//! nginx's own server answering 503 instead).
 
 use std::time::{Duration, Instant};
 
@@ -23,25 +24,11 @@ impl SwitchRequest {
         &self,
         master: Option<u32>,
     ) -> std::result::Result<bool, (&'static str, String)> {
-        let workers_before = master.map(nginx::children).unwrap_or_default();
-        self.config
-            .reload_cmd
-            .run(NGINX_COMMAND_TIMEOUT)
-            .map_err(|e| ("reload", e.to_string()))?;
-        let Some(pid) = master else {
-            return Ok(false);
-        };
-        if nginx::wait_for_reload(pid, &workers_before, self.config.reload_timeout) {
-            Ok(true)
-        } else {
-            Err((
-                "reload confirmation",
-                format!(
-                    "nginx master {pid} did not replace its workers within {}: the new configuration was not applied (see nginx's error log)",
-                    humantime::format_duration(self.config.reload_timeout)
-                ),
-            ))
-        }
+        nginx::reload(
+            || self.config.reload_cmd.run(NGINX_COMMAND_TIMEOUT),
+            master,
+            self.config.reload_timeout,
+        )
     }
 
     /// Confirms from the kernel that new connections to the service port go as `route`
@@ -140,6 +127,30 @@ impl SwitchRequest {
             if Instant::now() >= deadline {
                 return Err(format!(
                     "{problem} (after {})",
+                    humantime::format_duration(self.config.verify_timeout)
+                ));
+            }
+            std::thread::sleep(VERIFY_POLL);
+        }
+    }
+
+    /// Polls nginx's maintenance server on `port` until it answers 503 (the page nginx now
+    /// serves for the app).
+    pub(super) fn verify_closed(&self, port: u16) -> std::result::Result<(), String> {
+        let url: HttpUrl = format!("http://127.0.0.1:{port}/")
+            .parse()
+            .expect("a loopback URL is valid");
+        let prober = Prober::new(false);
+        let deadline = Instant::now() + self.config.verify_timeout;
+        loop {
+            let probe = prober.get(&url, Duration::from_secs(2));
+            if matches!(probe, Probe::Answered { status: 503, .. }) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "nginx's maintenance server {url} did not answer 503: {} (after {}; see nginx's error log)",
+                    probe.describe(),
                     humantime::format_duration(self.config.verify_timeout)
                 ));
             }

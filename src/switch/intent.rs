@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::input::{Image, Slot, SlotPorts, SwitchTarget, Version};
-use crate::state::{CanaryRecord, State};
+use crate::state::{CanaryRecord, MaintenanceRecord, State};
 
 /// What a switch is recorded as in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum SwitchEvent {
     Reconcile,
     /// A share of traffic moves to a canary (the live slot keeps the rest).
     Canary,
+    /// Maintenance mode starts or ends (the live slot stays as it is).
+    Maintenance,
 }
 
 impl SwitchEvent {
@@ -27,6 +29,29 @@ impl SwitchEvent {
             SwitchEvent::Rollback => "rollback",
             SwitchEvent::Reconcile => "reconcile",
             SwitchEvent::Canary => "canary",
+            SwitchEvent::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// What a switch does to maintenance mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaintenanceChange {
+    /// As state records it: on stays on (nginx keeps answering 503), off stays off.
+    Keep,
+    /// Turn it on.
+    Start(MaintenanceRecord),
+    /// Turn it off: nginx proxies to the target again.
+    End,
+}
+
+impl MaintenanceChange {
+    /// Maintenance mode after the switch, given `state` before it.
+    pub fn after(&self, state: &State) -> Option<MaintenanceRecord> {
+        match self {
+            MaintenanceChange::Keep => state.maintenance.clone(),
+            MaintenanceChange::Start(record) => Some(record.clone()),
+            MaintenanceChange::End => None,
         }
     }
 }
@@ -51,6 +76,8 @@ pub struct Intent {
     /// A canary beside the target: it gets its share of new requests, the target the rest.
     /// `None` ends any canary: the target gets everything.
     pub split: Option<CanaryRecord>,
+    /// What happens to maintenance mode.
+    pub maintenance: MaintenanceChange,
 }
 
 impl Intent {
@@ -65,6 +92,7 @@ impl Intent {
             image: None,
             image_id: None,
             split: None,
+            maintenance: MaintenanceChange::Keep,
         }
     }
 
@@ -86,6 +114,28 @@ impl Intent {
             only_if_active: Some(from),
             event: SwitchEvent::Rollback,
             ..Intent::switch_to(to)
+        }
+    }
+
+    /// Maintenance mode turned on (`Some`) or off in front of `live`, only while `live` is
+    /// still the active slot.
+    pub fn maintenance(live: Slot, record: Option<MaintenanceRecord>) -> Intent {
+        Intent {
+            only_if_active: Some(live),
+            event: SwitchEvent::Maintenance,
+            ..Intent::switch_to(SwitchTarget::Slot(live))
+        }
+        .changing_maintenance(match record {
+            Some(record) => MaintenanceChange::Start(record),
+            None => MaintenanceChange::End,
+        })
+    }
+
+    /// The same, doing `change` to maintenance mode.
+    pub fn changing_maintenance(self, change: MaintenanceChange) -> Intent {
+        Intent {
+            maintenance: change,
+            ..self
         }
     }
 
@@ -133,6 +183,7 @@ impl Intent {
         state
             .clone()
             .with_canary(self.split.clone())
+            .with_maintenance(self.maintenance.after(state))
             .after_switch(
                 to,
                 ports,
@@ -146,9 +197,11 @@ impl Intent {
     /// The lock's purpose line for this intent.
     pub fn purpose(&self) -> String {
         match self.target {
-            SwitchTarget::Slot(s) => match &self.split {
-                Some(c) => format!("canary: {} to {}", c.share, c.slot),
-                None => format!("{} to {s}", self.event.as_str()),
+            SwitchTarget::Slot(s) => match (&self.split, &self.maintenance) {
+                (Some(c), _) => format!("canary: {} to {}", c.share, c.slot),
+                (None, MaintenanceChange::Start(_)) => "maintenance on".into(),
+                (None, MaintenanceChange::End) => "maintenance off".into(),
+                (None, MaintenanceChange::Keep) => format!("{} to {s}", self.event.as_str()),
             },
             SwitchTarget::Previous => format!("{} to previous", self.event.as_str()),
         }

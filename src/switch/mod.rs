@@ -9,6 +9,10 @@
 //!    target slot;
 //! 5. only then record the new state and a history line.
 //!
+//! In maintenance mode (state records it, or the intent turns it on) the include makes nginx
+//! answer 503 itself whatever the template says, and step 4 checks that it does instead of
+//! probing the verify URL.
+//!
 //! On any failure in 3-4 the previous include is put back (and nginx reloaded if it had
 //! already loaded the new one), so nginx keeps routing to the slot it routed to before.
 
@@ -18,7 +22,7 @@ mod intent;
 mod undo;
 
 pub use config::{SwitchConfig, SwitchMode};
-pub use intent::{Intent, LockPolicy, SwitchEvent};
+pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{read_optional, write_atomic};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::lock::AppLock;
+use crate::maintenance::Closed;
 use crate::nft::{NftSwitch, Route};
 use crate::nginx;
 use crate::progress::Progress;
@@ -36,7 +41,7 @@ use crate::upstream::{Template, UpstreamContext, unified_diff};
 use undo::Undo;
 
 /// How long the nginx test and reload commands may take.
-const NGINX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const NGINX_COMMAND_TIMEOUT: Duration = nginx::COMMAND_TIMEOUT;
 /// Pause between two probes of the verify URL.
 const VERIFY_POLL: Duration = Duration::from_millis(50);
 
@@ -90,6 +95,9 @@ pub struct SwitchReport {
     /// Whether the kernel confirmed it (nftables mode: the rule read back, and a new
     /// connection to the service port reached the target).
     pub kernel_confirmed: bool,
+    /// Whether nginx answers with the maintenance page after it (the target is live behind
+    /// it).
+    pub maintenance: bool,
     /// How traffic was moved.
     pub mode: SwitchMode,
     /// Warnings (state rebuilt from disk, unconfirmable steps).
@@ -165,8 +173,20 @@ impl SwitchRequest {
             Some(c) => Route::split(self.ports.port(to), self.ports.port(c.slot), c.share),
             None => Route::to(self.ports.port(to)),
         };
-        let rendered = self.template.render(&ctx)?;
-        if let Some(c) = canary.filter(|_| self.nft().is_none()) {
+        // In maintenance nginx answers 503 itself, whatever the template says.
+        let maintenance = self.intent.maintenance.after(&state);
+        let rendered = match &maintenance {
+            Some(m) => crate::maintenance::include(
+                &self.app,
+                Closed::Maintenance { slot: to },
+                m.port,
+                m.retry_after_seconds,
+                &self.store.pages_dir(),
+                &ctx.access_log,
+            )?,
+            None => self.template.render(&ctx)?,
+        };
+        if let Some(c) = canary.filter(|_| self.nft().is_none() && maintenance.is_none()) {
             crate::upstream::check_split(&rendered, self.ports.port(c.slot))?;
         }
         let old = read_optional(self.config.upstream_file.as_path())?;
@@ -201,6 +221,7 @@ impl SwitchRequest {
             workers_restarted: false,
             verified_slot: false,
             kernel_confirmed: false,
+            maintenance: maintenance.is_some(),
             mode: self.config.mode,
             warnings,
             elapsed_ms: 0,
@@ -294,9 +315,10 @@ impl SwitchRequest {
                 "wrote {} routing {} to {}",
                 self.config.upstream_file,
                 self.app,
-                match self.nft() {
-                    Some(nft) => format!("the service port {}", nft.service_port),
-                    None => format!("{to} (port {})", report.port),
+                match (&maintenance, self.nft()) {
+                    (Some(m), _) => format!("nginx's maintenance server (port {})", m.port),
+                    (None, Some(nft)) => format!("the service port {}", nft.service_port),
+                    (None, None) => format!("{to} (port {})", report.port),
                 }
             ));
             if let Err(e) = self.config.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
@@ -311,7 +333,15 @@ impl SwitchRequest {
                 }
             }
         }
-        if let Some(url) = &self.config.verify_url {
+        if let Some(m) = &maintenance {
+            if let Err(reason) = self.verify_closed(m.port) {
+                return Err(self.undo(&undo, to, "verify", reason));
+            }
+            progress.line(&format!(
+                "maintenance: nginx answers 503 from its server on 127.0.0.1:{}; {to} (port {}) runs behind it, and is not verified through nginx",
+                m.port, report.port
+            ));
+        } else if let Some(url) = &self.config.verify_url {
             let serving: Vec<Slot> = std::iter::once(to).chain(canary.map(|c| c.slot)).collect();
             match self.verify(url, &serving) {
                 Ok(named_slot) => report.verified_slot = named_slot,

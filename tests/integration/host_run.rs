@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bluegreen::deploy::{
-    DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec,
+    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
+    WatchSpec,
 };
 use bluegreen::exec::CommandLine;
 use bluegreen::input::SlotPorts;
@@ -19,7 +20,7 @@ use bluegreen::runtime::{Pull, Runtime, RuntimeSpec};
 use bluegreen::switch::{SwitchConfig, SwitchMode};
 use serde_json::Value;
 
-use crate::support::{BLUEGREEN, DEMO_APP, Site};
+use crate::support::{BLUEGREEN, DEMO_APP, Site, free_port};
 
 /// The command runtime's script: the demo app in the background, one pid file per slot.
 const SLOT_SCRIPT: &str = r#"pidfile="$SLOT_PIDS/$BLUEGREEN_SLOT.pid"
@@ -101,6 +102,11 @@ impl HostRun {
                 stop_timeout: Duration::from_secs(5),
                 keep_images: 0,
             },
+            maintenance: MaintenanceSpec {
+                port: free_port().try_into().unwrap(),
+                ..MaintenanceSpec::defaults()
+            },
+            site: SiteSpec::defaults(&app.parse().unwrap(), &path(&nginx.upstream_file)),
             lock_timeout: Duration::ZERO,
             systemd_unit_dir: "/nonexistent/systemd".parse().unwrap(),
             min_free_disk_mb: 1,

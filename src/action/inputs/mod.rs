@@ -19,14 +19,17 @@ use clap::ValueEnum;
 use source::{Source, parse_hosts, ssh_word};
 
 use crate::canary::{CanarySpec, Share, TrafficSteps};
-use crate::config::{default_state_dir, default_upstream_file, defaults};
-use crate::deploy::{DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec};
+use crate::config::{default_server_file, default_state_dir, default_upstream_file, defaults};
+use crate::deploy::{
+    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
+    WatchSpec,
+};
 use crate::error::Error;
 use crate::exec::CommandLine;
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Port, ServiceName,
-    SlotPorts, StatusSet, Version, parse_list, parse_port, parse_positive_count, parse_time_limit,
-    parse_wait,
+    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Listen, Port, ServerNames,
+    ServiceName, SlotPorts, StatusSet, Version, parse_list, parse_port, parse_positive_count,
+    parse_time_limit, parse_wait,
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::{SwitchConfig, SwitchMode};
@@ -273,6 +276,32 @@ impl Inputs {
                 )
             })
         });
+        let maintenance_port = s.parse(
+            "maintenance-port",
+            defaults::MAINTENANCE_PORT,
+            str::parse::<Port>,
+        );
+        let maintenance_retry_after = s.parse(
+            "maintenance-retry-after",
+            defaults::MAINTENANCE_RETRY_AFTER,
+            |raw| {
+                raw.trim().parse::<u32>().map_err(|_| {
+                    Error::invalid(
+                        "maintenance-retry-after",
+                        format!("{raw:?}: expected whole seconds"),
+                    )
+                })
+            },
+        );
+        let maintenance_page = s.parse_optional("maintenance-page", str::parse::<HostPath>);
+        let end_maintenance = s.boolean("end-maintenance", defaults::END_MAINTENANCE);
+        let server_names = s.parse(
+            "server-name",
+            defaults::SERVER_NAME,
+            str::parse::<ServerNames>,
+        );
+        let listen = s.parse("listen", defaults::LISTEN, str::parse::<Listen>);
+        let server_file = s.parse_optional("server-file", str::parse::<HostPath>);
         let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
         let check_tcp = s.parse("check-tcp", "", parse_list::<HostPort>);
         let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
@@ -312,6 +341,7 @@ impl Inputs {
         }
 
         let app = app.expect("validated");
+        let upstream_file = upstream_file.unwrap_or_else(|| default_upstream_file(&app));
         let purpose = format!(
             "{} {} by {} ({})",
             operation.map_or("deploy", Operation::as_str),
@@ -345,7 +375,7 @@ impl Inputs {
             switch: SwitchConfig {
                 mode: switch_mode.expect("validated"),
                 service_port: service_port.expect("validated"),
-                upstream_file: upstream_file.unwrap_or_else(|| default_upstream_file(&app)),
+                upstream_file: upstream_file.clone(),
                 test_cmd: test_cmd.expect("validated"),
                 reload_cmd: reload_cmd.expect("validated"),
                 nginx_pid_file: nginx_pid_file.expect("validated"),
@@ -382,6 +412,18 @@ impl Inputs {
                 drain: drain.expect("validated"),
                 stop_timeout: stop_timeout.expect("validated"),
                 keep_images: keep_images.expect("validated"),
+            },
+            maintenance: MaintenanceSpec {
+                port: maintenance_port.expect("validated"),
+                retry_after_seconds: maintenance_retry_after.expect("validated"),
+                page: maintenance_page,
+                end_on_deploy: end_maintenance.expect("validated"),
+            },
+            site: SiteSpec {
+                server_names: server_names.expect("validated"),
+                listen: listen.expect("validated"),
+                server_file: server_file
+                    .unwrap_or_else(|| default_server_file(&app, &upstream_file)),
             },
             min_free_disk_mb: min_free_disk_mb.expect("validated"),
             check_tcp: check_tcp.expect("validated"),

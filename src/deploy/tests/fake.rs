@@ -16,7 +16,7 @@ use crate::health::{HealthCheck, HealthReport};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::switch::{SwitchConfig, SwitchReport, SwitchRequest};
+use crate::switch::{MaintenanceChange, SwitchConfig, SwitchReport, SwitchRequest};
 use crate::validate::{CheckResult, CheckStatus, ValidateReport, ValidateRequest};
 
 /// A host that answers from a script and writes down what it was asked.
@@ -256,8 +256,13 @@ impl Host for FakeHost {
         let split = intent.split.as_ref().map_or(String::new(), |c| {
             format!(" with {} to {}", c.share, c.slot)
         });
+        let maintenance = match &intent.maintenance {
+            MaintenanceChange::Keep => "",
+            MaintenanceChange::Start(_) => " maintenance on",
+            MaintenanceChange::End => " maintenance off",
+        };
         self.note(format!(
-            "switch to {target}{condition}{split} ({}){dry}",
+            "switch to {target}{condition}{split}{maintenance} ({}){dry}",
             intent.event.as_str()
         ));
         let config = &request.config;
@@ -295,10 +300,19 @@ impl Host for FakeHost {
             workers_restarted: true,
             verified_slot: true,
             kernel_confirmed: false,
+            maintenance: intent.maintenance.after(&state).is_some(),
             mode: request.config.mode,
             warnings: Vec::new(),
             elapsed_ms: 1,
         })
+    }
+
+    fn reload_nginx(
+        &self,
+        config: &SwitchConfig,
+    ) -> std::result::Result<bool, (&'static str, String)> {
+        self.note(format!("reload nginx ({})", config.reload_cmd));
+        Ok(true)
     }
 
     fn watch(&self, monitor: &Monitor, _progress: &Progress) -> MonitorReport {

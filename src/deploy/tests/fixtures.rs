@@ -4,7 +4,10 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::deploy::{DeployPlan, HealthSpec, HookSpec, Operation, Retire, RetireSpec, WatchSpec};
+use crate::deploy::{
+    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
+    WatchSpec,
+};
 use crate::exec::CommandLine;
 use crate::input::{Slot, SlotPorts};
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
@@ -67,6 +70,8 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             stop_timeout: Duration::from_secs(30),
             keep_images: 0,
         },
+        maintenance: MaintenanceSpec::defaults(),
+        site: SiteSpec::defaults(&"shop".parse().unwrap(), &path("upstream.conf")),
         lock_timeout: Duration::ZERO,
         systemd_unit_dir: path("systemd"),
         min_free_disk_mb: 100,

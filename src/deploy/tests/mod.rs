@@ -11,6 +11,7 @@ mod cleanup;
 mod fake;
 mod fixtures;
 mod hooks;
+mod maintenance;
 mod promote;
 mod recovery;
 mod replaced;

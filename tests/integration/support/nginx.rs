@@ -29,15 +29,34 @@ impl Nginx {
     /// Starts nginx in `dir` proxying to upstream `app`, with an upstream file routing to
     /// `initial_port`.
     pub fn start(dir: &Path, app: &str, initial_port: u16) -> Nginx {
+        Nginx::launch(dir, app, Some(initial_port))
+    }
+
+    /// Starts nginx in `dir` as a fresh install has it: an `http` block that includes
+    /// `conf.d/*.conf`, which is empty (no upstream, no server block). `port` is free, for
+    /// the server block a setup writes.
+    pub fn start_bare(dir: &Path, app: &str) -> Nginx {
+        Nginx::launch(dir, app, None)
+    }
+
+    fn launch(dir: &Path, app: &str, initial_port: Option<u16>) -> Nginx {
         let port = free_port();
         let upstream_file = dir.join("conf.d").join(format!("bluegreen-{app}.conf"));
         std::fs::create_dir_all(upstream_file.parent().unwrap()).unwrap();
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        std::fs::write(
-            &upstream_file,
-            format!("upstream {app} {{\n    server 127.0.0.1:{initial_port};\n}}\n"),
-        )
-        .unwrap();
+        let server = match initial_port {
+            Some(initial_port) => {
+                std::fs::write(
+                    &upstream_file,
+                    format!("upstream {app} {{\n    server 127.0.0.1:{initial_port};\n}}\n"),
+                )
+                .unwrap();
+                format!(
+                    "server {{\n        listen 127.0.0.1:{port};\n        location / {{\n            proxy_pass http://{app};\n        }}\n    }}"
+                )
+            }
+            None => String::new(),
+        };
         // SAFETY: geteuid has no preconditions.
         let user = if unsafe { libc::geteuid() } == 0 {
             "user root;"
@@ -60,12 +79,7 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     include {d}/conf.d/*.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{app};
-        }}
-    }}
+    {server}
 }}
 "
         );
@@ -77,12 +91,36 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx starts");
-        wait_for_port(port, Duration::from_secs(10));
-        Nginx {
+        let nginx = Nginx {
             child,
             dir: dir.to_path_buf(),
             port,
             upstream_file,
+        };
+        if initial_port.is_some() {
+            wait_for_port(port, Duration::from_secs(10));
+        } else {
+            nginx.wait_for_master();
+        }
+        nginx
+    }
+
+    /// Waits until nginx's master has written its pid file and started a worker.
+    fn wait_for_master(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let master = std::fs::read_to_string(self.pid_file())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if master.is_some_and(|pid| !bluegreen::nginx::children(pid).is_empty()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start in {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -146,6 +184,27 @@ impl Drop for Nginx {
     }
 }
 
+/// GET on a fresh connection: (status, Retry-After header, body).
+pub fn http_get_retry_after(url: &str) -> (u16, Option<String>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    (resp.status().as_u16(), retry_after, body)
+}
+
 /// GET on a fresh connection: (status, X-Bluegreen-Slot header, body).
 pub fn http_get(url: &str) -> (u16, String, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -181,28 +240,34 @@ pub struct Site {
 impl Site {
     /// nginx routing [`APP`] to the blue port; no apps started yet.
     pub fn new() -> Site {
-        Site::build(APP, true)
+        Site::build(APP, Some(true))
     }
 
     /// nginx routing `app` to a port of neither slot, as on a host adopting bluegreen
     /// (its first deploy goes to blue); no apps started yet.
     pub fn adopting(app: &str) -> Site {
-        Site::build(app, false)
+        Site::build(app, Some(false))
     }
 
-    fn build(app: &str, route_to_blue: bool) -> Site {
+    /// A fresh nginx with nothing of `app` (see [`Nginx::start_bare`]): a host to set up.
+    pub fn bare(app: &str) -> Site {
+        Site::build(app, None)
+    }
+
+    /// `route_to_blue`: the upstream routes to blue (`true`), to a port of neither slot
+    /// (`false`), or there is none (`None`).
+    fn build(app: &str, route_to_blue: Option<bool>) -> Site {
         let tmp = tempfile::tempdir().unwrap();
         let blue_port = free_port();
         let mut green_port = free_port();
         while green_port == blue_port {
             green_port = free_port();
         }
-        let initial = if route_to_blue {
-            blue_port
-        } else {
-            free_port()
+        let nginx = match route_to_blue {
+            Some(true) => Nginx::start(tmp.path(), app, blue_port),
+            Some(false) => Nginx::start(tmp.path(), app, free_port()),
+            None => Nginx::start_bare(tmp.path(), app),
         };
-        let nginx = Nginx::start(tmp.path(), app, initial);
         let state_dir = tmp.path().join("state");
         Site {
             tmp,

@@ -16,6 +16,8 @@ pub struct Target {
     pub slack: SlackRecorder,
     /// The service port of the nftables mode.
     pub service_port: u16,
+    /// The port of nginx's maintenance server (and setup's placeholder).
+    pub maintenance_port: u16,
     /// Inputs every run of this target gets (before a run's own).
     inputs: Vec<(String, String)>,
     _table: NftTable,
@@ -41,13 +43,25 @@ impl Target {
     }
 
     pub fn new(app: &str) -> Target {
-        Target::build(app, |site| Sshd::start(&site.tmp.path().join("sshd")))
+        Target::build(app, Site::adopting, |site| {
+            Sshd::start(&site.tmp.path().join("sshd"))
+        })
+    }
+
+    /// A target whose nginx is fresh (nothing of the app in it, no server block): a host
+    /// to set up. Every run gets the `listen` input of the server block setup writes.
+    pub fn bare(app: &str) -> Target {
+        let t = Target::build(app, Site::bare, |site| {
+            Sshd::start(&site.tmp.path().join("sshd"))
+        });
+        let listen = format!("127.0.0.1:{}", t.site.nginx.port);
+        t.with_input("LISTEN", &listen)
     }
 
     /// A target that `user` (not root, home `home`) logs in to: the target's files can be
     /// read by others (nginx's pid file, sshd's authorized keys), as on a real host.
     pub fn for_user(app: &str, user: &str, home: &Path) -> Target {
-        Target::build(app, |site| {
+        Target::build(app, Site::adopting, |site| {
             use std::os::unix::fs::PermissionsExt;
             let readable = std::fs::Permissions::from_mode(0o755);
             std::fs::set_permissions(site.tmp.path(), readable).unwrap();
@@ -56,9 +70,9 @@ impl Target {
         .with_input("USERNAME", user)
     }
 
-    fn build(app: &str, sshd: impl FnOnce(&Site) -> Sshd) -> Target {
+    fn build(app: &str, site: fn(&str) -> Site, sshd: impl FnOnce(&Site) -> Sshd) -> Target {
         let app = format!("{app}-{}", free_port());
-        let site = Site::adopting(&app);
+        let site = site(&app);
         let sshd = sshd(&site);
         let bin_dir = tempfile::tempdir().unwrap();
         for (name, path) in [
@@ -75,6 +89,7 @@ impl Target {
             bin_dir,
             slack: SlackRecorder::start(200, false),
             service_port: free_port(),
+            maintenance_port: free_port(),
             inputs: Vec::new(),
         }
     }
@@ -113,6 +128,7 @@ impl Target {
             // The default switch mode picks nftables here: each target its own service
             // port, and its boot path in a directory of its own.
             ("SERVICE_PORT", self.service_port.to_string()),
+            ("MAINTENANCE_PORT", self.maintenance_port.to_string()),
             (
                 "SYSTEMD_UNIT_DIR",
                 self.site.tmp.path().join("systemd").display().to_string(),

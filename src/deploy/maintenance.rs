@@ -1,0 +1,95 @@
+//! The maintenance operations (`command: maintenance-on`, `maintenance-off`): nginx answers
+//! the app's requests with 503, the maintenance page and `Retry-After` from a server of its
+//! own (see [`crate::maintenance`]) while the live slot keeps running behind it; and back.
+//! State records it, so every later switch (a deploy, a rollback, a canary step) keeps it
+//! on until it is turned off, or a deploy with `end-maintenance` ends it at its switch.
+
+use crate::error::Error;
+use crate::maintenance::Closed;
+use crate::state::{MaintenanceRecord, now_rfc3339};
+use crate::switch::Intent;
+
+use super::engine::{Engine, Failure};
+use super::protocol::{Outcome, Phase};
+
+/// Turns maintenance mode on (`on`) or off for the app's live slot.
+pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
+    let plan = e.plan;
+    if !plan.dry_run {
+        e.lock()?;
+    }
+    let state = e.load_state()?;
+    match (&state.maintenance, on) {
+        (Some(m), true) => {
+            e.log(&format!(
+                "maintenance is already on{} (nginx's server on 127.0.0.1:{}): nothing to do",
+                m.since
+                    .as_deref()
+                    .map_or(String::new(), |since| format!(" since {since}")),
+                m.port
+            ));
+            return Ok(Outcome::Unchanged);
+        }
+        (None, false) => {
+            e.log(&format!(
+                "{} is not in maintenance: nothing to do",
+                plan.app
+            ));
+            return Ok(Outcome::Unchanged);
+        }
+        _ => {}
+    }
+    let Some(live) = state.active else {
+        return Err(Error::CheckFailed(format!(
+            "{} has no live slot to put behind a maintenance page: nothing is deployed yet (after command setup, nginx answers 503 until the first deploy)",
+            plan.app
+        ))
+        .into());
+    };
+    let record = on.then(|| MaintenanceRecord {
+        since: Some(now_rfc3339()),
+        port: plan.maintenance.port.get(),
+        retry_after_seconds: plan.maintenance.retry_after_seconds,
+    });
+    let intent = Intent::maintenance(live, record).because(format!(
+        "maintenance {} ({})",
+        if on { "on" } else { "off" },
+        plan.purpose
+    ));
+    if plan.dry_run {
+        let request = e.switch_request(intent, true)?;
+        let quiet = |_: &str| {};
+        let report = e
+            .host
+            .switch(&request, &crate::progress::Progress::lines(&quiet))?;
+        e.add_warnings(&report.warnings);
+        e.log(&if on {
+            format!(
+                "plan: nginx answers {} with 503, Retry-After {} and {} from 127.0.0.1:{}; {live} keeps running behind it",
+                plan.app,
+                plan.maintenance.retry_after_seconds,
+                plan.maintenance
+                    .page
+                    .as_ref()
+                    .map_or("the built-in page".to_owned(), |p| format!("the page {p}")),
+                plan.maintenance.port
+            )
+        } else {
+            format!("plan: nginx routes {} to {live} again", plan.app)
+        });
+        e.result.upstream_diff = Some(report.diff);
+        return Ok(Outcome::Unchanged);
+    }
+    if on {
+        let pages = plan.store().pages_dir();
+        let page = plan.maintenance.page.as_ref().map(|p| p.as_path());
+        crate::maintenance::install_page(
+            &pages,
+            Closed::Maintenance { slot: live },
+            &plan.app,
+            page,
+        )?;
+    }
+    e.switch_to(Phase::Maintenance, intent)?;
+    Ok(Outcome::Changed)
+}

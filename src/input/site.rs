@@ -1,0 +1,153 @@
+//! What `setup` writes into the app's nginx server block: its server names and the address
+//! it listens on. Both reach nginx's configuration as they are, so each holds only what
+//! nginx reads as one plain word.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+use super::{HostPort, parse_port};
+
+/// nginx `server_name`s, written separated by spaces or commas: host names, a leading
+/// `*.` or trailing `.*` wildcard, or `_` (no name; the catch-all when the block is the
+/// listen address's default). Regular expressions are not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerNames(String);
+
+impl ServerNames {
+    /// The names as nginx takes them, separated by single spaces.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ServerNames {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let names: Vec<&str> = s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Err(Error::invalid(
+                "server-name",
+                "expected at least one name (or _ for none)",
+            ));
+        }
+        for name in &names {
+            let bare = name
+                .strip_prefix("*.")
+                .or_else(|| name.strip_suffix(".*"))
+                .unwrap_or(name);
+            let plain = bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            if bare.is_empty() || !plain || bare.starts_with(['-', '.']) {
+                return Err(Error::invalid(
+                    "server-name",
+                    format!(
+                        "{name:?} is not a host name (letters, digits, dots and dashes, a leading *. or trailing .* wildcard, or _)"
+                    ),
+                ));
+            }
+        }
+        Ok(ServerNames(names.join(" ")))
+    }
+}
+
+/// The address nginx's server block for the app listens on: a port (`80`), or an address
+/// and a port (`127.0.0.1:8080`, `[::]:80`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(String);
+
+impl Listen {
+    /// The address as nginx's `listen` takes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Listen {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            let port = parse_port(s).map_err(|_| {
+                Error::invalid(
+                    "listen",
+                    format!("{s:?}: a port is a number from 1 to 65535"),
+                )
+            })?;
+            return Ok(Listen(port.to_string()));
+        }
+        let address: HostPort = s.parse().map_err(|e: Error| {
+            Error::invalid(
+                "listen",
+                format!("{s:?}: expected a port or ADDRESS:PORT ({e})"),
+            )
+        })?;
+        Ok(Listen(address.to_string()))
+    }
+}
+
+impl fmt::Display for ServerNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+serde_via_str!(ServerNames, Listen);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_are_plain_words_joined_by_spaces() {
+        let names: ServerNames = "shop.example.com, www.shop.example.com *.shop.test"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            names.as_str(),
+            "shop.example.com www.shop.example.com *.shop.test"
+        );
+        assert_eq!("_".parse::<ServerNames>().unwrap().as_str(), "_");
+        for bad in [
+            "",
+            " , ",
+            "~^re$",
+            "a;b",
+            "shop.com{",
+            "-x.com",
+            "$host",
+            "*.",
+        ] {
+            let err = bad.parse::<ServerNames>().unwrap_err();
+            assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT, "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_port_or_an_address_and_a_port() {
+        assert_eq!("80".parse::<Listen>().unwrap().as_str(), "80");
+        assert_eq!(
+            "127.0.0.1:8080".parse::<Listen>().unwrap().as_str(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!("[::]:80".parse::<Listen>().unwrap().as_str(), "[::]:80");
+        for bad in ["0", "70000", "", "80 ssl", "host:", "a;b:80", ":::80"] {
+            assert!(bad.parse::<Listen>().is_err(), "{bad}");
+        }
+    }
+}
