@@ -101,3 +101,13 @@ run_orchestrator() { # target_dir [NAME=value ...]
   for value in "$@"; do vars+=("INPUT_$value"); done
   env "${vars[@]}" "$bin_dir/bluegreen-action"
 }
+
+# Runs `command: setup` on the local target in directory $1 through the orchestrator
+# (built by the caller), so it is ready for a first deploy; its log only when it fails.
+setup_target() { # target_dir
+  if ! GITHUB_OUTPUT="$1/setup-outputs" run_orchestrator "$1" COMMAND=setup > "$1/setup.log" 2>&1; then
+    cat "$1/setup.log" >&2
+    echo "command: setup of the local target failed" >&2
+    return 1
+  fi
+}

@@ -1,6 +1,6 @@
 //! What the engine does to the host it runs on, as one narrow interface: run a command,
 //! check health, switch, watch, validate, read where traffic goes (and whether it is
-//! split), reload nginx, wait. [`SystemHost`]
+//! split), reload nginx, whether a port is taken, wait. [`SystemHost`]
 //! does it for real; the engine's tests drive the same engine with a recording fake.
 //!
 //! State (`state.json`, `history.jsonl`, the lock) is not behind this interface: it is
@@ -59,6 +59,9 @@ pub trait Host {
         config: &SwitchConfig,
     ) -> std::result::Result<bool, (&'static str, String)>;
 
+    /// Who listens on TCP `port` (`pid N (name)`, or `another program`), if anyone does.
+    fn port_taken(&self, port: u16) -> Option<String>;
+
     /// Waits (the drain before a retire).
     fn pause(&self, duration: Duration);
 }
@@ -116,6 +119,11 @@ impl Host for SystemHost {
             master,
             config.reload_timeout,
         )
+    }
+
+    fn port_taken(&self, port: u16) -> Option<String> {
+        (!crate::sys::port_is_free(port))
+            .then(|| crate::sys::port_owner(port).unwrap_or_else(|| "another program".into()))
     }
 
     fn pause(&self, duration: Duration) {

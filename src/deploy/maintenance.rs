@@ -46,6 +46,9 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         ))
         .into());
     };
+    if on {
+        super::setup::check_port_free(e, plan.maintenance.port.get())?;
+    }
     let record = on.then(|| MaintenanceRecord {
         since: Some(now_rfc3339()),
         port: plan.maintenance.port.get(),

@@ -137,6 +137,14 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
     {
         return Ok(None);
     }
+    let port = plan.maintenance.port.get();
+    let held_by_nginx = current
+        .as_deref()
+        .and_then(|text| crate::upstream::marker_word(text, &plan.app, "placeholder="))
+        == Some(port.to_string().as_str());
+    if !held_by_nginx {
+        check_port_free(e, port)?;
+    }
     let wanted = crate::maintenance::include(
         &plan.app,
         Closed::NotDeployed,
@@ -150,6 +158,22 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
         current,
         wanted,
     }))
+}
+
+/// Refuses `port` for nginx's maintenance server when another program listens on it: the
+/// reload would fail to bind it, after a wait, and be put back.
+pub(super) fn check_port_free(e: &Engine, port: u16) -> Result<(), Failure> {
+    match e.host.port_taken(port) {
+        Some(owner) => Err(Error::invalid(
+            "maintenance-port",
+            format!(
+                "port {port} is in use by {owner}: nginx's server that answers 503 for {} needs a port of its own (each app on a host its own)",
+                e.plan.app
+            ),
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The server block, and why an existing one is kept instead of it: one that is not as

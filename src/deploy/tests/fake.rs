@@ -57,6 +57,8 @@ pub(super) struct FakeHost {
     pub(super) image_listing: Option<String>,
     /// The image references `docker image rm` removed.
     pub(super) removed_images: Mutex<Vec<String>>,
+    /// A port another program listens on.
+    pub(super) port_taken: Option<u16>,
 }
 
 impl FakeHost {
@@ -79,6 +81,7 @@ impl FakeHost {
             split_left: None,
             image_listing: None,
             removed_images: Mutex::default(),
+            port_taken: None,
         }
     }
 
@@ -313,6 +316,10 @@ impl Host for FakeHost {
     ) -> std::result::Result<bool, (&'static str, String)> {
         self.note(format!("reload nginx ({})", config.reload_cmd));
         Ok(true)
+    }
+
+    fn port_taken(&self, port: u16) -> Option<String> {
+        (self.port_taken == Some(port)).then(|| "pid 4242 (squatter)".into())
     }
 
     fn watch(&self, monitor: &Monitor, _progress: &Progress) -> MonitorReport {

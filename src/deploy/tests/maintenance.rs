@@ -247,3 +247,35 @@ fn setup_puts_its_files_back_when_nginx_refuses_them_and_a_dry_run_writes_nothin
     assert!(!setup.switch.upstream_file.as_path().exists());
     assert!(!server_file(&setup).exists());
 }
+
+#[test]
+fn a_maintenance_port_another_program_listens_on_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = plan(dir.path(), Runtime::Command);
+    let squatted = || FakeHost {
+        port_taken: Some(3003),
+        ..FakeHost::new()
+    };
+    let setup = with_operation(base.clone(), Operation::Setup);
+    let (result, _) = run(&setup, &squatted());
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    let error = result.error.unwrap();
+    assert_eq!(error.kind, ErrorKind::InvalidInput, "{error:?}");
+    assert!(
+        error
+            .message
+            .contains("port 3003 is in use by pid 4242 (squatter)"),
+        "{error:?}"
+    );
+    assert!(!setup.switch.upstream_file.as_path().exists());
+
+    live(&base, None, Slot::Blue, "v1");
+    let on = with_operation(base, Operation::MaintenanceOn);
+    let (result, timeline) = run(&on, &squatted());
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("switch")),
+        "{timeline:?}"
+    );
+    assert_eq!(state_of(&on).maintenance, None);
+}
