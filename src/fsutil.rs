@@ -35,6 +35,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
+        // The mode asked for, whatever the umask (nginx's workers read some of these files).
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

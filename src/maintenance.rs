@@ -10,12 +10,14 @@
 //! keeps both.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{read_optional, write_atomic};
-use crate::input::{AppName, Slot};
+use crate::http::{Probe, Prober};
+use crate::input::{AppName, HttpUrl, Slot};
 use crate::state::MaintenanceRecord;
 use crate::upstream::marker_word;
 
@@ -145,9 +147,36 @@ pub fn install_page(
     if current.as_deref().map(str::as_bytes) == Some(content.as_slice()) {
         return Ok(false);
     }
+    // nginx's workers (another user) read it: readable by all, whatever the umask.
     std::fs::create_dir_all(pages).map_err(|e| Error::io("create directory", pages, e))?;
+    std::fs::set_permissions(pages, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| Error::io("set the mode of", pages, e))?;
     write_atomic(&path, &content, 0o644)?;
     Ok(true)
+}
+
+/// Polls nginx's server on 127.0.0.1:`port` until it answers 503 (it serves the page), for
+/// up to `timeout`; on failure, why.
+pub fn confirm_closed(port: u16, timeout: Duration) -> std::result::Result<(), String> {
+    let url: HttpUrl = format!("http://127.0.0.1:{port}/")
+        .parse()
+        .expect("a loopback URL is valid");
+    let prober = Prober::new(false);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let probe = prober.get(&url, Duration::from_secs(2));
+        if matches!(probe, Probe::Answered { status: 503, .. }) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nginx's server {url} did not answer 503: {} (after {}; see nginx's error log)",
+                probe.describe(),
+                humantime::format_duration(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The maintenance mode an include of `app` is in, read from its marker comment (its start
@@ -161,6 +190,15 @@ pub fn recorded_in(text: &str, app: &AppName) -> Option<MaintenanceRecord> {
             .filter(|p| *p != 0)?,
         retry_after_seconds: marker_word(text, app, "retry-after=")?.parse().ok()?,
     })
+}
+
+/// Whether an include of `app` has nginx listen on `port` for it (maintenance, or setup's
+/// placeholder).
+pub fn claims_port(text: &str, app: &AppName, port: u16) -> bool {
+    let port = port.to_string();
+    ["maintenance=", "placeholder="]
+        .iter()
+        .any(|key| marker_word(text, app, key) == Some(port.as_str()))
 }
 
 /// Whether an include of `app` is setup's placeholder.
@@ -247,6 +285,7 @@ mod tests {
         assert_eq!(routed_slot(&text, ports, &app()), None);
         assert_eq!(recorded_in(&text, &app()), None);
         assert!(is_placeholder(&text, &app()));
+        assert!(claims_port(&text, &app(), 3003) && !claims_port(&text, &app(), 3004));
         assert!(!is_placeholder(&text, &"other".parse().unwrap()));
         assert!(text.contains("bluegreen-not-deployed.html"), "{text}");
     }

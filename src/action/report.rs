@@ -119,9 +119,10 @@ impl RunReport {
     }
 
     /// The `version` output: the version this run deployed (a promote deploys the canary's,
-    /// which the host knows).
+    /// which the host knows; setup and maintenance deploy none).
     fn version_output(&self) -> String {
         match (self.command.as_str(), self.outcome()) {
+            ("setup" | "maintenance-on" | "maintenance-off", _) => String::new(),
             ("promote", Outcome::Deployed) => self
                 .last()
                 .and_then(|r| r.active_version.clone())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::canary::{AccessLog, Thresholds, judge};
 use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use crate::config::defaults;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::input::{
     AppName, Fraction, HostPath, HttpUrl, Slot, StatusSet, SwitchTarget, parse_millis,
     parse_time_limit, parse_wait,
@@ -125,6 +125,18 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         max_p95_ms: cli.max_p95_ms,
     };
     let rollback = match (&cli.app, cli.rollback_on_fail) {
+        (Some(app), true)
+            if crate::cli::state_store(app, cli.state_dir.as_ref())
+                .read(app)
+                .is_some_and(|state| state.maintenance.is_some()) =>
+        {
+            return Err(Error::invalid(
+                "--rollback-on-fail",
+                format!(
+                    "{app} is in maintenance: nginx answers its URLs with 503, so a watch through nginx would roll back a healthy version; end maintenance first, or watch the slot's own health URL without --rollback-on-fail"
+                ),
+            ));
+        }
         (Some(app), true) => Some(
             SwitchParts {
                 app,

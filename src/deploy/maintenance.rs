@@ -5,6 +5,7 @@
 //! on until it is turned off, or a deploy with `end-maintenance` ends it at its switch.
 
 use crate::error::Error;
+use crate::fsutil::read_optional;
 use crate::maintenance::Closed;
 use crate::state::{MaintenanceRecord, now_rfc3339};
 use crate::switch::Intent;
@@ -19,8 +20,21 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         e.lock()?;
     }
     let state = e.load_state()?;
+    if let Some(canary) = &state.canary {
+        return Err(Error::CheckFailed(format!(
+            "a canary of {} is in progress in {} ({} of new requests): end it with command abort (or take it on with promote) before maintenance",
+            canary.version, canary.slot, canary.share
+        ))
+        .into());
+    }
+    let include = read_optional(plan.switch.upstream_file.as_path())?;
+    let include_on = include
+        .as_deref()
+        .is_some_and(|text| crate::maintenance::recorded_in(text, &plan.app).is_some());
+    // Nothing to do only when state and the include agree (a run that died between
+    // writing one and the other left them apart).
     match (&state.maintenance, on) {
-        (Some(m), true) => {
+        (Some(m), true) if include_on => {
             e.log(&format!(
                 "maintenance is already on{} (nginx's server on 127.0.0.1:{}): nothing to do",
                 m.since
@@ -30,7 +44,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
             ));
             return Ok(Outcome::Unchanged);
         }
-        (None, false) => {
+        (None, false) if !include_on => {
             e.log(&format!(
                 "{} is not in maintenance: nothing to do",
                 plan.app
@@ -47,7 +61,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         .into());
     };
     if on {
-        super::setup::check_port_free(e, plan.maintenance.port.get())?;
+        super::setup::check_port_free(e, include.as_deref())?;
     }
     let record = on.then(|| MaintenanceRecord {
         since: Some(now_rfc3339()),

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, SwitchTarget};
-use crate::state::CanaryRecord;
+use crate::state::{CanaryRecord, MaintenanceRecord};
 use crate::switch::{Intent, MaintenanceChange};
 
 use super::canary::StepsEnd;
@@ -48,7 +48,9 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             }),
         _ => None,
     };
+    let in_maintenance = state.maintenance.is_some();
     if let Some(active) = state.active
+        && !(in_maintenance && plan.maintenance.end_on_deploy)
         && state.slots.get(active).holds_its_version()
         && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
         && e.answers_healthy(active)
@@ -74,7 +76,11 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         .inspect_err(|_| e.abandon_standby(standby))?;
     e.hook(Hook::PreSwitch, standby, state.active)
         .inspect_err(|_| e.abandon_standby(standby))?;
-    if let (Some(live), Some(spec)) = (state.active, &plan.canary) {
+    if in_maintenance && plan.canary.is_some() {
+        e.log(
+            "maintenance is on: no request reaches a canary behind the page, so the deploy switches at once, without traffic steps",
+        );
+    } else if let (Some(live), Some(spec)) = (state.active, &plan.canary) {
         let canary = CanaryRecord {
             slot: standby,
             share: spec.steps.shares()[0],
@@ -108,8 +114,14 @@ pub(super) fn go_live(
     intent: Intent,
 ) -> Result<Outcome, Failure> {
     // A deploy keeps maintenance on unless told to end it: the new version then takes
-    // the traffic at its switch.
-    let intent = if e.plan.maintenance.end_on_deploy {
+    // the traffic at its switch, and a switch back puts the page back.
+    let ended = e
+        .plan
+        .store()
+        .read(&e.plan.app)
+        .and_then(|state| state.maintenance)
+        .filter(|_| e.plan.maintenance.end_on_deploy);
+    let intent = if ended.is_some() {
         intent.changing_maintenance(MaintenanceChange::End)
     } else {
         intent
@@ -121,8 +133,11 @@ pub(super) fn go_live(
     if let Err(failure) = passed {
         return switch_back(
             e,
-            standby,
-            previous.filter(|_| e.plan.watch.rollback_on_failure),
+            (
+                standby,
+                previous.filter(|_| e.plan.watch.rollback_on_failure),
+            ),
+            ended,
             failure,
             "watch",
         );
@@ -130,7 +145,13 @@ pub(super) fn go_live(
     if let Err(failure) = e.hook(Hook::PostSwitch, standby, previous) {
         // With no slot to go back to (a first deploy), a rollback cannot be had: a warning.
         if e.plan.hooks.post_switch_rollback && previous.is_some() {
-            return switch_back(e, standby, previous, failure, "post-switch command");
+            return switch_back(
+                e,
+                (standby, previous),
+                ended,
+                failure,
+                "post-switch command",
+            );
         }
         // Reported, not rolled back: the new version is live and passed its watch.
         e.result.failed_phase = None;
@@ -149,12 +170,13 @@ pub(super) fn go_live(
 }
 
 /// After `failure` of the new version in `standby` (its watch, or the post-switch command
-/// named `what`), switches back to `previous` and abandons the standby; without a slot to
-/// go back to, the failure stands.
+/// named `what`), switches back to `previous` and abandons the standby, turning the
+/// maintenance the switch `ended` on again; without a slot to go back to, the failure
+/// stands.
 fn switch_back(
     e: &mut Engine,
-    standby: Slot,
-    previous: Option<Slot>,
+    (standby, previous): (Slot, Option<Slot>),
+    ended: Option<MaintenanceRecord>,
     failure: Failure,
     what: &str,
 ) -> Result<Outcome, Failure> {
@@ -164,6 +186,10 @@ fn switch_back(
     e.result.error = Some(RunError::from(&failure.error));
     let back = Intent::back(standby, SwitchTarget::Slot(previous))
         .because(format!("{what} failed: {}", failure.error));
+    let back = match ended {
+        Some(record) => back.changing_maintenance(MaintenanceChange::Start(record)),
+        None => back,
+    };
     e.switch_to(Phase::Rollback, back)?;
     e.result.log_tail = e.log_tail(standby);
     e.abandon_standby(standby);
@@ -217,6 +243,11 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     let standby = state.active.map_or(Slot::Blue, Slot::other);
     let intent =
         Intent::switch_to(SwitchTarget::Slot(standby)).recording(Some(plan.version.clone()), None);
+    let intent = if plan.maintenance.end_on_deploy {
+        intent.changing_maintenance(MaintenanceChange::End)
+    } else {
+        intent
+    };
     let request = e.switch_request(intent, true)?;
     let quiet = |_: &str| {};
     let report = e

@@ -99,12 +99,18 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             return Ok((Outcome::Unchanged, "dry run: nothing changed".to_owned()));
         }
         crate::maintenance::install_page(&store.pages_dir(), Closed::NotDeployed, &plan.app, None)?;
-        for f in &files {
-            write_atomic(&f.path, f.wanted.as_bytes(), 0o644)?;
+        for (written, f) in files.iter().enumerate() {
+            if let Err(err) = write_atomic(&f.path, f.wanted.as_bytes(), 0o644) {
+                put_back(&files[..written]);
+                return Err(err.into());
+            }
             done.push(format!("wrote {}", f.path.display()));
         }
         if !files.is_empty() {
-            let warnings = apply(me).inspect_err(|_| put_back(&files))?;
+            let warnings = apply(me, &files)?;
+            for w in &warnings {
+                me.log(&format!("warning: {w}"));
+            }
             me.add_warnings(&warnings);
             done.push("nginx took the configuration (nginx -t, reload)".into());
         }
@@ -131,20 +137,24 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
     let plan = e.plan;
     let path = plan.switch.upstream_file.as_path();
     let current = read_optional(path)?;
+    if let (None, Some(live)) = (
+        &current,
+        plan.store().read(&plan.app).and_then(|s| s.active),
+    ) {
+        return Err(Error::CheckFailed(format!(
+            "state records {live} as live but the include {} is missing: a placeholder would take the site down; `bluegreen switch-traffic --app {} --to {live}` writes it again",
+            path.display(),
+            plan.app
+        ))
+        .into());
+    }
     if current
         .as_deref()
         .is_some_and(|text| !crate::maintenance::is_placeholder(text, &plan.app))
     {
         return Ok(None);
     }
-    let port = plan.maintenance.port.get();
-    let held_by_nginx = current
-        .as_deref()
-        .and_then(|text| crate::upstream::marker_word(text, &plan.app, "placeholder="))
-        == Some(port.to_string().as_str());
-    if !held_by_nginx {
-        check_port_free(e, port)?;
-    }
+    check_port_free(e, current.as_deref())?;
     let wanted = crate::maintenance::include(
         &plan.app,
         Closed::NotDeployed,
@@ -160,9 +170,15 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
     }))
 }
 
-/// Refuses `port` for nginx's maintenance server when another program listens on it: the
-/// reload would fail to bind it, after a wait, and be put back.
-pub(super) fn check_port_free(e: &Engine, port: u16) -> Result<(), Failure> {
+/// Refuses the plan's maintenance port when another program listens on it (another app's
+/// maintenance server among them): nginx's reload would fail to bind it, or answer with
+/// that app's page. nginx listening on it for this app (`include`, the app's include now,
+/// says so) is no reason.
+pub(super) fn check_port_free(e: &Engine, include: Option<&str>) -> Result<(), Failure> {
+    let port = e.plan.maintenance.port.get();
+    if include.is_some_and(|text| crate::maintenance::claims_port(text, &e.plan.app, port)) {
+        return Ok(());
+    }
     match e.host.port_taken(port) {
         Some(owner) => Err(Error::invalid(
             "maintenance-port",
@@ -228,31 +244,65 @@ fn server_block(e: &Engine) -> String {
         .expect("the built-in server block renders with its variables (tested)")
 }
 
-/// Tests the configuration and reloads nginx; returns nginx's warnings.
-fn apply(e: &Engine) -> Result<Vec<String>, Failure> {
+/// Tests the configuration setup wrote (`files`) and reloads nginx; returns nginx's
+/// warnings. A configuration nginx refuses, or one in which it would ignore the server
+/// block, puts the files back (and nginx reloaded, if it may have loaded them).
+fn apply(e: &Engine, files: &[Planned]) -> Result<Vec<String>, Failure> {
     let switch = &e.plan.switch;
+    let refuse = |why: String, reloaded: bool| -> Failure {
+        put_back(files);
+        if reloaded {
+            let _ = e.host.reload_nginx(switch);
+        }
+        Error::CheckFailed(format!("{why}; setup put its files back")).into()
+    };
     let tested = e
         .host
         .run(&switch.test_cmd, crate::nginx::COMMAND_TIMEOUT)
-        .map_err(|err| {
-            Error::CheckFailed(format!(
-                "nginx refused the configuration, so setup put its files back: {err}"
-            ))
-        })?;
-    let warnings = format!("{}\n{}", tested.stderr, tested.stdout)
+        .map_err(|err| refuse(format!("nginx refused the configuration: {err}"), false))?;
+    let mut warnings: Vec<String> = format!("{}\n{}", tested.stderr, tested.stdout)
         .lines()
         .filter(|line| line.contains("[warn]"))
         .map(|line| format!("nginx -t: {}", line.trim()))
         .collect();
-    e.host.reload_nginx(switch).map_err(|(stage, why)| {
-        Error::CheckFailed(format!(
-            "nginx {stage} failed, so setup put its files back: {why}"
-        ))
-    })?;
+    if let Some(line) = warnings.iter().find(|w| names_conflict(w, e)) {
+        return Err(refuse(
+            format!(
+                "nginx would ignore the server block for {} on {} ({line}): another server block has that name on that port (Debian's default site has server_name _ on port 80); give server-name, or remove the other block",
+                e.plan.site.server_names, e.plan.site.listen
+            ),
+            false,
+        ));
+    }
+    match e.host.reload_nginx(switch) {
+        Ok(true) => {}
+        Ok(false) => warnings.push(format!(
+            "the reload could not be confirmed: {} names no running nginx and there is not exactly one nginx master on this host (give nginx-pid-file)",
+            switch.nginx_pid_file
+        )),
+        Err((stage, why)) => {
+            return Err(refuse(format!("nginx {stage} failed: {why}"), stage != "reload"));
+        }
+    }
     Ok(warnings)
 }
 
-/// Puts the files setup wrote back as they were (a refused configuration).
+/// Whether nginx's warning `line` says it ignores one of the plan's server names
+/// (`conflicting server name "NAME" on ADDRESS, ignored`).
+fn names_conflict(line: &str, e: &Engine) -> bool {
+    let Some(rest) = line.split("conflicting server name \"").nth(1) else {
+        return false;
+    };
+    let name = rest.split('"').next().unwrap_or("");
+    e.plan
+        .site
+        .server_names
+        .as_str()
+        .split(' ')
+        .any(|mine| mine == name)
+}
+
+/// Puts the files setup wrote back as they were.
 fn put_back(files: &[Planned]) {
     for f in files {
         let _ = match &f.current {

@@ -29,7 +29,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             previous: state.previous,
             routed,
             switch_mode: state.switch_mode,
-            problems: problems(&state, routed, &slots),
+            problems: problems(&state, routed, &slots, include_in_maintenance(me)?),
             slots,
             history: history_tail(me)?,
             canary: state.canary.clone(),
@@ -80,10 +80,31 @@ fn slot_status(e: &mut Engine, state: &State, slot: Slot) -> SlotStatus {
     }
 }
 
-/// What an operator must hear about: nginx and state disagreeing, a live slot that does
+/// Whether the app's include serves the maintenance page now.
+fn include_in_maintenance(e: &Engine) -> Result<bool, Failure> {
+    let plan = e.plan;
+    Ok(read_optional(plan.switch.upstream_file.as_path())?
+        .is_some_and(|text| crate::maintenance::recorded_in(&text, &plan.app).is_some()))
+}
+
+/// What an operator must hear about: state and the include disagreeing on maintenance, nginx and state disagreeing, a live slot that does
 /// not answer or whose container does not run.
-fn problems(state: &State, routed: Option<Slot>, slots: &[SlotStatus]) -> Vec<String> {
+fn problems(
+    state: &State,
+    routed: Option<Slot>,
+    slots: &[SlotStatus],
+    include_in_maintenance: bool,
+) -> Vec<String> {
     let mut problems = Vec::new();
+    match (state.maintenance.is_some(), include_in_maintenance) {
+        (true, false) => problems.push(
+            "state records maintenance but nginx's include does not serve the page (a run stopped half-way): run maintenance-on or maintenance-off again".into(),
+        ),
+        (false, true) => problems.push(
+            "nginx's include serves the maintenance page but state does not record it (a run stopped half-way): run maintenance-on or maintenance-off again".into(),
+        ),
+        _ => {}
+    }
     if routed.is_none() && state.active.is_some() {
         problems.push(format!(
             "state says {} is live but nginx routes to neither slot's port (the upstream file names another, or the nftables rule is missing or cannot be read: --nft-command 'sudo nft')",

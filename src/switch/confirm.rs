@@ -137,24 +137,6 @@ impl SwitchRequest {
     /// Polls nginx's maintenance server on `port` until it answers 503 (the page nginx now
     /// serves for the app).
     pub(super) fn verify_closed(&self, port: u16) -> std::result::Result<(), String> {
-        let url: HttpUrl = format!("http://127.0.0.1:{port}/")
-            .parse()
-            .expect("a loopback URL is valid");
-        let prober = Prober::new(false);
-        let deadline = Instant::now() + self.config.verify_timeout;
-        loop {
-            let probe = prober.get(&url, Duration::from_secs(2));
-            if matches!(probe, Probe::Answered { status: 503, .. }) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "nginx's maintenance server {url} did not answer 503: {} (after {}; see nginx's error log)",
-                    probe.describe(),
-                    humantime::format_duration(self.config.verify_timeout)
-                ));
-            }
-            std::thread::sleep(VERIFY_POLL);
-        }
+        crate::maintenance::confirm_closed(port, self.config.verify_timeout)
     }
 }

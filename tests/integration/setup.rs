@@ -60,7 +60,8 @@ fn bare_site() -> (Site, u16) {
     (Site::bare(crate::support::APP), crate::support::free_port())
 }
 
-/// `bluegreen setup` for `site` with `extra` options; (exit code, stdout and stderr).
+/// `bluegreen setup` for `site` with `extra` options (which may replace `--test-cmd`);
+/// (exit code, stdout and stderr).
 fn setup((site, maintenance_port): &(Site, u16), extra: &[&str]) -> (i32, String) {
     let nginx = &site.nginx;
     let out = Command::new(BLUEGREEN)
@@ -68,7 +69,11 @@ fn setup((site, maintenance_port): &(Site, u16), extra: &[&str]) -> (i32, String
         .arg(&site.state_dir)
         .arg("--upstream-file")
         .arg(&nginx.upstream_file)
-        .args(["--test-cmd", &nginx.test_cmd()])
+        .args(if extra.contains(&"--test-cmd") {
+            vec![]
+        } else {
+            vec!["--test-cmd".to_owned(), nginx.test_cmd()]
+        })
         .args(["--reload-cmd", &nginx.reload_cmd()])
         .arg("--nginx-pid-file")
         .arg(nginx.pid_file())
@@ -152,4 +157,47 @@ fn a_configuration_nginx_refuses_puts_setups_files_back() {
         .upstream_file
         .with_file_name(format!("bluegreen-{}.server.conf", crate::support::APP));
     assert!(!server.exists(), "{out}");
+}
+
+#[test]
+fn setup_refuses_a_server_block_nginx_would_ignore() {
+    require!(Nginx);
+    let target = bare_site();
+    let site = &target.0;
+    let nginx = &site.nginx;
+    // A default site on the same port with the catch-all name, as Debian's is on port 80.
+    std::fs::write(
+        nginx.dir.join("conf.d").join("default.conf"),
+        format!(
+            "server {{ listen 127.0.0.1:{} default_server; server_name _; return 200 \"welcome\"; }}\n",
+            nginx.port
+        ),
+    )
+    .unwrap();
+    let reload = nginx.reload_cmd();
+    let words: Vec<&str> = reload.split(' ').collect();
+    assert!(
+        Command::new(words[0])
+            .args(&words[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    crate::support::wait_for_port(nginx.port, std::time::Duration::from_secs(10));
+    // Without -q: nginx says which names it ignores only then.
+    let loud_test = nginx.test_cmd().replace(" -q", "");
+    let (code, out) = setup(&target, &["--test-cmd", &loud_test]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("nginx would ignore the server block for _ on 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(!nginx.upstream_file.exists(), "{out}");
+    assert_eq!(http_get_retry_after(&nginx.url("/")).2, "welcome");
+
+    let (code, out) = setup(
+        &target,
+        &["--test-cmd", &loud_test, "--server-name", "shop.test"],
+    );
+    assert_eq!(code, 0, "a name of its own: {out}");
 }

@@ -290,6 +290,23 @@ impl Host for FakeHost {
                     .recorded_in(&state, to, request.ports, "now")
                     .switched_by(request.config.mode, request.config.service_port.get()),
             )?;
+            // The include as the real switch leaves it, where maintenance shows in it.
+            let include = match intent.maintenance.after(&state) {
+                Some(m) => crate::maintenance::include(
+                    &request.app,
+                    crate::maintenance::Closed::Maintenance { slot: to },
+                    m.port,
+                    m.retry_after_seconds,
+                    &request.store.pages_dir(),
+                    "",
+                )?,
+                None => format!(
+                    "upstream {} {{ server 127.0.0.1:{}; }}\n",
+                    request.app,
+                    request.ports.port(to)
+                ),
+            };
+            std::fs::write(config.upstream_file.as_path(), include).unwrap();
         }
         Ok(SwitchReport {
             app: request.app.to_string(),

@@ -279,3 +279,98 @@ fn a_maintenance_port_another_program_listens_on_is_refused_before_anything_chan
     );
     assert_eq!(state_of(&on).maintenance, None);
 }
+
+/// `plan`'s state with blue live (v1) and maintenance on.
+fn in_maintenance(plan: &DeployPlan) {
+    live(plan, None, Slot::Blue, "v1");
+    let on = with_operation(plan.clone(), Operation::MaintenanceOn);
+    assert_eq!(run(&on, &FakeHost::new()).0.result, Some(Outcome::Changed));
+}
+
+#[test]
+fn a_deploy_during_maintenance_skips_its_traffic_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = super::canary::with_steps(plan(dir.path(), Runtime::Command), None);
+    in_maintenance(&deploy);
+    let (result, timeline) = run(&deploy, &FakeHost::new().healthy(Slot::Green, &[true]));
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l == "phase canary step"),
+        "no request reaches a canary behind the page: {timeline:?}"
+    );
+    assert!(state_of(&deploy).maintenance.is_some());
+}
+
+#[test]
+fn a_switch_back_after_end_maintenance_puts_the_page_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut deploy = plan(dir.path(), Runtime::Command);
+    in_maintenance(&deploy);
+    deploy.maintenance.end_on_deploy = true;
+    let host = FakeHost {
+        watch_passes: false,
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (result, timeline) = run(&deploy, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert!(
+        timeline.contains(&"switch to blue only-if green maintenance on (rollback)".to_owned()),
+        "{timeline:?}"
+    );
+    let state = state_of(&deploy);
+    assert_eq!(state.active, Some(Slot::Blue));
+    assert!(state.maintenance.is_some(), "{state:?}");
+}
+
+#[test]
+fn end_maintenance_deploys_even_the_version_that_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut deploy = plan(dir.path(), Runtime::Command);
+    deploy.version = "v1".parse().unwrap();
+    in_maintenance(&deploy);
+    deploy.maintenance.end_on_deploy = true;
+    let host = FakeHost::new()
+        .healthy(Slot::Blue, &[true])
+        .healthy(Slot::Green, &[true]);
+    let (result, _) = run(&deploy, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert_eq!(state_of(&deploy).maintenance, None);
+}
+
+#[test]
+fn maintenance_is_refused_during_a_canary_and_setup_where_a_live_slot_lost_its_include() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = plan(dir.path(), Runtime::Command);
+    live(&base, None, Slot::Blue, "v1");
+    let state = state_of(&base).with_canary(Some(crate::state::CanaryRecord {
+        slot: Slot::Green,
+        share: 25.try_into().unwrap(),
+        version: "v2".parse().unwrap(),
+        image: None,
+        image_id: None,
+        paused: true,
+    }));
+    base.store().save(&state).unwrap();
+    let on = with_operation(base.clone(), Operation::MaintenanceOn);
+    let (result, timeline) = run(&on, &FakeHost::new());
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert!(result.error.unwrap().message.contains("command abort"));
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("switch")),
+        "{timeline:?}"
+    );
+    assert!(state_of(&on).canary.is_some(), "the canary is kept");
+
+    let setup = with_operation(base, Operation::Setup);
+    let (result, _) = run(&setup, &FakeHost::new());
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert!(
+        result
+            .error
+            .unwrap()
+            .message
+            .contains("would take the site down"),
+        "the live site is not replaced by the placeholder"
+    );
+    assert!(!setup.switch.upstream_file.as_path().exists());
+}
