@@ -88,6 +88,14 @@ pub mod defaults {
     pub const DRAIN_SECONDS: &str = "5";
     /// `keep-images`.
     pub const KEEP_IMAGES: &str = "3";
+    /// `batch-size`: hosts deployed at once.
+    pub const BATCH_SIZE: &str = "1";
+    /// `canary-hosts`: the first hosts, deployed and watched before any other.
+    pub const CANARY_HOSTS: &str = "0";
+    /// `max-unreachable`: hosts that may be unreachable at the start.
+    pub const MAX_UNREACHABLE: &str = "0";
+    /// `fleet-rollback`.
+    pub const FLEET_ROLLBACK: &str = "true";
     /// `maintenance-port`: nginx's own server that answers 503 for the app.
     pub const MAINTENANCE_PORT: &str = "3003";
     /// `maintenance-retry-after`, seconds.
@@ -198,6 +206,12 @@ mod tests {
             port.parse::<Port>().unwrap();
         }
         MAINTENANCE_RETRY_AFTER.parse::<u32>().unwrap();
+        BATCH_SIZE
+            .parse::<crate::action::fleet::BatchSize>()
+            .unwrap();
+        for count in [CANARY_HOSTS, MAX_UNREACHABLE] {
+            count.parse::<usize>().unwrap();
+        }
         SERVER_NAME.parse::<crate::input::ServerNames>().unwrap();
         LISTEN.parse::<crate::input::Listen>().unwrap();
         for wait in [MONITOR_DURATION, DRAIN_SECONDS, STOP_TIMEOUT, LOCK_TIMEOUT] {

@@ -5,9 +5,16 @@ use std::io::Write;
 
 use super::credentials::random_token;
 
-/// The job log (stdout), with a fresh stop-commands token.
+/// The job log (stdout), with a fresh stop-commands token; a host's part of it, when many
+/// hosts run side by side, puts the host's name before each of its lines.
+#[derive(Clone)]
 pub struct JobLog {
     token: String,
+    /// Put before each line of text (`[web1:22] `), empty for none.
+    prefix: String,
+    /// Whether phases become collapsible groups (not while hosts run side by side, whose
+    /// groups would interleave).
+    groups: bool,
 }
 
 impl Default for JobLog {
@@ -21,6 +28,18 @@ impl JobLog {
     pub fn new() -> Self {
         JobLog {
             token: random_token(),
+            prefix: String::new(),
+            groups: true,
+        }
+    }
+
+    /// The same log for one host of several: each line starts with `[host] `, and phases
+    /// are groups only when `groups` (the host runs alone).
+    pub fn for_host(&self, host: &str, groups: bool) -> JobLog {
+        JobLog {
+            token: self.token.clone(),
+            prefix: format!("[{host}] "),
+            groups,
         }
     }
 
@@ -30,19 +49,29 @@ impl JobLog {
         let _ = out.flush();
     }
 
-    /// Starts a collapsible group.
+    /// Starts a collapsible group (a plain line while hosts run side by side).
     pub fn group(&self, title: &str) {
-        self.print(&format!("::group::{}", escape_data(title)));
+        if self.groups {
+            self.print(&format!("::group::{}", escape_data(&self.prefixed(title))));
+        } else {
+            self.info(&format!("{title} ..."));
+        }
     }
 
     /// Ends the current group.
     pub fn end_group(&self) {
-        self.print("::endgroup::");
+        if self.groups {
+            self.print("::endgroup::");
+        }
     }
 
     /// A plain line of our own.
     pub fn info(&self, line: &str) {
-        self.print(line);
+        self.print(&self.prefixed(line));
+    }
+
+    fn prefixed(&self, line: &str) -> String {
+        format!("{}{line}", self.prefix)
     }
 
     /// Text that came from a host: printed with workflow commands switched off.
@@ -52,19 +81,25 @@ impl JobLog {
         }
         self.print(&format!("::stop-commands::{}", self.token));
         for line in lines {
-            self.print(line);
+            self.print(&self.prefixed(line));
         }
         self.print(&format!("::{}::", self.token));
     }
 
     /// An error annotation.
     pub fn error(&self, message: &str) {
-        self.print(&format!("::error::{}", escape_data(message)));
+        self.print(&format!(
+            "::error::{}",
+            escape_data(&self.prefixed(message))
+        ));
     }
 
     /// A warning annotation.
     pub fn warning(&self, message: &str) {
-        self.print(&format!("::warning::{}", escape_data(message)));
+        self.print(&format!(
+            "::warning::{}",
+            escape_data(&self.prefixed(message))
+        ));
     }
 
     /// Masks every line of a secret in the rest of the log.

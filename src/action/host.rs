@@ -1,19 +1,18 @@
-//! One host's run, runner side: connect, get the helper there (and the image, with
-//! `image-transfer: ssh`), start the host-side run with the plan and relay its events,
-//! uploading the helper when the host lacks it, and turn what came back (or did not) into
-//! the host's report.
+//! One host's run, runner side: connect (every host before any changes, see `fleet`), get
+//! the helper there (and the image, with `image-transfer: ssh`), start the host-side run
+//! with the plan and relay its events, uploading the helper when the host lacks it, and
+//! turn what came back (or did not) into the host's report.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::deploy::{DeployResult, Operation, Outcome, Phase, PhaseRecord};
+use crate::deploy::{DeployPlan, DeployResult, Operation, Outcome, Phase, PhaseRecord};
 use crate::error::{Error, ErrorKind, RunError};
-use crate::input::HostPort;
 
+use super::RunContext;
 use super::credentials::Credentials;
+use super::fleet::SshTarget;
 use super::github::JobLog;
 use super::inputs::{ImageTransfer, Inputs};
-use super::interrupt::Interrupts;
 use super::relay::Relay;
 use super::remote::{ConnectOptions, Remote};
 use super::report::HostReport;
@@ -55,68 +54,93 @@ async fn runner_phase<T>(
     outcome.map(|(v, _)| v)
 }
 
-/// Deploys to one host; never fails, the report says what happened.
-pub(super) async fn run_host(
-    host: &HostPort,
+/// One host's connection, opened before any host changes: the open connection, or why
+/// there is none, with the connect phase.
+pub(super) struct Connection {
+    /// The open connection, or why there is none.
+    pub(super) remote: Result<Remote, RunError>,
+    /// The runner's phases of this host so far (connect).
+    pub(super) phases: Vec<PhaseRecord>,
+}
+
+/// Opens the connection to `target` (its host key checked), as the phase `connect`.
+pub(super) async fn connect(
+    target: &SshTarget,
     inputs: &Inputs,
     credentials: &Credentials,
-    helpers: &[PathBuf],
     log: &JobLog,
-    interrupts: &Interrupts,
     run_started: Instant,
-) -> HostReport {
+) -> Connection {
     let mut phases = Vec::new();
+    let user = target.user_or(&inputs.username);
     let options = ConnectOptions {
-        username: &inputs.username,
+        username: user,
         credentials,
         insecure: inputs.insecure_skip_host_key_check,
         proxy_jump: inputs.proxy_jump.as_deref(),
     };
+    let remote = runner_phase(log, &mut phases, Phase::Connect, run_started, async {
+        let remote = Remote::connect(&target.addr, &options).await?;
+        Ok((
+            remote,
+            format!(
+                "connected to {user}@{}:{}",
+                target.addr.host, target.addr.port
+            ),
+        ))
+    })
+    .await;
+    Connection {
+        remote: remote.map_err(|e| RunError::from(&e)),
+        phases,
+    }
+}
+
+/// Runs `plan` on `target` through its open connection `remote` (opened again if it
+/// closed while waiting for its batch); never fails, the report says what happened.
+/// `phases` are the host's runner phases so far. The connection stays open.
+pub(super) async fn run_on(
+    target: &SshTarget,
+    remote: &mut Remote,
+    mut phases: Vec<PhaseRecord>,
+    plan: &DeployPlan,
+    ctx: &RunContext<'_>,
+    log: &JobLog,
+) -> HostReport {
+    let (inputs, run_started, interrupts) = (ctx.inputs, ctx.started, ctx.interrupts);
     let failed = |phases, error: Error| {
         let result = DeployResult {
             result: Some(Outcome::Failed),
             error: Some(RunError::from(&error)),
             ..Default::default()
         };
-        HostReport::new(host, result, phases)
+        HostReport::new(target, result, phases)
     };
-    let connect = runner_phase(log, &mut phases, Phase::Connect, run_started, async {
-        let remote = Remote::connect(host, &options).await?;
-        Ok((
-            remote,
-            format!(
-                "connected to {}@{}:{}",
-                inputs.username, host.host, host.port
-            ),
-        ))
-    })
-    .await;
-    let remote = match connect {
-        Ok(r) => r,
-        Err(e) => return failed(phases, e),
-    };
-    let helpers = runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
-        let helpers = Helpers::read(helpers)?;
+    if !remote.is_open().await {
+        let again = connect(target, inputs, ctx.credentials, log, run_started).await;
+        phases.extend(again.phases);
+        match again.remote {
+            Ok(fresh) => *remote = fresh,
+            Err(e) => return HostReport::failed(target, e, phases),
+        }
+    }
+    let helpers = ctx.helpers;
+    let shipped = runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
         let detail = format!(
             "{}; the host checks its copy as the run starts",
             helpers.describe()
         );
-        Ok((helpers, detail))
+        Ok(((), detail))
     })
     .await;
-    let helpers = match helpers {
-        Ok(h) => h,
-        Err(e) => {
-            remote.close().await;
-            return failed(phases, e);
-        }
-    };
+    if let Err(e) = shipped {
+        return failed(phases, e);
+    }
     if inputs.image_transfer == ImageTransfer::Ssh
-        && inputs.plan.operation == Operation::Deploy
-        && !inputs.plan.dry_run
+        && plan.operation == Operation::Deploy
+        && !plan.dry_run
     {
-        let image = inputs
-            .plan
+        let image = plan
             .runtime
             .image
             .as_ref()
@@ -128,15 +152,14 @@ pub(super) async fn run_host(
             &mut phases,
             Phase::ImageTransfer,
             run_started,
-            ship::transfer_image(&remote, &image),
+            ship::transfer_image(remote, &image),
         )
         .await;
         if let Err(e) = transfer {
-            remote.close().await;
             return failed(phases, e);
         }
     }
-    let plan = serde_json::to_vec(&inputs.plan).expect("plan serializes");
+    let plan = serde_json::to_vec(plan).expect("plan serializes");
     let argv = helpers.run_argv();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let mut relay = Relay::new(log);
@@ -155,27 +178,25 @@ pub(super) async fn run_host(
             .await;
         let shipped = match need {
             None => break (launched_ms, streamed),
-            Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&host.to_string(), &machine)),
+            Some(Need::Unsupported(machine)) => Err(helpers.unsupported(&target.to_string(), &machine)),
             Some(Need::Upload { .. }) if uploaded => Err(Error::Remote {
-                host: host.to_string(),
+                host: target.to_string(),
                 detail: "the helper was uploaded and verified, but the host still does not run it (is its cache directory writable by others?)".into(),
             }),
             Some(Need::Upload { machine, path }) => {
                 runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
-                    let bytes = helpers.upload(&remote, &machine, &path).await?;
+                    let bytes = helpers.upload(remote, &machine, &path).await?;
                     Ok(((), format!("uploaded and verified {bytes} bytes to {path}")))
                 })
                 .await
             }
         };
         if let Err(e) = shipped {
-            remote.close().await;
             return failed(phases, e);
         }
         uploaded = true;
     };
     let finished = relay.finish();
-    remote.close().await;
     let result = match (finished, streamed) {
         (Ok(mut result), _) => {
             // The host counts from its own start: make its phases relative to the run's.
@@ -210,7 +231,7 @@ pub(super) async fn run_host(
             ..Default::default()
         },
     };
-    HostReport::new(host, result, phases)
+    HostReport::new(target, result, phases)
 }
 
 /// The result of a host whose run was cancelled, saying what became of it.

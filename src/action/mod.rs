@@ -1,23 +1,25 @@
 //! The orchestrator that `action.yml` runs on the GitHub runner.
 //!
 //! It validates every input before connecting, writes the SSH credentials into a private
-//! directory for the length of the run, and for each host in turn: connects once (one
-//! multiplexed SSH connection), ships the helper binary if the host lacks it, optionally
-//! streams the image over SSH, and runs the host-side plan (`bluegreen deploy`), relaying its
-//! events as log groups. Then it writes the step outputs and job summary, and posts to Slack
+//! directory for the length of the run, connects to every host (one multiplexed SSH
+//! connection each), and then, batch by batch (see [`fleet`]), for each host: ships the
+//! helper binary if the host lacks it, optionally streams the image over SSH, and runs the
+//! host-side plan (`bluegreen deploy`), relaying its events as log groups. Then it writes the step outputs and job summary, and posts to Slack
 //! when asked. A failed notification never changes the result.
 //!
 //! - [`inputs`]: reading and validating the inputs.
 //! - [`interrupt`]: a cancelled workflow run's signals, passed on to the host-side run.
 //! - [`credentials`]: the key, known_hosts and ssh_config of a run; [`remote`]: the SSH
 //!   connection; [`proxy`]: its TCP leg.
-//! - `host`: one host's run, from connecting to its report.
+//! - [`fleet`]: the hosts in batches, canary hosts first, and the fleet-wide rollback;
+//!   `host`: one host's run, from connecting to its report.
 //! - [`ship`]: getting the helper (and, with `image-transfer: ssh`, the image) onto a host.
 //! - `relay`: the host's event stream into the job log.
 //! - [`github`]: workflow commands (groups, annotations, masks, stop-commands).
 //! - [`report`]: outputs, Slack; `summary`: the job summary.
 
 pub mod credentials;
+pub mod fleet;
 pub mod github;
 mod host;
 pub mod inputs;
@@ -34,15 +36,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::deploy::{Operation, Outcome};
+use crate::deploy::Operation;
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK, Error};
 
 use credentials::{Credentials, HostKeys};
 use github::JobLog;
-use host::{cancelled_result, run_host};
 use inputs::{Inputs, Known, NotifyOn, env_name};
 use interrupt::Interrupts;
-use report::{GithubContext, HostReport, RunReport};
+use report::{GithubContext, RunReport};
+use ship::Helpers;
+
+/// What every host's run shares.
+struct RunContext<'a> {
+    inputs: &'a Inputs,
+    credentials: &'a Credentials,
+    helpers: &'a Helpers,
+    log: &'a JobLog,
+    interrupts: &'a Interrupts,
+    started: Instant,
+}
 
 /// The inputs that hold secrets.
 const SECRET_INPUTS: [&str; 2] = ["ssh-key", "slack-webhook"];
@@ -89,6 +101,11 @@ pub fn main() -> ExitCode {
             "the host helper binaries (a :-separated list of files) are not set or missing",
         ));
     }
+    // Read and summed once, for every host.
+    let helpers = match ship::Helpers::read(&helpers) {
+        Ok(h) => h,
+        Err(e) => return environment_error(&e),
+    };
     if inputs.insecure_skip_host_key_check {
         log.warning("insecure-skip-host-key-check is on: the host's identity is not verified");
     }
@@ -121,40 +138,15 @@ pub fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime starts");
     let interrupts = runtime.block_on(async { Interrupts::listen() });
-    let mut hosts = Vec::new();
-    for host in &inputs.hosts {
-        let report = if interrupts.received() > 0 {
-            HostReport::new(
-                host,
-                cancelled_result("the run was cancelled before this host was started"),
-                Vec::new(),
-            )
-        } else {
-            runtime.block_on(run_host(
-                host,
-                &inputs,
-                &credentials,
-                &helpers,
-                &log,
-                &interrupts,
-                started,
-            ))
-        };
-        let stop = matches!(report.outcome(), Outcome::Failed | Outcome::Cancelled)
-            || (report.outcome() == Outcome::RolledBack
-                && !matches!(
-                    inputs.plan.operation,
-                    Operation::Rollback | Operation::Abort
-                ));
-        hosts.push(report);
-        if stop {
-            let remaining = inputs.hosts.len() - hosts.len();
-            if remaining > 0 {
-                log.warning(&format!("stopping here: {remaining} host(s) not deployed"));
-            }
-            break;
-        }
-    }
+    let ctx = RunContext {
+        inputs: &inputs,
+        credentials: &credentials,
+        helpers: &helpers,
+        log: &log,
+        interrupts: &interrupts,
+        started,
+    };
+    let hosts = runtime.block_on(fleet::run(&ctx));
     drop(credentials);
     let report = RunReport {
         app: inputs.plan.app.to_string(),

@@ -263,6 +263,12 @@ impl Remote {
         copied.map_err(|e| self.remote_error(argv, format!("stream broke: {e}")))
     }
 
+    /// Whether the master connection is still up (it closes itself after a minute with
+    /// nothing using it).
+    pub async fn is_open(&self) -> bool {
+        self.session.check().await.is_ok()
+    }
+
     /// Closes the master connection.
     pub async fn close(self) {
         let _ = self.session.close().await;

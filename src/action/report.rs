@@ -9,8 +9,9 @@ use std::time::Duration;
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::deploy::{DeployResult, Outcome, PhaseRecord};
-use crate::error::{Error, Result};
-use crate::input::HostPort;
+use crate::error::{Error, ErrorKind, Result, RunError};
+
+use super::fleet::SshTarget;
 
 const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.json.j2");
 
@@ -26,16 +27,73 @@ pub struct HostReport {
     pub result: DeployResult,
     /// Runner-side phases (connect, ship helpers, image transfer) with their timings.
     pub runner_phases: Vec<PhaseRecord>,
+    /// Unreachable at the start, and skipped as `max-unreachable` allows: it does not fail
+    /// the run.
+    pub skipped: bool,
 }
 
 impl HostReport {
     /// The report of `host`: what it reported, and the runner's phases for it.
-    pub fn new(host: &HostPort, result: DeployResult, runner_phases: Vec<PhaseRecord>) -> Self {
+    pub fn new(host: &SshTarget, result: DeployResult, runner_phases: Vec<PhaseRecord>) -> Self {
         HostReport {
             host: host.to_string(),
             result,
             runner_phases,
+            skipped: false,
         }
+    }
+
+    /// The report of `host`, which failed on the runner's side with `error`.
+    pub fn failed(host: &SshTarget, error: RunError, runner_phases: Vec<PhaseRecord>) -> Self {
+        let result = DeployResult {
+            result: Some(Outcome::Failed),
+            error: Some(error),
+            ..Default::default()
+        };
+        HostReport::new(host, result, runner_phases)
+    }
+
+    /// The report of a host this run deployed and then rolled back (`back`, the rollback's
+    /// report) because of `why`, another host's failure: rolled back when the rollback
+    /// went back, else failed; its phases follow the deploy's.
+    pub fn fleet_rollback(&mut self, back: HostReport, why: &str) {
+        let went_back = back.outcome() == Outcome::RolledBack;
+        let deployed = std::mem::take(&mut self.result);
+        self.result = DeployResult {
+            result: Some(if went_back {
+                Outcome::RolledBack
+            } else {
+                Outcome::Failed
+            }),
+            error: Some(RunError {
+                kind: back
+                    .result
+                    .error
+                    .as_ref()
+                    .filter(|_| !went_back)
+                    .map_or(ErrorKind::CheckFailed, |e| e.kind),
+                message: match (&back.result.error, went_back) {
+                    (_, true) => format!("rolled back with the fleet: {why}"),
+                    (Some(e), false) => format!(
+                        "deployed, then the fleet's rollback ({why}) failed: {}",
+                        e.message
+                    ),
+                    (None, false) => format!("deployed, then the fleet's rollback ({why}) failed"),
+                },
+            }),
+            phases: deployed
+                .phases
+                .into_iter()
+                .chain(back.result.phases)
+                .collect(),
+            warnings: deployed
+                .warnings
+                .into_iter()
+                .chain(back.result.warnings)
+                .collect(),
+            ..back.result
+        };
+        self.runner_phases.extend(back.runner_phases);
     }
 
     /// The host's outcome.
@@ -77,7 +135,12 @@ impl RunReport {
     /// if all were unchanged, else changed if any host was (setup, maintenance), else
     /// deployed.
     pub fn outcome(&self) -> Outcome {
-        let outcomes: Vec<Outcome> = self.hosts.iter().map(HostReport::outcome).collect();
+        let outcomes: Vec<Outcome> = self
+            .hosts
+            .iter()
+            .filter(|h| !h.skipped)
+            .map(HostReport::outcome)
+            .collect();
         if self.early_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed)
         {
             Outcome::Failed
@@ -158,12 +221,22 @@ impl RunReport {
     /// The Slack message, with everything from users and hosts escaped for Slack.
     pub fn slack_payload(&self, github: &GithubContext) -> Result<String> {
         let outcome = self.outcome();
-        let failed = self.hosts.iter().find(|h| {
-            !matches!(
-                h.outcome(),
-                Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
-            )
-        });
+        let not_ok: Vec<&HostReport> = self
+            .hosts
+            .iter()
+            .filter(|h| {
+                !matches!(
+                    h.outcome(),
+                    Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
+                )
+            })
+            .collect();
+        // The host whose failure stopped the run, before those rolled back because of it.
+        let failed = not_ok
+            .iter()
+            .find(|h| h.outcome() == Outcome::Failed && !h.skipped)
+            .or(not_ok.first())
+            .copied();
         let headline = format!(
             "{} {} of {} {}",
             if matches!(
@@ -197,6 +270,19 @@ impl RunReport {
                     .join(", "),
             ),
         ];
+        if self.hosts.len() > 1 && !not_ok.is_empty() {
+            let listed: Vec<String> = not_ok
+                .iter()
+                .map(|h| match (h.skipped, h.failed_phase()) {
+                    (true, _) => format!("{} (unreachable, skipped)", h.host),
+                    (false, Some(phase)) => {
+                        format!("{} ({} at {phase})", h.host, h.outcome().as_str())
+                    }
+                    (false, None) => format!("{} ({})", h.host, h.outcome().as_str()),
+                })
+                .collect();
+            fields.push(("Hosts not on the new version", listed.join(", ")));
+        }
         if let Some(h) = failed {
             fields.push(("Failed host", h.host.clone()));
             fields.push((

@@ -1,5 +1,5 @@
 //! The job summary: a timeline of each host's phases (a mermaid Gantt chart, which GitHub
-//! draws), a table of hosts, and per host a table of phases with the watch's figures, the
+//! draws), a table of hosts (result, slots, version, failed phase, time), and per host a table of phases with the watch's figures, the
 //! error, warnings, the upstream diff of a dry run and the failed slot's log. Host text is
 //! made inert (no HTML, no links) and fit for a Markdown table cell; code blocks cannot be
 //! closed from inside.
@@ -75,6 +75,8 @@ struct SummaryHost {
     previous_slot: String,
     active_version: String,
     failed_phase: String,
+    /// From its first phase's start to its last one's end, in seconds.
+    seconds: String,
     /// How traffic was switched and why (`nftables (auto: ...)`).
     switch_mode: Option<String>,
     /// What happens to the old slot after the report.
@@ -90,12 +92,14 @@ struct SummaryHost {
 impl From<&HostReport> for SummaryHost {
     fn from(h: &HostReport) -> Self {
         let r = &h.result;
-        let phases = h
+        let phases: Vec<SummaryPhase> = h
             .runner_phases
             .iter()
             .chain(&r.phases)
             .map(SummaryPhase::from)
             .collect();
+        let first = phases.iter().map(|p| p.start_ms).min().unwrap_or(0);
+        let last = phases.iter().map(|p| p.end_ms).max().unwrap_or(0);
         let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
         SummaryHost {
             host: cell(&h.host),
@@ -110,7 +114,12 @@ impl From<&HostReport> for SummaryHost {
                     }
                 })
                 .collect(),
-            result: h.outcome().as_str().to_owned(),
+            result: if h.skipped {
+                "skipped (unreachable)".to_owned()
+            } else {
+                h.outcome().as_str().to_owned()
+            },
+            seconds: format!("{:.1}", (last - first) as f64 / 1000.0),
             active_slot: dash(r.active_slot.map(|s| s.to_string())),
             previous_slot: dash(r.previous_slot.map(|s| s.to_string())),
             active_version: cell(&dash(r.active_version.clone())),

@@ -16,6 +16,7 @@ mod canary;
 mod cancel;
 mod demo_app;
 mod faults;
+mod fleet;
 mod health_check;
 mod hooks;
 mod host_run;

@@ -18,6 +18,7 @@ use clap::ValueEnum;
 
 use source::{Source, parse_hosts, ssh_word};
 
+use crate::action::fleet::{BatchSize, FleetSpec, SshTarget};
 use crate::canary::{CanarySpec, Share, TrafficSteps};
 use crate::config::{default_server_file, default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{
@@ -57,8 +58,10 @@ pub enum NotifyOn {
 /// Every input, validated.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    /// Hosts, deployed one after another.
-    pub hosts: Vec<HostPort>,
+    /// Hosts, in the order batches take them.
+    pub hosts: Vec<SshTarget>,
+    /// How the run goes through the hosts.
+    pub fleet: FleetSpec,
     /// SSH user.
     pub username: String,
     /// Private key text.
@@ -136,6 +139,25 @@ impl Inputs {
             }
             _ => None,
         };
+        let batch = s.parse("batch-size", defaults::BATCH_SIZE, str::parse::<BatchSize>);
+        let count = |name: &'static str| {
+            move |raw: &str| {
+                raw.trim().parse::<usize>().map_err(|_| {
+                    Error::invalid(name, format!("{raw:?}: expected a whole number of hosts"))
+                })
+            }
+        };
+        let canary_hosts = s.parse(
+            "canary-hosts",
+            defaults::CANARY_HOSTS,
+            count("canary-hosts"),
+        );
+        let max_unreachable = s.parse(
+            "max-unreachable",
+            defaults::MAX_UNREACHABLE,
+            count("max-unreachable"),
+        );
+        let fleet_rollback = s.boolean("fleet-rollback", defaults::FLEET_ROLLBACK);
         let username = s.required("username");
         if !username.is_empty() && !ssh_word(&username, "") {
             s.errors
@@ -441,6 +463,12 @@ impl Inputs {
         }
         Ok(Inputs {
             hosts: hosts.expect("validated"),
+            fleet: FleetSpec {
+                batch: batch.expect("validated"),
+                canary_hosts: canary_hosts.expect("validated"),
+                max_unreachable: max_unreachable.expect("validated"),
+                rollback: fleet_rollback.expect("validated"),
+            },
             username,
             ssh_key,
             known_hosts,

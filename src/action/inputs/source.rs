@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use clap::ValueEnum;
 
+use crate::action::fleet::SshTarget;
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
-use crate::input::HostPort;
 
 use super::env_name;
 
@@ -103,13 +103,14 @@ impl Source<'_> {
     }
 }
 
-/// Parses the `host` input: hosts one per line or comma-separated, each `HOST[:PORT]`.
-pub(super) fn parse_hosts(raw: &str, default_port: u16) -> Result<Vec<HostPort>> {
+/// Parses the `host` input: hosts one per line or comma-separated, each
+/// `[USER@]HOST[:PORT]`.
+pub(super) fn parse_hosts(raw: &str, default_port: u16) -> Result<Vec<SshTarget>> {
     let hosts = raw
         .split([',', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|item| HostPort::parse_with_default(item, Some(default_port)))
+        .map(|item| SshTarget::parse(item, default_port))
         .collect::<Result<Vec<_>>>()?;
     if hosts.is_empty() {
         return Err(Error::invalid("host", "no host given"));

@@ -31,12 +31,15 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
 #[test]
 fn defaults_fill_the_plan() {
     let i = Inputs::from_env(&env(&[])).unwrap();
+    assert_eq!(i.hosts, [SshTarget::parse("203.0.113.7", 22).unwrap()]);
     assert_eq!(
-        i.hosts,
-        [HostPort {
-            host: "203.0.113.7".into(),
-            port: 22
-        }]
+        i.fleet,
+        FleetSpec {
+            batch: "1".parse().unwrap(),
+            canary_hosts: 0,
+            max_unreachable: 0,
+            rollback: true
+        }
     );
     let p = &i.plan;
     assert_eq!(p.ports, SlotPorts::new(3001, 3002).unwrap());
@@ -62,12 +65,10 @@ fn defaults_fill_the_plan() {
 
 #[test]
 fn hosts_lists_and_ports() {
-    let h = parse_hosts("a.example.com, b:2222\n[::1]:2200\n", 22).unwrap();
+    let h = parse_hosts("a.example.com, b:2222\n[::1]:2200\ndeploy@c\n", 22).unwrap();
     assert_eq!(
-        h.iter()
-            .map(|h| (h.host.as_str(), h.port))
-            .collect::<Vec<_>>(),
-        [("a.example.com", 22), ("b", 2222), ("::1", 2200)]
+        h.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["a.example.com:22", "b:2222", "[::1]:2200", "deploy@c:22"]
     );
     for bad in ["", "-oProxyCommand=x", "a b", "[::1", "x:0"] {
         assert!(parse_hosts(bad, 22).is_err(), "{bad}");

@@ -34,6 +34,7 @@ fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
                 ms: 80,
                 detail: "ok".into(),
             }],
+            skipped: false,
         }],
         duration: Duration::from_millis(4200),
         early_error: None,
@@ -42,7 +43,7 @@ fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
 
 #[test]
 fn a_host_is_named_with_its_port() {
-    let host: HostPort = "web1:2222".parse().unwrap();
+    let host = crate::action::fleet::SshTarget::parse("web1:2222", 22).unwrap();
     let r = HostReport::new(&host, DeployResult::default(), Vec::new());
     assert_eq!(r.host, "web1:2222");
     let run = RunReport {

@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod docker;
+pub mod fleet;
 pub mod nginx;
 #[macro_use]
 pub mod require;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use demo::{DEMO_APP, Demo, demo_image};
 pub use docker::{NftTable, SecondDocker};
+pub use fleet::Fleet;
 pub use nginx::{Site, http_get, http_get_retry_after};
 pub use slack::SlackRecorder;
 pub use sshd::{Sshd, current_user};

@@ -26,6 +26,9 @@ pub enum Need {
     Nftables,
     /// sudo, and runuser to run a check as another user.
     Sudo,
+    /// Network namespaces (iproute2) and mount namespaces (util-linux's unshare), for a
+    /// fleet of hosts on this machine.
+    Namespaces,
 }
 
 impl Need {
@@ -38,11 +41,12 @@ impl Need {
             Need::Act => "act (scripts/install-deps)",
             Need::Nftables => "nftables with permission to change it",
             Need::Sudo => "sudo and runuser (scripts/install-deps)",
+            Need::Namespaces => "ip netns and unshare (scripts/install-deps)",
         }
     }
 
     fn present(self) -> bool {
-        static FOUND: OnceLock<[bool; 7]> = OnceLock::new();
+        static FOUND: OnceLock<[bool; 8]> = OnceLock::new();
         let found = FOUND.get_or_init(|| {
             [
                 Need::Root,
@@ -52,6 +56,7 @@ impl Need {
                 Need::Act,
                 Need::Nftables,
                 Need::Sudo,
+                Need::Namespaces,
             ]
             .map(Need::probe)
         });
@@ -88,6 +93,9 @@ impl Need {
             Need::Act => answers("act", &["--version"]),
             Need::Nftables => answers("nft", &["list", "tables"]),
             Need::Sudo => answers("sudo", &["-n", "true"]) && answers("runuser", &["--version"]),
+            Need::Namespaces => {
+                answers("ip", &["netns", "list"]) && answers("unshare", &["--version"])
+            }
         }
     }
 }

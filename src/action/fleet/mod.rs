@@ -1,0 +1,260 @@
+//! A run across the fleet. Every host is connected, its key checked, before any host
+//! changes; an unreachable host stops the run there unless `max-unreachable` allows it (it
+//! is then skipped). Then the hosts go in batches (see `plan`): the canary hosts first,
+//! which must pass their watch before any other starts, then `batch-size` hosts at a time,
+//! side by side. When a host fails, no later batch starts, and with `fleet-rollback` the
+//! hosts this run switched are rolled back (`command: rollback` on each), so the fleet ends
+//! on one version; their reports say so. A cancelled run stops starting hosts and rolls
+//! nothing back.
+
+mod plan;
+
+pub use plan::{BatchSize, FleetSpec, SshTarget};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use crate::deploy::{DeployPlan, Operation, Outcome};
+
+use super::RunContext;
+use super::host::{self, Connection, cancelled_result};
+use super::report::HostReport;
+
+/// Runs the plan on every host as the fleet spec says; a report per host, in the order of
+/// the `host` input.
+pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
+    let inputs = ctx.inputs;
+    let targets = &inputs.hosts;
+    let spec = inputs.fleet;
+    let alone = targets.len() == 1;
+    let batches = spec.batches(targets.len());
+    // Groups only where a host runs by itself (one host, or batches of one).
+    let logs: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let by_itself = batches.iter().any(|b| b == &[i]);
+            if alone {
+                ctx.log.clone()
+            } else {
+                ctx.log.for_host(&t.to_string(), by_itself)
+            }
+        })
+        .collect();
+
+    let mut connections: Vec<Connection> = join_all(
+        targets
+            .iter()
+            .zip(&logs)
+            .map(|(t, log)| host::connect(t, inputs, ctx.credentials, log, ctx.started)),
+    )
+    .await;
+    let unreachable: Vec<usize> = (0..targets.len())
+        .filter(|&i| connections[i].remote.is_err())
+        .collect();
+    let mut reports: Vec<Option<HostReport>> = vec![None; targets.len()];
+    for &i in &unreachable {
+        if let Err(error) = &connections[i].remote {
+            reports[i] = Some(HostReport::failed(
+                &targets[i],
+                error.clone(),
+                connections[i].phases.clone(),
+            ));
+        }
+    }
+    // Why no further batch starts, and whether a host failed (rather than a cancel).
+    let mut stop: Option<String> = None;
+    let mut failed = false;
+    if !unreachable.is_empty() {
+        let names = names(targets, &unreachable);
+        if unreachable.len() > spec.max_unreachable {
+            stop = Some(format!(
+                "{} of {} hosts unreachable ({names}); max-unreachable is {}: nothing was changed",
+                unreachable.len(),
+                targets.len(),
+                spec.max_unreachable
+            ));
+        } else {
+            ctx.log.warning(&format!(
+                "skipping {names}: unreachable, and max-unreachable allows {}",
+                spec.max_unreachable
+            ));
+            for &i in &unreachable {
+                if let Some(r) = reports[i].as_mut() {
+                    r.skipped = true;
+                }
+            }
+        }
+    }
+
+    for batch in &batches {
+        let batch: Vec<usize> = batch
+            .iter()
+            .copied()
+            .filter(|i| reports[*i].is_none())
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        if stop.is_none() && ctx.interrupts.received() > 0 {
+            stop = Some("the run was cancelled".into());
+        }
+        if let Some(why) = &stop {
+            ctx.log.warning(&format!(
+                "not started: {} ({why})",
+                names(targets, &batch)
+            ));
+            for &i in &batch {
+                reports[i] = Some(HostReport::new(
+                    &targets[i],
+                    cancelled_result(&format!("not started: {why}")),
+                    connections[i].phases.clone(),
+                ));
+            }
+            continue;
+        }
+        let done = run_batch(ctx, &batch, &mut connections, &logs, &inputs.plan).await;
+        for (i, report) in batch.iter().zip(done) {
+            let outcome = report.outcome();
+            if stop.is_none() && stops_the_fleet(inputs.plan.operation, outcome) {
+                let why = format!("{} ended {}", report.host, outcome.as_str());
+                ctx.log.warning(&format!("stopping the fleet here: {why}"));
+                stop = Some(why);
+                // A cancel stops the run; only a failure calls for going back.
+                failed |= outcome != Outcome::Cancelled;
+            }
+            reports[*i] = Some(report);
+        }
+    }
+
+    if let Some(why) = stop.as_ref().filter(|_| spec.rollback && failed) {
+        roll_back(ctx, &mut reports, &mut connections, &logs, why).await;
+    }
+    for connection in connections {
+        if let Ok(remote) = connection.remote {
+            remote.close().await;
+        }
+    }
+    reports
+        .into_iter()
+        .map(|r| r.expect("every host has a report"))
+        .collect()
+}
+
+/// Runs `plan` on the hosts of `batch` side by side.
+async fn run_batch(
+    ctx: &RunContext<'_>,
+    batch: &[usize],
+    connections: &mut [Connection],
+    logs: &[super::github::JobLog],
+    plan: &DeployPlan,
+) -> Vec<HostReport> {
+    let targets = &ctx.inputs.hosts;
+    let runs = connections
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| batch.contains(i))
+        .filter_map(|(i, c)| {
+            let phases = c.phases.clone();
+            let remote = c.remote.as_mut().ok()?;
+            Some(host::run_on(
+                &targets[i],
+                remote,
+                phases,
+                plan,
+                ctx,
+                &logs[i],
+            ))
+        });
+    join_all(runs).await
+}
+
+/// Whether a host that ended with `outcome` stops the rest of the fleet: a failure, a
+/// cancel, or a deploy that was rolled back (a rollback or an abort rolls back on purpose).
+/// A status reads every host whatever it finds.
+fn stops_the_fleet(operation: Operation, outcome: Outcome) -> bool {
+    if operation == Operation::Status {
+        return false;
+    }
+    match outcome {
+        Outcome::Failed | Outcome::Cancelled => true,
+        Outcome::RolledBack => !matches!(operation, Operation::Rollback | Operation::Abort),
+        _ => false,
+    }
+}
+
+/// Rolls back the hosts this run deployed (a deploy or a promote whose host ended
+/// `deployed`), because of `why`, so the fleet ends on one version.
+async fn roll_back(
+    ctx: &RunContext<'_>,
+    reports: &mut [Option<HostReport>],
+    connections: &mut [Connection],
+    logs: &[super::github::JobLog],
+    why: &str,
+) {
+    let plan = &ctx.inputs.plan;
+    if !matches!(plan.operation, Operation::Deploy | Operation::Promote) || plan.dry_run {
+        return;
+    }
+    let switched: Vec<usize> = (0..reports.len())
+        .filter(|&i| {
+            reports[i]
+                .as_ref()
+                .is_some_and(|r| r.outcome() == Outcome::Deployed)
+        })
+        .collect();
+    if switched.is_empty() {
+        return;
+    }
+    let names = names(&ctx.inputs.hosts, &switched);
+    ctx.log
+        .warning(&format!("rolling back {names}: {why} (fleet-rollback)"));
+    let rollback = DeployPlan {
+        operation: Operation::Rollback,
+        purpose: format!("fleet rollback, {why} ({})", plan.purpose),
+        ..plan.clone()
+    };
+    let done = run_batch(ctx, &switched, connections, logs, &rollback).await;
+    for (i, back) in switched.iter().zip(done) {
+        if let Some(report) = reports[*i].as_mut() {
+            report.fleet_rollback(back, why);
+        }
+    }
+}
+
+/// The names of the hosts `which`, for a message.
+fn names(targets: &[SshTarget], which: &[usize]) -> String {
+    which
+        .iter()
+        .map(|&i| targets[i].to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `futures` side by side on this thread; their outputs, in order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}

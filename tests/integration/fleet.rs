@@ -1,0 +1,158 @@
+//! Fleets end to end, on three hosts of their own (network and mount namespaces made by
+//! `scripts/fleet-target`, each with its sshd, nginx and slots), through the orchestrator
+//! `action.yml` runs: all succeed in batches; a failing canary host stops the run before
+//! any other host changes; a failing third host rolls back the first two; an unreachable
+//! host stops the run before anything changes, unless allowed; a host whose sshd is killed
+//! mid-run fails and the hosts already switched are rolled back. Every test ends with each
+//! host serving a healthy slot.
+
+use std::time::{Duration, Instant};
+
+use crate::support::Fleet;
+
+/// Every host of `fleet` serves `version` from a healthy slot.
+fn all_serve(fleet: &Fleet, version: &str) {
+    for n in 1..=fleet.count {
+        assert_eq!(fleet.serving(n).1, version, "host {n}");
+    }
+}
+
+#[test]
+fn a_fleet_deploys_in_batches_with_one_summary() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    let run = fleet.run(&[("VERSION", "v2"), ("BATCH_SIZE", "2")]);
+    assert_eq!(run.output("result"), "deployed", "{}", run.log);
+    all_serve(&fleet, "v2");
+    for n in 1..=3 {
+        let host = fleet.host(n);
+        assert!(
+            run.log.contains(&format!("[{host}:22] ok switch")),
+            "prefixed: {}",
+            run.log
+        );
+        assert!(
+            run.summary.contains(&format!("| {host}:22 | deployed |")),
+            "{}",
+            run.summary
+        );
+    }
+}
+
+#[test]
+fn a_failing_canary_host_stops_the_run_before_any_other_host_changes() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    fleet.break_next_slot(1, "--health unhealthy");
+    let before: Vec<String> = (2..=3).map(|n| fleet.history(n)).collect();
+    let run = fleet.run(&[
+        ("VERSION", "v2"),
+        ("CANARY_HOSTS", "1"),
+        ("BATCH_SIZE", "2"),
+        ("HEALTH_TIMEOUT", "3"),
+    ]);
+    assert_eq!(run.output("result"), "failed", "{}", run.log);
+    all_serve(&fleet, "v1");
+    assert_eq!(
+        (2..=3).map(|n| fleet.history(n)).collect::<Vec<_>>(),
+        before,
+        "the other hosts were not touched"
+    );
+    assert!(run.log.contains("not started"), "{}", run.log);
+}
+
+#[test]
+fn a_failing_third_host_rolls_back_the_first_two() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    fleet.break_next_slot(3, "--health unhealthy");
+    let run = fleet.run(&[("VERSION", "v2"), ("HEALTH_TIMEOUT", "3")]);
+    assert_eq!(run.output("result"), "failed", "{}", run.log);
+    all_serve(&fleet, "v1");
+    for n in 1..=2 {
+        assert!(
+            run.summary
+                .contains(&format!("| {}:22 | rolled-back |", fleet.host(n))),
+            "{}",
+            run.summary
+        );
+        assert!(fleet.history(n).contains("fleet rollback"), "host {n}");
+    }
+}
+
+#[test]
+fn an_unreachable_host_stops_the_run_before_anything_changes_unless_allowed() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    let hosts = format!(
+        "{},{},{},127.0.0.1:{}",
+        fleet.host(1),
+        fleet.host(2),
+        fleet.host(3),
+        crate::support::free_port()
+    );
+    let before: Vec<String> = (1..=3).map(|n| fleet.history(n)).collect();
+    let run = fleet.run(&[("VERSION", "v2"), ("HOST", &hosts)]);
+    assert_eq!(run.output("result"), "failed", "{}", run.log);
+    assert!(run.log.contains("1 of 4 hosts unreachable"), "{}", run.log);
+    assert_eq!(
+        (1..=3).map(|n| fleet.history(n)).collect::<Vec<_>>(),
+        before
+    );
+    all_serve(&fleet, "v1");
+
+    let allowed = fleet.run(&[
+        ("VERSION", "v2"),
+        ("HOST", &hosts),
+        ("MAX_UNREACHABLE", "1"),
+        ("BATCH_SIZE", "3"),
+    ]);
+    assert_eq!(allowed.output("result"), "deployed", "{}", allowed.log);
+    all_serve(&fleet, "v2");
+}
+
+#[test]
+fn a_host_whose_sshd_is_killed_mid_run_fails_and_the_switched_hosts_roll_back() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    // Host 2's new version takes a while to become healthy: time to cut it off.
+    fleet.break_next_slot(2, "--ready-after 5s");
+    let log = std::env::temp_dir().join(format!("fleet-kill-{}.log", std::process::id()));
+    let mut child = fleet.spawn(&[("VERSION", "v2"), ("HEALTH_TIMEOUT", "30")], &log);
+    let host2 = format!("[{}:22] ok deploy standby", fleet.host(2));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&host2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "host 2 never started its standby"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fleet.kill_sshd(2);
+    let status = child.wait().unwrap();
+    let run = fleet.finished(status, &log);
+    assert_eq!(run.output("result"), "failed", "{}", run.log);
+    assert!(
+        run.summary
+            .contains(&format!("| {}:22 | rolled-back |", fleet.host(1))),
+        "{}",
+        run.summary
+    );
+    // Host 2's own run saw its connection close and stopped before its switch.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet
+        .history(2)
+        .lines()
+        .last()
+        .is_none_or(|l| !l.contains("cancelled"))
+    {
+        assert!(Instant::now() < deadline, "{}", fleet.history(2));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    all_serve(&fleet, "v1");
+    let _ = std::fs::remove_file(log);
+}
