@@ -74,12 +74,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         plan.purpose
     ));
     if plan.dry_run {
-        let request = e.switch_request(intent, true)?;
-        let quiet = |_: &str| {};
-        let report = e
-            .host
-            .switch(&request, &crate::progress::Progress::lines(&quiet))?;
-        e.add_warnings(&report.warnings);
+        let report = e.dry_switch(intent)?;
         e.log(&if on {
             format!(
                 "plan: nginx answers {} with 503, Retry-After {} and {} from 127.0.0.1:{}; {live} keeps running behind it",

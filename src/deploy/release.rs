@@ -248,12 +248,7 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     } else {
         intent
     };
-    let request = e.switch_request(intent, true)?;
-    let quiet = |_: &str| {};
-    let report = e
-        .host
-        .switch(&request, &crate::progress::Progress::lines(&quiet))?;
-    e.add_warnings(&report.warnings);
+    let report = e.dry_switch(intent)?;
     e.log(&format!(
         "plan: start {} version {} in {standby} (port {}), switch nginx from {} to {standby}, watch {}, then {} the old slot",
         plan.app,

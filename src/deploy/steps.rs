@@ -151,6 +151,16 @@ impl Engine<'_> {
         })
     }
 
+    /// What a switch as `intent` says would change, changing nothing (a dry run); its
+    /// warnings are the run's.
+    pub(super) fn dry_switch(&mut self, intent: Intent) -> Result<SwitchReport, Failure> {
+        let request = self.switch_request(intent, true)?;
+        let quiet = |_: &str| {};
+        let report = self.host.switch(&request, &Progress::lines(&quiet))?;
+        self.add_warnings(&report.warnings);
+        Ok(report)
+    }
+
     /// The upstream template: the plan's `upstream-template`, else the mode's built-in one.
     pub(super) fn template(&self) -> Result<Template, Error> {
         match &self.plan.upstream_template {

@@ -101,10 +101,8 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
             stop = Some("the run was cancelled".into());
         }
         if let Some(why) = &stop {
-            ctx.log.warning(&format!(
-                "not started: {} ({why})",
-                names(targets, &batch)
-            ));
+            ctx.log
+                .warning(&format!("not started: {} ({why})", names(targets, &batch)));
             for &i in &batch {
                 reports[i] = Some(HostReport::new(
                     &targets[i],

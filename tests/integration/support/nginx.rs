@@ -186,27 +186,17 @@ impl Drop for Nginx {
 
 /// GET on a fresh connection: (status, Retry-After header, body).
 pub fn http_get_retry_after(url: &str) -> (u16, Option<String>, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_idle_connections(0)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    (resp.status().as_u16(), retry_after, body)
+    get_with_header(url, "retry-after")
 }
 
 /// GET on a fresh connection: (status, X-Bluegreen-Slot header, body).
 pub fn http_get(url: &str) -> (u16, String, String) {
+    let (status, slot, body) = get_with_header(url, "x-bluegreen-slot");
+    (status, slot.unwrap_or_default(), body)
+}
+
+/// GET on a fresh connection: (status, the response header `name`, body).
+fn get_with_header(url: &str, name: &str) -> (u16, Option<String>, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_idle_connections(0)
@@ -217,14 +207,13 @@ pub fn http_get(url: &str) -> (u16, String, String) {
         .get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let slot = resp
+    let header = resp
         .headers()
-        .get("x-bluegreen-slot")
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned);
     let body = resp.body_mut().read_to_string().unwrap_or_default();
-    (resp.status().as_u16(), slot, body)
+    (resp.status().as_u16(), header, body)
 }
 
 /// A whole local target: nginx routing to blue, demo apps in both slots (green optional),
