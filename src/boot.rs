@@ -1,9 +1,15 @@
 //! What brings the nftables switch back after a reboot. The DNAT rule lives only in the
 //! kernel, and `state.json` is the truth it is derived from: `bluegreen restore` re-creates
-//! the rule from state, and a systemd unit installed by the first nftables deploy runs it at
-//! boot, before nginx. The unit runs a copy of the helper kept in the state directory, so a
-//! boot never depends on the cache a deploy ships helpers to.
+//! the rule from state, and a systemd unit installed by the first nftables deploy (or by
+//! `setup`) runs it at boot, before nginx.
+//!
+//! The unit runs as root, so everything it runs or reads is root's or checked: the helper is
+//! a copy in a root-owned directory (`boot-helper-dir`, `/usr/local/lib/bluegreen`) that
+//! only a run as root installs, the app is bound in `ExecStart` (`--app`), and `restore`
+//! refuses a state directory or `state.json` that someone other than its owner could change,
+//! or that names another app. The ruleset goes to `nft` on its stdin, never through a file.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,6 +22,9 @@ use crate::nft::{NftSwitch, Route};
 use crate::state::State;
 use crate::switch::SwitchMode;
 
+/// The helper's file name in the boot helper directory.
+const HELPER_NAME: &str = "bluegreen";
+
 /// Where the boot path of one app lives.
 #[derive(Debug, Clone)]
 pub struct BootPath {
@@ -25,6 +34,9 @@ pub struct BootPath {
     pub state_dir: PathBuf,
     /// The systemd unit directory (`/etc/systemd/system`).
     pub unit_dir: PathBuf,
+    /// The root-owned directory that holds the copy of the helper the unit runs
+    /// (`/usr/local/lib/bluegreen`).
+    pub helper_dir: PathBuf,
 }
 
 impl BootPath {
@@ -47,17 +59,38 @@ impl BootPath {
 
     /// The copy of the helper the unit runs.
     pub fn helper_path(&self) -> PathBuf {
-        self.state_dir.join("bin").join("bluegreen")
+        self.helper_dir.join(HELPER_NAME)
+    }
+
+    /// Where earlier versions kept the helper copy (in the state directory, which the
+    /// deploy user may own): removed by [`BootPath::install`].
+    fn old_helper_dir(&self) -> PathBuf {
+        self.state_dir.join("bin")
+    }
+
+    /// The owner of the state directory now (root's when it does not exist yet): the one
+    /// user besides root that `restore` lets own it.
+    fn state_owner(&self) -> u32 {
+        std::fs::metadata(&self.state_dir).map_or(0, |m| m.uid())
+    }
+
+    /// The command the unit runs at boot, for the state directory owned by `owner`.
+    fn restore_command_for(&self, owner: u32) -> CommandLine {
+        CommandLine::new([
+            self.helper_path().display().to_string(),
+            "restore".into(),
+            "--app".into(),
+            self.app.to_string(),
+            "--state-dir".into(),
+            self.state_dir.display().to_string(),
+            "--state-owner".into(),
+            owner.to_string(),
+        ])
     }
 
     /// The command the unit runs at boot.
     pub fn restore_command(&self) -> CommandLine {
-        CommandLine::new([
-            self.helper_path().display().to_string(),
-            "restore".into(),
-            "--state-dir".into(),
-            self.state_dir.display().to_string(),
-        ])
+        self.restore_command_for(self.state_owner())
     }
 
     /// The unit's text: a oneshot run of the restore command, after the network and the
@@ -103,17 +136,36 @@ impl BootPath {
         if !self.helper_path().is_file() {
             return Some(format!("{} is missing", self.helper_path().display()));
         }
+        if let Err(why) = crate::sys::root_only(&self.helper_path()) {
+            return Some(format!("the helper the unit runs is not root's alone: {why}"));
+        }
         None
     }
 
     /// Installs or updates the helper copy (from `helper`, this very binary), the unit, and
-    /// the link that enables it. Returns what changed (empty: it was all in place).
+    /// the link that enables it. Only root may: the unit runs the copy as root, so it must
+    /// land where no one else can change it (checked after the copy). Returns what changed
+    /// (empty: it was all in place).
     pub fn install(&self, helper: &Path) -> Result<Vec<String>> {
+        if crate::sys::euid() != 0 {
+            return Err(Error::CheckFailed(format!(
+                "the boot path runs as root, so only root installs it: run `bluegreen setup` for {} as root once (it copies the helper to {}, root's, and writes {})",
+                self.app,
+                self.helper_path().display(),
+                self.unit_path().display()
+            )));
+        }
         let mut changed = Vec::new();
         let bytes = std::fs::read(helper).map_err(|e| Error::io("read", helper, e))?;
         let copy = self.helper_path();
+        create_dir(&self.helper_dir)?;
+        crate::sys::root_only(&self.helper_dir).map_err(|why| {
+            Error::CheckFailed(format!(
+                "{} cannot hold the helper the boot unit runs as root: {why}",
+                self.helper_dir.display()
+            ))
+        })?;
         if std::fs::read(&copy).ok().as_deref() != Some(bytes.as_slice()) {
-            create_dir(copy.parent().expect("the helper copy has a directory"))?;
             write_atomic(&copy, &bytes, 0o755)?;
             changed.push(format!("copied the helper to {}", copy.display()));
         }
@@ -130,12 +182,21 @@ impl BootPath {
                 .map_err(|e| Error::io("enable (symlink)", &link, e))?;
             changed.push(format!("enabled {} at boot", self.unit_name()));
         }
+        let old = self.old_helper_dir();
+        if old.join(HELPER_NAME).is_file() && std::fs::remove_dir_all(&old).is_ok() {
+            changed.push(format!("removed the old helper copy in {}", old.display()));
+        }
         Ok(changed)
     }
 }
 
 fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))
 }
 
 /// A word quoted for a systemd `ExecStart=` line: in double quotes, with `\`, `"`, `%` and
@@ -152,7 +213,7 @@ fn systemd_quote(word: &str) -> String {
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
-    /// The app, as state names it.
+    /// The app.
     pub app: String,
     /// The switch mode state records.
     pub mode: Option<SwitchMode>,
@@ -160,22 +221,93 @@ pub struct RestoreReport {
     pub detail: String,
 }
 
-/// Re-creates the kernel state of the switch from `state.json` in `state_dir`: in nftables
-/// mode, the rule from the service port to the live slot, through `nft`. Reload mode keeps
-/// its route in nginx's include, a file, so nothing is to be done.
-pub fn restore(state_dir: &Path, nft: &CommandLine) -> Result<RestoreReport> {
+/// Why `path` (the state directory or its `state.json`) could be changed by someone other
+/// than root and `owner` (any user but root when `None`), if it could. A link is refused:
+/// root would follow it wherever the link's owner pointed it.
+fn writable_by_others(path: &Path, owner: Option<u32>) -> Option<String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        return Some(format!("{} is a symbolic link", path.display()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} may be written by its group or others (mode {:o})",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    match owner {
+        Some(owner) if meta.uid() != 0 && meta.uid() != owner => Some(format!(
+            "{} is owned by uid {}, not by root or uid {owner} (its owner when the boot path was installed)",
+            path.display(),
+            meta.uid()
+        )),
+        _ => None,
+    }
+}
+
+/// The text of `path`, never through a link (one swapped in after the check above).
+fn read_no_follow(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(text))
+}
+
+/// Re-creates the kernel state of `app`'s switch from `state.json` in `state_dir`: in
+/// nftables mode, the rule from the service port to the live slot, through `nft`. Reload
+/// mode keeps its route in nginx's include, a file, so nothing is to be done. Refuses a
+/// state directory or file that a user other than root and `owner` could have changed, and a
+/// state file of another app: the boot unit runs this as root.
+pub fn restore(
+    app: &AppName,
+    state_dir: &Path,
+    owner: Option<u32>,
+    nft: &CommandLine,
+) -> Result<RestoreReport> {
     let path = state_dir.join("state.json");
-    let text = read_optional(&path)?.ok_or_else(|| {
+    for place in [state_dir, path.as_path()] {
+        if place == path && std::fs::symlink_metadata(&path).is_err() {
+            break; // a missing state.json is said below
+        }
+        if let Some(why) = writable_by_others(place, owner) {
+            return Err(Error::CheckFailed(format!(
+                "refused to restore {app} from {}: {why}",
+                state_dir.display()
+            )));
+        }
+    }
+    let text = read_no_follow(&path)?.ok_or_else(|| {
         Error::CheckFailed(format!(
             "{} does not exist: nothing to restore",
             path.display()
         ))
     })?;
-    let app: AppName = serde_json::from_str::<serde_json::Value>(&text)
+    let named = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .and_then(|v| v.get("app")?.as_str()?.parse().ok())
-        .ok_or_else(|| Error::CheckFailed(format!("{} names no valid app", path.display())))?;
-    let state = State::parse(&text, &app)
+        .and_then(|v| Some(v.get("app")?.as_str()?.to_owned()));
+    if named.as_deref() != Some(app.as_str()) {
+        return Err(Error::CheckFailed(format!(
+            "refused to restore {app}: {} names {}",
+            path.display(),
+            named.map_or("no app".to_owned(), |n| format!("the app {n:?}"))
+        )));
+    }
+    let state = State::parse(&text, app)
         .map_err(|why| Error::CheckFailed(format!("{} is unreadable: {why}", path.display())))?;
     let report = |detail: String| RestoreReport {
         app: app.to_string(),
@@ -195,7 +327,7 @@ pub fn restore(state_dir: &Path, nft: &CommandLine) -> Result<RestoreReport> {
     let port = state.slots.get(active).port.ok_or_else(|| {
         Error::CheckFailed(format!("state records no port for the live slot {active}"))
     })?;
-    NftSwitch::new(&app, service_port, nft.clone()).apply(&Route::to(port), state_dir)?;
+    NftSwitch::new(app, service_port, nft.clone()).load(&Route::to(port))?;
     let mut detail = format!("service port {service_port} leads to {active} (port {port}) again");
     if let Some(canary) = &state.canary {
         detail.push_str(&format!(
@@ -209,22 +341,33 @@ pub fn restore(state_dir: &Path, nft: &CommandLine) -> Result<RestoreReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn boot(dir: &Path) -> BootPath {
         BootPath {
             app: "shop".parse().unwrap(),
             state_dir: dir.join("state dir$1"),
             unit_dir: dir.join("systemd"),
+            helper_dir: dir.join("lib/bluegreen"),
         }
     }
 
+    fn is_root() -> bool {
+        if crate::sys::euid() == 0 {
+            return true;
+        }
+        assert!(std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(), "needs root");
+        eprintln!("skipped: needs root");
+        false
+    }
+
     #[test]
-    fn the_unit_runs_the_restore_of_this_app_before_nginx() {
+    fn the_unit_runs_the_restore_of_this_app_from_roots_copy_before_nginx() {
         let dir = Path::new("/srv");
         let text = boot(dir).unit_text();
         assert!(
             text.contains(
-                "ExecStart=\"/srv/state dir$$1/bin/bluegreen\" \"restore\" \"--state-dir\" \"/srv/state dir$$1\"\n"
+                "ExecStart=\"/srv/lib/bluegreen/bluegreen\" \"restore\" \"--app\" \"shop\" \"--state-dir\" \"/srv/state dir$$1\" \"--state-owner\" \"0\"\n"
             ),
             "{text}"
         );
@@ -235,28 +378,63 @@ mod tests {
     }
 
     #[test]
-    fn install_puts_everything_in_place_once() {
+    fn install_puts_everything_in_place_once_and_removes_the_old_copy() {
+        if !is_root() {
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let b = boot(dir.path());
+        let old = b.state_dir.join("bin/bluegreen");
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, b"#!/bin/sh\n").unwrap();
         assert!(b.missing().is_some());
         let helper = dir.path().join("helper");
         std::fs::write(&helper, b"#!/bin/sh\n").unwrap();
-        assert_eq!(b.install(&helper).unwrap().len(), 3);
+        let changed = b.install(&helper).unwrap();
+        assert_eq!(changed.len(), 4, "{changed:?}");
+        assert!(!old.exists(), "the copy in the state directory is gone");
         assert_eq!(b.missing(), None);
         assert!(
             b.install(&helper).unwrap().is_empty(),
             "a second install changes nothing"
         );
         assert_eq!(std::fs::read_link(b.enabled_path()).unwrap(), b.unit_path());
+        let mode = std::fs::metadata(b.helper_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn install_refuses_a_helper_directory_others_could_change() {
+        if !is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let b = boot(dir.path());
+        std::fs::create_dir_all(&b.helper_dir).unwrap();
+        std::os::unix::fs::chown(&b.helper_dir, Some(65534), None).unwrap();
+        let helper = dir.path().join("helper");
+        std::fs::write(&helper, b"#!/bin/sh\n").unwrap();
+        let err = b.install(&helper).unwrap_err().to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        assert!(!b.helper_path().exists() && !b.unit_path().exists());
+    }
+
+    fn write_state(dir: &Path, app: &str) {
+        let ports = crate::input::SlotPorts::new(3001, 3002).unwrap();
+        let state = State::new(&app.parse().unwrap())
+            .after_switch(crate::input::Slot::Blue, ports, Some("v1"), None, "t")
+            .switched_by(SwitchMode::Nftables, 3000);
+        std::fs::write(dir.join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
     }
 
     #[test]
     fn restore_refuses_a_missing_state_and_does_nothing_in_reload_mode() {
         let dir = tempfile::tempdir().unwrap();
         let nft = CommandLine::new(["false"]);
-        assert!(restore(dir.path(), &nft).is_err());
+        let shop: AppName = "shop".parse().unwrap();
+        assert!(restore(&shop, dir.path(), None, &nft).is_err());
         let ports = crate::input::SlotPorts::new(3001, 3002).unwrap();
-        let state = State::new(&"shop".parse().unwrap())
+        let state = State::new(&shop)
             .after_switch(crate::input::Slot::Blue, ports, Some("v1"), None, "t")
             .switched_by(SwitchMode::Reload, 3000);
         std::fs::write(
@@ -264,7 +442,59 @@ mod tests {
             serde_json::to_string(&state).unwrap(),
         )
         .unwrap();
-        let r = restore(dir.path(), &nft).unwrap();
+        let r = restore(&shop, dir.path(), None, &nft).unwrap();
         assert!(r.detail.contains("nothing to restore"), "{}", r.detail);
+    }
+
+    #[test]
+    fn restore_sends_the_ruleset_on_stdin_and_refuses_what_others_could_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let shop: AppName = "shop".parse().unwrap();
+        let got = dir.path().join("ruleset");
+        // A stand-in nft that keeps its arguments and its stdin.
+        let nft = CommandLine::new([
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("echo \"$*\" > '{0}.args'; cat > '{0}'", got.display()),
+            "nft".to_owned(),
+        ]);
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir(&state_dir).unwrap();
+        write_state(&state_dir, "shop");
+        let r = restore(&shop, &state_dir, None, &nft).unwrap();
+        assert!(r.detail.contains("leads to blue (port 3001)"), "{}", r.detail);
+        assert_eq!(std::fs::read_to_string(got.with_extension("args")).unwrap(), "-f -\n");
+        assert!(std::fs::read_to_string(&got).unwrap().contains("dnat to 127.0.0.1:3001"));
+        assert!(
+            std::fs::read_dir(&state_dir).unwrap().count() == 1,
+            "restore writes nothing into the state directory"
+        );
+
+        let api: AppName = "api".parse().unwrap();
+        let err = restore(&api, &state_dir, None, &nft).unwrap_err().to_string();
+        assert!(err.contains("names the app \"shop\""), "{err}");
+
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = restore(&shop, &state_dir, None, &nft).unwrap_err().to_string();
+        assert!(err.contains("may be written by its group or others"), "{err}");
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        write_state(&elsewhere, "shop");
+        std::fs::rename(state_dir.join("state.json"), state_dir.join("real.json")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("state.json"), state_dir.join("state.json"))
+            .unwrap();
+        let err = restore(&shop, &state_dir, None, &nft).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+
+        if is_root() {
+            std::fs::remove_file(state_dir.join("state.json")).unwrap();
+            write_state(&state_dir, "shop");
+            std::os::unix::fs::chown(&state_dir, Some(65534), None).unwrap();
+            assert!(restore(&shop, &state_dir, Some(65534), &nft).is_ok());
+            let err = restore(&shop, &state_dir, Some(1000), &nft).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 65534, not by root or uid 1000"), "{err}");
+        }
     }
 }

@@ -126,6 +126,8 @@ pub mod defaults {
     pub const LOCK_TIMEOUT: &str = "300";
     /// `systemd-unit-dir`: where the boot path of the nftables mode is installed.
     pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+    /// `boot-helper-dir`: the root-owned directory holding the helper the boot unit runs.
+    pub const BOOT_HELPER_DIR: &str = "/usr/local/lib/bluegreen";
 }
 
 /// A default duration given in seconds, as a [`Duration`].
@@ -240,7 +242,7 @@ mod tests {
         for cmd in [TEST_CMD, RELOAD_CMD, DOCKER_CMD, NFT_CMD] {
             CommandLine::parse(cmd, "default").unwrap();
         }
-        for path in [NGINX_PID_FILE, SYSTEMD_UNIT_DIR] {
+        for path in [NGINX_PID_FILE, SYSTEMD_UNIT_DIR, BOOT_HELPER_DIR] {
             path.parse::<HostPath>().unwrap();
         }
         let app: AppName = "shop".parse().unwrap();

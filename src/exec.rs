@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 /// How many bytes of a command's stderr an error keeps.
 const STDERR_EXCERPT_BYTES: usize = 2000;
 
+/// How many bytes of each of a command's streams are kept: the end of what it printed. A
+/// command that prints without end (`yes` as a hook) costs this much memory, no more.
+pub const OUTPUT_KEEP_BYTES: usize = 1 << 20;
+
 /// A program and its arguments. In JSON (a deploy plan) it is its words, `["nginx", "-t"]`,
 /// read back through the same check as a parsed command (not empty); variables added with
 /// [`CommandLine::with_env`] belong to commands built on the host and are not part of it.
@@ -84,9 +88,19 @@ impl CommandLine {
     }
 
     /// Runs the command with stdin closed, waiting up to `timeout`; a command still
-    /// running then is killed. Returns its output when it exits 0.
+    /// running then is killed with every process it started (its process group). Returns
+    /// its output when it exits 0.
     pub fn run(&self, timeout: Duration) -> Result<CommandOutput> {
-        let output = self.run_unchecked(timeout)?;
+        self.checked(self.run_unchecked(timeout)?)
+    }
+
+    /// Runs the command like [`CommandLine::run`] with `input` on its stdin (a ruleset for
+    /// `nft -f -`: nothing passes through a file someone else could swap).
+    pub fn run_with_input(&self, input: &[u8], timeout: Duration) -> Result<CommandOutput> {
+        self.checked(self.spawn_and_wait(Some(input), timeout)?)
+    }
+
+    fn checked(&self, output: CommandOutput) -> Result<CommandOutput> {
         if output.status.success() {
             Ok(output)
         } else {
@@ -101,17 +115,37 @@ impl CommandLine {
     /// Runs the command like [`CommandLine::run`] but returns its output whatever its exit
     /// status. Errors only when it cannot be started or times out.
     pub fn run_unchecked(&self, timeout: Duration) -> Result<CommandOutput> {
+        self.spawn_and_wait(None, timeout)
+    }
+
+    fn spawn_and_wait(&self, input: Option<&[u8]>, timeout: Duration) -> Result<CommandOutput> {
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, so a timeout ends whatever it started too.
+            .process_group(0)
             .spawn()
             .map_err(|source| Error::Spawn {
                 argv: self.to_string(),
                 source,
             })?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            let input = input.to_vec();
+            // On a thread: a command that does not read its input must not block us; a
+            // broken pipe is the command's to report.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+            });
+        }
         // Drain both pipes on threads so a chatty command cannot block on a full pipe.
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
@@ -197,19 +231,47 @@ pub fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// Reads a pipe to its end on a thread. The result is collected with [`collect`], which
-/// stops waiting shortly after the command exits: a daemon the command left behind may hold
-/// the pipe open forever.
+/// Reads a pipe to its end on a thread, keeping the last [`OUTPUT_KEEP_BYTES`] (marked
+/// when earlier output was cut). The result is collected with [`collect`], which stops
+/// waiting shortly after the command exits: a daemon the command left behind may hold the
+/// pipe open forever.
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        let kept = pipe.map(|p| read_tail(p, OUTPUT_KEEP_BYTES)).unwrap_or_default();
+        let _ = tx.send(kept);
     });
     rx
+}
+
+/// Everything `pipe` gives until its end, of which the last `keep` bytes are kept (with a
+/// line saying so when more came): memory stays bounded whatever the writer prints.
+fn read_tail(mut pipe: impl Read, keep: usize) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut cut = false;
+    loop {
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        if buf.len() > 2 * keep {
+            buf.drain(..buf.len() - keep);
+            cut = true;
+        }
+    }
+    if buf.len() > keep {
+        buf.drain(..buf.len() - keep);
+        cut = true;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    if cut {
+        format!("[earlier output cut: only the last {keep} bytes are kept]\n{text}")
+    } else {
+        text.into_owned()
+    }
 }
 
 fn collect(output: mpsc::Receiver<String>) -> String {
@@ -233,6 +295,11 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
                 pause = (pause * 2).min(WAIT_POLL_MAX);
             }
             _ => {
+                // The whole group: a shell's children (`sh -c 'migrate & wait'`) too.
+                if let Ok(pgid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) with a negative pid signals that process group only.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return None;
@@ -289,6 +356,47 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::CommandTimedOut { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_timeout_ends_what_the_command_started_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
+        let err = CommandLine::new(["sh", "-c", &script])
+            .run(Duration::from_millis(300))
+            .unwrap_err();
+        assert!(matches!(err, Error::CommandTimedOut { .. }), "{err:?}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Killed: gone, or a zombie waiting for a parent that does not reap.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let alive = || {
+            std::fs::read_to_string(&stat)
+                .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+        };
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the background sleep {} outlived the timeout", pid.trim());
+    }
+
+    #[test]
+    fn output_is_kept_to_its_tail() {
+        let out = CommandLine::new(["sh", "-c", "head -c 3000000 /dev/zero; echo the-end"])
+            .run(Duration::from_secs(20))
+            .unwrap();
+        assert!(out.stdout.len() <= OUTPUT_KEEP_BYTES + 100, "{}", out.stdout.len());
+        assert!(out.stdout.starts_with("[earlier output cut"));
+        assert!(out.stdout.ends_with("the-end\n"));
+    }
+
+    #[test]
+    fn input_reaches_stdin() {
+        let out = CommandLine::new(["sh", "-c", "tr a-z A-Z"])
+            .run_with_input(b"table ip x", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(out.stdout, "TABLE IP X");
     }
 
     #[test]

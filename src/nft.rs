@@ -95,20 +95,29 @@ impl NftSwitch {
         )
     }
 
-    /// Where [`NftSwitch::apply`] keeps the ruleset it loaded, in the state directory `dir`.
+    /// Where [`NftSwitch::apply`] keeps a copy of the ruleset it loaded, in the state
+    /// directory `dir`, for people to read (nft never reads it).
     pub fn ruleset_path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("{}.nft", self.table))
     }
 
-    /// Points the service port as `route` says, atomically; the ruleset file is kept in
-    /// `dir` for people to read.
-    pub fn apply(&self, route: &Route, dir: &Path) -> Result<()> {
-        let file = self.ruleset_path(dir);
-        write_atomic(&file, self.ruleset(route).as_bytes(), 0o644)?;
+    /// Points the service port as `route` says, atomically: the ruleset goes to `nft -f -`
+    /// on its stdin, so nothing passes through a file another user could swap.
+    pub fn load(&self, route: &Route) -> Result<()> {
         self.nft
-            .with_args(["-f".to_owned(), file.display().to_string()])
-            .run(NFT_TIMEOUT)
+            .with_args(["-f", "-"])
+            .run_with_input(self.ruleset(route).as_bytes(), NFT_TIMEOUT)
             .map(|_| ())
+    }
+
+    /// [`NftSwitch::load`], then a copy of the ruleset kept in `dir` for people to read.
+    pub fn apply(&self, route: &Route, dir: &Path) -> Result<()> {
+        self.load(route)?;
+        write_atomic(
+            &self.ruleset_path(dir),
+            self.ruleset(route).as_bytes(),
+            0o644,
+        )
     }
 
     /// The command that lists the table (its rules name the target ports).

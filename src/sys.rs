@@ -47,6 +47,36 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// Why a user other than root could change what `path` names, if one could: the path
+/// (which must exist) is followed to its real place, and that place and each directory
+/// above it must be owned by root and writable by no one else. A directory others may
+/// write is accepted above the last component when it has the sticky bit (`/tmp`): there
+/// only root may rename or remove root's entries.
+pub fn root_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (depth, place) in real.ancestors().enumerate() {
+        let meta = std::fs::symlink_metadata(place).map_err(|e| format!("{}: {e}", place.display()))?;
+        let others_write = meta.mode() & 0o022 != 0;
+        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 {
+            return Err(format!(
+                "{} is owned by uid {}, not root",
+                place.display(),
+                meta.uid()
+            ));
+        }
+        if others_write && (depth == 0 || !sticky_dir) {
+            return Err(format!(
+                "{} may be written by its group or others (mode {:o})",
+                place.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// This process's effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -241,5 +271,35 @@ mod tests {
         assert!(dir_writable(dir.path()).is_ok());
         assert!(dir_writable(Path::new("/nonexistent-dir")).is_err());
         assert_eq!(existing_ancestor(&dir.path().join("a/b/c")), dir.path());
+    }
+
+    #[test]
+    fn root_only_refuses_what_another_user_could_change() {
+        use std::os::unix::fs::PermissionsExt;
+        if euid() != 0 {
+            // Ownership by root can only be set up as root; CI runs as root and says so.
+            assert!(std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(), "needs root");
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap(); // root's, 0700, under the sticky /tmp
+        assert_eq!(root_only(dir.path()), Ok(()));
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = root_only(&open).unwrap_err();
+        assert!(why.contains("may be written by its group or others"), "{why}");
+        let below = open.join("below");
+        std::fs::create_dir(&below).unwrap();
+        assert!(root_only(&below).is_err(), "a directory under an open one is not root's");
+        let owned = dir.path().join("owned");
+        std::fs::create_dir(&owned).unwrap();
+        std::os::unix::fs::chown(&owned, Some(65534), None).unwrap();
+        let why = root_only(&owned.clone()).unwrap_err();
+        assert!(why.contains("owned by uid 65534"), "{why}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&owned, &link).unwrap();
+        assert!(root_only(&link).is_err(), "a link is followed to what it names");
+        assert!(root_only(&dir.path().join("missing")).is_err());
     }
 }

@@ -228,8 +228,9 @@ impl ValidateRequest {
                     "boot-path",
                     CheckStatus::Warn,
                     format!(
-                        "{what}: after a reboot nginx would proxy to the service port with no rule until the next deploy; a successful nftables deploy installs it (needs write access to {})",
-                        boot.unit_dir.display()
+                        "{what}: after a reboot nginx would proxy to the service port with no rule until the next deploy; a successful nftables deploy or setup run as root installs it (the unit in {}, the helper it runs in {}, root's alone)",
+                        boot.unit_dir.display(),
+                        boot.helper_dir.display()
                     ),
                 ),
             });

@@ -41,6 +41,10 @@ pub struct HandArgs {
     /// Where the nftables mode installs its boot path (a systemd unit).
     #[arg(long, default_value = defaults::SYSTEMD_UNIT_DIR, value_name = "DIR")]
     pub systemd_unit_dir: HostPath,
+
+    /// The root-owned directory holding the helper the boot unit runs as root.
+    #[arg(long, default_value = defaults::BOOT_HELPER_DIR, value_name = "DIR")]
+    pub boot_helper_dir: HostPath,
 }
 
 impl HandArgs {
@@ -115,6 +119,7 @@ impl HandArgs {
             check_tcp: Vec::new(),
             lock_timeout: self.switch.lock_timeout,
             systemd_unit_dir: self.systemd_unit_dir.clone(),
+            boot_helper_dir: self.boot_helper_dir.clone(),
         })
     }
 }

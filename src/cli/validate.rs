@@ -70,6 +70,10 @@ pub struct Cli {
     #[arg(long, default_value = defaults::SYSTEMD_UNIT_DIR, value_name = "DIR")]
     systemd_unit_dir: HostPath,
 
+    /// The root-owned directory holding the helper the boot unit runs as root.
+    #[arg(long, default_value = defaults::BOOT_HELPER_DIR, value_name = "DIR")]
+    boot_helper_dir: HostPath,
+
     /// The nft command (split into words, no shell), e.g. 'sudo nft'.
     #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
     nft_command: String,
@@ -133,6 +137,7 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
             app: cli.app.app.clone(),
             state_dir: cli.app.store().dir().to_path_buf(),
             unit_dir: cli.systemd_unit_dir.as_path().to_path_buf(),
+            helper_dir: cli.boot_helper_dir.as_path().to_path_buf(),
         }),
     };
     Ok(request.run())

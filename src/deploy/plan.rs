@@ -230,6 +230,8 @@ pub struct DeployPlan {
     pub lock_timeout: Duration,
     /// Where the boot path of the nftables mode (a systemd unit) is installed.
     pub systemd_unit_dir: HostPath,
+    /// The root-owned directory holding the helper the boot unit runs.
+    pub boot_helper_dir: HostPath,
 }
 
 impl HookSpec {

@@ -145,6 +145,7 @@ impl Engine<'_> {
             app: self.plan.app.clone(),
             state_dir: self.plan.state_dir.as_path().to_path_buf(),
             unit_dir: self.plan.systemd_unit_dir.as_path().to_path_buf(),
+            helper_dir: self.plan.boot_helper_dir.as_path().to_path_buf(),
         }
     }
 

@@ -109,6 +109,7 @@ impl HostRun {
             site: SiteSpec::defaults(&app.parse().unwrap(), &path(&nginx.upstream_file)),
             lock_timeout: Duration::ZERO,
             systemd_unit_dir: "/nonexistent/systemd".parse().unwrap(),
+            boot_helper_dir: "/nonexistent/lib/bluegreen".parse().unwrap(),
             min_free_disk_mb: 1,
             check_tcp: Vec::new(),
         }

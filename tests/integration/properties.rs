@@ -66,6 +66,7 @@ const INPUTS: &[&str] = &[
     "min-free-disk-mb",
     "lock-timeout",
     "systemd-unit-dir",
+    "boot-helper-dir",
     "command",
     "dry-run",
     "version",

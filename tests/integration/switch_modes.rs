@@ -178,19 +178,75 @@ fn after_a_reboot_the_boot_unit_restores_the_rule() {
     );
     assert_eq!(http_get(&t.site.nginx.url("/")).0, 502);
 
-    // What systemd runs at boot.
+    // What systemd runs at boot, as root: a helper in root's own directories, bound to
+    // this app.
     let exec = text
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("an ExecStart line");
     let argv = shell_words::split(exec).unwrap();
-    let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    let helper = Path::new(&argv[0]);
+    assert_eq!(helper, t.site.tmp.path().join("lib/bluegreen/bluegreen"));
+    assert_only_root_can_change(helper);
+    assert_eq!(argv[1..4], ["restore", "--app", t.app.as_str()]);
+
+    // Everything a deploy user that owns the state directory could plant there: the
+    // helper's old place, and a ruleset file. None of it runs.
+    let state = t.state_dir();
+    let marker = t.site.tmp.path().join("planted-ran");
+    std::fs::create_dir_all(state.join("bin")).unwrap();
+    script(
+        &state.join("bin/bluegreen"),
+        &format!("touch '{}'", marker.display()),
+    );
+    std::fs::write(
+        state.join(format!("{table}.nft")),
+        "table ip planted { }\n",
+    )
+    .unwrap();
+    let boot = || Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+    let out = boot();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(t.live(), ("green".into(), "v2".into()));
+    assert!(!marker.exists(), "the planted script ran as root");
+    let planted = Command::new("nft")
+        .args(["list", "table", "ip", "planted"])
+        .output()
+        .unwrap();
+    assert!(!planted.status.success(), "the planted ruleset was loaded");
+
+    // A state directory someone else could write is refused, and nothing is run.
+    Command::new("chmod").arg("0777").arg(&state).status().unwrap();
+    let out = boot();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("may be written by its group or others"),
+        "{stderr}"
+    );
+    Command::new("chmod").arg("0755").arg(&state).status().unwrap();
+    assert!(!marker.exists());
+}
+
+/// Fails unless `path` and every directory above it belong to root and no one else may
+/// write them (a world-writable directory above it must be sticky, like /tmp).
+fn assert_only_root_can_change(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    for (depth, place) in path.ancestors().enumerate() {
+        let meta = std::fs::symlink_metadata(place).unwrap();
+        assert_eq!(meta.uid(), 0, "{} is not root's", place.display());
+        let open = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        assert!(
+            !open || (depth > 0 && sticky),
+            "{} may be written by others (mode {:o})",
+            place.display(),
+            meta.mode()
+        );
+    }
 }
 
 #[test]

@@ -333,6 +333,11 @@ impl Inputs {
             defaults::SYSTEMD_UNIT_DIR,
             str::parse::<HostPath>,
         );
+        let boot_helper_dir = s.parse(
+            "boot-helper-dir",
+            defaults::BOOT_HELPER_DIR,
+            str::parse::<HostPath>,
+        );
         let state_dir = s.parse_optional("state-dir", str::parse::<HostPath>);
 
         let slack_webhook = s.optional("slack-webhook");
@@ -451,6 +456,7 @@ impl Inputs {
             check_tcp: check_tcp.expect("validated"),
             lock_timeout: lock_timeout.expect("validated"),
             systemd_unit_dir: systemd_unit_dir.expect("validated"),
+            boot_helper_dir: boot_helper_dir.expect("validated"),
             app,
         };
         let image_transfer = image_transfer.expect("validated");

@@ -74,6 +74,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
         site: SiteSpec::defaults(&"shop".parse().unwrap(), &path("upstream.conf")),
         lock_timeout: Duration::ZERO,
         systemd_unit_dir: path("systemd"),
+        boot_helper_dir: path("lib/bluegreen"),
         min_free_disk_mb: 100,
         check_tcp: Vec::new(),
     }

@@ -133,6 +133,10 @@ impl Target {
                 "SYSTEMD_UNIT_DIR",
                 self.site.tmp.path().join("systemd").display().to_string(),
             ),
+            (
+                "BOOT_HELPER_DIR",
+                self.site.tmp.path().join("lib/bluegreen").display().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
