@@ -137,7 +137,9 @@ impl BootPath {
             return Some(format!("{} is missing", self.helper_path().display()));
         }
         if let Err(why) = crate::sys::root_only(&self.helper_path()) {
-            return Some(format!("the helper the unit runs is not root's alone: {why}"));
+            return Some(format!(
+                "the helper the unit runs is not root's alone: {why}"
+            ));
         }
         None
     }
@@ -356,7 +358,10 @@ mod tests {
         if crate::sys::euid() == 0 {
             return true;
         }
-        assert!(std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(), "needs root");
+        assert!(
+            std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(),
+            "needs root"
+        );
         eprintln!("skipped: needs root");
         false
     }
@@ -399,7 +404,10 @@ mod tests {
             "a second install changes nothing"
         );
         assert_eq!(std::fs::read_link(b.enabled_path()).unwrap(), b.unit_path());
-        let mode = std::fs::metadata(b.helper_path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(b.helper_path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 
@@ -424,7 +432,11 @@ mod tests {
         let state = State::new(&app.parse().unwrap())
             .after_switch(crate::input::Slot::Blue, ports, Some("v1"), None, "t")
             .switched_by(SwitchMode::Nftables, 3000);
-        std::fs::write(dir.join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("state.json"),
+            serde_json::to_string(&state).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -462,21 +474,39 @@ mod tests {
         std::fs::create_dir(&state_dir).unwrap();
         write_state(&state_dir, "shop");
         let r = restore(&shop, &state_dir, None, &nft).unwrap();
-        assert!(r.detail.contains("leads to blue (port 3001)"), "{}", r.detail);
-        assert_eq!(std::fs::read_to_string(got.with_extension("args")).unwrap(), "-f -\n");
-        assert!(std::fs::read_to_string(&got).unwrap().contains("dnat to 127.0.0.1:3001"));
+        assert!(
+            r.detail.contains("leads to blue (port 3001)"),
+            "{}",
+            r.detail
+        );
+        assert_eq!(
+            std::fs::read_to_string(got.with_extension("args")).unwrap(),
+            "-f -\n"
+        );
+        assert!(
+            std::fs::read_to_string(&got)
+                .unwrap()
+                .contains("dnat to 127.0.0.1:3001")
+        );
         assert!(
             std::fs::read_dir(&state_dir).unwrap().count() == 1,
             "restore writes nothing into the state directory"
         );
 
         let api: AppName = "api".parse().unwrap();
-        let err = restore(&api, &state_dir, None, &nft).unwrap_err().to_string();
+        let err = restore(&api, &state_dir, None, &nft)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("names the app \"shop\""), "{err}");
 
         std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = restore(&shop, &state_dir, None, &nft).unwrap_err().to_string();
-        assert!(err.contains("may be written by its group or others"), "{err}");
+        let err = restore(&shop, &state_dir, None, &nft)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("may be written by its group or others"),
+            "{err}"
+        );
         std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 
         let elsewhere = dir.path().join("elsewhere");
@@ -485,7 +515,9 @@ mod tests {
         std::fs::rename(state_dir.join("state.json"), state_dir.join("real.json")).unwrap();
         std::os::unix::fs::symlink(elsewhere.join("state.json"), state_dir.join("state.json"))
             .unwrap();
-        let err = restore(&shop, &state_dir, None, &nft).unwrap_err().to_string();
+        let err = restore(&shop, &state_dir, None, &nft)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is a symbolic link"), "{err}");
 
         if is_root() {
@@ -493,8 +525,13 @@ mod tests {
             write_state(&state_dir, "shop");
             std::os::unix::fs::chown(&state_dir, Some(65534), None).unwrap();
             assert!(restore(&shop, &state_dir, Some(65534), &nft).is_ok());
-            let err = restore(&shop, &state_dir, Some(1000), &nft).unwrap_err().to_string();
-            assert!(err.contains("owned by uid 65534, not by root or uid 1000"), "{err}");
+            let err = restore(&shop, &state_dir, Some(1000), &nft)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("owned by uid 65534, not by root or uid 1000"),
+                "{err}"
+            );
         }
     }
 }

@@ -128,6 +128,8 @@ pub mod defaults {
     pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
     /// `boot-helper-dir`: the root-owned directory holding the helper the boot unit runs.
     pub const BOOT_HELPER_DIR: &str = "/usr/local/lib/bluegreen";
+    /// `log-dir`: the root-owned directory nginx writes the apps' access logs in.
+    pub const LOG_DIR: &str = "/var/log/bluegreen";
 }
 
 /// A default duration given in seconds, as a [`Duration`].
@@ -242,7 +244,7 @@ mod tests {
         for cmd in [TEST_CMD, RELOAD_CMD, DOCKER_CMD, NFT_CMD] {
             CommandLine::parse(cmd, "default").unwrap();
         }
-        for path in [NGINX_PID_FILE, SYSTEMD_UNIT_DIR, BOOT_HELPER_DIR] {
+        for path in [NGINX_PID_FILE, SYSTEMD_UNIT_DIR, BOOT_HELPER_DIR, LOG_DIR] {
             path.parse::<HostPath>().unwrap();
         }
         let app: AppName = "shop".parse().unwrap();

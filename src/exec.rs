@@ -238,7 +238,9 @@ pub fn describe_status(status: ExitStatus) -> String {
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let kept = pipe.map(|p| read_tail(p, OUTPUT_KEEP_BYTES)).unwrap_or_default();
+        let kept = pipe
+            .map(|p| read_tail(p, OUTPUT_KEEP_BYTES))
+            .unwrap_or_default();
         let _ = tx.send(kept);
     });
     rx
@@ -372,13 +374,20 @@ mod tests {
         // Killed: gone, or a zombie waiting for a parent that does not reap.
         let deadline = Instant::now() + Duration::from_secs(10);
         let alive = || {
-            std::fs::read_to_string(&stat)
-                .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit(") ")
+                    .next()
+                    .is_some_and(|rest| !rest.starts_with('Z'))
+            })
         };
         while alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!alive(), "the background sleep {} outlived the timeout", pid.trim());
+        assert!(
+            !alive(),
+            "the background sleep {} outlived the timeout",
+            pid.trim()
+        );
     }
 
     #[test]
@@ -386,7 +395,11 @@ mod tests {
         let out = CommandLine::new(["sh", "-c", "head -c 3000000 /dev/zero; echo the-end"])
             .run(Duration::from_secs(20))
             .unwrap();
-        assert!(out.stdout.len() <= OUTPUT_KEEP_BYTES + 100, "{}", out.stdout.len());
+        assert!(
+            out.stdout.len() <= OUTPUT_KEEP_BYTES + 100,
+            "{}",
+            out.stdout.len()
+        );
         assert!(out.stdout.starts_with("[earlier output cut"));
         assert!(out.stdout.ends_with("the-end\n"));
     }

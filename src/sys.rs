@@ -56,7 +56,8 @@ pub fn root_only(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     for (depth, place) in real.ancestors().enumerate() {
-        let meta = std::fs::symlink_metadata(place).map_err(|e| format!("{}: {e}", place.display()))?;
+        let meta =
+            std::fs::symlink_metadata(place).map_err(|e| format!("{}: {e}", place.display()))?;
         let others_write = meta.mode() & 0o022 != 0;
         let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
         if meta.uid() != 0 {
@@ -278,7 +279,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         if euid() != 0 {
             // Ownership by root can only be set up as root; CI runs as root and says so.
-            assert!(std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(), "needs root");
+            assert!(
+                std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(),
+                "needs root"
+            );
             eprintln!("skipped: needs root");
             return;
         }
@@ -288,10 +292,16 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let why = root_only(&open).unwrap_err();
-        assert!(why.contains("may be written by its group or others"), "{why}");
+        assert!(
+            why.contains("may be written by its group or others"),
+            "{why}"
+        );
         let below = open.join("below");
         std::fs::create_dir(&below).unwrap();
-        assert!(root_only(&below).is_err(), "a directory under an open one is not root's");
+        assert!(
+            root_only(&below).is_err(),
+            "a directory under an open one is not root's"
+        );
         let owned = dir.path().join("owned");
         std::fs::create_dir(&owned).unwrap();
         std::os::unix::fs::chown(&owned, Some(65534), None).unwrap();
@@ -299,7 +309,10 @@ mod tests {
         assert!(why.contains("owned by uid 65534"), "{why}");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&owned, &link).unwrap();
-        assert!(root_only(&link).is_err(), "a link is followed to what it names");
+        assert!(
+            root_only(&link).is_err(),
+            "a link is followed to what it names"
+        );
         assert!(root_only(&dir.path().join("missing")).is_err());
     }
 }

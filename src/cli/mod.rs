@@ -168,6 +168,11 @@ pub struct SwitchArgs {
     #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
     pub nft_command: String,
 
+    /// The root-owned directory nginx writes the app's access log in (APP.access.log),
+    /// what canary steps are judged on.
+    #[arg(long, default_value = defaults::LOG_DIR, value_name = "DIR")]
+    pub log_dir: HostPath,
+
     /// How long to wait when another switch holds the app's lock (0: fail at once).
     #[arg(long, default_value = defaults::LOCK_TIMEOUT, value_parser = parse_wait, value_name = "DURATION")]
     pub lock_timeout: Duration,
@@ -213,6 +218,7 @@ impl SwitchParts<'_> {
             verify_url: self.switch.verify_url.clone(),
             verify_timeout: self.switch.verify_timeout,
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
+            log_dir: self.switch.log_dir.clone(),
         })
     }
 

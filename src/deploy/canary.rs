@@ -99,7 +99,7 @@ impl Engine<'_> {
             max_error_rate: limits.max_error_rate,
             max_p95_ms: limits.max_p95_ms,
         };
-        let log = AccessLog::new(plan.store().access_log_path());
+        let log = AccessLog::new(plan.switch.access_log_path(&plan.app));
         let intent = Intent::split(live, canary.clone())
             .because(format!("canary step {} to {}", canary.share, canary.slot));
         self.phase(Phase::Canary, |me| {

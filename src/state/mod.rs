@@ -335,12 +335,6 @@ impl StateStore {
         self.dir.join("history.jsonl")
     }
 
-    /// Path of the access log nginx writes for the app through the include (what canary
-    /// steps are judged on).
-    pub fn access_log_path(&self) -> PathBuf {
-        self.dir.join("access.log")
-    }
-
     /// The directory nginx serves the maintenance page (and setup's placeholder page) from.
     pub fn pages_dir(&self) -> PathBuf {
         self.dir.join("pages")

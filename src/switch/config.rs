@@ -2,6 +2,7 @@
 //! receives and built by the helpers from their options) and the two ways to do it
 //! ([`SwitchMode`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,9 @@ pub struct SwitchConfig {
     pub verify_timeout: Duration,
     /// The `nft` command (`nft`, or `sudo nft` for a deploy user that is not root).
     pub nft_cmd: CommandLine,
+    /// The root-owned directory nginx writes the apps' access logs in
+    /// (`/var/log/bluegreen`); see [`SwitchConfig::access_log`].
+    pub log_dir: HostPath,
 }
 
 impl SwitchMode {
@@ -133,6 +137,39 @@ impl SwitchConfig {
             _ => {}
         }
         config
+    }
+
+    /// The access log nginx writes for `app`: `LOG_DIR/APP.access.log`.
+    pub fn access_log_path(&self, app: &AppName) -> PathBuf {
+        self.log_dir.as_path().join(format!("{app}.access.log"))
+    }
+
+    /// The access log nginx may be told to write for `app`, or why not. nginx's master
+    /// opens it as root, following links and creating what is missing, so the directory
+    /// must be root's alone (a deploy user who could put a link there would have root
+    /// write where the link points). A run as root creates the directory (0755) when it is
+    /// missing, unless `dry_run`.
+    pub fn access_log(&self, app: &AppName, dry_run: bool) -> Result<PathBuf, String> {
+        let dir = self.log_dir.as_path();
+        if !dir.exists() && crate::sys::euid() == 0 {
+            if dry_run {
+                return Ok(self.access_log_path(app));
+            }
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| format!("{} cannot be created: {e}", dir.display()))?;
+        }
+        match crate::sys::root_only(dir) {
+            Ok(()) => Ok(self.access_log_path(app)),
+            Err(why) => Err(format!(
+                "nginx (root) would write its access log in {}, which is not root's alone ({why}); create it as root: install -d -o root -m 755 {}",
+                dir.display(),
+                dir.display()
+            )),
+        }
     }
 
     /// The built-in upstream template of the mode.

@@ -161,7 +161,14 @@ impl SwitchRequest {
         let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
         let canary = self.intent.split.as_ref();
         if self.log_requests || canary.is_some() {
-            ctx = ctx.logging_to(&self.store.access_log_path());
+            match self.config.access_log(&self.app, self.dry_run) {
+                Ok(path) => ctx = ctx.logging_to(&path),
+                Err(why) => {
+                    let w = format!("no access log, so steps are judged on probes: {why}");
+                    progress.line(&format!("warning: {w}"));
+                    warnings.push(w);
+                }
+            }
         }
         match (self.nft(), canary) {
             // nginx's configuration stays the same in nftables mode: the rules split.

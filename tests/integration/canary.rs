@@ -323,7 +323,11 @@ fn by_hand_a_weight_splits_traffic_and_monitor_judges_the_slots_share_of_the_log
 
     let traffic = Traffic::start(site.nginx.url("/"));
     let state_dir = site.state_dir.display().to_string();
-    let log = site.state_dir.join("access.log").display().to_string();
+    let log = site
+        .log_dir()
+        .join(format!("{APP}.access.log"))
+        .display()
+        .to_string();
     let green_health = format!("http://127.0.0.1:{}/health", site.green_port);
     let judged = run(
         MONITOR,
@@ -365,4 +369,56 @@ fn by_hand_a_weight_splits_traffic_and_monitor_judges_the_slots_share_of_the_log
     for _ in 0..10 {
         assert_eq!(site.served_slot(), "blue");
     }
+}
+
+/// nginx's master opens the access log as root, following links: it never opens one in a
+/// place the deploy user can write (its state directory), and a log directory that is not
+/// root's alone gets no log at all.
+#[test]
+fn nginx_never_opens_an_access_log_the_deploy_user_could_redirect() {
+    require!(Root, Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+
+    // What the deploy user could plant: its state directory's old log path, a link to a
+    // place only root may write.
+    let root_only = site.tmp.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    let planted_target = root_only.join("written-by-root");
+    std::os::unix::fs::symlink(&planted_target, site.state_dir.join("access.log")).unwrap();
+
+    let split = site.switch(&["--to", "green", "--weight", "50", "--app-version", "v2"]);
+    assert_eq!(split.code, 0, "{split:?}");
+    let include = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
+    let log = site.log_dir().join(format!("{APP}.access.log"));
+    assert!(
+        include.contains(&format!("access_log \"{}\"", log.display())),
+        "{include}"
+    );
+    for _ in 0..10 {
+        site.served_slot();
+    }
+    assert!(!planted_target.exists(), "nginx followed the planted link");
+    assert!(
+        log.exists(),
+        "nginx writes the log in the root-owned directory"
+    );
+    assert_eq!(site.switch(&["--to", "blue"]).code, 0);
+
+    // A log directory someone else owns: no log, and the switch says why.
+    std::os::unix::fs::chown(site.log_dir(), Some(65534), None).unwrap();
+    let split = site.switch(&["--to", "green", "--weight", "50", "--app-version", "v2"]);
+    assert_eq!(split.code, 0, "{split:?}");
+    assert!(
+        split.stderr.contains("no access log") || split.stdout.contains("no access log"),
+        "{split:?}"
+    );
+    let include = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
+    assert!(!include.contains("access_log"), "{include}");
+    assert_eq!(site.switch(&["--to", "blue"]).code, 0);
 }

@@ -84,6 +84,7 @@ impl HostRun {
                 verify_url: Some(nginx.url("/health").parse().unwrap()),
                 verify_timeout: Duration::from_secs(10),
                 nft_cmd: CommandLine::new(["nft"]),
+                log_dir: "/nonexistent/log".parse().unwrap(),
             },
             upstream_template: None,
             watch: WatchSpec {

@@ -67,6 +67,7 @@ const INPUTS: &[&str] = &[
     "lock-timeout",
     "systemd-unit-dir",
     "boot-helper-dir",
+    "log-dir",
     "command",
     "dry-run",
     "version",

@@ -199,11 +199,7 @@ fn after_a_reboot_the_boot_unit_restores_the_rule() {
         &state.join("bin/bluegreen"),
         &format!("touch '{}'", marker.display()),
     );
-    std::fs::write(
-        state.join(format!("{table}.nft")),
-        "table ip planted { }\n",
-    )
-    .unwrap();
+    std::fs::write(state.join(format!("{table}.nft")), "table ip planted { }\n").unwrap();
     let boot = || Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
     let out = boot();
     assert!(
@@ -220,14 +216,22 @@ fn after_a_reboot_the_boot_unit_restores_the_rule() {
     assert!(!planted.status.success(), "the planted ruleset was loaded");
 
     // A state directory someone else could write is refused, and nothing is run.
-    Command::new("chmod").arg("0777").arg(&state).status().unwrap();
+    Command::new("chmod")
+        .arg("0777")
+        .arg(&state)
+        .status()
+        .unwrap();
     let out = boot();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("may be written by its group or others"),
         "{stderr}"
     );
-    Command::new("chmod").arg("0755").arg(&state).status().unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(&state)
+        .status()
+        .unwrap();
     assert!(!marker.exists());
 }
 

@@ -230,6 +230,7 @@ impl Inputs {
         let test_cmd = s.command("nginx-test-command", defaults::TEST_CMD);
         let reload_cmd = s.command("nginx-reload-command", defaults::RELOAD_CMD);
         let nft_cmd = s.command("nft-command", defaults::NFT_CMD);
+        let log_dir = s.parse("log-dir", defaults::LOG_DIR, str::parse::<HostPath>);
         let nginx_pid_file = s.parse(
             "nginx-pid-file",
             defaults::NGINX_PID_FILE,
@@ -410,6 +411,7 @@ impl Inputs {
                 verify_url,
                 verify_timeout: crate::config::seconds(defaults::VERIFY_TIMEOUT),
                 nft_cmd: nft_cmd.expect("validated"),
+                log_dir: log_dir.expect("validated"),
             },
             upstream_template,
             watch: WatchSpec {

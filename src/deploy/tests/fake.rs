@@ -87,7 +87,7 @@ impl FakeHost {
 
     /// The same host, where nginx logs `lines` into `plan`'s access log during each step.
     pub(super) fn serving_in_steps(mut self, plan: &DeployPlan, lines: String) -> FakeHost {
-        self.step_traffic = Some((plan.store().access_log_path(), lines));
+        self.step_traffic = Some((plan.switch.access_log_path(&plan.app), lines));
         self
     }
 
@@ -344,6 +344,7 @@ impl Host for FakeHost {
         if let Some((path, lines)) = &self.step_traffic
             && monitor.url.as_str().ends_with("/health")
         {
+            std::fs::create_dir_all(crate::fsutil::parent_dir(path)).unwrap();
             crate::fsutil::append_line(path, lines.trim_end()).unwrap();
         }
         MonitorReport {

@@ -52,6 +52,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             verify_url: None,
             verify_timeout: Duration::from_secs(10),
             nft_cmd: CommandLine::new(["nft"]),
+            log_dir: path("log"),
         },
         upstream_template: None,
         watch: WatchSpec {

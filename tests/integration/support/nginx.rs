@@ -227,6 +227,11 @@ pub struct Site {
 }
 
 impl Site {
+    /// Where nginx writes the apps' access logs (root's, in the site's directory).
+    pub fn log_dir(&self) -> PathBuf {
+        self.tmp.path().join("log")
+    }
+
     /// nginx routing [`APP`] to the blue port; no apps started yet.
     pub fn new() -> Site {
         Site::build(APP, Some(true))
@@ -300,6 +305,8 @@ impl Site {
             &self.nginx.url("/health"),
             "--mode",
             "reload",
+            "--log-dir",
+            &self.log_dir().display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

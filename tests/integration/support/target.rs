@@ -135,8 +135,14 @@ impl Target {
             ),
             (
                 "BOOT_HELPER_DIR",
-                self.site.tmp.path().join("lib/bluegreen").display().to_string(),
+                self.site
+                    .tmp
+                    .path()
+                    .join("lib/bluegreen")
+                    .display()
+                    .to_string(),
             ),
+            ("LOG_DIR", self.site.log_dir().display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
