@@ -37,8 +37,11 @@ pub mod defaults {
     pub const SWITCH_MODE: &str = "auto";
     /// `nft-command`.
     pub const NFT_CMD: &str = "nft";
-    /// `service-port`.
-    pub const SERVICE_PORT: &str = "3000";
+    /// The first port of the range the default service port of each app is drawn from
+    /// (see [`crate::config::default_service_port`]).
+    pub const SERVICE_PORT_BASE: u16 = 20000;
+    /// How many ports that range holds.
+    pub const SERVICE_PORT_SPAN: u16 = 10000;
     /// `nginx-test-command`.
     pub const TEST_CMD: &str = "nginx -t";
     /// `nginx-reload-command`.
@@ -132,6 +135,25 @@ pub mod defaults {
     pub const LOG_DIR: &str = "/var/log/bluegreen";
 }
 
+/// The service port of `app` when nothing names one: a port in 20000-29999 drawn from a
+/// digest of the app's name, so two apps on one host get different ports (where two
+/// names draw the same one, validation refuses the second app and names the first), and
+/// never one of the slots' `ports`. State records the port at the first nftables switch;
+/// from then on the recorded port is the app's.
+pub fn default_service_port(app: &AppName, ports: crate::input::SlotPorts) -> crate::input::Port {
+    use defaults::{SERVICE_PORT_BASE, SERVICE_PORT_SPAN};
+    let digest = crate::fsutil::sha256_hex(app.as_str().as_bytes());
+    let drawn = u32::from_str_radix(&digest[..8], 16).expect("hex digits");
+    let mut offset = (drawn % u32::from(SERVICE_PORT_SPAN)) as u16;
+    loop {
+        let port = SERVICE_PORT_BASE + offset;
+        if ports.slot_of(port).is_none() {
+            return crate::input::Port::try_from(port).expect("a port of the range is valid");
+        }
+        offset = (offset + 1) % SERVICE_PORT_SPAN;
+    }
+}
+
 /// A default duration given in seconds, as a [`Duration`].
 pub fn seconds(default: &str) -> Duration {
     parse_seconds(default).expect("every default parses (tested)")
@@ -204,7 +226,6 @@ mod tests {
             CONTAINER_PORT,
             BLUE_PORT,
             GREEN_PORT,
-            SERVICE_PORT,
             MAINTENANCE_PORT,
         ] {
             port.parse::<Port>().unwrap();

@@ -202,6 +202,30 @@ impl NftSwitch {
             .run(NFT_TIMEOUT)
             .map(|_| ())
     }
+
+    /// The tables of other apps (`bluegreen_*` but this one) whose rules catch this
+    /// switch's service port: a second rule there would take their traffic, or they ours.
+    pub fn others_on_service_port(&self) -> Result<Vec<String>> {
+        let tables = self.nft.with_args(["list", "tables"]).run(NFT_TIMEOUT)?;
+        let mut others = Vec::new();
+        for table in tables
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("table ip "))
+        {
+            if !table.starts_with("bluegreen_") || table == self.table {
+                continue;
+            }
+            let listing = self
+                .nft
+                .with_args(["list", "table", "ip", table])
+                .run(NFT_TIMEOUT)?;
+            if self.route_in(&listing.stdout).is_some() {
+                others.push(table.to_owned());
+            }
+        }
+        Ok(others)
+    }
 }
 
 /// The route the rules for `service_port` in `nft list table` output say.

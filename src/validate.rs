@@ -20,9 +20,11 @@ use crate::sys;
 use crate::upstream::routed_slot;
 
 mod access;
+mod service_port;
 
 pub use access::Audience;
 use access::not_on_path;
+use service_port::service_port_taken;
 
 /// How long a Docker or nginx command may take during validation.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,6 +217,10 @@ impl ValidateRequest {
                         ),
                     })
                     .map_err(|e| format!("nftables cannot be used: {e}")),
+            ));
+            checks.push(CheckResult::from_result(
+                "service-port",
+                service_port_taken(&self.app, nft, self.store.dir()),
             ));
         }
         if let Some(boot) = &self.boot {

@@ -52,7 +52,10 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     }
     let mut stdin = BufReader::new(std::io::stdin());
-    let plan = match read_plan(&mut stdin, cli.control_stdin) {
+    let plan = match read_plan(&mut stdin, cli.control_stdin).and_then(|mut plan| {
+        plan.settle_with_state()?;
+        Ok(plan)
+    }) {
         Ok(p) => p,
         Err(e) => return fail(true, &e),
     };

@@ -160,9 +160,10 @@ pub struct SwitchArgs {
     #[arg(long, value_enum)]
     pub mode: Option<SwitchMode>,
 
-    /// The fixed loopback port nginx proxies to in nftables mode.
-    #[arg(long, default_value = defaults::SERVICE_PORT, value_name = "PORT")]
-    pub service_port: Port,
+    /// The fixed loopback port nginx proxies to in nftables mode [default: the port
+    /// state.json records, else one drawn from the app's name in 20000-29999].
+    #[arg(long, value_name = "PORT")]
+    pub service_port: Option<Port>,
 
     /// The nft command (split into words, no shell), e.g. 'sudo nft'.
     #[arg(long, default_value = defaults::NFT_CMD, value_name = "CMD")]
@@ -207,9 +208,14 @@ impl SwitchParts<'_> {
             Some(mode) => mode,
             None => self.recorded_mode()?,
         };
-        Ok(SwitchConfig {
+        let ports = self.ports()?;
+        let mut config = SwitchConfig {
             mode,
-            service_port: self.switch.service_port,
+            service_port: self
+                .switch
+                .service_port
+                .unwrap_or_else(|| crate::config::default_service_port(self.app, ports)),
+            service_port_given: self.switch.service_port.is_some(),
             upstream_file: self.nginx.upstream_file(self.app),
             test_cmd: self.nginx.test_cmd()?,
             reload_cmd: CommandLine::parse(&self.switch.reload_cmd, "--reload-cmd")?,
@@ -219,7 +225,11 @@ impl SwitchParts<'_> {
             verify_timeout: self.switch.verify_timeout,
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
             log_dir: self.switch.log_dir.clone(),
-        })
+        };
+        let store = state_store(self.app, self.state_dir);
+        let recorded = store.read(self.app).and_then(|state| state.service_port);
+        config.settle_service_port(recorded, store.dir())?;
+        Ok(config)
     }
 
     /// The slots' ports (see [`PortArgs::ports`]).

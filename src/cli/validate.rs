@@ -13,7 +13,7 @@ use crate::input::{HostPath, HostPort, Port, parse_time_limit};
 use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
-use crate::switch::SwitchMode;
+use crate::switch::{SwitchMode, settled_service_port};
 use crate::validate::{Audience, ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\
@@ -62,9 +62,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = defaults::SWITCH_MODE)]
     mode: SwitchMode,
 
-    /// The service port of the nftables mode.
-    #[arg(long, default_value = defaults::SERVICE_PORT, value_name = "PORT")]
-    service_port: Port,
+    /// The service port of the nftables mode [default: the port state.json records, else
+    /// one drawn from the app's name in 20000-29999].
+    #[arg(long, value_name = "PORT")]
+    service_port: Option<Port>,
 
     /// The systemd unit directory that holds the nftables mode's boot path.
     #[arg(long, default_value = defaults::SYSTEMD_UNIT_DIR, value_name = "DIR")]
@@ -114,6 +115,14 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         .as_deref()
         .map(|c| CommandLine::parse(c, "--reload-cmd"))
         .transpose()?;
+    let ports = cli.ports.ports(&cli.app.app, &cli.app.store())?;
+    let store = cli.app.store();
+    let service_port = settled_service_port(
+        cli.service_port,
+        crate::config::default_service_port(&cli.app.app, ports),
+        store.read(&cli.app.app).and_then(|s| s.service_port),
+        store.dir(),
+    )?;
     let request = ValidateRequest {
         audience: Audience::Helper,
         reload_cmd,
@@ -129,10 +138,10 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         runtime: cli.runtime,
         docker_cmd: CommandLine::parse(&cli.docker_cmd, "--docker-cmd")?,
         min_free_disk_mb: cli.min_free_disk_mb,
-        ports: cli.ports.ports(&cli.app.app, &cli.app.store())?,
+        ports,
         tcp: cli.tcp.clone(),
         tcp_timeout: cli.tcp_timeout,
-        nft: nftables.then(|| NftSwitch::new(&cli.app.app, cli.service_port.get(), nft.clone())),
+        nft: nftables.then(|| NftSwitch::new(&cli.app.app, service_port.get(), nft.clone())),
         boot: nftables.then(|| BootPath {
             app: cli.app.app.clone(),
             state_dir: cli.app.store().dir().to_path_buf(),

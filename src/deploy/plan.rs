@@ -310,6 +310,16 @@ impl DeployPlan {
         problems
     }
 
+    /// The plan with what the app's state on this host records put before the plan's
+    /// defaults: the service port (see [`SwitchConfig::settle_service_port`]). Run on the
+    /// host before anything else; fails, changing nothing, on a port the user named that
+    /// state contradicts.
+    pub fn settle_with_state(&mut self) -> crate::error::Result<()> {
+        let store = self.store();
+        let recorded = store.read(&self.app).and_then(|s| s.service_port);
+        self.switch.settle_service_port(recorded, store.dir())
+    }
+
     /// The app's state directory.
     pub fn store(&self) -> StateStore {
         StateStore::new(self.state_dir.as_path())

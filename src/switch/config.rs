@@ -2,7 +2,7 @@
 //! receives and built by the helpers from their options) and the two ways to do it
 //! ([`SwitchMode`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,32 @@ use crate::fsutil::read_optional;
 use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts};
 use crate::nft::NftSwitch;
 use crate::upstream::{Template, routed_slot, split_slot};
+
+/// The service port an app uses: the one `recorded` in its state (in `store_dir`), which is
+/// the app's from its first nftables switch on, so every command of the app uses the same
+/// port whatever its options; else the one `given`, else `default`. A port given that is not
+/// the recorded one is refused, naming both.
+pub fn settled_service_port(
+    given: Option<Port>,
+    default: Port,
+    recorded: Option<u16>,
+    store_dir: &Path,
+) -> Result<Port> {
+    match (given, recorded) {
+        (Some(given), Some(recorded)) if given.get() != recorded => {
+            Err(crate::error::Error::invalid(
+                "service-port",
+                format!(
+                    "{given} is not the service port {recorded} that {} records for this app; leave it out to use {recorded}",
+                    store_dir.join("state.json").display()
+                ),
+            ))
+        }
+        (_, Some(recorded)) => Port::try_from(recorded),
+        (Some(given), None) => Ok(given),
+        (None, None) => Ok(default),
+    }
+}
 
 /// How traffic moves from one slot to the other.
 #[derive(
@@ -39,8 +65,14 @@ pub enum SwitchMode {
 pub struct SwitchConfig {
     /// How traffic moves.
     pub mode: SwitchMode,
-    /// The fixed loopback port nginx proxies to in nftables mode.
+    /// The fixed loopback port nginx proxies to in nftables mode: the one the user named,
+    /// else the app's default; [`SwitchConfig::settle_service_port`] makes it the one state
+    /// records, once it records one.
     pub service_port: Port,
+    /// Whether the user named the service port (`service-port`, `--service-port`): then
+    /// it must be the one state records, if state records one.
+    #[serde(default)]
+    pub service_port_given: bool,
     /// The nginx include we own.
     pub upstream_file: HostPath,
     /// Command that checks nginx's configuration (`nginx -t`).
@@ -177,10 +209,18 @@ impl SwitchConfig {
         Template::builtin(self.mode == SwitchMode::Nftables)
     }
 
+    /// Makes the service port the one `recorded` in the app's state (in `store_dir`); see
+    /// [`settled_service_port`].
+    pub fn settle_service_port(&mut self, recorded: Option<u16>, store_dir: &Path) -> Result<()> {
+        let given = self.service_port_given.then_some(self.service_port);
+        self.service_port = settled_service_port(given, self.service_port, recorded, store_dir)?;
+        Ok(())
+    }
+
     /// Why this configuration cannot work with `ports`, if it cannot.
     pub fn problem_with(&self, ports: SlotPorts) -> Option<String> {
         let clash = ports.slot_of(self.service_port.get()).is_some();
-        (self.mode == SwitchMode::Nftables && clash).then(|| {
+        (self.mode != SwitchMode::Reload && clash).then(|| {
             format!(
                 "service-port {} is a slot's port: it needs a port of its own",
                 self.service_port

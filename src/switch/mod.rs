@@ -21,7 +21,7 @@ mod confirm;
 mod intent;
 mod undo;
 
-pub use config::{SwitchConfig, SwitchMode};
+pub use config::{SwitchConfig, SwitchMode, settled_service_port};
 pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 
 use std::time::{Duration, Instant};

@@ -76,6 +76,7 @@ impl HostRun {
             switch: SwitchConfig {
                 mode: SwitchMode::Reload,
                 service_port: "1".parse().unwrap(),
+                service_port_given: true,
                 upstream_file: path(&nginx.upstream_file),
                 test_cmd: CommandLine::parse(&nginx.test_cmd(), "test").unwrap(),
                 reload_cmd: CommandLine::parse(&nginx.reload_cmd(), "reload").unwrap(),

@@ -27,6 +27,7 @@ mod monitor;
 mod nonroot;
 mod properties;
 mod rollback;
+mod service_port;
 mod setup;
 mod status;
 mod switch_modes;

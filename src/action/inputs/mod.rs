@@ -224,7 +224,7 @@ impl Inputs {
         });
 
         let switch_mode = s.choice::<SwitchMode>("switch-mode", defaults::SWITCH_MODE);
-        let service_port = s.parse("service-port", defaults::SERVICE_PORT, str::parse::<Port>);
+        let service_port = s.parse_optional("service-port", str::parse::<Port>);
         let upstream_file = s.parse_optional("upstream-file", str::parse::<HostPath>);
         let upstream_template = s.parse_optional("upstream-template", str::parse::<HostPath>);
         let test_cmd = s.command("nginx-test-command", defaults::TEST_CMD);
@@ -402,7 +402,10 @@ impl Inputs {
             },
             switch: SwitchConfig {
                 mode: switch_mode.expect("validated"),
-                service_port: service_port.expect("validated"),
+                service_port: service_port.unwrap_or_else(|| {
+                    crate::config::default_service_port(&app, ports.expect("validated"))
+                }),
+                service_port_given: service_port.is_some(),
                 upstream_file: upstream_file.clone(),
                 test_cmd: test_cmd.expect("validated"),
                 reload_cmd: reload_cmd.expect("validated"),

@@ -44,6 +44,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
         switch: SwitchConfig {
             mode: SwitchMode::Reload,
             service_port: "3000".parse().unwrap(),
+            service_port_given: false,
             upstream_file: path("upstream.conf"),
             test_cmd: CommandLine::new(["nginx", "-t"]),
             reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),

@@ -1,0 +1,101 @@
+//! The service port check of the nftables mode: the port nginx proxies to is this app's
+//! alone. A DNAT rule on it catches every local connection to it, so a port another app's
+//! table or state holds, or that another process listens on, would take their traffic.
+
+use std::path::Path;
+
+use crate::input::AppName;
+use crate::nft::NftSwitch;
+use crate::sys;
+
+/// Why `nft`'s service port is not `app`'s to use, if it is not: the owners found, each
+/// named. `store_dir` is the app's state directory; the states of other apps are looked
+/// for beside it.
+pub(super) fn service_port_taken(
+    app: &AppName,
+    nft: &NftSwitch,
+    store_dir: &Path,
+) -> Result<String, String> {
+    let port = nft.service_port;
+    let mut owners = Vec::new();
+    match nft.others_on_service_port() {
+        Ok(tables) => owners.extend(tables.iter().map(|t| format!("the nftables table {t}"))),
+        Err(e) => return Err(format!("the other apps' tables cannot be read: {e}")),
+    }
+    owners.extend(other_states_on(app, port, store_dir));
+    let own_rule = nft.current_target().is_some();
+    if !own_rule && !sys::port_is_free(port) {
+        owners.push(match sys::port_owner(port) {
+            Some(owner) => format!("{owner}, which listens on it"),
+            None => "a process that listens on it".to_owned(),
+        });
+    }
+    if owners.is_empty() {
+        Ok(format!("service port {port} is this app's alone"))
+    } else {
+        Err(format!(
+            "service port {port} is taken by {}: a rule on it would catch their connections; give this app a port of its own with service-port (--service-port)",
+            owners.join(", ")
+        ))
+    }
+}
+
+/// The other apps whose state, in a directory beside `store_dir`, records `port` as their
+/// service port in nftables mode.
+fn other_states_on(app: &AppName, port: u16, store_dir: &Path) -> Vec<String> {
+    let Some(parent) = store_dir.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path().join("state.json");
+            let text = std::fs::read_to_string(&path).ok()?;
+            let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let other = state.get("app")?.as_str()?;
+            let nftables = state.get("switch_mode")?.as_str()? == "nftables";
+            let recorded = state.get("service_port")?.as_u64()?;
+            (other != app.as_str() && nftables && recorded == u64::from(port))
+                .then(|| format!("the app {other} ({})", path.display()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_apps_state_beside_ours_is_found() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |dir: &str, json: &str| {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join("state.json"), json).unwrap();
+        };
+        write(
+            "shop",
+            r#"{"app":"shop","switch_mode":"nftables","service_port":21000}"#,
+        );
+        write(
+            "api",
+            r#"{"app":"api","switch_mode":"nftables","service_port":21000}"#,
+        );
+        write(
+            "old",
+            r#"{"app":"old","switch_mode":"reload","service_port":21000}"#,
+        );
+        write(
+            "web",
+            r#"{"app":"web","switch_mode":"nftables","service_port":21001}"#,
+        );
+        let shop: AppName = "shop".parse().unwrap();
+        let found = other_states_on(&shop, 21000, &root.path().join("shop"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("the app api ("), "{found:?}");
+        assert!(other_states_on(&shop, 21002, &root.path().join("shop")).is_empty());
+    }
+}
