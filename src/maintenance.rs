@@ -125,6 +125,36 @@ pub fn include(
     Ok(text)
 }
 
+/// The largest `maintenance-page` accepted: a page, not a file system.
+pub const PAGE_MAX_BYTES: u64 = 1 << 20;
+
+/// The user's page: a regular file (not a device, a pipe or a directory) of at most
+/// [`PAGE_MAX_BYTES`], read with the run's own rights.
+fn read_page(file: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let refuse = |why: String| Error::invalid("maintenance-page", why);
+    let opened = std::fs::File::open(file)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", file.display())))?;
+    let meta = opened
+        .metadata()
+        .map_err(|e| refuse(format!("cannot read {}: {e}", file.display())))?;
+    if !meta.is_file() {
+        return Err(refuse(format!("{} is not a regular file", file.display())));
+    }
+    let mut content = Vec::new();
+    opened
+        .take(PAGE_MAX_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(|e| refuse(format!("cannot read {}: {e}", file.display())))?;
+    if content.len() as u64 > PAGE_MAX_BYTES {
+        return Err(refuse(format!(
+            "{} is larger than {PAGE_MAX_BYTES} bytes: a page, please",
+            file.display()
+        )));
+    }
+    Ok(content)
+}
+
 /// Writes the page of `closed` into `pages`: a copy of the user's file `custom`, else the
 /// built-in page. Returns whether the file changed.
 pub fn install_page(
@@ -134,12 +164,7 @@ pub fn install_page(
     custom: Option<&Path>,
 ) -> Result<bool> {
     let content = match custom {
-        Some(file) => std::fs::read(file).map_err(|e| {
-            Error::invalid(
-                "maintenance-page",
-                format!("cannot read {}: {e}", file.display()),
-            )
-        })?,
+        Some(file) => read_page(file)?,
         None => closed.default_page(app).into_bytes(),
     };
     let path = pages.join(closed.page_name());
@@ -326,5 +351,19 @@ mod tests {
         );
         let err = install_page(&pages, closed, &app(), Some(&dir.path().join("none"))).unwrap_err();
         assert!(err.to_string().contains("maintenance-page"), "{err}");
+        let err = install_page(&pages, closed, &app(), Some(Path::new("/dev/zero"))).unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        let big = dir.path().join("big.html");
+        std::fs::write(&big, vec![b'x'; PAGE_MAX_BYTES as usize + 1]).unwrap();
+        let err = install_page(&pages, closed, &app(), Some(&big)).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 1048576 bytes"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(pages.join("bluegreen-maintenance.html")).unwrap(),
+            "<p>back at 5</p>",
+            "a refused page changes nothing"
+        );
     }
 }

@@ -14,7 +14,13 @@
 //! is never let off for a failure nobody can place. Where the answers do not name their slot,
 //! the log cannot tell the slots apart, and says so ([`StepTraffic::slots_unnamed`]).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, Read, Seek, SeekFrom};
+
+use super::latency::LatencyHistogram;
+
+/// The longest line a step reads: ours are a few hundred bytes; a longer one is skipped, so
+/// a flood of odd lines cannot make the reader hold more than this at once.
+const LINE_MAX_BYTES: usize = 16 * 1024;
 
 /// Of the answers of a step, the largest share that may name no slot for the log still to
 /// tell the slots apart (a few failures before any answer; not an app that never says).
@@ -102,14 +108,35 @@ impl AccessLog {
             .map_err(|e| Error::io("stat", self.path.display().to_string(), e))?
             .len();
         let start = if len < offset { 0 } else { offset };
-        let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(start))
-            .and_then(|_| file.read_to_end(&mut bytes))
             .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
-        // nginx passes bytes of a header through as they came: a line may not be UTF-8.
-        let text = String::from_utf8_lossy(&bytes);
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        Ok(StepTraffic::from_lines(complete, ports, canary))
+        // Up to the length seen now: lines nginx writes meanwhile belong to the next step.
+        let mut reader = std::io::BufReader::new(file.take(len - start));
+        let mut traffic = StepTraffic::default();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(LINE_MAX_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
+            if read == 0 {
+                break;
+            }
+            if line.last() != Some(&b'\n') {
+                if line.len() <= LINE_MAX_BYTES {
+                    break; // the last line, still being written
+                }
+                // Longer than any line of ours: skip to its end.
+                skip_line(&mut reader)
+                    .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
+                continue;
+            }
+            // nginx passes bytes of a header through as they came: a line may not be UTF-8.
+            traffic.add_line(&String::from_utf8_lossy(&line), ports, canary);
+        }
+        traffic.finish();
+        Ok(traffic)
     }
 }
 
@@ -123,7 +150,7 @@ pub struct SlotTraffic {
     /// The 95th percentile of their upstream response times, in milliseconds.
     pub p95_ms: u64,
     #[serde(skip)]
-    times_ms: Vec<u64>,
+    times_ms: LatencyHistogram,
 }
 
 impl SlotTraffic {
@@ -139,15 +166,13 @@ impl SlotTraffic {
     fn add(&mut self, failed: bool, ms: Option<u64>) {
         self.requests += 1;
         self.errors += u64::from(failed);
-        self.times_ms.extend(ms);
+        if let Some(ms) = ms {
+            self.times_ms.add(ms);
+        }
     }
 
     fn finish(&mut self) {
-        self.times_ms.sort_unstable();
-        self.p95_ms = match self.times_ms.len() {
-            0 => 0,
-            n => self.times_ms[(n * 95).div_ceil(100) - 1],
-        };
+        self.p95_ms = self.times_ms.percentile(95);
     }
 }
 
@@ -179,51 +204,82 @@ impl StepTraffic {
         }
     }
 
+    #[cfg(test)]
     fn from_lines(text: &str, ports: SlotPorts, canary: Slot) -> StepTraffic {
         let mut t = StepTraffic::default();
-        for line in text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        {
-            let addrs = fields(&line.addr);
-            let statuses = fields(&line.status);
-            let times = fields(&line.ms);
-            let named: Option<Slot> = line.slot.parse().ok();
-            for (i, addr) in addrs.iter().enumerate() {
-                let last = i + 1 == addrs.len();
-                let failed = statuses
-                    .get(i)
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .is_none_or(|s| s >= 500);
-                let ms = times
-                    .get(i)
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .map(|secs| (secs * 1000.0).round() as u64);
-                let slot = addr
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse().ok())
-                    .and_then(|p| ports.slot_of(p))
-                    .or(named.filter(|_| last));
-                match slot {
-                    Some(s) if s == canary => t.canary.add(failed, ms),
-                    Some(_) => t.stable.add(failed, ms),
-                    None if failed => t.unplaced_failures += 1,
-                    None => t.unplaced += 1,
-                }
-            }
+        for line in text.lines() {
+            t.add_line(line, ports, canary);
         }
-        let placed = t.stable.requests + t.canary.requests;
-        let unnamed = t.unplaced as f64 / (placed + t.unplaced).max(1) as f64;
-        if unnamed > MOST_UNNAMED {
-            t.slots_unnamed = true;
-        } else {
-            for _ in 0..t.unplaced_failures {
-                t.canary.add(true, None);
-            }
-        }
-        t.stable.finish();
-        t.canary.finish();
+        t.finish();
         t
+    }
+
+    /// Counts one line of the log (one that is not ours is skipped).
+    fn add_line(&mut self, text: &str, ports: SlotPorts, canary: Slot) {
+        let Ok(line) = serde_json::from_str::<Line>(text.trim_end()) else {
+            return;
+        };
+        let addrs = fields(&line.addr);
+        let statuses = fields(&line.status);
+        let times = fields(&line.ms);
+        let named: Option<Slot> = line.slot.parse().ok();
+        for (i, addr) in addrs.iter().enumerate() {
+            let last = i + 1 == addrs.len();
+            let failed = statuses
+                .get(i)
+                .and_then(|s| s.parse::<u16>().ok())
+                .is_none_or(|s| s >= 500);
+            let ms = times
+                .get(i)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|secs| (secs * 1000.0).round() as u64);
+            let slot = addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .and_then(|p| ports.slot_of(p))
+                .or(named.filter(|_| last));
+            match slot {
+                Some(s) if s == canary => self.canary.add(failed, ms),
+                Some(_) => self.stable.add(failed, ms),
+                None if failed => self.unplaced_failures += 1,
+                None => self.unplaced += 1,
+            }
+        }
+    }
+
+    /// Settles the figures once every line is counted.
+    fn finish(&mut self) {
+        let placed = self.stable.requests + self.canary.requests;
+        let unnamed = self.unplaced as f64 / (placed + self.unplaced).max(1) as f64;
+        if unnamed > MOST_UNNAMED {
+            self.slots_unnamed = true;
+        } else {
+            for _ in 0..self.unplaced_failures {
+                self.canary.add(true, None);
+            }
+        }
+        self.stable.finish();
+        self.canary.finish();
+    }
+}
+
+/// Reads up to the end of the current line (or of the input).
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
     }
 }
 
@@ -332,6 +388,17 @@ mod tests {
                 .requests,
             1
         );
+    }
+
+    #[test]
+    fn a_line_longer_than_any_of_ours_is_skipped_and_the_rest_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::new(dir.path().join("access.log"));
+        let ok = line("127.0.0.1:3002", "200", "0.002", "");
+        let huge = "x".repeat(3 * LINE_MAX_BYTES);
+        std::fs::write(log.path(), format!("{ok}\n{huge}\n{ok}\n{huge}")).unwrap();
+        let t = log.since(0, ports(), Slot::Green).unwrap();
+        assert_eq!((t.canary.requests, t.canary.p95_ms), (2, 2));
     }
 
     #[test]

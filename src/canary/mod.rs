@@ -14,6 +14,7 @@
 
 mod accesslog;
 mod judge;
+mod latency;
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,8 +2,10 @@
 //! are those this app's releases went live from (`deployed_images` in `state.json`, the
 //! latest first): of those it keeps the latest `keep-images`, and besides them, however
 //! old, the image either slot's container runs and the one state records for each slot
-//! (the live version, the rollback target). Another app's images, even of the same
-//! repository, are never its to remove. Docker runtime only: compose files and deploy
+//! (the live version, the rollback target). It removes them tag by tag, and only the tags
+//! this app went live as (`deployed_tags`) that no other app's state beside it records: an
+//! image someone else tagged too stays, untagged of ours. Another app's images, even of the
+//! same repository, are never its to remove. Docker runtime only: compose files and deploy
 //! commands name their own images.
 
 use std::time::Duration;
@@ -53,6 +55,7 @@ impl Engine<'_> {
         }
         let commands = self.commands();
         let tags = self.tags_of_repositories(&state);
+        let others = other_apps_images(&plan.app, plan.store().dir());
         let mut removed = Vec::new();
         let mut gone = Vec::new();
         let mut freed = 0u64;
@@ -69,12 +72,19 @@ impl Engine<'_> {
                 gone.push(id.clone());
                 continue;
             };
-            let mut references: Vec<String> = tags
+            let naming: Vec<&String> = tags
                 .iter()
                 .filter(|(tagged, _)| tagged == id)
-                .map(|(_, tag)| tag.clone())
+                .map(|(_, tag)| tag)
                 .collect();
-            if references.is_empty() {
+            // Only the tags this app went live as, and none another app's state records:
+            // an image tagged by someone else stays, untagged of ours only.
+            let mut references: Vec<String> = naming
+                .iter()
+                .filter(|tag| state.deployed_tags.contains(tag) && !others.contains(tag))
+                .map(|tag| (*tag).clone())
+                .collect();
+            if naming.is_empty() {
                 references.push(id.clone());
             }
             for reference in &references {
@@ -160,6 +170,27 @@ impl Engine<'_> {
         }
         tags
     }
+}
+
+/// The image references the states of other apps, in directories beside `store_dir`,
+/// record for their slots: never this app's to remove.
+fn other_apps_images(app: &crate::input::AppName, store_dir: &std::path::Path) -> Vec<String> {
+    let Some(entries) = store_dir.parent().and_then(|p| std::fs::read_dir(p).ok()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.ok()?.path().join("state.json")).ok()?;
+            let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (state.get("app")?.as_str()? != app.as_str()).then_some(state)
+        })
+        .flat_map(|state| {
+            ["blue", "green"]
+                .iter()
+                .filter_map(|slot| Some(state["slots"][slot]["image"].as_str()?.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The `(ID, REPOSITORY:TAG)` pairs of an `ID REPOSITORY:TAG` listing, without the

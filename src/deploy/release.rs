@@ -259,13 +259,18 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
         plan.retire.old_slot.as_str()
     ));
     let hooks = &plan.hooks;
-    for (when, command) in [
-        ("before any traffic reaches it", &hooks.pre_switch),
-        ("after its watch", &hooks.post_switch),
+    for (name, when, command) in [
+        (
+            "pre-switch",
+            "before any traffic reaches it",
+            &hooks.pre_switch,
+        ),
+        ("post-switch", "after its watch", &hooks.post_switch),
     ] {
-        if let Some(command) = command {
+        if command.is_some() {
+            // Named, never shown: a command's text may hold what a log should not.
             e.log(&format!(
-                "plan: run `{command}` {when} (within {})",
+                "plan: run the {name} command {when} (within {})",
                 humantime::format_duration(hooks.timeout)
             ));
         }

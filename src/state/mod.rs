@@ -58,14 +58,26 @@ pub struct State {
     /// (at most [`DEPLOYED_IMAGES_KEPT`]): the only images the clean-up may remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployed_images: Vec<String>,
+    /// The references (`REPOSITORY:TAG`) this app's releases went live as, the latest
+    /// first (at most [`DEPLOYED_IMAGES_KEPT`]): the only tags the clean-up may remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployed_tags: Vec<String>,
     /// Maintenance mode, while it is on: every switch keeps nginx answering 503 until it
     /// is turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceRecord>,
 }
 
-/// How many image IDs [`State::deployed_images`] remembers.
+/// How many image IDs [`State::deployed_images`] (and tags, [`State::deployed_tags`])
+/// remembers.
 pub const DEPLOYED_IMAGES_KEPT: usize = 50;
+
+/// Puts `item` first in `list`, once, keeping at most [`DEPLOYED_IMAGES_KEPT`].
+fn remember(list: &mut Vec<String>, item: &str) {
+    list.retain(|known| known != item);
+    list.insert(0, item.to_owned());
+    list.truncate(DEPLOYED_IMAGES_KEPT);
+}
 
 impl State {
     /// State of an app that has never been switched.
@@ -82,6 +94,7 @@ impl State {
             upstream_sha256: None,
             canary: None,
             deployed_images: Vec::new(),
+            deployed_tags: Vec::new(),
             maintenance: None,
         }
     }
@@ -126,13 +139,14 @@ impl State {
     }
 
     /// The same state, recording `image_id` as the content ID of `slot`'s image, which a
-    /// release went live from.
+    /// release went live from (and the slot's image reference as a tag this app deployed).
     pub fn with_image_id(mut self, slot: Slot, image_id: Option<&str>) -> State {
         if let Some(id) = image_id {
             self.slots.get_mut(slot).image_id = Some(id.to_owned());
-            self.deployed_images.retain(|known| known != id);
-            self.deployed_images.insert(0, id.to_owned());
-            self.deployed_images.truncate(DEPLOYED_IMAGES_KEPT);
+            remember(&mut self.deployed_images, id);
+            if let Some(reference) = self.slots.get(slot).image.clone() {
+                remember(&mut self.deployed_tags, &reference);
+            }
         }
         self
     }

@@ -104,7 +104,8 @@ impl Source<'_> {
 }
 
 /// Parses the `host` input: hosts one per line or comma-separated, each
-/// `[USER@]HOST[:PORT]`.
+/// `[USER@]HOST[:PORT]`. A host named twice (the same address and port, whatever the user)
+/// is refused: two runs on one host would race for its app.
 pub(super) fn parse_hosts(raw: &str, default_port: u16) -> Result<Vec<SshTarget>> {
     let hosts = raw
         .split([',', '\n'])
@@ -114,6 +115,15 @@ pub(super) fn parse_hosts(raw: &str, default_port: u16) -> Result<Vec<SshTarget>
         .collect::<Result<Vec<_>>>()?;
     if hosts.is_empty() {
         return Err(Error::invalid("host", "no host given"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for target in &hosts {
+        if !seen.insert((target.addr.host.to_ascii_lowercase(), target.addr.port)) {
+            return Err(Error::invalid(
+                "host",
+                format!("{} is named twice: each host once", target.addr),
+            ));
+        }
     }
     Ok(hosts)
 }

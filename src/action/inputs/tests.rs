@@ -70,6 +70,14 @@ fn hosts_lists_and_ports() {
         h.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["a.example.com:22", "b:2222", "[::1]:2200", "deploy@c:22"]
     );
+    let twice = parse_hosts("web1, deploy@WEB1:22", 22)
+        .unwrap_err()
+        .to_string();
+    assert!(twice.contains("WEB1:22 is named twice"), "{twice}");
+    assert!(
+        parse_hosts("web1, web1:2222", 22).is_ok(),
+        "another port is another host"
+    );
     for bad in ["", "-oProxyCommand=x", "a b", "[::1", "x:0"] {
         assert!(parse_hosts(bad, 22).is_err(), "{bad}");
     }

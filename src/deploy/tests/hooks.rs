@@ -135,3 +135,40 @@ fn a_failing_post_switch_command_is_a_warning_unless_a_rollback_is_asked_for() {
         }
     }
 }
+
+#[test]
+fn a_dry_run_names_the_commands_without_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = with_hooks(plan(dir.path(), Runtime::Command), false);
+    plan.hooks.pre_switch =
+        Some(CommandLine::parse("./migrate --password hunter2", "pre-switch-command").unwrap());
+    plan.dry_run = true;
+    live(&plan, None, Slot::Blue, "v1");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let emit = |event: &Event| {
+        if let Event::Log { line } = event {
+            lines.lock().unwrap().push(line.clone());
+        }
+    };
+    let result = Engine::new(&plan, &FakeHost::new(), &emit).run();
+    assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
+    let lines = lines.into_inner().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("plan: run the pre-switch command before any traffic")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("plan: run the post-switch command after its watch")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("hunter2") || l.contains("smoke")),
+        "{lines:?}"
+    );
+}
