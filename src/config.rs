@@ -220,6 +220,24 @@ mod tests {
     };
 
     #[test]
+    fn the_default_service_port_is_drawn_from_the_app_name_and_never_a_slots() {
+        let ports = crate::input::SlotPorts::new(3001, 3002).unwrap();
+        let shop: AppName = "shop".parse().unwrap();
+        let api: AppName = "api".parse().unwrap();
+        let port = default_service_port(&shop, ports).get();
+        assert!((20000..30000).contains(&port), "{port}");
+        assert_eq!(
+            default_service_port(&shop, ports).get(),
+            port,
+            "the same every time"
+        );
+        assert_ne!(default_service_port(&api, ports).get(), port);
+        // A slot on the drawn port: the next one.
+        let taken = crate::input::SlotPorts::new(port, 3002).unwrap();
+        assert_eq!(default_service_port(&shop, taken).get(), port + 1);
+    }
+
+    #[test]
     fn every_default_parses_with_the_parser_of_its_setting() {
         for port in [
             SSH_PORT,

@@ -52,9 +52,11 @@ pub fn reload(
 }
 
 /// The nginx master process to watch: the pid in `pid_file` when that file names a live
-/// process, else the only nginx master process on the host. `None` when neither works
-/// (nginx in another pid namespace, or several masters).
-pub fn find_master(pid_file: &Path) -> Option<u32> {
+/// process; else the nginx master that listens on `site_port` (the port of the URL the
+/// switch verifies through nginx), seen in the kernel's socket table; else the only nginx
+/// master process on the host. `None` when none of these works (nginx in another pid
+/// namespace, or several masters and none known by its port).
+pub fn find_master(pid_file: &Path, site_port: Option<u16>) -> Option<u32> {
     let from_file = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -62,12 +64,20 @@ pub fn find_master(pid_file: &Path) -> Option<u32> {
     if from_file.is_some() {
         return from_file;
     }
-    let masters: Vec<u32> = all_pids()
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(b"nginx: master process"))
-        })
+    let is_master = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"nginx: master process"))
+    };
+    let listening: Vec<u32> = site_port
+        .map(crate::sys::listener_pids)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(is_master)
         .collect();
+    if let [one] = listening.as_slice() {
+        return Some(*one);
+    }
+    let masters: Vec<u32> = all_pids().filter(is_master).collect();
     match masters.as_slice() {
         [one] => Some(*one),
         _ => None,

@@ -113,36 +113,41 @@ pub fn port_is_free(port: u16) -> bool {
 
 /// The process listening on TCP `port`, as `pid N (name)`, when it can be found.
 pub fn port_owner(port: u16) -> Option<String> {
+    let pid = *listener_pids(port).first()?;
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Some(format!("pid {pid} ({})", name.trim()))
+}
+
+/// The processes that hold a socket listening on TCP `port` (all of them: nginx's master
+/// and its workers share one), in pid order; empty when none can be seen.
+pub fn listener_pids(port: u16) -> Vec<u32> {
     let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
         .flat_map(|text| listening_inodes(&text, port))
         .collect();
     if inodes.is_empty() {
-        return None;
+        return Vec::new();
     }
     let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|link| targets.iter().any(|t| link.as_os_str() == t.as_str()))
-        });
-        if holds {
-            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            return Some(format!("pid {pid} ({})", name.trim()));
-        }
-    }
-    None
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|link| targets.iter().any(|t| link.as_os_str() == t.as_str()))
+                })
+                .then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Opens a new connection to 127.0.0.1:`port` and returns the local port of the socket that

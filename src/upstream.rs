@@ -144,22 +144,12 @@ impl Template {
 /// directives. When both ports appear (a split, a user template with a backup server), the
 /// marker comment `# bluegreen: app=APP slot=SLOT` decides. `None` when neither tells.
 pub fn routed_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> {
-    let code = without_comments(text);
-    let mut tokens = code
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}'))
-        .filter(|t| !t.is_empty());
     let mut seen = Vec::new();
-    while let Some(token) = tokens.next() {
-        if token != "server" {
-            continue;
-        }
-        let port = tokens
-            .next()
-            .and_then(|address| address.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
-        if let Some(slot) = port.and_then(|p| ports.slot_of(p))
-            && !seen.contains(&slot)
-        {
+    for slot in server_ports(text)
+        .into_iter()
+        .filter_map(|p| ports.slot_of(p))
+    {
+        if !seen.contains(&slot) {
             seen.push(slot);
         }
     }
@@ -167,6 +157,27 @@ pub fn routed_slot(text: &str, ports: SlotPorts, app: &AppName) -> Option<Slot> 
         [one] => Some(*one),
         _ => marker_word(text, app, "slot=")?.parse().ok(),
     }
+}
+
+/// The ports of the `server` directives of an upstream file (comments left out): where
+/// nginx really sends the requests, whatever the marker comment says.
+pub fn server_ports(text: &str) -> Vec<u16> {
+    let code = without_comments(text);
+    let mut tokens = code
+        .split(|c: char| c.is_whitespace() || matches!(c, ';' | '{' | '}'))
+        .filter(|t| !t.is_empty());
+    let mut ports = Vec::new();
+    while let Some(token) = tokens.next() {
+        if token == "server"
+            && let Some(port) = tokens
+                .next()
+                .and_then(|address| address.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+        {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// The slot an upstream file sends a canary's share of `app`'s requests to: the slot it
@@ -197,6 +208,17 @@ fn without_comments(text: &str) -> String {
         .map(|line| line.split('#').next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Whether `text` holds `app`'s marker comment: an include bluegreen wrote for the app.
+pub fn has_marker(text: &str, app: &AppName) -> bool {
+    let want = format!("app={app}");
+    text.lines().any(|line| {
+        line.trim()
+            .strip_prefix("# bluegreen:")
+            .and_then(|fields| fields.split_whitespace().next())
+            == Some(want.as_str())
+    })
 }
 
 /// The value of `key` (`slot=`, `canary=`, `maintenance=`) in `app`'s marker comment

@@ -113,7 +113,7 @@ impl Host for SystemHost {
         &self,
         config: &SwitchConfig,
     ) -> std::result::Result<bool, (&'static str, String)> {
-        let master = crate::nginx::find_master(config.nginx_pid_file.as_path());
+        let master = config.nginx_master();
         crate::nginx::reload(
             || config.reload_cmd.run(crate::nginx::COMMAND_TIMEOUT),
             master,

@@ -3,6 +3,7 @@
 //! slot runs and whether it answers, maintenance mode, and the latest history. Changes
 //! nothing and takes no lock; says what is wrong when nginx and state disagree or the live slot does not answer.
 
+use crate::error::Error;
 use crate::fsutil::read_optional;
 use crate::input::Slot;
 use crate::state::{HistoryEvent, State};
@@ -16,6 +17,7 @@ const STATUS_HISTORY_LINES: usize = 10;
 /// Reports the state, what nginx routes to, each slot, and the latest history lines.
 pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     let report = e.phase(Phase::Status, |me| {
+        known_here(me)?;
         let state = me.load_state()?;
         let recorded = me.switch.as_recorded(state.switch_mode, state.service_port);
         let routed = me.host.routed(&recorded, &me.plan.app, me.plan.ports)?;
@@ -57,10 +59,35 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         );
         Ok((report, summary))
     })?;
-    e.result.warnings.extend(report.problems.iter().cloned());
+    let problems = report.problems.clone();
     e.result.history = report.history.clone();
     e.result.status = Some(report);
-    Ok(Outcome::Unchanged)
+    if problems.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
+    // A status that finds the site not as recorded fails, so the step fails and notifies.
+    Err(Error::CheckFailed(problems.join("; ")).into())
+}
+
+/// Fails unless the app has a state file or an include here: an unknown app or a wrong
+/// state directory is an error, not a status of nothing.
+fn known_here(e: &Engine) -> Result<(), Failure> {
+    let plan = e.plan;
+    let store = plan.store();
+    if store.state_path().exists() {
+        return Ok(());
+    }
+    let include = read_optional(plan.switch.upstream_file.as_path())?;
+    if include.is_some_and(|text| crate::upstream::has_marker(&text, &plan.app)) {
+        return Ok(());
+    }
+    Err(Error::CheckFailed(format!(
+        "no app {} here: {} does not exist and {} names no such app (check the app name and state-dir)",
+        plan.app,
+        store.state_path().display(),
+        plan.switch.upstream_file
+    ))
+    .into())
 }
 
 /// `slot` as state records it and as the host shows it now.

@@ -138,6 +138,17 @@ impl HttpUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The TCP port it is asked on: the one it names, else its scheme's (80 or 443).
+    pub fn port(&self) -> u16 {
+        let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");
+        uri.port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            })
+    }
 }
 
 impl FromStr for HttpUrl {

@@ -13,7 +13,7 @@ use crate::exec::{CommandLine, CommandOutput};
 use crate::fsutil::read_optional;
 use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts};
 use crate::nft::NftSwitch;
-use crate::upstream::{Template, routed_slot, split_slot};
+use crate::upstream::{Template, routed_slot, server_ports, split_slot};
 
 /// The service port an app uses: the one `recorded` in its state (in `store_dir`), which is
 /// the app's from its first nftables switch on, so every command of the app uses the same
@@ -114,6 +114,16 @@ impl std::fmt::Display for SwitchMode {
 }
 
 impl SwitchConfig {
+    /// The nginx master whose reload the switch watches (see [`crate::nginx::find_master`]:
+    /// the pid file's, else the master listening on the verify URL's port, else the only
+    /// one).
+    pub fn nginx_master(&self) -> Option<u32> {
+        crate::nginx::find_master(
+            self.nginx_pid_file.as_path(),
+            self.verify_url.as_ref().map(HttpUrl::port),
+        )
+    }
+
     /// The command that shows whether nftables can be used here (it needs the program,
     /// the kernel's support and the privilege to read rules).
     pub fn nft_probe(&self) -> CommandLine {
@@ -228,17 +238,30 @@ impl SwitchConfig {
         })
     }
 
-    /// The slot traffic is routed to now: the nftables rule's target in nftables mode, else
-    /// the slot `upstream_text` (the upstream file's content) names.
+    /// The slot traffic is routed to now, read from what nginx is given: in nftables mode
+    /// the rule's target, when the include (`upstream_text`) proxies to the service port;
+    /// else the slot the include names, when its `server` lines name that slot's port (not
+    /// its marker comment alone: a hand edit may have changed the lines). In maintenance
+    /// nginx answers with the page, and the slot behind it is the one its marker names.
     pub fn routed_by(
         &self,
         app: &AppName,
         ports: SlotPorts,
         upstream_text: Option<&str>,
     ) -> Option<Slot> {
+        let proxies_to = |port: u16| {
+            upstream_text.is_some_and(|t| {
+                server_ports(t).contains(&port) || crate::maintenance::recorded_in(t, app).is_some()
+            })
+        };
         match self.nft(app) {
-            Some(nft) => nft.current_target().and_then(|port| ports.slot_of(port)),
-            None => upstream_text.and_then(|t| routed_slot(t, ports, app)),
+            Some(nft) => nft
+                .current_target()
+                .and_then(|port| ports.slot_of(port))
+                .filter(|_| proxies_to(nft.service_port)),
+            None => upstream_text
+                .and_then(|t| routed_slot(t, ports, app))
+                .filter(|slot| proxies_to(ports.port(*slot))),
         }
     }
 
@@ -259,5 +282,73 @@ impl SwitchConfig {
     pub fn routed(&self, app: &AppName, ports: SlotPorts) -> Result<Option<Slot>> {
         let text = read_optional(self.upstream_file.as_path())?;
         Ok(self.routed_by(app, ports, text.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: SwitchMode) -> SwitchConfig {
+        let path = |p: &str| p.parse::<HostPath>().unwrap();
+        SwitchConfig {
+            mode,
+            service_port: "21000".parse().unwrap(),
+            service_port_given: false,
+            upstream_file: path("/etc/nginx/conf.d/bluegreen-shop.conf"),
+            test_cmd: CommandLine::new(["nginx", "-t"]),
+            reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
+            nginx_pid_file: path("/run/nginx.pid"),
+            reload_timeout: Duration::from_secs(1),
+            verify_url: None,
+            verify_timeout: Duration::from_secs(1),
+            nft_cmd: CommandLine::new(["nft"]),
+            log_dir: path("/var/log/bluegreen"),
+        }
+    }
+
+    #[test]
+    fn the_route_is_read_from_the_server_lines_not_the_marker_alone() {
+        let app: AppName = "shop".parse().unwrap();
+        let ports = SlotPorts::new(3001, 3002).unwrap();
+        let reload = config(SwitchMode::Reload);
+        let ours = "# bluegreen: app=shop slot=blue version=v1\nupstream shop {\n    server 127.0.0.1:3001;\n}\n";
+        assert_eq!(reload.routed_by(&app, ports, Some(ours)), Some(Slot::Blue));
+        // Edited by hand to a port of neither slot: the marker still says blue.
+        let edited = ours.replace("3001;", "9;");
+        assert_eq!(reload.routed_by(&app, ports, Some(&edited)), None);
+        assert_eq!(reload.routed_by(&app, ports, None), None);
+    }
+
+    #[test]
+    fn a_service_port_given_must_be_the_one_state_records() {
+        let dir = Path::new("/var/lib/bluegreen/shop");
+        let port = |p: u16| Port::try_from(p).unwrap();
+        let default = port(24000);
+        assert_eq!(
+            settled_service_port(None, default, None, dir).unwrap(),
+            default
+        );
+        assert_eq!(
+            settled_service_port(Some(port(21000)), default, None, dir).unwrap(),
+            port(21000)
+        );
+        assert_eq!(
+            settled_service_port(None, default, Some(3000), dir).unwrap(),
+            port(3000)
+        );
+        assert_eq!(
+            settled_service_port(Some(port(3000)), default, Some(3000), dir).unwrap(),
+            port(3000)
+        );
+        let err = settled_service_port(Some(port(21000)), default, Some(3000), dir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "21000 is not the service port 3000 that /var/lib/bluegreen/shop/state.json records"
+            ),
+            "{err}"
+        );
     }
 }

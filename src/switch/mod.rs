@@ -248,7 +248,7 @@ impl SwitchRequest {
             return Ok(report);
         }
 
-        let master = nginx::find_master(self.config.nginx_pid_file.as_path());
+        let master = self.config.nginx_master();
         if file_changes && master.is_none() && self.config.verify_url.is_none() {
             return Err(Error::invalid(
                 "--verify-url",
@@ -354,17 +354,20 @@ impl SwitchRequest {
                 Ok(named_slot) => report.verified_slot = named_slot,
                 Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
             }
+            // A reload is done only when seen: nginx's new workers, or an answer naming the
+            // slot that only the new configuration routes to. The kernel's rule says nothing
+            // of which configuration nginx's workers answer from.
+            if undo.reloaded && !report.workers_restarted && !report.verified_slot {
+                return Err(self.undo(
+                    &undo,
+                    to,
+                    "reload confirmation",
+                    format!(
+                        "nginx was reloaded but the reload cannot be confirmed: no nginx master could be watched (several masters and none listening on {url}'s port: give nginx-pid-file, --nginx-pid-file), and {url} does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\")"
+                    ),
+                ));
+            }
             if !report.verified_slot && !report.kernel_confirmed {
-                if !report.workers_restarted {
-                    return Err(self.undo(
-                        &undo,
-                        to,
-                        "verify",
-                        format!(
-                            "{url} answers but does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\"), and no nginx master could be watched: the switch cannot be confirmed"
-                        ),
-                    ));
-                }
                 let w = format!(
                     "{url} does not say which slot served it; the reload was confirmed by nginx's new workers only"
                 );

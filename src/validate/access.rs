@@ -115,7 +115,7 @@ impl ValidateRequest {
                 ),
             );
         }
-        let Some(master) = crate::nginx::find_master(&self.nginx_pid_file) else {
+        let Some(master) = crate::nginx::find_master(&self.nginx_pid_file, None) else {
             return CheckResult::new(
                 name,
                 CheckStatus::Warn,

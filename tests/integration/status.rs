@@ -118,3 +118,51 @@ fn status_says_when_nginx_routes_elsewhere_than_state_records() {
         "{report}"
     );
 }
+
+#[test]
+fn status_reads_the_server_lines_and_refuses_an_app_it_does_not_know() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    // A hand edit of the server line only: the marker comment still says blue.
+    let include = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
+    let edited = include.replace(&format!("127.0.0.1:{};", site.blue_port), "127.0.0.1:9;");
+    assert_ne!(edited, include);
+    std::fs::write(&site.nginx.upstream_file, edited).unwrap();
+    let r = status(&site, true);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["routed"], serde_json::Value::Null, "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("nginx routes to neither slot's port"),
+        "{report}"
+    );
+
+    // An app that is not here (a typo), or a wrong state directory: an error, not "none".
+    let unknown = run(
+        BLUEGREEN,
+        &[
+            "status",
+            "--app",
+            "shpo",
+            "--state-dir",
+            &site.tmp.path().join("nowhere").display().to_string(),
+            "--upstream-file",
+            &site.nginx.upstream_file.display().to_string(),
+            "--runtime",
+            "command",
+        ],
+    );
+    assert_ne!(unknown.code, 0, "{unknown:?}");
+    assert!(
+        format!("{}{}", unknown.stdout, unknown.stderr).contains("no app shpo here"),
+        "{unknown:?}"
+    );
+}

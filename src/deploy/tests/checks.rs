@@ -192,7 +192,10 @@ fn status_says_what_needs_a_look() {
         .holding(Slot::Blue, "v9")
         .healthy(Slot::Blue, &[true]);
     let (result, _) = run(&plan, &host);
-    assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
+    // A status that finds problems fails (the step fails and notifies), naming them.
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    let error = result.error.clone().unwrap().message;
+    assert!(error.contains("runs v9, but state records v1"), "{error}");
     let status = result.status.unwrap();
     assert_eq!((status.active, status.routed), (Some(Slot::Blue), None));
     assert!(
@@ -217,5 +220,17 @@ fn status_says_what_needs_a_look() {
             .healthy(Slot::Blue, &[true])
     };
     let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Unchanged), "{result:?}");
     assert_eq!(result.status.unwrap().problems, Vec::<String>::new());
+}
+
+#[test]
+fn status_of_an_app_with_no_state_and_no_include_here_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.operation = Operation::Status;
+    let (result, _) = run(&plan, &FakeHost::new());
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    let error = result.error.unwrap().message;
+    assert!(error.starts_with("no app shop here:"), "{error}");
 }
