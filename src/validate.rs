@@ -20,11 +20,10 @@ use crate::sys;
 use crate::upstream::routed_slot;
 
 mod access;
-mod service_port;
+mod nftables;
 
 pub use access::Audience;
 use access::not_on_path;
-use service_port::service_port_taken;
 
 /// How long a Docker or nginx command may take during validation.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -196,50 +195,6 @@ impl ValidateRequest {
         }
         if self.runtime == Runtime::Compose {
             checks.push(CheckResult::from_result("compose", self.check_compose()));
-        }
-        checks
-    }
-
-    fn nft_checks(&self) -> Vec<CheckResult> {
-        let mut checks = Vec::new();
-        if let Some(nft) = &self.nft {
-            checks.push(CheckResult::from_result(
-                "nftables",
-                nft.available()
-                    .map(|()| match nft.current_target() {
-                        Some(port) => format!(
-                            "nft answers; service port {} leads to port {port}",
-                            nft.service_port
-                        ),
-                        None => format!(
-                            "nft answers; table {} is created by the first switch",
-                            nft.table
-                        ),
-                    })
-                    .map_err(|e| format!("nftables cannot be used: {e}")),
-            ));
-            checks.push(CheckResult::from_result(
-                "service-port",
-                service_port_taken(&self.app, nft, self.store.dir()),
-            ));
-        }
-        if let Some(boot) = &self.boot {
-            checks.push(match boot.missing() {
-                None => CheckResult::new(
-                    "boot-path",
-                    CheckStatus::Pass,
-                    format!("{} restores the rule at boot", boot.unit_name()),
-                ),
-                Some(what) => CheckResult::new(
-                    "boot-path",
-                    CheckStatus::Warn,
-                    format!(
-                        "{what}: after a reboot nginx would proxy to the service port with no rule until the next deploy; a successful nftables deploy or setup run as root installs it (the unit in {}, the helper it runs in {}, root's alone)",
-                        boot.unit_dir.display(),
-                        boot.helper_dir.display()
-                    ),
-                ),
-            });
         }
         checks
     }

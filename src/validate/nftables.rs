@@ -1,6 +1,7 @@
-//! The service port check of the nftables mode: the port nginx proxies to is this app's
-//! alone. A DNAT rule on it catches every local connection to it, so a port another app's
-//! table or state holds, or that another process listens on, would take their traffic.
+//! The checks of the nftables mode: nft answers, the service port nginx proxies to is this
+//! app's alone (a DNAT rule on it catches every local connection to it, so a port another
+//! app's table or state holds, or that another process listens on, would take their
+//! traffic), and the boot path that restores the rule after a reboot is in place.
 
 use std::path::Path;
 
@@ -8,14 +9,58 @@ use crate::input::AppName;
 use crate::nft::NftSwitch;
 use crate::sys;
 
+use super::{CheckResult, CheckStatus, ValidateRequest};
+
+impl ValidateRequest {
+    pub(super) fn nft_checks(&self) -> Vec<CheckResult> {
+        let mut checks = Vec::new();
+        if let Some(nft) = &self.nft {
+            checks.push(CheckResult::from_result(
+                "nftables",
+                nft.available()
+                    .map(|()| match nft.current_target() {
+                        Some(port) => format!(
+                            "nft answers; service port {} leads to port {port}",
+                            nft.service_port
+                        ),
+                        None => format!(
+                            "nft answers; table {} is created by the first switch",
+                            nft.table
+                        ),
+                    })
+                    .map_err(|e| format!("nftables cannot be used: {e}")),
+            ));
+            checks.push(CheckResult::from_result(
+                "service-port",
+                service_port_taken(&self.app, nft, self.store.dir()),
+            ));
+        }
+        if let Some(boot) = &self.boot {
+            checks.push(match boot.missing() {
+                None => CheckResult::new(
+                    "boot-path",
+                    CheckStatus::Pass,
+                    format!("{} restores the rule at boot", boot.unit_name()),
+                ),
+                Some(what) => CheckResult::new(
+                    "boot-path",
+                    CheckStatus::Warn,
+                    format!(
+                        "{what}: after a reboot nginx would proxy to the service port with no rule until the next deploy; a successful nftables deploy or setup run as root installs it (the unit in {}, the helper it runs in {}, root's alone)",
+                        boot.unit_dir.display(),
+                        boot.helper_dir.display()
+                    ),
+                ),
+            });
+        }
+        checks
+    }
+}
+
 /// Why `nft`'s service port is not `app`'s to use, if it is not: the owners found, each
 /// named. `store_dir` is the app's state directory; the states of other apps are looked
 /// for beside it.
-pub(super) fn service_port_taken(
-    app: &AppName,
-    nft: &NftSwitch,
-    store_dir: &Path,
-) -> Result<String, String> {
+fn service_port_taken(app: &AppName, nft: &NftSwitch, store_dir: &Path) -> Result<String, String> {
     let port = nft.service_port;
     let mut owners = Vec::new();
     match nft.others_on_service_port() {
