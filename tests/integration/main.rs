@@ -32,4 +32,5 @@ mod setup;
 mod status;
 mod switch_modes;
 mod switch_traffic;
+mod two_nginx;
 mod validate;
