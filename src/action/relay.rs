@@ -50,6 +50,12 @@ impl<'a> Relay<'a> {
                 self.open = None;
             }
             Ok(Event::Result(result)) => {
+                // A run refused outside any phase (an abort with no canary, a rollback
+                // during one, a status that found problems) says so like a failed phase.
+                if let (None, Some(error)) = (&result.failed_phase, &result.error) {
+                    self.log.relay(&[format!("FAILED: {}", error.message)]);
+                    self.log.error(&error.message);
+                }
                 for w in &result.warnings {
                     self.log.warning(w);
                 }

@@ -181,15 +181,23 @@ impl RunReport {
             .or_else(|| self.hosts.last().map(|h| &h.result))
     }
 
-    /// The `version` output: the version this run deployed (a promote deploys the canary's,
-    /// which the host knows; setup and maintenance deploy none).
-    fn version_output(&self) -> String {
+    /// The `version` output: the version this run deployed, as the host reports it live
+    /// where the run's own version label is not it (a promote goes live with the canary's;
+    /// a rollback, abort or status with what the host runs, never the runner's commit);
+    /// setup and maintenance deploy none.
+    pub fn version_output(&self) -> String {
+        let live = || {
+            self.last()
+                .and_then(|r| r.active_version.clone())
+                .unwrap_or_default()
+        };
         match (self.command.as_str(), self.outcome()) {
             ("setup" | "maintenance-on" | "maintenance-off", _) => String::new(),
             ("promote", Outcome::Deployed) => self
                 .last()
                 .and_then(|r| r.active_version.clone())
                 .unwrap_or_else(|| self.version.clone()),
+            ("rollback" | "abort" | "status", _) => live(),
             _ => self.version.clone(),
         }
     }
@@ -237,16 +245,12 @@ impl RunReport {
             .find(|h| h.outcome() == Outcome::Failed && !h.skipped)
             .or(not_ok.first())
             .copied();
+        // A run that did what was asked (a canary paused as asked, an abort that went back)
+        // is no alarm, and names no failed host.
+        let succeeded = self.succeeded();
         let headline = format!(
             "{} {} of {} {}",
-            if matches!(
-                outcome,
-                Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
-            ) {
-                "✅"
-            } else {
-                "🚨"
-            },
+            if succeeded { "✅" } else { "🚨" },
             slack_escape(&self.command),
             slack_escape(&self.app),
             outcome.as_str()
@@ -260,7 +264,7 @@ impl RunReport {
             ("Ref", github.ref_name.clone()),
             ("Commit", github.sha.chars().take(12).collect()),
             ("Actor", github.actor.clone()),
-            ("Version", self.version.clone()),
+            ("Version", self.version_output()),
             (
                 "Hosts",
                 self.hosts
@@ -283,7 +287,7 @@ impl RunReport {
                 .collect();
             fields.push(("Hosts not on the new version", listed.join(", ")));
         }
-        if let Some(h) = failed {
+        if let Some(h) = failed.filter(|_| !succeeded) {
             fields.push(("Failed host", h.host.clone()));
             fields.push((
                 "Failed phase",
@@ -313,7 +317,7 @@ impl RunReport {
             minijinja::context! {
                 headline => headline,
                 fields => minijinja::value::Serde(&fields),
-                color => if self.succeeded() { "#2eb886" } else { "#d40e0d" },
+                color => if succeeded { "#2eb886" } else { "#d40e0d" },
                 detail => detail.trim().to_owned(),
             },
         )

@@ -32,7 +32,7 @@ impl RunReport {
                 command => self.command.as_str(),
                 app => self.app.as_str(),
                 result => outcome.as_str(),
-                version => self.version.as_str(),
+                version => self.version_output(),
                 duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
                 hosts => minijinja::value::Serde(&hosts),
                 timeline_tick => timeline_tick(span),

@@ -202,12 +202,13 @@ impl<'a> Engine<'a> {
             app: self.plan.app.to_string(),
             from: None,
             to: self.result.active_slot,
-            // Setup and maintenance move no version.
-            version: (!matches!(
-                self.plan.operation,
-                Operation::Setup | Operation::MaintenanceOn | Operation::MaintenanceOff
-            ))
-            .then(|| self.release().0.as_str().to_owned()),
+            // Setup and maintenance move no version; a rollback or an abort goes back to
+            // what is live after it (not the run's own version label).
+            version: match self.plan.operation {
+                Operation::Setup | Operation::MaintenanceOn | Operation::MaintenanceOff => None,
+                Operation::Rollback | Operation::Abort => self.result.active_version.clone(),
+                _ => Some(self.release().0.as_str().to_owned()),
+            },
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
             pid: std::process::id(),
         });

@@ -240,6 +240,25 @@ fn a_paused_canary_is_aborted_back_to_the_live_slot() {
     assert_eq!(canary_in_state(&t), None);
     let history = std::fs::read_to_string(t.state_dir().join("history.jsonl")).unwrap();
     assert!(history.contains("\"event\":\"abort\""), "{history}");
+    assert_eq!(
+        aborted.output("version"),
+        "v1",
+        "the version live after the abort"
+    );
+
+    // Nothing left to abort: refused, and said as a failure in the log, not only the summary.
+    let again = t.run(&[("COMMAND", "abort")]);
+    assert_result(&again, "failed");
+    assert!(
+        again.log.contains("FAILED: nothing to abort"),
+        "{}",
+        again.log
+    );
+    assert!(
+        again.log.contains("::error::nothing to abort"),
+        "{}",
+        again.log
+    );
 }
 
 #[test]

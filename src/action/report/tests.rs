@@ -147,3 +147,47 @@ fn slack_payload_is_json_with_escaped_text() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_run_that_did_as_asked_is_no_alarm_and_reports_the_version_that_went_live() {
+    let github = GithubContext::default();
+    // A canary paused as asked: a success, with no failed host.
+    let paused = report(Outcome::Paused, None);
+    let payload: serde_json::Value =
+        serde_json::from_str(&paused.slack_payload(&github).unwrap()).unwrap();
+    let text = payload.to_string();
+    assert!(
+        payload["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("✅ deploy of shop paused"),
+        "{text}"
+    );
+    assert!(!text.contains("Failed host"), "{text}");
+    assert_eq!(payload["attachments"][0]["color"], "#2eb886");
+
+    // An abort and a rollback go back to what the host runs, not the run's version label.
+    for command in ["abort", "rollback"] {
+        let mut back = report(Outcome::RolledBack, None);
+        back.command = command.into();
+        back.version = "0123456789abcdef".into();
+        back.hosts[0].result.active_version = Some("v4".into());
+        let outputs = back.outputs();
+        assert!(
+            outputs.contains(&("version", "v4".to_owned())),
+            "{outputs:?}"
+        );
+        let payload = back.slack_payload(&github).unwrap();
+        assert!(
+            payload.contains("✅ ") && payload.contains("v4"),
+            "{payload}"
+        );
+        assert!(!payload.contains("0123456789abcdef") && !payload.contains("Failed host"));
+        assert!(back.summary().unwrap().contains("Version `v4`"));
+    }
+
+    // A failure still is one.
+    let failed = report(Outcome::Failed, Some("unhealthy"));
+    let payload = failed.slack_payload(&github).unwrap();
+    assert!(payload.contains("🚨 deploy of shop failed") && payload.contains("Failed host"));
+}

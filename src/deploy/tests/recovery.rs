@@ -50,6 +50,14 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
         ]
     );
     assert_eq!(active_slot(&plan), Some(Slot::Blue));
+    // History says the version that went live again, not the run's own label.
+    let history = std::fs::read_to_string(plan.store().history_path()).unwrap();
+    let run_line = history
+        .lines()
+        .find(|l| l.contains("\"event\":\"rollback-run\""))
+        .unwrap();
+    assert!(run_line.contains("\"version\":\"v1\""), "{run_line}");
+    assert_eq!(result.active_version.as_deref(), Some("v1"));
 }
 
 #[test]
