@@ -8,7 +8,7 @@
 
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, SwitchTarget};
-use crate::state::{CanaryRecord, MaintenanceRecord};
+use crate::state::{CanaryRecord, MaintenanceRecord, State};
 use crate::switch::{Intent, MaintenanceChange};
 
 use super::canary::StepsEnd;
@@ -53,11 +53,16 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         && !(in_maintenance && plan.maintenance.end_on_deploy)
         && state.slots.get(active).holds_its_version()
         && state.slots.get(active).version.as_deref() == Some(plan.version.as_str())
+        && runs_the_plans_image(e, &state, active)
         && e.answers_healthy(active)
     {
         e.log(&format!(
-            "version {} is already live in {active} and healthy: nothing to do",
-            plan.version.as_str()
+            "version {}{} is already live in {active} and healthy: nothing to do",
+            plan.version.as_str(),
+            plan.runtime
+                .image
+                .as_ref()
+                .map_or(String::new(), |i| format!(" (image {i})"))
         ));
         return Ok(Outcome::Unchanged);
     }
@@ -284,4 +289,28 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
     }
     e.result.upstream_diff = Some(report.diff);
     Ok(Outcome::Unchanged)
+}
+
+/// Whether `slot` runs the plan's image, as far as state and the host tell: the same
+/// reference where state records one, and, where the host has that reference now, the
+/// content state recorded. A
+/// version label alone does not make a deploy of another image "nothing to do". True for
+/// a plan without an image (compose, command).
+fn runs_the_plans_image(e: &mut Engine, state: &State, slot: Slot) -> bool {
+    let Some(image) = e.plan.runtime.image.clone() else {
+        return true;
+    };
+    let record = state.slots.get(slot);
+    if record
+        .image
+        .as_deref()
+        .is_some_and(|recorded| recorded != image.as_str())
+    {
+        return false;
+    }
+    let Some(recorded) = record.image_id.clone() else {
+        return true;
+    };
+    e.image_id(&image)
+        .is_none_or(|now| now.as_str() == recorded.as_str())
 }

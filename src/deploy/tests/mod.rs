@@ -278,6 +278,30 @@ fn the_same_version_live_and_healthy_changes_nothing() {
 }
 
 #[test]
+fn the_same_version_label_with_another_image_is_deployed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    // v2 went live from shop:1; this run deploys shop:2 under the same label.
+    let state = crate::state::State::new(&plan.app).after_switch(
+        Slot::Blue,
+        plan.ports,
+        Some("v2"),
+        Some("shop:1"),
+        "t1",
+    );
+    plan.store().save(&state).unwrap();
+    let host = FakeHost::new()
+        .healthy(Slot::Blue, &[true])
+        .healthy(Slot::Green, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    assert!(
+        timeline.iter().any(|l| l.starts_with("switch to green")),
+        "{timeline:?}"
+    );
+}
+
+#[test]
 fn a_failed_retire_is_a_warning_and_the_deploy_stands() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Docker);
