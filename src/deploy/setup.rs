@@ -266,9 +266,14 @@ fn apply(e: &Engine, files: &[Planned]) -> Result<Vec<String>, Failure> {
         .map(|line| format!("nginx -t: {}", line.trim()))
         .collect();
     if let Some(line) = warnings.iter().find(|w| names_conflict(w, e)) {
+        let advice = if e.plan.site.server_names.as_str() == crate::config::defaults::SERVER_NAME {
+            "give server-name"
+        } else {
+            "choose another server-name"
+        };
         return Err(refuse(
             format!(
-                "nginx would ignore the server block for {} on {} ({line}): another server block has that name on that port (Debian's default site has server_name _ on port 80); give server-name, or remove the other block",
+                "nginx would ignore the server block for {} on {} ({line}): another server block has that name on that port (Debian's default site has server_name _ on port 80); {advice}, or remove the other block",
                 e.plan.site.server_names, e.plan.site.listen
             ),
             false,

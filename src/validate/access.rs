@@ -36,6 +36,12 @@ pub(super) fn not_on_path(e: &crate::error::Error, setting: &str) -> Option<Stri
     };
     (source.kind() == std::io::ErrorKind::NotFound).then(|| {
         let program = argv.split_whitespace().next().unwrap_or_default();
+        if program.contains('/') {
+            // A path given in full: the PATH has nothing to do with it.
+            return format!(
+                "{program} does not exist: check the path in {setting} (nginx is usually /usr/sbin/nginx)"
+            );
+        }
         format!(
             "{program} is not on the PATH of {} ({}): give its full path in {setting} (nginx is usually /usr/sbin/nginx)",
             sys::user_name(),
@@ -148,6 +154,25 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_missing_program_is_told_apart_from_a_missing_path() {
+        let missing = |program: &str| {
+            let e = CommandLine::new([program, "-t"])
+                .run(std::time::Duration::from_secs(5))
+                .unwrap_err();
+            not_on_path(&e, "nginx-test-command").unwrap()
+        };
+        let bare = missing("no-such-nginx-here");
+        assert!(bare.contains("is not on the PATH of"), "{bare}");
+        let full = missing("/nonexistent/sbin/nginx");
+        assert!(
+            full.starts_with(
+                "/nonexistent/sbin/nginx does not exist: check the path in nginx-test-command"
+            ),
+            "{full}"
+        );
     }
 
     #[test]

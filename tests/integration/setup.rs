@@ -189,10 +189,29 @@ fn setup_refuses_a_server_block_nginx_would_ignore() {
     let (code, out) = setup(&target, &["--test-cmd", &loud_test]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("nginx would ignore the server block for _ on 127.0.0.1:"),
+        out.contains("nginx would ignore the server block for _ on 127.0.0.1:")
+            && out.contains("; give server-name, or remove the other block"),
         "{out}"
     );
     assert!(!nginx.upstream_file.exists(), "{out}");
+    // A name given that another block already has: the advice is another name.
+    std::fs::write(
+        nginx.dir.join("conf.d").join("other.conf"),
+        format!(
+            "server {{ listen 127.0.0.1:{}; server_name taken.test; return 200 \"other\"; }}\n",
+            nginx.port
+        ),
+    )
+    .unwrap();
+    let (code, out) = setup(
+        &target,
+        &["--test-cmd", &loud_test, "--server-name", "taken.test"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("; choose another server-name, or remove the other block"),
+        "{out}"
+    );
     assert_eq!(http_get_retry_after(&nginx.url("/")).2, "welcome");
 
     let (code, out) = setup(
