@@ -113,6 +113,10 @@ pub mod defaults {
     pub const STOP_TIMEOUT: &str = "30";
     /// `min-free-disk-mb`.
     pub const MIN_FREE_DISK_MB: &str = "5120";
+    /// `memory-check`: what a standby that would not fit in memory does to a run.
+    pub const MEMORY_CHECK: &str = "fail";
+    /// `min-free-memory-mb`: the memory that must stay available with both slots running.
+    pub const MIN_FREE_MEMORY_MB: &str = "128";
     /// `command`.
     pub const COMMAND: &str = "deploy";
     /// `dry-run`.
@@ -277,6 +281,8 @@ mod tests {
         MAX_ERROR_RATE.parse::<Fraction>().unwrap();
         MAX_P95_MS.parse::<u64>().unwrap();
         MIN_FREE_DISK_MB.parse::<u64>().unwrap();
+        MIN_FREE_MEMORY_MB.parse::<u64>().unwrap();
+        <crate::validate::MemoryCheck as clap::ValueEnum>::from_str(MEMORY_CHECK, false).unwrap();
         for set in [MONITOR_ACCEPT_STATUS, HEALTH_ACCEPT_STATUS] {
             set.parse::<StatusSet>().unwrap();
         }

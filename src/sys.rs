@@ -78,6 +78,33 @@ pub fn root_only(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The memory the kernel says is available for new work (`MemAvailable` in
+/// `/proc/meminfo`), in bytes.
+pub fn mem_available_bytes() -> Option<u64> {
+    meminfo_kib(
+        &std::fs::read_to_string("/proc/meminfo").ok()?,
+        "MemAvailable:",
+    )
+    .map(|k| k * 1024)
+}
+
+/// The resident memory of process `pid` (`VmRSS`), in bytes.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    meminfo_kib(&status, "VmRSS:").map(|k| k * 1024)
+}
+
+/// The `KEY: N kB` value of a /proc table, in KiB.
+fn meminfo_kib(table: &str, key: &str) -> Option<u64> {
+    table
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// This process's effective user id.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -267,6 +294,16 @@ mod tests {
         );
         drop(listener);
         assert!(loopback_destination(port, std::time::Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn memory_is_read_from_the_kernel() {
+        assert!(mem_available_bytes().unwrap() > 0);
+        assert!(resident_bytes(std::process::id()).unwrap() > 0);
+        assert_eq!(
+            meminfo_kib("MemTotal: 10 kB\nMemAvailable:  7 kB\n", "MemAvailable:"),
+            Some(7)
+        );
     }
 
     #[test]

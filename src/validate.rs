@@ -20,10 +20,12 @@ use crate::sys;
 use crate::upstream::routed_slot;
 
 mod access;
+mod memory;
 mod nftables;
 
 pub use access::Audience;
 use access::not_on_path;
+pub use memory::MemoryCheck;
 
 /// How long a Docker or nginx command may take during validation.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,6 +116,10 @@ pub struct ValidateRequest {
     pub reload_cmd: Option<CommandLine>,
     /// nginx's pid file (whose master a plain reload command signals).
     pub nginx_pid_file: PathBuf,
+    /// How a standby that would not fit in memory is treated.
+    pub memory_check: MemoryCheck,
+    /// The memory, in MiB, that must stay available with both slots running.
+    pub min_free_memory_mb: u64,
 }
 
 /// All results, and which slot a deploy would use.
@@ -134,12 +140,14 @@ impl ValidateRequest {
     pub fn run(&self) -> ValidateReport {
         // The groups are independent and mostly wait on other programs: run them side by
         // side, report them in this fixed order.
+        let live = self.store.read(&self.app).and_then(|state| state.active);
         let (mut groups, (state_checks, standby)) = std::thread::scope(|s| {
             let groups = [
                 s.spawn(|| self.nginx_checks()),
                 s.spawn(|| self.docker_checks()),
                 s.spawn(|| self.nft_checks()),
                 s.spawn(|| self.tcp_checks()),
+                s.spawn(|| self.memory_check(live).into_iter().collect()),
             ];
             let state = self.state_checks();
             let groups: Vec<Vec<CheckResult>> = groups
@@ -148,10 +156,12 @@ impl ValidateRequest {
                 .collect();
             (groups, state)
         });
-        let tcp = groups.pop().expect("four groups");
+        let memory = groups.pop().expect("five groups");
+        let tcp = groups.pop().expect("five groups");
         let (standby_port, state) = state_checks;
         let mut checks: Vec<CheckResult> = groups.concat();
         checks.push(standby_port);
+        checks.extend(memory);
         checks.extend(tcp);
         checks.push(state);
         ValidateReport {

@@ -116,6 +116,8 @@ impl HandArgs {
             },
             site: SiteSpec::defaults(app, &upstream_file),
             min_free_disk_mb: 0,
+            memory_check: crate::validate::MemoryCheck::Off,
+            min_free_memory_mb: 0,
             check_tcp: Vec::new(),
             lock_timeout: self.switch.lock_timeout,
             systemd_unit_dir: self.systemd_unit_dir.clone(),

@@ -14,7 +14,7 @@ use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
 use crate::switch::{SwitchMode, settled_service_port};
-use crate::validate::{Audience, ValidateReport, ValidateRequest};
+use crate::validate::{Audience, MemoryCheck, ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -48,6 +48,15 @@ pub struct Cli {
     /// Minimum free space at the state directory and Docker's data root, in MiB.
     #[arg(long, default_value = defaults::MIN_FREE_DISK_MB, value_name = "MIB")]
     min_free_disk_mb: u64,
+
+    /// How a standby that would not fit in memory (a second copy of what the live slot
+    /// uses, with --min-free-memory-mb to spare) is treated.
+    #[arg(long, value_enum, default_value = defaults::MEMORY_CHECK)]
+    memory_check: MemoryCheck,
+
+    /// Memory (MiB) that must stay available with both slots running.
+    #[arg(long, default_value = defaults::MIN_FREE_MEMORY_MB, value_name = "MIB")]
+    min_free_memory_mb: u64,
 
     /// A TCP dependency that must accept connections (repeatable), e.g. db:5432.
     #[arg(long = "tcp", value_name = "HOST:PORT")]
@@ -138,6 +147,8 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         runtime: cli.runtime,
         docker_cmd: CommandLine::parse(&cli.docker_cmd, "--docker-cmd")?,
         min_free_disk_mb: cli.min_free_disk_mb,
+        memory_check: cli.memory_check,
+        min_free_memory_mb: cli.min_free_memory_mb,
         ports,
         tcp: cli.tcp.clone(),
         tcp_timeout: cli.tcp_timeout,

@@ -35,6 +35,8 @@ impl Engine<'_> {
             runtime: plan.runtime.runtime,
             docker_cmd: CommandLine::new([defaults::DOCKER_CMD]),
             min_free_disk_mb: plan.min_free_disk_mb,
+            memory_check: plan.memory_check,
+            min_free_memory_mb: plan.min_free_memory_mb,
             ports: plan.ports,
             tcp: plan.check_tcp.clone(),
             tcp_timeout: config::seconds(defaults::TCP_TIMEOUT),

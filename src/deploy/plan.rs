@@ -18,6 +18,7 @@ use crate::input::{
 use crate::runtime::RuntimeSpec;
 use crate::state::StateStore;
 use crate::switch::SwitchConfig;
+use crate::validate::MemoryCheck;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -222,6 +223,12 @@ pub struct DeployPlan {
     pub hooks: HookSpec,
     /// Minimum free disk for validation, in MiB.
     pub min_free_disk_mb: u64,
+    /// What a standby that would not fit in memory does to the run.
+    #[serde(default)]
+    pub memory_check: MemoryCheck,
+    /// The memory, in MiB, that must stay available with both slots running.
+    #[serde(default = "default_min_free_memory_mb")]
+    pub min_free_memory_mb: u64,
     /// TCP dependencies validation connects to (a database, a queue).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub check_tcp: Vec<HostPort>,
@@ -335,4 +342,11 @@ impl DeployPlan {
         .parse()
         .expect("a loopback URL with a checked path is valid")
     }
+}
+
+/// `min-free-memory-mb` for a plan that does not say (one from an earlier runner).
+fn default_min_free_memory_mb() -> u64 {
+    crate::config::defaults::MIN_FREE_MEMORY_MB
+        .parse()
+        .expect("the default parses (tested)")
 }

@@ -113,6 +113,8 @@ impl HostRun {
             systemd_unit_dir: "/nonexistent/systemd".parse().unwrap(),
             boot_helper_dir: "/nonexistent/lib/bluegreen".parse().unwrap(),
             min_free_disk_mb: 1,
+            memory_check: bluegreen::validate::MemoryCheck::Off,
+            min_free_memory_mb: 0,
             check_tcp: Vec::new(),
         }
     }

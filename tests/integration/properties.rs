@@ -64,6 +64,8 @@ const INPUTS: &[&str] = &[
     "drain-seconds",
     "stop-timeout",
     "min-free-disk-mb",
+    "memory-check",
+    "min-free-memory-mb",
     "lock-timeout",
     "systemd-unit-dir",
     "boot-helper-dir",

@@ -406,3 +406,52 @@ fn nginx_missing_from_the_path_says_so_and_names_the_setting() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_standby_that_would_not_fit_in_memory_is_refused_naming_both_figures() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    let args = site_args(&site);
+    let memory = |extra: &[&str]| {
+        let mut all = vec!["--runtime", "command"];
+        all.extend_from_slice(extra);
+        let report = validate(&args, &all).json();
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "memory")
+            .cloned()
+            .unwrap_or_else(|| panic!("no memory check in {report}"));
+        (
+            check["status"].as_str().unwrap().to_owned(),
+            check["detail"].as_str().unwrap().to_owned(),
+        )
+    };
+    // The live slot (the demo app, measured by the process on blue's port) fits here.
+    let (status, detail) = memory(&[]);
+    assert_eq!(status, "pass", "{detail}");
+    assert!(
+        detail.contains("MiB available; the standby needs about"),
+        "{detail}"
+    );
+    // Asked to keep more free than any machine has: refused, both figures named.
+    let (status, detail) = memory(&["--min-free-memory-mb", "100000000"]);
+    assert_eq!(status, "fail", "{detail}");
+    assert!(
+        detail.contains("(what blue uses now)") && detail.contains("would not fit"),
+        "{detail}"
+    );
+    let (status, _) = memory(&[
+        "--min-free-memory-mb",
+        "100000000",
+        "--memory-check",
+        "warn",
+    ]);
+    assert_eq!(status, "warn");
+}

@@ -34,6 +34,7 @@ use crate::input::{
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::{SwitchConfig, SwitchMode};
+use crate::validate::MemoryCheck;
 
 /// How the image reaches the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -326,6 +327,8 @@ impl Inputs {
         let listen = s.parse("listen", defaults::LISTEN, str::parse::<Listen>);
         let server_file = s.parse_optional("server-file", str::parse::<HostPath>);
         let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
+        let memory_check = s.choice::<MemoryCheck>("memory-check", defaults::MEMORY_CHECK);
+        let min_free_memory_mb = s.number("min-free-memory-mb", defaults::MIN_FREE_MEMORY_MB);
         let check_tcp = s.parse("check-tcp", "", parse_list::<HostPort>);
         let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
         let lock_timeout = s.parse("lock-timeout", defaults::LOCK_TIMEOUT, parse_wait);
@@ -458,6 +461,8 @@ impl Inputs {
                     .unwrap_or_else(|| default_server_file(&app, &upstream_file)),
             },
             min_free_disk_mb: min_free_disk_mb.expect("validated"),
+            memory_check: memory_check.expect("validated"),
+            min_free_memory_mb: min_free_memory_mb.expect("validated"),
             check_tcp: check_tcp.expect("validated"),
             lock_timeout: lock_timeout.expect("validated"),
             systemd_unit_dir: systemd_unit_dir.expect("validated"),

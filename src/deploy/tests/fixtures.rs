@@ -78,6 +78,8 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
         systemd_unit_dir: path("systemd"),
         boot_helper_dir: path("lib/bluegreen"),
         min_free_disk_mb: 100,
+        memory_check: crate::validate::MemoryCheck::Fail,
+        min_free_memory_mb: 128,
         check_tcp: Vec::new(),
     }
 }
