@@ -19,6 +19,9 @@ const STDERR_EXCERPT_BYTES: usize = 2000;
 /// command that prints without end (`yes` as a hook) costs this much memory, no more.
 pub const OUTPUT_KEEP_BYTES: usize = 1 << 20;
 
+/// How output that was cut begins: the line that says so.
+pub const OUTPUT_CUT_MARK: &str = "[earlier output cut";
+
 /// A program and its arguments. In JSON (a deploy plan) it is its words, `["nginx", "-t"]`,
 /// read back through the same check as a parsed command (not empty); variables added with
 /// [`CommandLine::with_env`] belong to commands built on the host and are not part of it.
@@ -27,6 +30,7 @@ pub const OUTPUT_KEEP_BYTES: usize = 1 << 20;
 pub struct CommandLine {
     argv: Vec<String>,
     env: Vec<(String, String)>,
+    own_group: bool,
 }
 
 impl CommandLine {
@@ -39,6 +43,7 @@ impl CommandLine {
         CommandLine {
             argv: argv.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            own_group: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl CommandLine {
         Ok(CommandLine {
             argv,
             env: Vec::new(),
+            own_group: false,
         })
     }
 
@@ -67,6 +73,7 @@ impl CommandLine {
         CommandLine {
             argv,
             env: self.env.clone(),
+            own_group: self.own_group,
         }
     }
 
@@ -74,6 +81,14 @@ impl CommandLine {
     /// environment, never in the command text, so they are never interpreted.
     pub fn with_env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A copy that runs in a process group of its own, killed whole at its timeout: for
+    /// the user's commands (hooks), so `sh -c 'migrate & wait'` leaves nothing running.
+    /// Other commands stay in ours, where a terminal can still ask for a sudo password.
+    pub fn in_own_group(mut self) -> Self {
+        self.own_group = true;
         self
     }
 
@@ -88,8 +103,8 @@ impl CommandLine {
     }
 
     /// Runs the command with stdin closed, waiting up to `timeout`; a command still
-    /// running then is killed with every process it started (its process group). Returns
-    /// its output when it exits 0.
+    /// running then is killed (with every process it started, when it runs in a group of
+    /// its own: [`CommandLine::in_own_group`]). Returns its output when it exits 0.
     pub fn run(&self, timeout: Duration) -> Result<CommandOutput> {
         self.checked(self.run_unchecked(timeout)?)
     }
@@ -120,7 +135,8 @@ impl CommandLine {
 
     fn spawn_and_wait(&self, input: Option<&[u8]>, timeout: Duration) -> Result<CommandOutput> {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(&self.argv[0])
+        let mut command = Command::new(&self.argv[0]);
+        command
             .args(&self.argv[1..])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if input.is_some() {
@@ -129,14 +145,14 @@ impl CommandLine {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A group of its own, so a timeout ends whatever it started too.
-            .process_group(0)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                argv: self.to_string(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        if self.own_group {
+            command.process_group(0);
+        }
+        let mut child = command.spawn().map_err(|source| Error::Spawn {
+            argv: self.to_string(),
+            source,
+        })?;
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             let input = input.to_vec();
             // On a thread: a command that does not read its input must not block us; a
@@ -149,11 +165,12 @@ impl CommandLine {
         // Drain both pipes on threads so a chatty command cannot block on a full pipe.
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
-        let status =
-            wait_with_timeout(&mut child, timeout).ok_or_else(|| Error::CommandTimedOut {
+        let status = wait_with_timeout(&mut child, timeout, self.own_group).ok_or_else(|| {
+            Error::CommandTimedOut {
                 argv: self.to_string(),
                 timeout,
-            })?;
+            }
+        })?;
         Ok(CommandOutput {
             status,
             stdout: collect(stdout),
@@ -270,7 +287,7 @@ fn read_tail(mut pipe: impl Read, keep: usize) -> String {
     }
     let text = String::from_utf8_lossy(&buf);
     if cut {
-        format!("[earlier output cut: only the last {keep} bytes are kept]\n{text}")
+        format!("{OUTPUT_CUT_MARK}: only the last {keep} bytes are kept]\n{text}")
     } else {
         text.into_owned()
     }
@@ -286,7 +303,9 @@ fn collect(output: mpsc::Receiver<String>) -> String {
 /// noticed (a deploy runs a dozen commands in a row, so this adds up).
 const WAIT_POLL_MAX: Duration = Duration::from_millis(2);
 
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+/// Waits up to `timeout` for `child`; then kills it, with its whole process group when it
+/// leads one (`group`).
+fn wait_with_timeout(child: &mut Child, timeout: Duration, group: bool) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(250);
     loop {
@@ -298,7 +317,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
             }
             _ => {
                 // The whole group: a shell's children (`sh -c 'migrate & wait'`) too.
-                if let Ok(pgid) = i32::try_from(child.id()) {
+                if group && let Ok(pgid) = i32::try_from(child.id()) {
                     // SAFETY: kill(2) with a negative pid signals that process group only.
                     unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 }
@@ -366,6 +385,7 @@ mod tests {
         let pid_file = dir.path().join("pid");
         let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
         let err = CommandLine::new(["sh", "-c", &script])
+            .in_own_group()
             .run(Duration::from_millis(300))
             .unwrap_err();
         assert!(matches!(err, Error::CommandTimedOut { .. }), "{err:?}");

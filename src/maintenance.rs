@@ -132,8 +132,13 @@ pub const PAGE_MAX_BYTES: u64 = 1 << 20;
 /// [`PAGE_MAX_BYTES`], read with the run's own rights.
 fn read_page(file: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let refuse = |why: String| Error::invalid("maintenance-page", why);
-    let opened = std::fs::File::open(file)
+    // Without blocking: a pipe given as the page must be refused, not waited on.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
         .map_err(|e| refuse(format!("cannot read {}: {e}", file.display())))?;
     let meta = opened
         .metadata()
@@ -353,6 +358,15 @@ mod tests {
         assert!(err.to_string().contains("maintenance-page"), "{err}");
         let err = install_page(&pages, closed, &app(), Some(Path::new("/dev/zero"))).unwrap_err();
         assert!(err.to_string().contains("is not a regular file"), "{err}");
+        let fifo = dir.path().join("pipe.html");
+        let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo only reads the C string.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0);
+        let err = install_page(&pages, closed, &app(), Some(&fifo)).unwrap_err();
+        assert!(
+            err.to_string().contains("is not a regular file"),
+            "a pipe, not waited on: {err}"
+        );
         let big = dir.path().join("big.html");
         std::fs::write(&big, vec![b'x'; PAGE_MAX_BYTES as usize + 1]).unwrap();
         let err = install_page(&pages, closed, &app(), Some(&big)).unwrap_err();

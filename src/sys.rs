@@ -47,19 +47,25 @@ pub fn existing_ancestor(path: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// Why a user other than root could change what `path` names, if one could: the path
-/// (which must exist) is followed to its real place, and that place and each directory
-/// above it must be owned by root and writable by no one else. A directory others may
-/// write is accepted above the last component when it has the sticky bit (`/tmp`): there
-/// only root may rename or remove root's entries.
+/// Why a user other than root could change what `path` names, if one could: `path` (which
+/// must exist) and each directory above it must be owned by root, be no symbolic link (the
+/// path is used as given, so a link anywhere in it could be re-pointed), and be writable by
+/// no one else. Above the last component two kinds of shared directory are accepted: one
+/// with the sticky bit (`/tmp`: there only root may rename or remove root's entries), and
+/// one writable by a group that no user account (uid 1000 and up) belongs to (Ubuntu's
+/// `/var/log`, `root:syslog 0775`).
 pub fn root_only(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for (depth, place) in real.ancestors().enumerate() {
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()));
+    }
+    let accounts = UserAccounts::read();
+    for (depth, place) in path.ancestors().enumerate() {
         let meta =
             std::fs::symlink_metadata(place).map_err(|e| format!("{}: {e}", place.display()))?;
-        let others_write = meta.mode() & 0o022 != 0;
-        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if meta.file_type().is_symlink() {
+            return Err(format!("{} is a symbolic link", place.display()));
+        }
         if meta.uid() != 0 {
             return Err(format!(
                 "{} is owned by uid {}, not root",
@@ -67,15 +73,89 @@ pub fn root_only(path: &Path) -> Result<(), String> {
                 meta.uid()
             ));
         }
-        if others_write && (depth == 0 || !sticky_dir) {
+        let mode = meta.mode();
+        let shared_ok = depth > 0 && meta.is_dir();
+        let others_ok = mode & 0o002 == 0 || (shared_ok && mode & 0o1000 != 0);
+        let group_ok = mode & 0o020 == 0
+            || (shared_ok && (mode & 0o1000 != 0 || !accounts.in_group(meta.gid())));
+        if !others_ok || !group_ok {
             return Err(format!(
                 "{} may be written by its group or others (mode {:o})",
                 place.display(),
-                meta.mode() & 0o7777
+                mode & 0o7777
             ));
         }
     }
     Ok(())
+}
+
+/// The user accounts (uid 1000 and up, as Debian numbers them) and the groups they are
+/// in, from /etc/passwd and /etc/group: who could be a deploy user.
+struct UserAccounts {
+    /// Their primary groups.
+    primary: Vec<u32>,
+    /// Their names.
+    names: Vec<String>,
+    /// Each group's gid and members.
+    groups: Vec<(u32, Vec<String>)>,
+}
+
+impl UserAccounts {
+    fn read() -> UserAccounts {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        UserAccounts::parse(&passwd, &group)
+    }
+
+    fn parse(passwd: &str, group: &str) -> UserAccounts {
+        let mut primary = Vec::new();
+        let mut names = Vec::new();
+        for fields in passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if let (Some(name), Some(Ok(uid)), Some(Ok(gid))) = (
+                fields.first(),
+                fields.get(2).map(|u| u.parse::<u32>()),
+                fields.get(3).map(|g| g.parse::<u32>()),
+            ) && (1000..65534).contains(&uid)
+            {
+                primary.push(gid);
+                names.push((*name).to_owned());
+            }
+        }
+        let groups = group
+            .lines()
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(':').collect();
+                let gid = fields.get(2)?.parse().ok()?;
+                let members = fields
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|n| !n.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some((gid, members))
+            })
+            .collect();
+        UserAccounts {
+            primary,
+            names,
+            groups,
+        }
+    }
+
+    /// Whether a user account belongs to group `gid`; unknown files count as yes.
+    fn in_group(&self, gid: u32) -> bool {
+        if self.names.is_empty() && self.groups.is_empty() {
+            return true;
+        }
+        self.primary.contains(&gid)
+            || self
+                .groups
+                .iter()
+                .any(|(g, members)| *g == gid && members.iter().any(|m| self.names.contains(m)))
+    }
 }
 
 /// The memory the kernel says is available for new work (`MemAvailable` in

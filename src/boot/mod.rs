@@ -150,8 +150,9 @@ impl BootPath {
     pub fn install(&self, helper: &Path) -> Result<Vec<String>> {
         if crate::sys::euid() != 0 {
             return Err(Error::CheckFailed(format!(
-                "the boot path runs as root, so only root installs it: run `bluegreen setup` for {} as root once (it copies the helper to {}, root's, and writes {})",
+                "the boot path runs as root, so only root installs it: run `sudo bluegreen restore --app {} --state-dir {} --install` once (it copies the helper to {}, root's, and writes {}; give --boot-helper-dir and --systemd-unit-dir where they are not the defaults)",
                 self.app,
+                self.state_dir.display(),
                 self.helper_path().display(),
                 self.unit_path().display()
             )));
@@ -183,8 +184,13 @@ impl BootPath {
                 .map_err(|e| Error::io("enable (symlink)", &link, e))?;
             changed.push(format!("enabled {} at boot", self.unit_name()));
         }
+        // Only in a state directory of root's own: root removes nothing where another user
+        // decides what the path names.
         let old = self.old_helper_dir();
-        if old.join(HELPER_NAME).is_file() && std::fs::remove_dir_all(&old).is_ok() {
+        if self.state_owner() == 0
+            && old.join(HELPER_NAME).is_file()
+            && std::fs::remove_dir_all(&old).is_ok()
+        {
             changed.push(format!("removed the old helper copy in {}", old.display()));
         }
         Ok(changed)

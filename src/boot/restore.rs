@@ -54,23 +54,36 @@ fn writable_by_others(path: &Path, owner: Option<u32>) -> Option<String> {
 }
 
 /// The text of `path`, never through a link (one swapped in after the check above).
+/// It must be a regular file of at most [`STATE_MAX_BYTES`]: opened without blocking (a pipe
+/// put there would hold the boot), and read no further than that.
 fn read_no_follow(path: &Path) -> Result<Option<String>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let opened = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", path, e)),
     };
+    let meta = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    if !meta.is_file() || meta.len() > STATE_MAX_BYTES {
+        return Err(Error::CheckFailed(format!(
+            "refused to read {}: not a regular file of at most {STATE_MAX_BYTES} bytes",
+            path.display()
+        )));
+    }
     let mut text = String::new();
-    file.read_to_string(&mut text)
+    file.take(STATE_MAX_BYTES)
+        .read_to_string(&mut text)
         .map_err(|e| Error::io("read", path, e))?;
     Ok(Some(text))
 }
+
+/// The largest `state.json` restore reads (a real one is a few KiB).
+const STATE_MAX_BYTES: u64 = 1 << 20;
 
 /// Re-creates the kernel state of `app`'s switch from `state.json` in `state_dir`: in
 /// nftables mode, the rule from the service port to the live slot, through `nft`. Reload
@@ -252,6 +265,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("is a symbolic link"), "{err}");
+
+        // A pipe in its place is refused at once, not waited on.
+        std::fs::remove_file(state_dir.join("state.json")).unwrap();
+        let fifo = std::ffi::CString::new(state_dir.join("state.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo only reads the C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let err = restore(&shop, &state_dir, None, &nft)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
 
         if is_root() {
             std::fs::remove_file(state_dir.join("state.json")).unwrap();

@@ -99,7 +99,13 @@ impl Engine<'_> {
             max_error_rate: limits.max_error_rate,
             max_p95_ms: limits.max_p95_ms,
         };
-        let log = AccessLog::new(plan.switch.access_log_path(&plan.app));
+        // Only a log the switch could have told nginx to write is read: a log directory it
+        // refused (others could write there) says nothing to judge on.
+        let log = plan
+            .switch
+            .access_log(&plan.app, true)
+            .ok()
+            .map(AccessLog::new);
         let intent = Intent::split(live, canary.clone())
             .because(format!("canary step {} to {}", canary.share, canary.slot));
         self.phase(Phase::Canary, |me| {
@@ -108,10 +114,13 @@ impl Engine<'_> {
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
             me.traffic_moved = true;
             me.add_warnings(&report.warnings);
-            let offset = log.end();
+            let offset = log.as_ref().map_or(0, AccessLog::end);
             let nft = me.switch.nft(&plan.app);
             let probed = me.with_progress(|p| me.host.watch(&probes, p));
-            let traffic = log.since(offset, plan.ports, canary.slot)?;
+            let traffic = match &log {
+                Some(log) => log.since(offset, plan.ports, canary.slot)?,
+                None => Default::default(),
+            };
             let connections = nft.and_then(|nft| {
                 let out = me.host.run(&nft.list_command(), probes.request_timeout).ok()?;
                 Some(nft.connections_in(&out.stdout))

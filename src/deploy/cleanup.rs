@@ -54,7 +54,12 @@ impl Engine<'_> {
             )];
         }
         let commands = self.commands();
-        let tags = self.tags_of_repositories(&state);
+        let Some(tags) = self.tags_of_repositories(&state) else {
+            return vec![
+                "warning: image clean-up skipped: the image listing is too long to read whole"
+                    .into(),
+            ];
+        };
         let others = other_apps_images(&plan.app, plan.store().dir());
         let mut removed = Vec::new();
         let mut gone = Vec::new();
@@ -147,8 +152,9 @@ impl Engine<'_> {
 
     /// The tags (`ID`, `REPOSITORY:TAG`) of the repositories the slots' recorded images and
     /// the plan's image belong to, to remove an image by its tags (Docker refuses to
-    /// remove an image by ID while several tags name it).
-    fn tags_of_repositories(&mut self, state: &State) -> Vec<(String, String)> {
+    /// remove an image by ID while several tags name it); `None` when a listing was too
+    /// long to be kept whole.
+    fn tags_of_repositories(&mut self, state: &State) -> Option<Vec<(String, String)>> {
         let mut repositories: Vec<String> = [Slot::Blue, Slot::Green]
             .iter()
             .filter_map(|slot| state.slots.get(*slot).image.as_deref())
@@ -165,10 +171,15 @@ impl Engine<'_> {
                 continue;
             };
             if let Ok(out) = self.host.run(&list, IMAGE_COMMAND_TIMEOUT) {
+                if out.stdout.starts_with(crate::exec::OUTPUT_CUT_MARK) {
+                    // Too long to read whole: an image whose lines were cut would look
+                    // untagged and be removed by ID, whoever's tag it carries.
+                    return None;
+                }
                 tags.extend(listed_tags(&out.stdout));
             }
         }
-        tags
+        Some(tags)
     }
 }
 

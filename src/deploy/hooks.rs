@@ -115,6 +115,7 @@ impl Engine<'_> {
             .with_env("BLUEGREEN_VERSION", version.as_str())
             .with_env("BLUEGREEN_IMAGE", image.as_ref().map_or("", Image::as_str))
             .with_env("BLUEGREEN_PREVIOUS_SLOT", previous.map_or("", Slot::as_str))
+            .in_own_group()
     }
 }
 

@@ -238,6 +238,7 @@ pub struct DeployPlan {
     /// Where the boot path of the nftables mode (a systemd unit) is installed.
     pub systemd_unit_dir: HostPath,
     /// The root-owned directory holding the helper the boot unit runs.
+    #[serde(default = "default_boot_helper_dir")]
     pub boot_helper_dir: HostPath,
 }
 
@@ -347,6 +348,13 @@ impl DeployPlan {
 /// `min-free-memory-mb` for a plan that does not say (one from an earlier runner).
 fn default_min_free_memory_mb() -> u64 {
     crate::config::defaults::MIN_FREE_MEMORY_MB
+        .parse()
+        .expect("the default parses (tested)")
+}
+
+/// `boot-helper-dir` for a plan that does not say (one from an earlier runner).
+fn default_boot_helper_dir() -> HostPath {
+    crate::config::defaults::BOOT_HELPER_DIR
         .parse()
         .expect("the default parses (tested)")
 }

@@ -30,7 +30,7 @@ pub fn settled_service_port(
             Err(crate::error::Error::invalid(
                 "service-port",
                 format!(
-                    "{given} is not the service port {recorded} that {} records for this app; leave it out to use {recorded}",
+                    "{given} is not the service port {recorded} that {} records for this app; leave it out to use {recorded} (to move the app to another port, deploy once with switch-mode: reload, which records none, then with the new service-port)",
                     store_dir.join("state.json").display()
                 ),
             ))
@@ -93,6 +93,7 @@ pub struct SwitchConfig {
     pub nft_cmd: CommandLine,
     /// The root-owned directory nginx writes the apps' access logs in
     /// (`/var/log/bluegreen`); see [`SwitchConfig::access_log`].
+    #[serde(default = "default_log_dir")]
     pub log_dir: HostPath,
 }
 
@@ -283,6 +284,13 @@ impl SwitchConfig {
         let text = read_optional(self.upstream_file.as_path())?;
         Ok(self.routed_by(app, ports, text.as_deref()))
     }
+}
+
+/// `log-dir` for a plan that does not say (one from an earlier runner).
+fn default_log_dir() -> HostPath {
+    crate::config::defaults::LOG_DIR
+        .parse()
+        .expect("the default parses (tested)")
 }
 
 #[cfg(test)]

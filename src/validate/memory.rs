@@ -72,10 +72,17 @@ impl ValidateRequest {
                 );
             }
         };
-        let left = available.saturating_sub(used);
+        // The standby slot's old copy, if one still runs (kept warm), is stopped first.
+        let freed = self.live_usage(live.other()).unwrap_or(0);
+        let left = (available + freed).saturating_sub(used);
         let detail = format!(
-            "{} MiB available; the standby needs about {} MiB (what {live} uses now), leaving {} MiB (min-free-memory-mb {})",
+            "{} MiB available{}; the standby needs about {} MiB (what {live} uses now), leaving {} MiB (min-free-memory-mb {})",
             available / MIB,
+            if freed > 0 {
+                format!(" and {} MiB its old copy frees", freed / MIB)
+            } else {
+                String::new()
+            },
             used / MIB,
             left / MIB,
             self.min_free_memory_mb

@@ -12,6 +12,7 @@ mod action_release;
 mod action_scripts;
 mod action_ssh;
 mod action_yml;
+mod boot;
 mod canary;
 mod cancel;
 mod demo_app;
