@@ -322,6 +322,24 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Whether this test runs as root; a test that needs root and does not skips, saying
+    /// so, except under `BLUEGREEN_REQUIRE_ALL` (CI), where it fails.
+    pub(crate) fn is_root() -> bool {
+        if super::euid() == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(),
+            "needs root"
+        );
+        eprintln!("skipped: needs root");
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

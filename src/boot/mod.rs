@@ -231,18 +231,6 @@ mod tests {
         }
     }
 
-    fn is_root() -> bool {
-        if crate::sys::euid() == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(),
-            "needs root"
-        );
-        eprintln!("skipped: needs root");
-        false
-    }
-
     #[test]
     fn the_unit_runs_the_restore_of_this_app_from_roots_copy_before_nginx() {
         let dir = Path::new("/srv");
@@ -261,7 +249,7 @@ mod tests {
 
     #[test]
     fn install_puts_everything_in_place_once_and_removes_the_old_copy() {
-        if !is_root() {
+        if !crate::sys::testing::is_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -290,7 +278,7 @@ mod tests {
 
     #[test]
     fn install_refuses_a_helper_directory_others_could_change() {
-        if !is_root() {
+        if !crate::sys::testing::is_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -161,18 +161,6 @@ mod tests {
     use crate::input::{Slot, SlotPorts};
     use std::os::unix::fs::PermissionsExt;
 
-    fn is_root() -> bool {
-        if crate::sys::euid() == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var_os("BLUEGREEN_REQUIRE_ALL").is_none(),
-            "needs root"
-        );
-        eprintln!("skipped: needs root");
-        false
-    }
-
     fn write_state(dir: &Path, app: &str) {
         let ports = SlotPorts::new(3001, 3002).unwrap();
         let state = State::new(&app.parse().unwrap())
@@ -276,7 +264,7 @@ mod tests {
             .to_string();
         assert!(err.contains("not a regular file"), "{err}");
 
-        if is_root() {
+        if crate::sys::testing::is_root() {
             std::fs::remove_file(state_dir.join("state.json")).unwrap();
             write_state(&state_dir, "shop");
             std::os::unix::fs::chown(&state_dir, Some(65534), None).unwrap();

@@ -60,7 +60,7 @@ impl Engine<'_> {
                     .into(),
             ];
         };
-        let others = other_apps_images(&plan.app, plan.store().dir());
+        let others = other_apps_images(&plan.app, &plan.store());
         let mut removed = Vec::new();
         let mut gone = Vec::new();
         let mut freed = 0u64;
@@ -183,19 +183,13 @@ impl Engine<'_> {
     }
 }
 
-/// The image references the states of other apps, in directories beside `store_dir`,
-/// record for their slots: never this app's to remove.
-fn other_apps_images(app: &crate::input::AppName, store_dir: &std::path::Path) -> Vec<String> {
-    let Some(entries) = store_dir.parent().and_then(|p| std::fs::read_dir(p).ok()) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let text = std::fs::read_to_string(entry.ok()?.path().join("state.json")).ok()?;
-            let state: serde_json::Value = serde_json::from_str(&text).ok()?;
-            (state.get("app")?.as_str()? != app.as_str()).then_some(state)
-        })
-        .flat_map(|state| {
+/// The image references the states of other apps, in directories beside `store`, record
+/// for their slots: never this app's to remove.
+fn other_apps_images(app: &crate::input::AppName, store: &crate::state::StateStore) -> Vec<String> {
+    store
+        .neighbours(app)
+        .into_iter()
+        .flat_map(|(_, state)| {
             ["blue", "green"]
                 .iter()
                 .filter_map(|slot| Some(state["slots"][slot]["image"].as_str()?.to_owned()))

@@ -169,4 +169,23 @@ impl StateStore {
         let line = serde_json::to_string(event).expect("history event serializes");
         append_line(&self.history_path(), &line)
     }
+
+    /// The `state.json` of every other app whose state directory stands beside this one,
+    /// read loosely as JSON (any format, so an older or newer one counts too), with its
+    /// path: what other apps on this host hold.
+    pub fn neighbours(&self, app: &AppName) -> Vec<(PathBuf, serde_json::Value)> {
+        let Some(entries) = self.dir.parent().and_then(|p| std::fs::read_dir(p).ok()) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(PathBuf, serde_json::Value)> = entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path().join("state.json");
+                let text = std::fs::read_to_string(&path).ok()?;
+                let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+                (state.get("app")?.as_str()? != app.as_str()).then_some((path, state))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
 }

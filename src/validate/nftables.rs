@@ -88,26 +88,21 @@ fn service_port_taken(app: &AppName, nft: &NftSwitch, store_dir: &Path) -> Resul
 /// The other apps whose state, in a directory beside `store_dir`, records `port` as their
 /// service port in nftables mode.
 fn other_states_on(app: &AppName, port: u16, store_dir: &Path) -> Vec<String> {
-    let Some(parent) = store_dir.parent() else {
-        return Vec::new();
-    };
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return Vec::new();
-    };
-    let mut found: Vec<String> = entries
-        .filter_map(|entry| {
-            let path = entry.ok()?.path().join("state.json");
-            let text = std::fs::read_to_string(&path).ok()?;
-            let state: serde_json::Value = serde_json::from_str(&text).ok()?;
-            let other = state.get("app")?.as_str()?;
-            let nftables = state.get("switch_mode")?.as_str()? == "nftables";
-            let recorded = state.get("service_port")?.as_u64()?;
-            (other != app.as_str() && nftables && recorded == u64::from(port))
-                .then(|| format!("the app {other} ({})", path.display()))
+    crate::state::StateStore::new(store_dir)
+        .neighbours(app)
+        .into_iter()
+        .filter(|(_, state)| {
+            state["switch_mode"] == "nftables"
+                && state["service_port"].as_u64() == Some(u64::from(port))
         })
-        .collect();
-    found.sort();
-    found
+        .map(|(path, state)| {
+            format!(
+                "the app {} ({})",
+                state["app"].as_str().unwrap_or_default(),
+                path.display()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,30 +19,8 @@ fn nft_args(site: &Site, app: &str, extra: &[&str]) -> Vec<String> {
 
 /// validate's arguments for `app` on `site` in nftables mode, with `extra`.
 fn validate(site: &Site, app: &str, extra: &[&str]) -> crate::support::Run {
-    let mut args: Vec<String> = [
-        "--app",
-        app,
-        "--state-dir",
-        &site.state_dir.display().to_string(),
-        "--blue-port",
-        &site.blue_port.to_string(),
-        "--green-port",
-        &site.green_port.to_string(),
-        "--upstream-file",
-        &site.nginx.upstream_file.display().to_string(),
-        "--test-cmd",
-        &site.nginx.test_cmd(),
-        "--min-free-disk-mb",
-        "1",
-        "--runtime",
-        "command",
-        "--mode",
-        "nftables",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = site.validate_args(app);
+    args.extend(["--runtime", "command", "--mode", "nftables"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
     run(VALIDATE, &args)
 }

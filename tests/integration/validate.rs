@@ -6,26 +6,7 @@ use crate::support::{APP, Site, VALIDATE, free_port, run};
 
 /// Arguments pointing validate at `site`.
 fn site_args(site: &Site) -> Vec<String> {
-    [
-        "--app",
-        APP,
-        "--state-dir",
-        &site.state_dir.display().to_string(),
-        "--blue-port",
-        &site.blue_port.to_string(),
-        "--green-port",
-        &site.green_port.to_string(),
-        "--upstream-file",
-        &site.nginx.upstream_file.display().to_string(),
-        "--test-cmd",
-        &site.nginx.test_cmd(),
-        "--min-free-disk-mb",
-        "1",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    site.validate_args(APP)
 }
 
 fn validate(args: &[String], extra: &[&str]) -> crate::support::Run {

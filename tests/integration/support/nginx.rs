@@ -227,6 +227,30 @@ pub struct Site {
 }
 
 impl Site {
+    /// `validate`'s arguments for `app` on this site, with a JSON report.
+    pub fn validate_args(&self, app: &str) -> Vec<String> {
+        [
+            "--app",
+            app,
+            "--state-dir",
+            &self.state_dir.display().to_string(),
+            "--blue-port",
+            &self.blue_port.to_string(),
+            "--green-port",
+            &self.green_port.to_string(),
+            "--upstream-file",
+            &self.nginx.upstream_file.display().to_string(),
+            "--test-cmd",
+            &self.nginx.test_cmd(),
+            "--min-free-disk-mb",
+            "1",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
     /// Where nginx writes the apps' access logs (root's, in the site's directory).
     pub fn log_dir(&self) -> PathBuf {
         self.tmp.path().join("log")
