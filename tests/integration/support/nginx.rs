@@ -227,8 +227,9 @@ pub struct Site {
 }
 
 impl Site {
-    /// `validate`'s arguments for `app` on this site, with a JSON report.
-    pub fn validate_args(&self, app: &str) -> Vec<String> {
+    /// The arguments every helper takes for `app` on this site: its state directory, its
+    /// slots' ports, its include and nginx's test command.
+    fn app_args(&self, app: &str) -> Vec<String> {
         [
             "--app",
             app,
@@ -242,13 +243,17 @@ impl Site {
             &self.nginx.upstream_file.display().to_string(),
             "--test-cmd",
             &self.nginx.test_cmd(),
-            "--min-free-disk-mb",
-            "1",
-            "--json",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect()
+    }
+
+    /// `validate`'s arguments for `app` on this site, with a JSON report.
+    pub fn validate_args(&self, app: &str) -> Vec<String> {
+        let mut args = self.app_args(app);
+        args.extend(["--min-free-disk-mb", "1", "--json"].map(String::from));
+        args
     }
 
     /// Where nginx writes the apps' access logs (root's, in the site's directory).
@@ -308,33 +313,20 @@ impl Site {
 
     /// Arguments shared by switch-traffic and monitor's rollback.
     pub fn switch_args(&self) -> Vec<String> {
-        [
-            "--app",
-            APP,
-            "--state-dir",
-            &self.state_dir.display().to_string(),
-            "--blue-port",
-            &self.blue_port.to_string(),
-            "--green-port",
-            &self.green_port.to_string(),
-            "--upstream-file",
-            &self.nginx.upstream_file.display().to_string(),
-            "--test-cmd",
-            &self.nginx.test_cmd(),
-            "--reload-cmd",
-            &self.nginx.reload_cmd(),
-            "--nginx-pid-file",
-            &self.nginx.pid_file().display().to_string(),
-            "--verify-url",
-            &self.nginx.url("/health"),
-            "--mode",
-            "reload",
-            "--log-dir",
-            &self.log_dir().display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        let mut args = self.app_args(APP);
+        args.extend([
+            "--reload-cmd".to_owned(),
+            self.nginx.reload_cmd(),
+            "--nginx-pid-file".to_owned(),
+            self.nginx.pid_file().display().to_string(),
+            "--verify-url".to_owned(),
+            self.nginx.url("/health"),
+            "--mode".to_owned(),
+            "reload".to_owned(),
+            "--log-dir".to_owned(),
+            self.log_dir().display().to_string(),
+        ]);
+        args
     }
 
     /// Runs switch-traffic with the shared arguments plus `extra`; an option in `extra`
