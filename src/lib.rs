@@ -15,13 +15,14 @@
 //! - [`error`]: the one error type and the exit codes.
 //! - [`exec`]: running external programs as argv vectors, with timeouts.
 //! - [`fsutil`], [`state`], [`lock`]: crash-safe files, `state.json` and `history.jsonl`,
-//!   the per-app lock.
+//!   the per-app lock (`state/store.rs`: the state directory).
 //! - [`upstream`], [`nginx`], [`nft`], [`boot`]: rendering the upstream include, confirming
-//!   reloads, the nftables switch mode and what restores it at boot.
+//!   reloads, the nftables switch mode and what restores it at boot (as root, from root's files).
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
 //! - [`switch`], [`validate`]: the switch (its configuration, intent, and undo path), the
 //!   preflight checks.
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
+//! - [`owners`]: whether a path that root runs or opens is root's alone.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
 //! - [`canary`]: traffic steps, the access log they are judged on, and the verdict.
 //! - [`maintenance`]: the include that makes nginx answer 503 with a page (maintenance mode,
@@ -47,6 +48,7 @@ pub mod maintenance;
 pub mod monitor;
 pub mod nft;
 pub mod nginx;
+pub mod owners;
 pub mod progress;
 pub mod report;
 pub mod runtime;

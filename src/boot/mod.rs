@@ -135,7 +135,7 @@ impl BootPath {
         if !self.helper_path().is_file() {
             return Some(format!("{} is missing", self.helper_path().display()));
         }
-        if let Err(why) = crate::sys::root_only(&self.helper_path()) {
+        if let Err(why) = crate::owners::root_only(&self.helper_path()) {
             return Some(format!(
                 "the helper the unit runs is not root's alone: {why}"
             ));
@@ -161,7 +161,7 @@ impl BootPath {
         let bytes = std::fs::read(helper).map_err(|e| Error::io("read", helper, e))?;
         let copy = self.helper_path();
         create_dir(&self.helper_dir)?;
-        crate::sys::root_only(&self.helper_dir).map_err(|why| {
+        crate::owners::root_only(&self.helper_dir).map_err(|why| {
             Error::CheckFailed(format!(
                 "{} cannot hold the helper the boot unit runs as root: {why}",
                 self.helper_dir.display()

@@ -205,7 +205,7 @@ impl SwitchConfig {
                 .create(dir)
                 .map_err(|e| format!("{} cannot be created: {e}", dir.display()))?;
         }
-        match crate::sys::root_only(dir) {
+        match crate::owners::root_only(dir) {
             Ok(()) => Ok(self.access_log_path(app)),
             Err(why) => Err(format!(
                 "nginx (root) would write its access log in {}, which is not root's alone ({why}); create it as root: install -d -o root -m 755 {}",

@@ -11,10 +11,27 @@ use crate::input::{HttpUrl, Slot};
 use crate::nft::{NftSwitch, Route};
 use crate::nginx;
 
-use super::{NGINX_COMMAND_TIMEOUT, SwitchRequest, VERIFY_POLL};
+use super::undo::Undo;
+use super::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest, VERIFY_POLL};
 
 /// How long the probe connection through the service port may take to be accepted.
 const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a reload the switch performed is not confirmed, if it is not: a reload is done
+/// only when seen, by nginx's new workers or by an answer of `url` naming the slot that only
+/// the new configuration routes to. The kernel's rule says nothing of which configuration
+/// nginx's workers answer from.
+pub(super) fn unconfirmed_reload(
+    undo: &Undo,
+    report: &SwitchReport,
+    url: &HttpUrl,
+) -> Option<String> {
+    (undo.reloaded && !report.workers_restarted && !report.verified_slot).then(|| {
+        format!(
+            "nginx was reloaded but the reload cannot be confirmed: no nginx master could be watched (several masters and none listening on {url}'s port: give nginx-pid-file, --nginx-pid-file), and {url} does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\")"
+        )
+    })
+}
 
 impl SwitchRequest {
     /// Runs the reload command and, when `master` is known, waits until nginx has replaced

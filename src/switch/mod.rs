@@ -38,6 +38,7 @@ use crate::nginx;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
 use crate::upstream::{Template, UpstreamContext, unified_diff};
+use confirm::unconfirmed_reload;
 use undo::Undo;
 
 /// How long the nginx test and reload commands may take.
@@ -354,18 +355,8 @@ impl SwitchRequest {
                 Ok(named_slot) => report.verified_slot = named_slot,
                 Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
             }
-            // A reload is done only when seen: nginx's new workers, or an answer naming the
-            // slot that only the new configuration routes to. The kernel's rule says nothing
-            // of which configuration nginx's workers answer from.
-            if undo.reloaded && !report.workers_restarted && !report.verified_slot {
-                return Err(self.undo(
-                    &undo,
-                    to,
-                    "reload confirmation",
-                    format!(
-                        "nginx was reloaded but the reload cannot be confirmed: no nginx master could be watched (several masters and none listening on {url}'s port: give nginx-pid-file, --nginx-pid-file), and {url} does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\")"
-                    ),
-                ));
+            if let Some(why) = unconfirmed_reload(&undo, &report, url) {
+                return Err(self.undo(&undo, to, "reload confirmation", why));
             }
             if !report.verified_slot && !report.kernel_confirmed {
                 let w = format!(
