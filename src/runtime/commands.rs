@@ -31,7 +31,7 @@ pub struct SlotSpec<'a> {
 impl SlotSpec<'_> {
     /// The container (docker) or project (compose) name: `APP-SLOT`.
     pub fn name(&self) -> String {
-        format!("{}-{}", self.app, self.slot)
+        super::slot_name(self.app, self.slot)
     }
 
     /// The variables every runtime passes to the slot's commands.

@@ -77,6 +77,23 @@ pub enum Listing {
     All,
 }
 
+/// The name of `app`'s `slot`: its container (docker) or its compose project, `APP-SLOT`.
+pub fn slot_name(app: &AppName, slot: Slot) -> String {
+    format!("{app}-{slot}")
+}
+
+/// The command that prints once what `app`'s `slot` container uses of memory now
+/// (`12MiB / 1.944GiB`).
+pub fn memory_usage(docker: &CommandLine, app: &AppName, slot: Slot) -> CommandLine {
+    docker.with_args([
+        "stats".to_owned(),
+        "--no-stream".to_owned(),
+        "--format".to_owned(),
+        "{{.MemUsage}}".to_owned(),
+        slot_name(app, slot),
+    ])
+}
+
 /// `docker ps` listing the containers of `app`'s `slot` under `runtime` (by our labels for
 /// docker, by compose's project label for compose). `None` for the command runtime, which
 /// has no containers we can recognise.
@@ -92,7 +109,10 @@ pub fn slot_containers(
             format!("label={LABEL_APP}={app}"),
             format!("label={LABEL_SLOT}={slot}"),
         ],
-        Runtime::Compose => vec![format!("label=com.docker.compose.project={app}-{slot}")],
+        Runtime::Compose => vec![format!(
+            "label=com.docker.compose.project={}",
+            slot_name(app, slot)
+        )],
         Runtime::Command => return None,
     };
     let mut argv = vec!["ps".to_owned(), "--quiet".to_owned()];

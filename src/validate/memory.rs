@@ -8,9 +8,8 @@
 //! port in the command runtime. Compose projects (several containers) are not measured, and
 //! the check says so.
 
-use crate::exec::CommandLine;
 use crate::input::Slot;
-use crate::runtime::Runtime;
+use crate::runtime::{self, Runtime};
 use crate::sys;
 
 use super::{COMMAND_TIMEOUT, CheckResult, CheckStatus, ValidateRequest};
@@ -60,7 +59,7 @@ impl ValidateRequest {
                 "/proc/meminfo gives no MemAvailable: free memory was not checked".into(),
             );
         };
-        let used = match self.live_usage(live) {
+        let used = match self.slot_usage(live) {
             Ok(used) => used,
             Err(why) => {
                 return result(
@@ -73,7 +72,7 @@ impl ValidateRequest {
             }
         };
         // The standby slot's old copy, if one still runs (kept warm), is stopped first.
-        let freed = self.live_usage(live.other()).unwrap_or(0);
+        let freed = self.slot_usage(live.other()).unwrap_or(0);
         let left = (available + freed).saturating_sub(used);
         let detail = format!(
             "{} MiB available{}; the standby needs about {} MiB (what {live} uses now), leaving {} MiB (min-free-memory-mb {})",
@@ -102,19 +101,18 @@ impl ValidateRequest {
         )
     }
 
-    /// The memory `live` uses now, in bytes, or why it cannot be told.
-    fn live_usage(&self, live: Slot) -> Result<u64, String> {
+    /// The memory `slot` uses now, in bytes, or why it cannot be told.
+    fn slot_usage(&self, slot: Slot) -> Result<u64, String> {
         match self.runtime {
             Runtime::Docker => {
-                let container = format!("{}-{live}", self.app);
-                let out = stats_command(&self.docker_cmd, &container)
+                let out = runtime::memory_usage(&self.docker_cmd, &self.app, slot)
                     .run(COMMAND_TIMEOUT)
                     .map_err(|e| e.to_string())?;
                 parse_mem_usage(&out.stdout)
                     .ok_or_else(|| format!("docker stats said {:?}", out.stdout.trim()))
             }
             Runtime::Command => {
-                let port = self.ports.port(live);
+                let port = self.ports.port(slot);
                 let pid = *sys::listener_pids(port)
                     .first()
                     .ok_or_else(|| format!("nothing listens on its port {port}"))?;
@@ -144,16 +142,10 @@ fn parse_mem_usage(text: &str) -> Option<u64> {
     Some((number * factor) as u64)
 }
 
-/// The command that prints a container's memory usage once.
-fn stats_command(docker: &CommandLine, container: &str) -> CommandLine {
-    docker
-        .with_args(["stats", "--no-stream", "--format", "{{.MemUsage}}"])
-        .with_args([container])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::CommandLine;
 
     #[test]
     fn docker_stats_usage_is_read_in_its_units() {
@@ -162,7 +154,12 @@ mod tests {
         assert_eq!(parse_mem_usage("512KiB / 1GiB"), Some(512 * 1024));
         assert_eq!(parse_mem_usage("--"), None);
         assert_eq!(
-            stats_command(&CommandLine::new(["docker"]), "shop-blue").argv(),
+            runtime::memory_usage(
+                &CommandLine::new(["docker"]),
+                &"shop".parse().unwrap(),
+                Slot::Blue
+            )
+            .argv(),
             [
                 "docker",
                 "stats",
