@@ -3,10 +3,9 @@
 //! app's table or state holds, or that another process listens on, would take their
 //! traffic), and the boot path that restores the rule after a reboot is in place.
 
-use std::path::Path;
-
 use crate::input::AppName;
 use crate::nft::NftSwitch;
+use crate::state::StateStore;
 use crate::sys;
 
 use super::{CheckResult, CheckStatus, ValidateRequest};
@@ -15,10 +14,11 @@ impl ValidateRequest {
     pub(super) fn nft_checks(&self) -> Vec<CheckResult> {
         let mut checks = Vec::new();
         if let Some(nft) = &self.nft {
+            let current = nft.current_target();
             checks.push(CheckResult::from_result(
                 "nftables",
                 nft.available()
-                    .map(|()| match nft.current_target() {
+                    .map(|()| match current {
                         Some(port) => format!(
                             "nft answers; service port {} leads to port {port}",
                             nft.service_port
@@ -32,7 +32,7 @@ impl ValidateRequest {
             ));
             checks.push(CheckResult::from_result(
                 "service-port",
-                service_port_taken(&self.app, nft, self.store.dir()),
+                service_port_taken(&self.app, nft, current.is_some(), &self.store),
             ));
         }
         if let Some(boot) = &self.boot {
@@ -58,17 +58,21 @@ impl ValidateRequest {
 }
 
 /// Why `nft`'s service port is not `app`'s to use, if it is not: the owners found, each
-/// named. `store_dir` is the app's state directory; the states of other apps are looked
-/// for beside it.
-fn service_port_taken(app: &AppName, nft: &NftSwitch, store_dir: &Path) -> Result<String, String> {
+/// named. `own_rule`: the app's table has a rule now (then the port is ours to be caught);
+/// `store` is the app's state directory, beside which the states of other apps are found.
+fn service_port_taken(
+    app: &AppName,
+    nft: &NftSwitch,
+    own_rule: bool,
+    store: &StateStore,
+) -> Result<String, String> {
     let port = nft.service_port;
     let mut owners = Vec::new();
     match nft.others_on_service_port() {
         Ok(tables) => owners.extend(tables.iter().map(|t| format!("the nftables table {t}"))),
         Err(e) => return Err(format!("the other apps' tables cannot be read: {e}")),
     }
-    owners.extend(other_states_on(app, port, store_dir));
-    let own_rule = nft.current_target().is_some();
+    owners.extend(other_states_on(app, port, store));
     if !own_rule && !sys::port_is_free(port) {
         owners.push(match sys::port_owner(port) {
             Some(owner) => format!("{owner}, which listens on it"),
@@ -85,10 +89,10 @@ fn service_port_taken(app: &AppName, nft: &NftSwitch, store_dir: &Path) -> Resul
     }
 }
 
-/// The other apps whose state, in a directory beside `store_dir`, records `port` as their
+/// The other apps whose state, in a directory beside `store`'s, records `port` as their
 /// service port in nftables mode.
-fn other_states_on(app: &AppName, port: u16, store_dir: &Path) -> Vec<String> {
-    crate::state::StateStore::new(store_dir)
+fn other_states_on(app: &AppName, port: u16, store: &StateStore) -> Vec<String> {
+    store
         .neighbours(app)
         .into_iter()
         .filter(|(_, state)| {
@@ -133,9 +137,11 @@ mod tests {
             r#"{"app":"web","switch_mode":"nftables","service_port":21001}"#,
         );
         let shop: AppName = "shop".parse().unwrap();
-        let found = other_states_on(&shop, 21000, &root.path().join("shop"));
+        let found = other_states_on(&shop, 21000, &StateStore::new(root.path().join("shop")));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].starts_with("the app api ("), "{found:?}");
-        assert!(other_states_on(&shop, 21002, &root.path().join("shop")).is_empty());
+        assert!(
+            other_states_on(&shop, 21002, &StateStore::new(root.path().join("shop"))).is_empty()
+        );
     }
 }
