@@ -19,6 +19,11 @@ use crate::progress::Progress;
 /// the same.
 const PLAIN_LINE_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest time the last attempt before the deadline is given: it starts this long
+/// (or the request timeout, if shorter) before the deadline, so that no attempt is ever
+/// made with no time to answer.
+const LAST_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
+
 /// Body `status` values accepted as healthy.
 const HEALTHY_BODY_STATUSES: [&str; 4] = ["healthy", "ok", "up", "pass"];
 
@@ -207,13 +212,16 @@ impl HealthCheck {
             }
             let wait = backoff.next_wait(verdict.is_ok());
             let now = Instant::now();
-            if now + wait >= deadline {
-                // No time for another full wait: make one last attempt at the deadline only
-                // if it could still complete the threshold.
-                if now >= deadline || report.consecutive_healthy + 1 < self.healthy_threshold {
+            let last_start = deadline
+                .checked_sub(self.request_timeout.min(LAST_ATTEMPT_BUDGET))
+                .unwrap_or(deadline);
+            if now + wait >= last_start {
+                // No time for another full wait: make one last attempt, with time left to
+                // answer, only if it could still complete the threshold.
+                if now >= last_start || report.consecutive_healthy + 1 < self.healthy_threshold {
                     break;
                 }
-                std::thread::sleep(deadline - now);
+                std::thread::sleep(last_start - now);
                 continue;
             }
             std::thread::sleep(wait);
@@ -310,6 +318,30 @@ mod tests {
         assert!(
             lines[0].contains("unhealthy") && lines.iter().any(|l| l.contains("healthy, HTTP 200"))
         );
+    }
+
+    #[test]
+    fn a_port_that_refuses_until_the_deadline_is_reported_as_refusing_not_as_a_zero_timeout() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let report = HealthCheck {
+            url: format!("http://127.0.0.1:{port}/health").parse().unwrap(),
+            timeout: Duration::from_millis(1500),
+            healthy_threshold: 1,
+            interval: Duration::from_millis(50),
+            max_interval: Duration::from_millis(400),
+            request_timeout: Duration::from_secs(2),
+            criteria: HealthCriteria::new(StatusSet::default(), false),
+            cancel: Cancel::new(),
+        }
+        .run(&Progress::lines(&|_: &str| {}));
+        assert!(!report.healthy);
+        assert!(report.attempts >= 3, "{report:?}");
+        let last = report.last_answer.clone().unwrap_or_default();
+        assert!(last.contains("refused"), "{report:?}");
+        assert!(!last.contains("within 0s"), "{report:?}");
     }
 
     #[test]

@@ -163,6 +163,14 @@ impl SlotTraffic {
         }
     }
 
+    /// One line for people, the same for either slot: `green: 0 of 202 failed, p95 12 ms`.
+    pub fn describe(&self, slot: Slot) -> String {
+        format!(
+            "{slot}: {} of {} failed, p95 {} ms",
+            self.errors, self.requests, self.p95_ms
+        )
+    }
+
     fn add(&mut self, failed: bool, ms: Option<u64>) {
         self.requests += 1;
         self.errors += u64::from(failed);
@@ -326,6 +334,15 @@ mod tests {
         assert_eq!((t.canary.requests, t.canary.errors), (2, 2));
         assert_eq!(t.canary.p95_ms, 10);
         assert_eq!(t.canary_percent(), 50.0);
+        // Both slots in one format, side by side in a step's line.
+        assert_eq!(
+            t.canary.describe(Slot::Green),
+            "green: 2 of 2 failed, p95 10 ms"
+        );
+        assert_eq!(
+            t.stable.describe(Slot::Blue),
+            "blue: 0 of 2 failed, p95 4 ms"
+        );
     }
 
     #[test]

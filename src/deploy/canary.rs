@@ -128,17 +128,13 @@ impl Engine<'_> {
             let verdict = judge(&traffic, &probed, &limits);
             let (new, old) = (&traffic.canary, &traffic.stable);
             let mut detail = format!(
-                "{} to {}: it served {:.1}% of {} logged requests ({}: {} failed, p95 {} ms; {live}: {} of {} failed, p95 {} ms)",
+                "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
                 canary.share,
                 canary.slot,
                 traffic.canary_percent(),
                 new.requests + old.requests,
-                canary.slot,
-                new.errors,
-                new.p95_ms,
-                old.errors,
-                old.requests,
-                old.p95_ms
+                new.describe(canary.slot),
+                old.describe(live),
             );
             if let Some((to_new, to_old)) = connections {
                 detail.push_str(&format!(
