@@ -125,17 +125,11 @@ pub(super) async fn run_on(
         }
     }
     let helpers = ctx.helpers;
-    let shipped = runner_phase(log, &mut phases, Phase::ShipHelpers, run_started, async {
-        let detail = format!(
-            "{}; the host checks its copy as the run starts",
-            helpers.describe()
-        );
-        Ok(((), detail))
-    })
-    .await;
-    if let Err(e) = shipped {
-        return failed(phases, e);
-    }
+    // Not a phase of its own: "ship helpers" is the upload, when the host asks for one.
+    log.info(&format!(
+        "helpers: {}; the host checks its copy as the run starts and asks for an upload only when it has none that matches",
+        helpers.describe()
+    ));
     if inputs.image_transfer == ImageTransfer::Ssh
         && plan.operation == Operation::Deploy
         && !plan.dry_run

@@ -20,6 +20,12 @@ fn deploys_to_blue_then_green_then_blue() {
     assert_eq!(first.output("version"), "v1");
     assert_eq!(t.live(), ("blue".into(), "v1".into()));
     assert!(first.log.contains("uploaded and verified"), "{}", first.log);
+    assert_eq!(
+        first.log.matches("ship helpers (").count(),
+        1,
+        "the upload is the one ship-helpers phase: {}",
+        first.log
+    );
     // The default switch mode, on a host where nft is permitted.
     assert_eq!(first.output("switch-mode"), "nftables");
     assert!(
@@ -47,6 +53,7 @@ fn deploys_to_blue_then_green_then_blue() {
         "the host keeps the helper: {}",
         second.log
     );
+    assert!(!second.log.contains("ship helpers ("), "{}", second.log);
     assert!(
         second.log.contains("retire: blue is stopped"),
         "{}",
