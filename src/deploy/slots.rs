@@ -94,7 +94,7 @@ impl<'a> Engine<'a> {
             .chain(out.stderr.lines())
             .filter(|l| !l.trim().is_empty())
         {
-            self.log(line);
+            self.log(&start_output_line(line));
         }
         Ok(format!(
             "started {} version {} on port {}",
@@ -107,6 +107,12 @@ impl<'a> Engine<'a> {
     /// Stops a standby that will not go live, keeping the live slot as it is.
     pub(super) fn abandon_standby(&mut self, standby: Slot) {
         if let Err(e) = self.stop_slot(standby, false) {
+            // A start that failed before the runtime made anything (an image it could not
+            // find) leaves nothing to stop: that is no warning.
+            if self.slot_has_containers(standby, Listing::All) == Some(false) {
+                self.log(&format!("the failed standby {standby} left no container"));
+                return;
+            }
             self.log(&format!(
                 "warning: could not stop the failed standby {standby}: {e}"
             ));
@@ -216,5 +222,29 @@ impl<'a> Engine<'a> {
             .run(&commands.image_id(image.as_str())?, INSPECT_TIMEOUT)
             .ok()?;
         parse_image_id(out.stdout.trim()).ok()
+    }
+}
+
+/// A line a slot's start printed, as the log shows it: `docker run --detach` prints the
+/// new container's full ID, which says more as `container 0123456789ab`.
+fn start_output_line(line: &str) -> String {
+    let line = line.trim();
+    if line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!("container {}", &line[..12])
+    } else {
+        line.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_started_containers_id_is_named_as_one() {
+        let id = "4f1c2b8e9d0a".repeat(5) + "ffff";
+        assert_eq!(super::start_output_line(&id), "container 4f1c2b8e9d0a");
+        assert_eq!(
+            super::start_output_line(" Container shop-blue  Started"),
+            "Container shop-blue  Started"
+        );
     }
 }

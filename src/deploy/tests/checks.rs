@@ -234,3 +234,55 @@ fn status_of_an_app_with_no_state_and_no_include_here_is_an_error() {
     let error = result.error.unwrap().message;
     assert!(error.starts_with("no app shop here:"), "{error}");
 }
+
+/// Runs `host` on a first deploy whose `docker run` of blue fails, and returns the log.
+fn log_of_a_failed_start(host: &FakeHost) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    let lines = std::sync::Mutex::new(Vec::new());
+    let emit = |event: &Event| {
+        if let Event::Log { line } = event {
+            lines.lock().unwrap().push(line.clone());
+        }
+    };
+    host.claim_for(&plan);
+    let result = Engine::new(&plan, host, &emit).run();
+    assert_eq!(
+        result.failed_phase,
+        Some(Phase::DeployStandby),
+        "{result:?}"
+    );
+    lines.into_inner().unwrap()
+}
+
+#[test]
+fn a_start_that_made_no_container_is_not_followed_by_a_warning_about_stopping_it() {
+    // `docker run` and `docker stop` of shop-blue fail, and no container of blue exists.
+    let nothing_made = FakeHost {
+        failing: Some("shop-blue"),
+        squatted: Some(Slot::Blue),
+        ..FakeHost::new()
+    };
+    let log = log_of_a_failed_start(&nothing_made);
+    assert!(
+        log.iter()
+            .any(|l| l == "the failed standby blue left no container"),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("could not stop")),
+        "{log:#?}"
+    );
+
+    // A container was made (a port taken as it started): stopping it failed, and says so.
+    let made = FakeHost {
+        failing: Some("shop-blue"),
+        ..FakeHost::new()
+    };
+    let log = log_of_a_failed_start(&made);
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("warning: could not stop the failed standby blue")),
+        "{log:#?}"
+    );
+}
