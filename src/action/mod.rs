@@ -155,6 +155,7 @@ pub fn main() -> ExitCode {
         hosts,
         duration: started.elapsed(),
         early_error: None,
+        dry_run: inputs.plan.dry_run,
     };
     finish(
         &log,
@@ -210,6 +211,7 @@ fn fail_early(
         hosts: Vec::new(),
         duration: started.elapsed(),
         early_error: Some(error.to_string()),
+        dry_run: false,
     };
     finish(
         log,
@@ -229,7 +231,6 @@ fn finish(
     webhook: Option<&str>,
     notify_on: NotifyOn,
 ) -> ExitCode {
-    let outcome = report.outcome();
     if let Some(path) = &github.output_file
         && let Err(e) = report::write_outputs(path, &report.outputs())
     {
@@ -267,7 +268,7 @@ fn finish(
     }
     log.info(&format!(
         "result: {} ({} in {:.1} s)",
-        outcome.as_str(),
+        report.outcome_words(),
         report.app,
         report.duration.as_secs_f64()
     ));

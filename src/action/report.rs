@@ -127,9 +127,23 @@ pub struct RunReport {
     pub duration: Duration,
     /// The error that stopped the run before any host (bad input, missing binaries).
     pub early_error: Option<String>,
+    /// The run only showed what it would do (`dry-run`).
+    pub dry_run: bool,
 }
 
 impl RunReport {
+    /// The outcome for people: its name, and for a dry run that went through, that nothing
+    /// was changed and the plan shown is what a run would do (a bare "unchanged" right after
+    /// a diff reads as if the change were refused).
+    pub fn outcome_words(&self) -> String {
+        let outcome = self.outcome();
+        if self.dry_run && outcome == Outcome::Unchanged {
+            "unchanged (dry run: nothing was changed; the plan and upstream change shown are what a run would do)".to_owned()
+        } else {
+            outcome.as_str().to_owned()
+        }
+    }
+
     /// The overall outcome: failed if any host failed, else cancelled if any was cancelled,
     /// else rolled-back if any rolled back, else paused if any canary paused, else unchanged
     /// if all were unchanged, else changed if any host was (setup, maintenance), else

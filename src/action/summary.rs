@@ -18,7 +18,6 @@ impl RunReport {
     /// The job summary in Markdown.
     pub fn summary(&self) -> Result<String> {
         let hosts: Vec<SummaryHost> = self.hosts.iter().map(SummaryHost::from).collect();
-        let outcome = self.outcome();
         let span = hosts
             .iter()
             .flat_map(|h| h.phases.iter().map(|p| p.end_ms))
@@ -31,7 +30,7 @@ impl RunReport {
                 icon => if self.succeeded() { "✅" } else { "❌" },
                 command => self.command.as_str(),
                 app => self.app.as_str(),
-                result => outcome.as_str(),
+                result => self.outcome_words(),
                 version => self.version_output(),
                 duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
                 hosts => minijinja::value::Serde(&hosts),

@@ -236,6 +236,12 @@ fn a_dry_run_changes_nothing() {
         run.log
     );
     assert!(run.log.contains("plan: start"), "{}", run.log);
+    assert!(
+        run.log
+            .contains("result: unchanged (dry run: nothing was changed; the plan and upstream change shown are what a run would do)"),
+        "{}",
+        run.log
+    );
     assert_eq!(
         std::fs::read_to_string(&t.site.nginx.upstream_file).unwrap(),
         upstream

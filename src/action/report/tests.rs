@@ -38,6 +38,7 @@ fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
         }],
         duration: Duration::from_millis(4200),
         early_error: None,
+        dry_run: false,
     }
 }
 
@@ -190,4 +191,25 @@ fn a_run_that_did_as_asked_is_no_alarm_and_reports_the_version_that_went_live() 
     let failed = report(Outcome::Failed, Some("unhealthy"));
     let payload = failed.slack_payload(&github).unwrap();
     assert!(payload.contains("🚨 deploy of shop failed") && payload.contains("Failed host"));
+}
+
+#[test]
+fn a_dry_run_says_nothing_was_changed_where_the_outcome_is_named() {
+    let mut run = report(Outcome::Unchanged, None);
+    assert_eq!(run.outcome_words(), "unchanged");
+    run.dry_run = true;
+    let words = run.outcome_words();
+    assert!(
+        words.starts_with("unchanged (dry run: nothing was changed;"),
+        "{words}"
+    );
+    assert!(run.summary().unwrap().contains(&words));
+    assert_eq!(
+        run.outputs()
+            .iter()
+            .find(|(k, _)| *k == "result")
+            .unwrap()
+            .1,
+        "unchanged"
+    );
 }
