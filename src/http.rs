@@ -100,6 +100,7 @@ impl Probe {
 #[derive(Debug, Clone)]
 pub struct Prober {
     agent: ureq::Agent,
+    site_host: Option<String>,
 }
 
 impl Prober {
@@ -117,16 +118,28 @@ impl Prober {
             .build();
         Prober {
             agent: config.into(),
+            site_host: None,
         }
+    }
+
+    /// The same client asking as `site_host` (when given) wherever a URL names its host by
+    /// address or as localhost: nginx picks a server block by the Host header, and a
+    /// request to `http://127.0.0.1/` would otherwise reach the default one (Debian's
+    /// "Welcome to nginx" site), not the app's.
+    pub fn for_site(mut self, site_host: Option<&str>) -> Self {
+        self.site_host = site_host.map(str::to_owned);
+        self
     }
 
     /// GETs `url`, giving up after `timeout` (the whole exchange, body included).
     pub fn get(&self, url: &HttpUrl, timeout: Duration) -> Probe {
         let started = Instant::now();
         let elapsed_ms = || started.elapsed().as_millis() as u64;
-        let result = self
-            .agent
-            .get(url.as_str())
+        let mut request = self.agent.get(url.as_str());
+        if let Some(host) = self.site_host.as_deref().filter(|_| url.names_an_address()) {
+            request = request.header("host", host);
+        }
+        let result = request
             .config()
             .timeout_global(Some(timeout))
             .build()

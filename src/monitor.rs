@@ -25,6 +25,9 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub struct Monitor {
     /// The live URL.
     pub url: HttpUrl,
+    /// The Host to ask it as, where it names its host by address (see
+    /// [`Prober::for_site`]).
+    pub site_host: Option<String>,
     /// How long to watch.
     pub duration: Duration,
     /// Time between request starts.
@@ -82,7 +85,7 @@ impl Monitor {
 
     /// Watches the URL for the configured window.
     pub fn run(&self, progress: &Progress) -> MonitorReport {
-        let prober = Prober::new(true);
+        let prober = Prober::new(true).for_site(self.site_host.as_deref());
         let started = Instant::now();
         let allowed_failures = self.allowed_failures();
         let mut latencies = Vec::new();
@@ -313,6 +316,7 @@ mod tests {
     fn allowed_failures_follow_the_planned_request_count() {
         let m = Monitor {
             url: "http://127.0.0.1:1/".parse().unwrap(),
+            site_host: None,
             duration: Duration::from_secs(30),
             interval: Duration::from_millis(200),
             request_timeout: Duration::from_secs(1),

@@ -150,6 +150,12 @@ pub struct SwitchArgs {
     #[arg(long, value_name = "URL")]
     pub verify_url: Option<HttpUrl>,
 
+    /// The name the site answers to (its server_name), sent as the Host header where the
+    /// verify URL (or monitor's --url) names its host by address, as http://127.0.0.1/
+    /// does: nginx then picks the app's server block, not its default one.
+    #[arg(long, value_name = "NAME", value_parser = crate::input::parse_site_host)]
+    pub site_host: Option<String>,
+
     /// How long the verify URL may take to answer from the new slot.
     #[arg(long, default_value = defaults::VERIFY_TIMEOUT, value_parser = parse_time_limit, value_name = "DURATION")]
     pub verify_timeout: Duration,
@@ -223,6 +229,7 @@ impl SwitchParts<'_> {
             reload_timeout: self.switch.reload_timeout,
             verify_url: self.switch.verify_url.clone(),
             verify_timeout: self.switch.verify_timeout,
+            site_host: self.switch.site_host.clone(),
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
             log_dir: self.switch.log_dir.clone(),
         };

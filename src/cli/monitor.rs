@@ -117,6 +117,7 @@ pub struct Cli {
 fn run(cli: &Cli) -> Result<MonitorOutcome> {
     let monitor = Monitor {
         url: cli.url.clone(),
+        site_host: cli.switch.site_host.clone(),
         duration: cli.duration,
         interval: cli.interval,
         request_timeout: cli.request_timeout,

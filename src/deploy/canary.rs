@@ -92,6 +92,7 @@ impl Engine<'_> {
         };
         let probes = Monitor {
             url: plan.health_url(canary.slot),
+            site_host: None,
             duration: spec.step_duration,
             interval: config::millis(defaults::MONITOR_INTERVAL),
             request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),

@@ -325,7 +325,29 @@ impl DeployPlan {
     pub fn settle_with_state(&mut self) -> crate::error::Result<()> {
         let store = self.store();
         let recorded = store.read(&self.app).and_then(|s| s.service_port);
-        self.switch.settle_service_port(recorded, store.dir())
+        self.switch.settle_service_port(recorded, store.dir())?;
+        self.settle_site_host();
+        Ok(())
+    }
+
+    /// The name the app's site is asked as by the verify and monitor URLs (see
+    /// [`SwitchConfig::site_host`]): the plan's first plain `server-name`, else the one of
+    /// the server block setup wrote (a deploy step need not repeat setup's `server-name`).
+    fn settle_site_host(&mut self) {
+        if self.switch.site_host.is_some() {
+            return;
+        }
+        let from_block = || {
+            let text = std::fs::read_to_string(self.site.server_file.as_path()).ok()?;
+            let names = ServerNames::in_server_block(&text)?;
+            names.host_name().map(str::to_owned)
+        };
+        self.switch.site_host = self
+            .site
+            .server_names
+            .host_name()
+            .map(str::to_owned)
+            .or_else(from_block);
     }
 
     /// The app's state directory.

@@ -201,20 +201,24 @@ impl Engine<'_> {
             .store()
             .read(&plan.app)
             .is_some_and(|state| state.maintenance.is_some());
-        let url = if in_maintenance {
-            self.log(&format!(
-                "maintenance is on: watching {slot}'s health URL, since nginx answers the site's URLs with the maintenance page"
-            ));
-            plan.health_url(slot)
-        } else {
-            plan.watch
-                .url
-                .clone()
-                .or_else(|| self.switch.verify_url.clone())
-                .unwrap_or_else(|| plan.health_url(slot))
+        let site_url = plan
+            .watch
+            .url
+            .clone()
+            .or_else(|| self.switch.verify_url.clone());
+        let (url, site_host) = match site_url {
+            _ if in_maintenance => {
+                self.log(&format!(
+                    "maintenance is on: watching {slot}'s health URL, since nginx answers the site's URLs with the maintenance page"
+                ));
+                (plan.health_url(slot), None)
+            }
+            Some(url) => (url, self.switch.site_host.clone()),
+            None => (plan.health_url(slot), None),
         };
         let monitor = Monitor {
             url,
+            site_host,
             duration: plan.watch.duration,
             interval: config::millis(defaults::MONITOR_INTERVAL),
             request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),

@@ -46,7 +46,7 @@ pub fn parse_list<T: std::str::FromStr<Err = crate::error::Error>>(
 
 pub use names::{AppName, Image, ServiceName, Slot, SwitchTarget, Version};
 pub use net::{HostPort, HttpUrl, Port, SlotPorts, StatusSet, parse_port};
-pub use site::{Listen, ServerNames};
+pub use site::{Listen, ServerNames, parse_site_host};
 pub use values::{
     Fraction, HealthPath, HostPath, MAX_WAIT, parse_fraction, parse_millis, parse_positive_count,
     parse_seconds, parse_time_limit, parse_wait,

@@ -139,6 +139,19 @@ impl HttpUrl {
         &self.0
     }
 
+    /// Whether it names its host by address (`127.0.0.1`, `[::1]`) or as `localhost`:
+    /// a request to it carries no name nginx could pick a server block by.
+    pub fn names_an_address(&self) -> bool {
+        let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");
+        let host = uri.host().unwrap_or_default();
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+    }
+
     /// The TCP port it is asked on: the one it names, else its scheme's (80 or 443).
     pub fn port(&self) -> u16 {
         let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");

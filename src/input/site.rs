@@ -22,6 +22,24 @@ impl ServerNames {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The first name a request can ask for as it is (no wildcard, not `_`): the Host
+    /// that reaches this server block.
+    pub fn host_name(&self) -> Option<&str> {
+        self.0
+            .split(' ')
+            .find(|name| *name != "_" && !name.starts_with("*.") && !name.ends_with(".*"))
+    }
+
+    /// The names of the first `server_name` directive of a server block's text (as setup
+    /// writes it), if they are names this type takes.
+    pub fn in_server_block(text: &str) -> Option<ServerNames> {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix("server_name "))
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|names| names.parse().ok())
+    }
 }
 
 impl FromStr for ServerNames {
@@ -57,6 +75,25 @@ impl FromStr for ServerNames {
         }
         Ok(ServerNames(names.join(" ")))
     }
+}
+
+/// Parses the one host name a site is asked as (`--site-host`): a plain name, no wildcard,
+/// not `_`.
+pub fn parse_site_host(s: &str) -> Result<String> {
+    let names: ServerNames = s.parse().map_err(|_| bad_site_host(s))?;
+    match names.host_name() {
+        Some(name) if name == names.as_str() => Ok(name.to_owned()),
+        _ => Err(bad_site_host(s)),
+    }
+}
+
+fn bad_site_host(s: &str) -> Error {
+    Error::invalid(
+        "site-host",
+        format!(
+            "{s:?}: expected one host name, as the site's server_name gives it (shop.example.com)"
+        ),
+    )
 }
 
 /// The address nginx's server block for the app listens on: a port (`80`), or an address
@@ -112,6 +149,37 @@ serde_via_str!(ServerNames, Listen);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_blocks_host_name_is_its_first_plain_name() {
+        let names = |s: &str| s.parse::<ServerNames>().unwrap();
+        assert_eq!(names("_").host_name(), None);
+        assert_eq!(
+            names("*.example.com shop.example.com").host_name(),
+            Some("shop.example.com")
+        );
+        assert_eq!(names("www.* _").host_name(), None);
+        let block = "# comment\nserver {\n    listen 80;\n    server_name shop.example.com www.shop.example.com;\n}\n";
+        assert_eq!(
+            ServerNames::in_server_block(block).unwrap().host_name(),
+            Some("shop.example.com")
+        );
+        assert_eq!(ServerNames::in_server_block("server { listen 80; }"), None);
+        assert_eq!(
+            parse_site_host("shop.example.com").unwrap(),
+            "shop.example.com"
+        );
+        for bad in [
+            "_",
+            "*.example.com",
+            "a.example b.example",
+            "shop\r\nX: y",
+            "",
+        ] {
+            assert!(parse_site_host(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ServerNames::in_server_block("server_name ~^(.+)$;"), None);
+    }
 
     #[test]
     fn server_names_are_plain_words_joined_by_spaces() {

@@ -89,6 +89,11 @@ pub struct SwitchConfig {
     /// How long the verify URL may take to answer from the target slot.
     #[serde(with = "serde_millis")]
     pub verify_timeout: Duration,
+    /// The name the app's site answers to, sent as the Host header of requests to a verify
+    /// (or monitor) URL that names its host by address: nginx picks the app's server block
+    /// by it, not the default one (see [`crate::http::Prober::for_site`]).
+    #[serde(default)]
+    pub site_host: Option<String>,
     /// The `nft` command (`nft`, or `sudo nft` for a deploy user that is not root).
     pub nft_cmd: CommandLine,
     /// The root-owned directory nginx writes the apps' access logs in
@@ -310,6 +315,7 @@ mod tests {
             reload_timeout: Duration::from_secs(1),
             verify_url: None,
             verify_timeout: Duration::from_secs(1),
+            site_host: None,
             nft_cmd: CommandLine::new(["nft"]),
             log_dir: path("/var/log/bluegreen"),
         }

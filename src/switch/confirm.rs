@@ -108,7 +108,7 @@ impl SwitchRequest {
         serving: &[Slot],
     ) -> std::result::Result<bool, String> {
         let to = serving[0];
-        let prober = Prober::new(false);
+        let prober = Prober::new(false).for_site(self.config.site_host.as_deref());
         let deadline = Instant::now() + self.config.verify_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -139,7 +139,15 @@ impl SwitchRequest {
                 ) => {
                     format!("{url} is still served by slot {slot:?}, not {to}")
                 }
-                _ => format!("{url} did not answer 2xx: {}", probe.describe()),
+                _ => format!(
+                    "{url} did not answer 2xx: {}{}",
+                    probe.describe(),
+                    if self.config.site_host.is_none() && url.names_an_address() {
+                        " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"
+                    } else {
+                        ""
+                    }
+                ),
             };
             if Instant::now() >= deadline {
                 return Err(format!(

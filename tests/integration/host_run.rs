@@ -84,6 +84,7 @@ impl HostRun {
                 reload_timeout: Duration::from_secs(10),
                 verify_url: Some(nginx.url("/health").parse().unwrap()),
                 verify_timeout: Duration::from_secs(10),
+                site_host: None,
                 nft_cmd: CommandLine::new(["nft"]),
                 log_dir: "/nonexistent/log".parse().unwrap(),
             },

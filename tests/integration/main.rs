@@ -27,6 +27,7 @@ mod maintenance;
 mod monitor;
 mod nonroot;
 mod properties;
+mod quick_start;
 mod rollback;
 mod service_port;
 mod setup;

@@ -416,6 +416,7 @@ impl Inputs {
                 reload_timeout: crate::config::seconds(defaults::RELOAD_TIMEOUT),
                 verify_url,
                 verify_timeout: crate::config::seconds(defaults::VERIFY_TIMEOUT),
+                site_host: None,
                 nft_cmd: nft_cmd.expect("validated"),
                 log_dir: log_dir.expect("validated"),
             },

@@ -52,6 +52,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             reload_timeout: Duration::from_secs(10),
             verify_url: None,
             verify_timeout: Duration::from_secs(10),
+            site_host: None,
             nft_cmd: CommandLine::new(["nft"]),
             log_dir: path("log"),
         },

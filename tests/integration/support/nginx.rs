@@ -39,6 +39,32 @@ impl Nginx {
         Nginx::launch(dir, app, None)
     }
 
+    /// Starts nginx in `dir` as Debian's package installs it: [`Nginx::start_bare`] plus
+    /// the package's default site, `server_name _` as the default server of the port on
+    /// every address, serving "Welcome to nginx!" and 404 for anything else.
+    pub fn start_debian(dir: &Path, app: &str) -> Nginx {
+        let nginx = Nginx::launch(dir, app, None);
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.nginx-debian.html"), "Welcome to nginx!\n").unwrap();
+        std::fs::write(
+            dir.join("conf.d").join("default.conf"),
+            format!(
+                "server {{\n    listen {port} default_server;\n    root {www};\n    index index.html index.htm index.nginx-debian.html;\n    server_name _;\n    location / {{\n        try_files $uri $uri/ =404;\n    }}\n}}\n",
+                port = nginx.port,
+                www = www.display()
+            ),
+        )
+        .unwrap();
+        let reload = std::process::Command::new("sh")
+            .args(["-c", &nginx.reload_cmd()])
+            .status()
+            .unwrap();
+        assert!(reload.success(), "nginx takes the default site");
+        wait_for_port(nginx.port, Duration::from_secs(10));
+        nginx
+    }
+
     fn launch(dir: &Path, app: &str, initial_port: Option<u16>) -> Nginx {
         let port = free_port();
         let upstream_file = dir.join("conf.d").join(format!("bluegreen-{app}.conf"));
@@ -186,27 +212,35 @@ impl Drop for Nginx {
 
 /// GET on a fresh connection: (status, Retry-After header, body).
 pub fn http_get_retry_after(url: &str) -> (u16, Option<String>, String) {
-    get_with_header(url, "retry-after")
+    get_with_header(url, "retry-after", None)
 }
 
 /// GET on a fresh connection: (status, X-Bluegreen-Slot header, body).
 pub fn http_get(url: &str) -> (u16, String, String) {
-    let (status, slot, body) = get_with_header(url, "x-bluegreen-slot");
+    let (status, slot, body) = get_with_header(url, "x-bluegreen-slot", None);
     (status, slot.unwrap_or_default(), body)
 }
 
-/// GET on a fresh connection: (status, the response header `name`, body).
-fn get_with_header(url: &str, name: &str) -> (u16, Option<String>, String) {
+/// Like [`http_get`], asking as `host` (the Host header), as a browser asks for a site.
+pub fn http_get_as(url: &str, host: &str) -> (u16, String, String) {
+    let (status, slot, body) = get_with_header(url, "x-bluegreen-slot", Some(host));
+    (status, slot.unwrap_or_default(), body)
+}
+
+/// GET on a fresh connection, as `host` when given: (status, the response header `name`,
+/// body).
+fn get_with_header(url: &str, name: &str, host: Option<&str>) -> (u16, Option<String>, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_idle_connections(0)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut request = agent.get(url);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let mut resp = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let header = resp
         .headers()
         .get(name)
@@ -277,20 +311,31 @@ impl Site {
         Site::build(app, None)
     }
 
+    /// A fresh Debian nginx with its default site and nothing of `app` (see
+    /// [`Nginx::start_debian`]): a host to set up.
+    pub fn debian(app: &str) -> Site {
+        Site::with_nginx(|dir, _| Nginx::start_debian(dir, app))
+    }
+
     /// `route_to_blue`: the upstream routes to blue (`true`), to a port of neither slot
     /// (`false`), or there is none (`None`).
     fn build(app: &str, route_to_blue: Option<bool>) -> Site {
+        Site::with_nginx(|dir, blue_port| match route_to_blue {
+            Some(true) => Nginx::start(dir, app, blue_port),
+            Some(false) => Nginx::start(dir, app, free_port()),
+            None => Nginx::start_bare(dir, app),
+        })
+    }
+
+    /// A site whose nginx `start` starts in the site's directory, given blue's port.
+    fn with_nginx(start: impl FnOnce(&Path, u16) -> Nginx) -> Site {
         let tmp = tempfile::tempdir().unwrap();
         let blue_port = free_port();
         let mut green_port = free_port();
         while green_port == blue_port {
             green_port = free_port();
         }
-        let nginx = match route_to_blue {
-            Some(true) => Nginx::start(tmp.path(), app, blue_port),
-            Some(false) => Nginx::start(tmp.path(), app, free_port()),
-            None => Nginx::start_bare(tmp.path(), app),
-        };
+        let nginx = start(tmp.path(), blue_port);
         let state_dir = tmp.path().join("state");
         Site {
             tmp,

@@ -58,6 +58,17 @@ impl Target {
         t.with_input("LISTEN", &listen)
     }
 
+    /// A target as a new user's host is: Debian's nginx with its default site (see
+    /// [`Site::debian`]), nothing of the app yet. Every run gets the `listen` input of the
+    /// server block setup writes: the port alone, on every address, as the default site's.
+    pub fn debian(app: &str) -> Target {
+        let t = Target::build(app, Site::debian, |site| {
+            Sshd::start(&site.tmp.path().join("sshd"))
+        });
+        let listen = t.site.nginx.port.to_string();
+        t.with_input("LISTEN", &listen)
+    }
+
     /// A target that `user` (not root, home `home`) logs in to: the target's files can be
     /// read by others (nginx's pid file, sshd's authorized keys), as on a real host.
     pub fn for_user(app: &str, user: &str, home: &Path) -> Target {
