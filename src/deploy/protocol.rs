@@ -220,6 +220,11 @@ pub struct StatusReport {
     /// Maintenance mode, while it is on, as state records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceRecord>,
+    /// What the site answered at the verify URL, asked as the site's name, where that
+    /// agrees with nginx's files (where it does not, it is a problem instead); none without
+    /// a verify URL, a live slot, or with the maintenance page on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_answer: Option<String>,
 }
 
 /// One slot as status sees it.

@@ -13,6 +13,8 @@ use super::protocol::{Outcome, Phase, SlotStatus, StatusReport};
 
 /// How many history lines status reports.
 const STATUS_HISTORY_LINES: usize = 10;
+/// How long the site may take to answer status's one request.
+const SITE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reports the state, what nginx routes to, each slot, and the latest history lines.
 pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
@@ -25,13 +27,19 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             .into_iter()
             .map(|slot| slot_status(me, &state, slot))
             .collect();
+        let mut problems = problems(&state, routed, &slots, include_in_maintenance(me)?);
+        let site = site_answer(me, &state, routed);
+        if let Some(Err(problem)) = &site {
+            problems.push(problem.clone());
+        }
         let report = StatusReport {
             app: me.plan.app.to_string(),
             active: state.active,
             previous: state.previous,
             routed,
             switch_mode: state.switch_mode,
-            problems: problems(&state, routed, &slots, include_in_maintenance(me)?),
+            problems,
+            site_answer: site.and_then(Result::ok),
             slots,
             history: history_tail(me)?,
             canary: state.canary.clone(),
@@ -105,6 +113,51 @@ fn slot_status(e: &mut Engine, state: &State, slot: Slot) -> SlotStatus {
         healthy: probe.healthy,
         answer: probe.last_problem.or(probe.last_answer).unwrap_or_default(),
     }
+}
+
+/// What nginx serves at the verify URL, asked once as the site's name: `Ok` with what
+/// answered where it is a slot nginx routes to (or a canary beside it), `Err` with the
+/// problem where the site does not answer 2xx or answers from another slot than nginx's
+/// files say. `None` with nothing to ask: no verify URL, nothing live, or the maintenance
+/// page on.
+fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result<String, String>> {
+    let url = e.switch.verify_url.as_ref()?;
+    if state.maintenance.is_some() || state.active.is_none() {
+        return None;
+    }
+    let asked = match e.switch.site_host.as_deref() {
+        Some(host) if url.names_an_address() => format!("{url} (asked as {host})"),
+        _ => url.to_string(),
+    };
+    let probe = crate::http::Prober::new(false)
+        .for_site(e.switch.site_host.as_deref())
+        .get(url, SITE_PROBE_TIMEOUT);
+    let crate::http::Probe::Answered {
+        status: 200..=299, ..
+    } = probe
+    else {
+        return Some(Err(format!(
+            "the site does not answer 2xx at {asked}: {}",
+            probe.describe()
+        )));
+    };
+    let serving: Vec<Slot> = routed
+        .into_iter()
+        .chain(state.canary.as_ref().map(|c| c.slot))
+        .collect();
+    Some(match probe.reported_slot() {
+        None => Ok(format!(
+            "{asked} answers {} (naming no slot)",
+            probe.describe()
+        )),
+        Some(slot) if serving.iter().any(|s| s.as_str() == slot) => {
+            Ok(format!("{asked} answers from {slot}"))
+        }
+        Some(slot) => Err(format!(
+            "{asked} answers from {slot:?}, but nginx's files route to {} (a configuration nginx has not loaded, or another server block answers)",
+            name(routed)
+        )),
+    })
 }
 
 /// Whether the app's include serves the maintenance page now.
@@ -232,6 +285,9 @@ impl StatusReport {
                 .map_or(String::new(), |m| format!(", switched by {m}"))
         )];
         lines.extend(self.slots.iter().map(|s| format!("  {}", slot_line(s))));
+        if let Some(answer) = &self.site_answer {
+            lines.push(format!("  site: {answer}"));
+        }
         if let Some(c) = &self.canary {
             lines.push(format!(
                 "  canary: {} ({}) gets {} of new requests{}",

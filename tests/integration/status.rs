@@ -8,6 +8,11 @@ use crate::support::{APP, BLUEGREEN, Site, run};
 
 /// `bluegreen status` for `site` (command runtime: the slots are plain processes).
 fn status(site: &Site, json: bool) -> crate::support::Run {
+    status_with(site, json, &[])
+}
+
+/// [`status`] with `extra` arguments.
+fn status_with(site: &Site, json: bool, extra: &[&str]) -> crate::support::Run {
     let mut args = vec![
         "status".to_owned(),
         "--app".into(),
@@ -22,6 +27,7 @@ fn status(site: &Site, json: bool) -> crate::support::Run {
     if json {
         args.push("--json".into());
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     run(BLUEGREEN, &args)
 }
 
@@ -165,4 +171,61 @@ fn status_reads_the_server_lines_and_refuses_an_app_it_does_not_know() {
         format!("{}{}", unknown.stdout, unknown.stderr).contains("no app shpo here"),
         "{unknown:?}"
     );
+}
+
+#[test]
+fn status_asks_the_site_and_says_when_nginx_serves_another_slot_than_its_files_name() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    assert_eq!(
+        site.switch(&["--to", "green", "--app-version", "v2"]).code,
+        0
+    );
+    let verify = site.nginx.url("/health");
+    let r = status_with(&site, true, &["--verify-url", &verify]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.json()["site_answer"].as_str(),
+        Some(format!("{verify} answers from green").as_str()),
+        "{r:?}"
+    );
+
+    // The files say blue, as a switch does, but nginx has not loaded them: it serves green.
+    let include = std::fs::read_to_string(&site.nginx.upstream_file).unwrap();
+    std::fs::write(
+        &site.nginx.upstream_file,
+        include
+            .replace(&site.green_port.to_string(), &site.blue_port.to_string())
+            .replace("green", "blue"),
+    )
+    .unwrap();
+    let state_path = site.state_dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["active"] = "blue".into();
+    state["previous"] = "green".into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    assert_eq!(site.served_slot(), "green");
+    // Without asking the site, nothing looks wrong.
+    let r = status(&site, true);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = status_with(&site, true, &["--verify-url", &verify]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let report = r.json();
+    assert_eq!(report["routed"].as_str(), Some("blue"), "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("answers from \"green\", but nginx's files route to blue"),
+        "{report}"
+    );
+
+    // A site that does not answer at all.
+    let nothing = format!("http://127.0.0.1:{}/health", crate::support::free_port());
+    let r = status_with(&site, false, &["--verify-url", &nothing]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("the site does not answer 2xx"), "{r:?}");
 }
