@@ -60,7 +60,8 @@ fn bare_site() -> (Site, u16) {
     (Site::bare(crate::support::APP), crate::support::free_port())
 }
 
-/// `bluegreen setup` for `site` with `extra` options (which may replace `--test-cmd`);
+/// `bluegreen setup` for `site` with `extra` options (which may replace `--test-cmd` and
+/// `--listen`);
 /// (exit code, stdout and stderr).
 fn setup((site, maintenance_port): &(Site, u16), extra: &[&str]) -> (i32, String) {
     let nginx = &site.nginx;
@@ -81,7 +82,11 @@ fn setup((site, maintenance_port): &(Site, u16), extra: &[&str]) -> (i32, String
         .args(["--blue-port", &site.blue_port.to_string()])
         .args(["--green-port", &site.green_port.to_string()])
         .args(["--maintenance-port", &maintenance_port.to_string()])
-        .args(["--listen", &format!("127.0.0.1:{}", nginx.port)])
+        .args(if extra.contains(&"--listen") {
+            vec![]
+        } else {
+            vec!["--listen".to_owned(), format!("127.0.0.1:{}", nginx.port)]
+        })
         .args(extra)
         .output()
         .unwrap();
@@ -219,4 +224,39 @@ fn setup_refuses_a_server_block_nginx_would_ignore() {
         &["--test-cmd", &loud_test, "--server-name", "shop.test"],
     );
     assert_eq!(code, 0, "a name of its own: {out}");
+}
+
+#[test]
+fn by_hand_on_debians_nginx_a_switch_is_verified_as_the_sites_name() {
+    require!(Nginx);
+    let target = (
+        Site::debian(crate::support::APP),
+        crate::support::free_port(),
+    );
+    let site = &target.0;
+    // As Debian's default site listens: the port, on every address.
+    let port = site.nginx.port.to_string();
+    let (code, out) = setup(
+        &target,
+        &["--server-name", "shop.example.com", "--listen", &port],
+    );
+    assert_eq!(code, 0, "{out}");
+    let _blue = site.demo("blue", "v1", &[]);
+    // Asked by address, nginx answers from its default site: the switch is undone, and
+    // says why.
+    let by_address = site.switch(&["--to", "blue", "--verify-timeout", "1"]);
+    assert_ne!(by_address.code, 0, "{by_address:?}");
+    assert!(
+        by_address
+            .stderr
+            .contains("give server-name, as setup does, or --site-host")
+            || by_address
+                .stdout
+                .contains("give server-name, as setup does, or --site-host"),
+        "{by_address:?}"
+    );
+    let by_name = site.switch(&["--to", "blue", "--site-host", "shop.example.com"]);
+    assert_eq!(by_name.code, 0, "{by_name:?}");
+    let (status, slot, _) = crate::support::http_get_as(&site.nginx.url("/"), "shop.example.com");
+    assert_eq!((status, slot.as_str()), (200, "blue"));
 }
