@@ -228,15 +228,12 @@ impl Report for MonitorOutcome {
             let (new, old) = (&c.traffic.canary, &c.traffic.stable);
             let _ = writeln!(
                 out,
-                "  access log: {} served {:.1}% of {} requests ({} failed, p95 {} ms; the other slot {} of {} failed, p95 {} ms): {}{}",
+                "  access log: {} served {:.1}% of {} requests ({}; {}): {}{}",
                 c.slot,
                 c.traffic.canary_percent(),
                 new.requests + old.requests,
-                new.errors,
-                new.p95_ms,
-                old.errors,
-                old.requests,
-                old.p95_ms,
+                new.describe(c.slot),
+                old.describe(c.slot.other()),
                 if c.verdict.passed { "passed" } else { "FAILED" },
                 if c.verdict.judged_on_traffic {
                     ""

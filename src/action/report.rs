@@ -25,7 +25,7 @@ pub struct HostReport {
     pub host: String,
     /// What the host reported (phases, result); runner-side failures are folded in.
     pub result: DeployResult,
-    /// Runner-side phases (connect, ship helpers, image transfer) with their timings.
+    /// Runner-side phases (connect, image transfer, ship helpers) with their timings.
     pub runner_phases: Vec<PhaseRecord>,
     /// Unreachable at the start, and skipped as `max-unreachable` allows: it does not fail
     /// the run.
@@ -133,12 +133,13 @@ pub struct RunReport {
 
 impl RunReport {
     /// The outcome for people: its name, and for a dry run that went through, that nothing
-    /// was changed and the plan shown is what a run would do (a bare "unchanged" right after
-    /// a diff reads as if the change were refused).
+    /// was changed and what it showed is what a run would do (a bare "unchanged" right
+    /// after a diff reads as if the change were refused).
     pub fn outcome_words(&self) -> String {
         let outcome = self.outcome();
         if self.dry_run && outcome == Outcome::Unchanged {
-            "unchanged (dry run: nothing was changed; the plan and upstream change shown are what a run would do)".to_owned()
+            "unchanged (dry run: nothing was changed; what it showed is what a run would do)"
+                .to_owned()
         } else {
             outcome.as_str().to_owned()
         }

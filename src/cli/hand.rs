@@ -62,7 +62,7 @@ impl HandArgs {
         // The engine decides `auto` as the run starts, and says why.
         let switch = parts.requested_config()?;
         let upstream_file = switch.upstream_file.clone();
-        Ok(DeployPlan {
+        let mut plan = DeployPlan {
             operation,
             dry_run: false,
             purpose: purpose.to_owned(),
@@ -122,7 +122,10 @@ impl HandArgs {
             lock_timeout: self.switch.lock_timeout,
             systemd_unit_dir: self.systemd_unit_dir.clone(),
             boot_helper_dir: self.boot_helper_dir.clone(),
-        })
+        };
+        // Probes of the site ask it by the name setup gave it, as a deploy's do.
+        plan.settle_site_host();
+        Ok(plan)
     }
 }
 

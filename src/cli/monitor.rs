@@ -23,7 +23,7 @@ Examples:
   monitor --url http://127.0.0.1/ --duration 60 --max-error-rate 0 --max-p95-ms 300
   monitor --url http://127.0.0.1/ --rollback-on-fail --app shop --verify-url http://127.0.0.1/health
   monitor --url http://127.0.0.1:3002/health --duration 60 --app shop \
-      --access-log /var/lib/bluegreen/shop/access.log --canary green
+      --access-log /var/log/bluegreen/shop.access.log --canary green
 
 A request fails when it gets no answer in time or a status outside --accept-status
 (default 200-499: server errors and connection failures count, client errors do not).
@@ -72,7 +72,7 @@ pub struct Cli {
     rollback_on_fail: bool,
 
     /// Also judge the requests this access log (the one the bluegreen include writes,
-    /// STATE_DIR/access.log) records during the window, per slot (needs --app and --canary).
+    /// LOG_DIR/APP.access.log) records during the window, per slot (needs --app and --canary).
     #[arg(long, value_name = "PATH", requires_all = ["app", "canary"])]
     access_log: Option<HostPath>,
 
@@ -117,7 +117,12 @@ pub struct Cli {
 fn run(cli: &Cli) -> Result<MonitorOutcome> {
     let monitor = Monitor {
         url: cli.url.clone(),
-        site_host: cli.switch.site_host.clone(),
+        // A canary's URL is its slot's own: no site to name.
+        site_host: cli
+            .canary
+            .is_none()
+            .then(|| cli.switch.site_host.clone())
+            .flatten(),
         duration: cli.duration,
         interval: cli.interval,
         request_timeout: cli.request_timeout,

@@ -333,7 +333,7 @@ impl DeployPlan {
     /// The name the app's site is asked as by the verify and monitor URLs (see
     /// [`SwitchConfig::site_host`]): the plan's first plain `server-name`, else the one of
     /// the server block setup wrote (a deploy step need not repeat setup's `server-name`).
-    fn settle_site_host(&mut self) {
+    pub(crate) fn settle_site_host(&mut self) {
         if self.switch.site_host.is_some() {
             return;
         }

@@ -11,8 +11,8 @@ use crate::monitor::MonitorReport;
 use crate::state::{CanaryRecord, MaintenanceRecord};
 use crate::switch::SwitchMode;
 
-/// A step of a run: the runner's own (connect, ship helpers, image transfer), then the
-/// host's.
+/// A step of a run: the runner's own (connect, image transfer, and ship helpers when the
+/// host asks for an upload as the run starts), then the host's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {

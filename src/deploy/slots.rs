@@ -88,13 +88,18 @@ impl<'a> Engine<'a> {
             .host
             .run(&commands.start(&spec), RUNTIME_COMMAND_TIMEOUT)
             .map_err(|error| Failure::of_slot(error, slot))?;
+        let docker = runtime.runtime == Runtime::Docker;
         for line in out
             .stdout
             .lines()
             .chain(out.stderr.lines())
             .filter(|l| !l.trim().is_empty())
         {
-            self.log(&start_output_line(line));
+            self.log(&if docker {
+                start_output_line(line)
+            } else {
+                line.to_owned()
+            });
         }
         Ok(format!(
             "started {} version {} on port {}",

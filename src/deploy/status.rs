@@ -27,8 +27,9 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             .into_iter()
             .map(|slot| slot_status(me, &state, slot))
             .collect();
-        let mut problems = problems(&state, routed, &slots, include_in_maintenance(me)?);
-        let site = site_answer(me, &state, routed);
+        let maintenance_page = include_in_maintenance(me)?;
+        let mut problems = problems(&state, routed, &slots, maintenance_page);
+        let site = site_answer(me, &state, routed).filter(|_| !maintenance_page);
         if let Some(Err(problem)) = &site {
             problems.push(problem.clone());
         }
@@ -116,10 +117,10 @@ fn slot_status(e: &mut Engine, state: &State, slot: Slot) -> SlotStatus {
 }
 
 /// What nginx serves at the verify URL, asked once as the site's name: `Ok` with what
-/// answered where it is a slot nginx routes to (or a canary beside it), `Err` with the
-/// problem where the site does not answer 2xx or answers from another slot than nginx's
-/// files say. `None` with nothing to ask: no verify URL, nothing live, or the maintenance
-/// page on.
+/// answered where it is a slot nginx routes to (or a canary beside it), or where
+/// nginx routes is unknown (a problem of its own); `Err` with the problem where the site
+/// does not answer 2xx or answers from another slot than the include (and the rule) route
+/// to. `None` with nothing to ask: no verify URL, nothing live, or the maintenance page on.
 fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result<String, String>> {
     let url = e.switch.verify_url.as_ref()?;
     if state.maintenance.is_some() || state.active.is_none() {
@@ -137,8 +138,13 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
     } = probe
     else {
         return Some(Err(format!(
-            "the site does not answer 2xx at {asked}: {}",
-            probe.describe()
+            "the site does not answer 2xx at {asked}: {}{}",
+            probe.describe(),
+            if e.switch.site_host.is_none() && url.names_an_address() {
+                " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"
+            } else {
+                ""
+            }
         )));
     };
     let serving: Vec<Slot> = routed
@@ -150,11 +156,16 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
             "{asked} answers {} (naming no slot)",
             probe.describe()
         )),
-        Some(slot) if serving.iter().any(|s| s.as_str() == slot) => {
+        Some(slot) if routed.is_none() || serving.iter().any(|s| s.as_str() == slot) => {
             Ok(format!("{asked} answers from {slot}"))
         }
         Some(slot) => Err(format!(
-            "{asked} answers from {slot:?}, but nginx's files route to {} (a configuration nginx has not loaded, or another server block answers)",
+            "{asked} answers from {slot:?}, but {} {} (a configuration nginx has not loaded, or another server block answers)",
+            if state.switch_mode == Some(crate::switch::SwitchMode::Nftables) {
+                "nginx's include and the kernel's rule route to"
+            } else {
+                "nginx's include routes to"
+            },
             name(routed)
         )),
     })

@@ -87,6 +87,7 @@ pub fn parse_site_host(s: &str) -> Result<String> {
     }
 }
 
+/// The error for a `--site-host` that is not one plain host name.
 fn bad_site_host(s: &str) -> Error {
     Error::invalid(
         "site-host",

@@ -108,7 +108,12 @@ impl SwitchRequest {
         serving: &[Slot],
     ) -> std::result::Result<bool, String> {
         let to = serving[0];
-        let prober = Prober::new(false).for_site(self.config.site_host.as_deref());
+        let site_host = self.config.site_host.as_deref();
+        let prober = Prober::new(false).for_site(site_host);
+        let asked = match site_host {
+            Some(host) if url.names_an_address() => format!("{url} (asked as {host})"),
+            _ => url.to_string(),
+        };
         let deadline = Instant::now() + self.config.verify_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -137,10 +142,10 @@ impl SwitchRequest {
                     },
                     Some(slot),
                 ) => {
-                    format!("{url} is still served by slot {slot:?}, not {to}")
+                    format!("{asked} is still served by slot {slot:?}, not {to}")
                 }
                 _ => format!(
-                    "{url} did not answer 2xx: {}{}",
+                    "{asked} did not answer 2xx: {}{}",
                     probe.describe(),
                     if self.config.site_host.is_none() && url.names_an_address() {
                         " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"

@@ -238,7 +238,7 @@ fn a_dry_run_changes_nothing() {
     assert!(run.log.contains("plan: start"), "{}", run.log);
     assert!(
         run.log
-            .contains("result: unchanged (dry run: nothing was changed; the plan and upstream change shown are what a run would do)"),
+            .contains("result: unchanged (dry run: nothing was changed; what it showed is what a run would do)"),
         "{}",
         run.log
     );

@@ -4,10 +4,11 @@
 //! half of its pages: the first deploy goes live, and the watch after the switch rolls the
 //! broken one back.
 //!
-//! What the throwaway target changes, and only that: its own host, user, key, known hosts
-//! and Slack stand-in for the README's secrets; a unique app name for `shop`; the test's
-//! images for `image`; the test nginx's port for port 80 (in the URLs and setup's `listen`);
-//! and where that nginx keeps its files (the harness's inputs).
+//! What the throwaway target changes: its own host, user, key, known hosts and Slack
+//! stand-in for the README's secrets; a unique app name for `shop`; the test's images for
+//! `image`; the test nginx's port for port 80 (in the URLs and setup's `listen`); and the
+//! harness's inputs for every run (see `Target`): where that nginx keeps its files, its own
+//! service and maintenance ports, `pull: never`, and a 2 s watch instead of 30 s.
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -72,6 +73,7 @@ fn inputs_of(step: &Yaml, t: &Target, image: &str) -> Vec<(String, String)> {
     inputs
 }
 
+/// Runs the action on `t` with `inputs` (BG_ names) after the target's own.
 fn run(t: &Target, inputs: &[(String, String)]) -> crate::support::ActRun {
     let inputs: Vec<(&str, &str)> = inputs
         .iter()

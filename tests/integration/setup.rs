@@ -259,4 +259,16 @@ fn by_hand_on_debians_nginx_a_switch_is_verified_as_the_sites_name() {
     assert_eq!(by_name.code, 0, "{by_name:?}");
     let (status, slot, _) = crate::support::http_get_as(&site.nginx.url("/"), "shop.example.com");
     assert_eq!((status, slot.as_str()), (200, "blue"));
+    // status by hand asks the site by the name in the server block setup wrote.
+    let verify = site.nginx.url("/health");
+    let mut args = vec!["status".to_owned()];
+    args.extend(site.app_args(crate::support::APP));
+    args.extend(["--runtime", "command", "--json", "--verify-url", &verify].map(String::from));
+    let status = crate::support::run(BLUEGREEN, &args);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(
+        status.json()["site_answer"].as_str(),
+        Some(format!("{verify} (asked as shop.example.com) answers from blue").as_str()),
+        "{status:?}"
+    );
 }

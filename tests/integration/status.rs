@@ -219,7 +219,7 @@ fn status_asks_the_site_and_says_when_nginx_serves_another_slot_than_its_files_n
         report["problems"][0]
             .as_str()
             .unwrap()
-            .contains("answers from \"green\", but nginx's files route to blue"),
+            .contains("answers from \"green\", but nginx's include routes to blue"),
         "{report}"
     );
 

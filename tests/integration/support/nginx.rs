@@ -263,7 +263,7 @@ pub struct Site {
 impl Site {
     /// The arguments every helper takes for `app` on this site: its state directory, its
     /// slots' ports, its include and nginx's test command.
-    fn app_args(&self, app: &str) -> Vec<String> {
+    pub fn app_args(&self, app: &str) -> Vec<String> {
         [
             "--app",
             app,
