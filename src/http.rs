@@ -131,12 +131,35 @@ impl Prober {
         self
     }
 
+    /// The Host a request to `url` carries in place of the URL's own, if any.
+    fn host_for(&self, url: &HttpUrl) -> Option<&str> {
+        self.site_host.as_deref().filter(|_| url.names_an_address())
+    }
+
+    /// `url` as messages name it: with the Host it is asked as, where that is the site's.
+    pub fn asked(&self, url: &HttpUrl) -> String {
+        match self.host_for(url) {
+            Some(host) => format!("{url} (asked as {host})"),
+            None => url.to_string(),
+        }
+    }
+
+    /// Advice for an answer from the wrong server block: a request by address with no
+    /// site name reaches the port's default one. Empty where the site was asked by name.
+    pub fn by_address_advice(&self, url: &HttpUrl) -> &'static str {
+        if self.site_host.is_none() && url.names_an_address() {
+            " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"
+        } else {
+            ""
+        }
+    }
+
     /// GETs `url`, giving up after `timeout` (the whole exchange, body included).
     pub fn get(&self, url: &HttpUrl, timeout: Duration) -> Probe {
         let started = Instant::now();
         let elapsed_ms = || started.elapsed().as_millis() as u64;
         let mut request = self.agent.get(url.as_str());
-        if let Some(host) = self.site_host.as_deref().filter(|_| url.names_an_address()) {
+        if let Some(host) = self.host_for(url) {
             request = request.header("host", host);
         }
         let result = request
@@ -190,5 +213,69 @@ fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::HostNotFound => "host not found".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Host header of one request `prober` sends to a listener of ours, named `host`
+    /// in the URL.
+    fn host_header_sent(prober: &Prober, host: &str) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url: HttpUrl = format!("http://{host}:{}/", listener.local_addr().unwrap().port())
+            .parse()
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut host = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("host:") {
+                    host = value.trim().to_owned();
+                }
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            host
+        });
+        let probe = prober.get(&url, Duration::from_secs(5));
+        assert!(
+            matches!(probe, Probe::Answered { status: 204, .. }),
+            "{probe:?}"
+        );
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn a_url_by_address_is_asked_as_the_site_and_named_so() {
+        let site = Prober::new(false).for_site(Some("shop.example.com"));
+        assert_eq!(host_header_sent(&site, "127.0.0.1"), "shop.example.com");
+        let plain = Prober::new(false);
+        assert!(host_header_sent(&plain, "127.0.0.1").starts_with("127.0.0.1:"));
+
+        let by_address: HttpUrl = "http://127.0.0.1/health".parse().unwrap();
+        let by_name: HttpUrl = "https://shop.example.com/health".parse().unwrap();
+        assert_eq!(
+            site.asked(&by_address),
+            "http://127.0.0.1/health (asked as shop.example.com)"
+        );
+        assert_eq!(site.asked(&by_name), "https://shop.example.com/health");
+        assert_eq!(site.by_address_advice(&by_address), "");
+        assert!(plain.by_address_advice(&by_address).contains("--site-host"));
+        assert_eq!(plain.by_address_advice(&by_name), "");
+        for (url, by_address) in [
+            ("http://[::1]:8080/", true),
+            ("http://LOCALHOST/", true),
+            ("http://10.0.0.5/", true),
+            ("http://shop.example.com/", false),
+        ] {
+            let url: HttpUrl = url.parse().unwrap();
+            assert_eq!(url.names_an_address(), by_address, "{url}");
+        }
     }
 }

@@ -126,13 +126,9 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
     if state.maintenance.is_some() || state.active.is_none() {
         return None;
     }
-    let asked = match e.switch.site_host.as_deref() {
-        Some(host) if url.names_an_address() => format!("{url} (asked as {host})"),
-        _ => url.to_string(),
-    };
-    let probe = crate::http::Prober::new(false)
-        .for_site(e.switch.site_host.as_deref())
-        .get(url, SITE_PROBE_TIMEOUT);
+    let prober = crate::http::Prober::new(false).for_site(e.switch.site_host.as_deref());
+    let asked = prober.asked(url);
+    let probe = prober.get(url, SITE_PROBE_TIMEOUT);
     let crate::http::Probe::Answered {
         status: 200..=299, ..
     } = probe
@@ -140,11 +136,7 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
         return Some(Err(format!(
             "the site does not answer 2xx at {asked}: {}{}",
             probe.describe(),
-            if e.switch.site_host.is_none() && url.names_an_address() {
-                " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"
-            } else {
-                ""
-            }
+            prober.by_address_advice(url)
         )));
     };
     let serving: Vec<Slot> = routed

@@ -108,12 +108,8 @@ impl SwitchRequest {
         serving: &[Slot],
     ) -> std::result::Result<bool, String> {
         let to = serving[0];
-        let site_host = self.config.site_host.as_deref();
-        let prober = Prober::new(false).for_site(site_host);
-        let asked = match site_host {
-            Some(host) if url.names_an_address() => format!("{url} (asked as {host})"),
-            _ => url.to_string(),
-        };
+        let prober = Prober::new(false).for_site(self.config.site_host.as_deref());
+        let asked = prober.asked(url);
         let deadline = Instant::now() + self.config.verify_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -147,11 +143,7 @@ impl SwitchRequest {
                 _ => format!(
                     "{asked} did not answer 2xx: {}{}",
                     probe.describe(),
-                    if self.config.site_host.is_none() && url.names_an_address() {
-                        " (asked by address, nginx answers from the port's default server block, which may not be the app's: give server-name, as setup does, or --site-host)"
-                    } else {
-                        ""
-                    }
+                    prober.by_address_advice(url)
                 ),
             };
             if Instant::now() >= deadline {
