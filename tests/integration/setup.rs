@@ -179,15 +179,7 @@ fn setup_refuses_a_server_block_nginx_would_ignore() {
         ),
     )
     .unwrap();
-    let reload = nginx.reload_cmd();
-    let words: Vec<&str> = reload.split(' ').collect();
-    assert!(
-        Command::new(words[0])
-            .args(&words[1..])
-            .status()
-            .unwrap()
-            .success()
-    );
+    nginx.reload();
     crate::support::wait_for_port(nginx.port, std::time::Duration::from_secs(10));
     // Without -q: nginx says which names it ignores only then.
     let loud_test = nginx.test_cmd().replace(" -q", "");

@@ -2,8 +2,6 @@
 //! nginx really routes to, what each slot answers, and an exit code that says whether
 //! something needs a look.
 
-use std::process::Command;
-
 use crate::support::{APP, BLUEGREEN, Site, run};
 
 /// `bluegreen status` for `site` (command runtime: the slots are plain processes).
@@ -93,15 +91,7 @@ fn status_says_when_nginx_routes_elsewhere_than_state_records() {
         ),
     )
     .unwrap();
-    let reload = site.nginx.reload_cmd();
-    let words: Vec<&str> = reload.split_whitespace().collect();
-    assert!(
-        Command::new(words[0])
-            .args(&words[1..])
-            .status()
-            .unwrap()
-            .success()
-    );
+    site.nginx.reload();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while site.served_slot() != "green" {
         assert!(std::time::Instant::now() < deadline, "nginx did not reload");

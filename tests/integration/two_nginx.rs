@@ -30,19 +30,11 @@ fn the_first_switch_onto_a_dead_include_waits_for_its_reload_twenty_times_of_twe
         args[at + 1] = value.to_owned();
     }
     args.extend(["--service-port", &service_port, "--to", "blue"].map(String::from));
-    let reload = site.nginx.reload_cmd();
-    let reload: Vec<&str> = reload.split_whitespace().collect();
 
     for round in 1..=20 {
         // Back to the dead include, loaded, and no rule: a first switch again.
         std::fs::write(&site.nginx.upstream_file, &dead).unwrap();
-        assert!(
-            Command::new(reload[0])
-                .args(&reload[1..])
-                .status()
-                .unwrap()
-                .success()
-        );
+        site.nginx.reload();
         let deadline = Instant::now() + Duration::from_secs(10);
         while site.nginx.get("/").0 != 502 {
             assert!(

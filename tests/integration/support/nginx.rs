@@ -56,11 +56,7 @@ impl Nginx {
             ),
         )
         .unwrap();
-        let reload = std::process::Command::new("sh")
-            .args(["-c", &nginx.reload_cmd()])
-            .status()
-            .unwrap();
-        assert!(reload.success(), "nginx takes the default site");
+        nginx.reload();
         wait_for_port(nginx.port, Duration::from_secs(10));
         nginx
     }
@@ -163,6 +159,15 @@ http {{
     /// The reload command for this nginx.
     pub fn reload_cmd(&self) -> String {
         self.command("-s reload")
+    }
+
+    /// Runs [`Nginx::reload_cmd`], as an operator reloading by hand does; asserts nginx
+    /// took the signal (the new workers may still be starting).
+    pub fn reload(&self) {
+        let cmd = self.reload_cmd();
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let status = Command::new(words[0]).args(&words[1..]).status().unwrap();
+        assert!(status.success(), "{cmd}: {status}");
     }
 
     /// This nginx's pid file.
