@@ -307,6 +307,12 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Lets the app lock go before the run ends (a refused first setup removing the
+    /// directory the lock is in).
+    pub(super) fn unlock(&mut self) {
+        self.held = None;
+    }
+
     /// Decides `auto` (nftables where `nft` answers, else reload) and says which and why.
     fn resolve_switch_mode(&mut self) {
         let host = self.host;

@@ -60,7 +60,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
     if !plan.dry_run {
         e.lock()?;
     }
-    e.phase(Phase::Setup, |me| {
+    let outcome = e.phase(Phase::Setup, |me| {
         let mut done = Vec::new();
         if !dir_existed {
             done.push(format!(
@@ -128,7 +128,23 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         } else {
             (Outcome::Changed, done.join("; "))
         })
-    })
+    });
+    if outcome.is_err() && !dir_existed && !plan.dry_run {
+        // A refused first setup leaves the host as it found it: its files are put back,
+        // and the state directory it made (the lock, the placeholder page) goes too.
+        e.unlock();
+        match std::fs::remove_dir_all(store.dir()) {
+            Ok(()) => e.log(&format!(
+                "removed the state directory {} this setup created",
+                store.dir().display()
+            )),
+            Err(err) => e.log(&format!(
+                "warning: could not remove the state directory {} this setup created: {err}",
+                store.dir().display()
+            )),
+        }
+    }
+    outcome
 }
 
 /// The include, when setup writes it: setup's placeholder where there is no include yet

@@ -163,8 +163,13 @@ impl StateStore {
         write_atomic(&self.state_path(), text.as_bytes(), 0o644)
     }
 
-    /// Appends one event to `history.jsonl`.
+    /// Appends one event to `history.jsonl`, in the app's directory where there is one: a
+    /// run that never made it (refused before its lock) or removed the one it made (a
+    /// refused first setup) leaves nothing on the host.
     pub fn record(&self, event: &HistoryEvent) -> Result<()> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
         self.ensure_dir()?;
         let line = serde_json::to_string(event).expect("history event serializes");
         append_line(&self.history_path(), &line)

@@ -153,3 +153,22 @@ fn the_images_releases_went_live_from_are_remembered_latest_first() {
     });
     assert_eq!(many.deployed_images.len(), DEPLOYED_IMAGES_KEPT);
 }
+
+#[test]
+fn history_goes_only_into_a_state_directory_that_exists() {
+    let root = tempfile::tempdir().unwrap();
+    let store = StateStore::new(root.path().join("shop"));
+    let event = HistoryEvent::parse(
+        r#"{"ts":"2026-12-03T12:00:00Z","event":"setup","app":"shop","pid":1}"#,
+    )
+    .unwrap();
+    store.record(&event).unwrap();
+    assert!(
+        !store.dir().exists(),
+        "a run that made no directory leaves none"
+    );
+    store.ensure_dir().unwrap();
+    store.record(&event).unwrap();
+    let history = std::fs::read_to_string(store.history_path()).unwrap();
+    assert_eq!(history.lines().count(), 1, "{history}");
+}

@@ -157,6 +157,10 @@ fn a_configuration_nginx_refuses_puts_setups_files_back() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("put its files back"), "{out}");
     assert!(!site.nginx.upstream_file.exists(), "{out}");
+    assert!(
+        !site.state_dir.exists(),
+        "the state directory it made goes too: {out}"
+    );
     let server = site
         .nginx
         .upstream_file
@@ -191,6 +195,10 @@ fn setup_refuses_a_server_block_nginx_would_ignore() {
         "{out}"
     );
     assert!(!nginx.upstream_file.exists(), "{out}");
+    assert!(
+        !site.state_dir.exists(),
+        "a refused first setup leaves no state directory: {out}"
+    );
     // A name given that another block already has: the advice is another name.
     std::fs::write(
         nginx.dir.join("conf.d").join("other.conf"),
