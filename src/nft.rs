@@ -206,26 +206,36 @@ impl NftSwitch {
     /// The tables of other apps (`bluegreen_*` but this one) whose rules catch this
     /// switch's service port: a second rule there would take their traffic, or they ours.
     pub fn others_on_service_port(&self) -> Result<Vec<String>> {
-        let tables = self.nft.with_args(["list", "tables"]).run(NFT_TIMEOUT)?;
-        let mut others = Vec::new();
-        for table in tables
-            .stdout
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("table ip "))
-        {
-            if !table.starts_with("bluegreen_") || table == self.table {
-                continue;
-            }
-            let listing = self
-                .nft
-                .with_args(["list", "table", "ip", table])
-                .run(NFT_TIMEOUT)?;
-            if self.route_in(&listing.stdout).is_some() {
-                others.push(table.to_owned());
-            }
-        }
-        Ok(others)
+        // Every ip table in one listing: a table another app's run removes meanwhile
+        // cannot fail a read of it, as listing the names and then each table could.
+        let ruleset = self
+            .nft
+            .with_args(["list", "ruleset", "ip"])
+            .run(NFT_TIMEOUT)?;
+        Ok(ip_tables_in(&ruleset.stdout)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("bluegreen_") && *name != self.table)
+            .filter(|(_, listing)| self.route_in(listing).is_some())
+            .map(|(name, _)| name.to_owned())
+            .collect())
     }
+}
+
+/// The tables of an `nft list ruleset ip` listing: each one's name and its text.
+fn ip_tables_in(ruleset: &str) -> Vec<(&str, String)> {
+    let mut tables: Vec<(&str, String)> = Vec::new();
+    for line in ruleset.lines() {
+        if let Some(name) = line
+            .strip_prefix("table ip ")
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            tables.push((name, String::new()));
+        } else if let Some((_, text)) = tables.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    tables
 }
 
 /// The route the rules for `service_port` in `nft list table` output say.
@@ -261,6 +271,21 @@ fn parse_route(listing: &str, service_port: u16) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ruleset_listing_is_cut_into_its_tables() {
+        let ruleset = "# Warning: table ip nat is managed by iptables-nft, do not touch!\n\
+table ip nat {\n\tchain OUTPUT {\n\t\ttcp dport 21000 dnat to 172.17.0.3:8080\n\t}\n}\n\
+table ip bluegreen_api {\n\tchain output {\n\t\tip daddr 127.0.0.1 tcp dport 21000 counter packets 0 bytes 0 dnat to 127.0.0.1:3002\n\t}\n}\n\
+table ip bluegreen_shop {\n\tchain output {\n\t\tip daddr 127.0.0.1 tcp dport 21001 counter packets 0 bytes 0 dnat to 127.0.0.1:3001\n\t}\n}\n";
+        let tables = ip_tables_in(ruleset);
+        let names: Vec<&str> = tables.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["nat", "bluegreen_api", "bluegreen_shop"]);
+        assert!(tables[1].1.contains("dnat to 127.0.0.1:3002"));
+        assert!(!tables[1].1.contains("3001"), "{}", tables[1].1);
+        let on = |port: u16| parse_route(&tables[1].1, port).map(|r| r.port);
+        assert_eq!((on(21000), on(21001)), (Some(3002), None));
+    }
 
     #[test]
     fn ruleset_replaces_the_table_in_one_transaction() {
