@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::input::{Image, Slot, SlotPorts, SwitchTarget, Version};
+use crate::error::{Error, Result};
+use crate::input::{AppName, Image, Slot, SlotPorts, SwitchTarget, Version};
 use crate::state::{CanaryRecord, MaintenanceRecord, State};
 
 /// What a switch is recorded as in the history.
@@ -81,6 +82,37 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// The slot the target names, given `app`'s current state: refused for `previous`
+    /// while a canary runs (the previous slot is the canary's) or with none recorded.
+    pub fn resolve(&self, state: &State, app: &AppName) -> Result<Slot> {
+        match self.target {
+            SwitchTarget::Slot(s) => Ok(s),
+            SwitchTarget::Previous if state.canary.is_some() => {
+                let canary = state.canary.as_ref().expect("checked");
+                Err(Error::invalid(
+                    "--to previous",
+                    format!(
+                        "{} gets {} of new requests as a canary of {}: the previous slot is the canary's; end it with `switch-traffic --to {}` (or command abort) first",
+                        canary.slot,
+                        canary.share,
+                        canary.version,
+                        canary.slot.other()
+                    ),
+                ))
+            }
+            SwitchTarget::Previous => state.previous.ok_or_else(|| {
+                Error::invalid(
+                    "--to previous",
+                    format!(
+                        "no previous slot is recorded for {} (active: {})",
+                        app,
+                        state.active.map_or("none", Slot::as_str)
+                    ),
+                )
+            }),
+        }
+    }
+
     /// A switch to `target`.
     pub fn switch_to(target: SwitchTarget) -> Intent {
         Intent {

@@ -118,7 +118,7 @@ impl SwitchRequest {
                 .store
                 .load(&self.app, self.config.upstream_file.as_path(), self.ports)?
                 .state;
-            self.resolve(&state)?;
+            self.intent.resolve(&state, &self.app)?;
         }
         let _lock = if self.dry_run {
             None
@@ -152,7 +152,7 @@ impl SwitchRequest {
                 state.active.map_or("none", Slot::as_str)
             )));
         }
-        let to = self.resolve(&state)?;
+        let to = self.intent.resolve(&state, &self.app)?;
         let version = self
             .intent
             .version
@@ -408,37 +408,7 @@ impl SwitchRequest {
             .store
             .load(&self.app, self.config.upstream_file.as_path(), self.ports)?
             .state;
-        self.resolve(&state)
-    }
-
-    /// The slot the target names, given the current state.
-    fn resolve(&self, state: &crate::state::State) -> Result<Slot> {
-        match self.intent.target {
-            SwitchTarget::Slot(s) => Ok(s),
-            SwitchTarget::Previous if state.canary.is_some() => {
-                let canary = state.canary.as_ref().expect("checked");
-                Err(Error::invalid(
-                    "--to previous",
-                    format!(
-                        "{} gets {} of new requests as a canary of {}: the previous slot is the canary's; end it with `switch-traffic --to {}` (or command abort) first",
-                        canary.slot,
-                        canary.share,
-                        canary.version,
-                        canary.slot.other()
-                    ),
-                ))
-            }
-            SwitchTarget::Previous => state.previous.ok_or_else(|| {
-                Error::invalid(
-                    "--to previous",
-                    format!(
-                        "no previous slot is recorded for {} (active: {})",
-                        self.app,
-                        state.active.map_or("none", Slot::as_str)
-                    ),
-                )
-            }),
-        }
+        self.intent.resolve(&state, &self.app)
     }
 
     /// The slot traffic is routed to now, given the upstream file's content.
