@@ -367,10 +367,18 @@ impl GithubContext {
             ref_name: get("GITHUB_REF_NAME"),
             sha: get("GITHUB_SHA"),
             actor: get("GITHUB_ACTOR"),
-            run_url: super::inputs::run_url(env),
+            run_url: GithubContext::run_url(env),
             output_file: env.get("GITHUB_OUTPUT").map(PathBuf::from),
             summary_file: env.get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
         }
+    }
+
+    /// The URL of the current workflow run, when running under GitHub Actions (or act).
+    pub fn run_url(env: &std::collections::HashMap<String, String>) -> Option<String> {
+        let server = env.get("GITHUB_SERVER_URL")?;
+        let repo = env.get("GITHUB_REPOSITORY")?;
+        let run = env.get("GITHUB_RUN_ID")?;
+        Some(format!("{server}/{repo}/actions/runs/{run}"))
     }
 }
 

@@ -5,8 +5,11 @@
 //! nothing here restates a rule.
 //!
 //! - this file: the inputs as types, and [`Inputs::from_env`], which builds the plan;
+//! - `connection`: the inputs that say how to reach the hosts (where, in what batches, as
+//!   whom, with which key, through which bastion);
 //! - `source`: reading one input with its default and parser, collecting every problem.
 
+mod connection;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -16,9 +19,11 @@ use std::num::NonZeroU32;
 
 use clap::ValueEnum;
 
-use source::{Source, parse_hosts, ssh_word};
+use connection::Connection;
+use source::Source;
+pub use source::env_name;
 
-use crate::action::fleet::{BatchSize, FleetSpec, SshTarget};
+use crate::action::fleet::{FleetSpec, SshTarget};
 use crate::canary::{CanarySpec, Share, TrafficSteps};
 use crate::config::{default_server_file, default_state_dir, default_upstream_file, defaults};
 use crate::deploy::{
@@ -107,11 +112,6 @@ pub struct InputErrors {
     pub known: Known,
 }
 
-/// The environment variable holding input `name` (`ssh-key` -> `INPUT_SSH_KEY`).
-pub fn env_name(name: &str) -> String {
-    format!("INPUT_{}", name.replace('-', "_").to_ascii_uppercase())
-}
-
 impl Inputs {
     /// The inputs a report of this run may use.
     pub fn known(&self) -> Known {
@@ -132,55 +132,7 @@ impl Inputs {
             env,
             errors: Vec::new(),
         };
-        let ssh_port = s.parse("port", defaults::SSH_PORT, parse_port);
-        let host_raw = s.required("host");
-        let hosts = match ssh_port {
-            Some(port) if !host_raw.is_empty() => {
-                s.parse("host", "", |_| parse_hosts(&host_raw, port))
-            }
-            _ => None,
-        };
-        let batch = s.parse("batch-size", defaults::BATCH_SIZE, str::parse::<BatchSize>);
-        let count = |name: &'static str| {
-            move |raw: &str| {
-                raw.trim().parse::<usize>().map_err(|_| {
-                    Error::invalid(name, format!("{raw:?}: expected a whole number of hosts"))
-                })
-            }
-        };
-        let canary_hosts = s.parse(
-            "canary-hosts",
-            defaults::CANARY_HOSTS,
-            count("canary-hosts"),
-        );
-        let max_unreachable = s.parse(
-            "max-unreachable",
-            defaults::MAX_UNREACHABLE,
-            count("max-unreachable"),
-        );
-        let fleet_rollback = s.boolean("fleet-rollback", defaults::FLEET_ROLLBACK);
-        let username = s.required("username");
-        if !username.is_empty() && !ssh_word(&username, "") {
-            s.errors
-                .push(format!("input `username`: {username:?} is not a user name"));
-        }
-        let ssh_key = s.required("ssh-key");
-        let insecure = s.boolean(
-            "insecure-skip-host-key-check",
-            defaults::INSECURE_SKIP_HOST_KEY_CHECK,
-        );
-        let known_hosts = s.raw("known-hosts");
-        if known_hosts.is_empty() && insecure == Some(false) {
-            s.errors.push(
-                "input `known-hosts` is required (or set insecure-skip-host-key-check: 'true')"
-                    .into(),
-            );
-        }
-        let proxy_jump = s.optional("proxy-jump");
-        if let Some(j) = proxy_jump.as_ref().filter(|j| !ssh_word(j, "@:[]")) {
-            s.errors
-                .push(format!("input `proxy-jump`: {j:?} is not user@host:port"));
-        }
+        let connection = Connection::read(&mut s);
         let app = s.parse("app", "", str::parse::<AppName>);
         let operation = s.choice::<Operation>("command", defaults::COMMAND);
         let version_default = env
@@ -378,7 +330,8 @@ impl Inputs {
             operation.map_or("deploy", Operation::as_str),
             version.as_ref().map_or("", Version::as_str),
             env.get("GITHUB_ACTOR").map_or("someone", String::as_str),
-            run_url(env).unwrap_or_else(|| "a local run".into())
+            crate::action::report::GithubContext::run_url(env)
+                .unwrap_or_else(|| "a local run".into())
         );
         let plan = DeployPlan {
             operation: operation.expect("validated"),
@@ -478,31 +431,19 @@ impl Inputs {
         if !problems.is_empty() {
             return Err(invalid(problems, known));
         }
+        let connection = connection.expect("validated");
         Ok(Inputs {
-            hosts: hosts.expect("validated"),
-            fleet: FleetSpec {
-                batch: batch.expect("validated"),
-                canary_hosts: canary_hosts.expect("validated"),
-                max_unreachable: max_unreachable.expect("validated"),
-                rollback: fleet_rollback.expect("validated"),
-            },
-            username,
-            ssh_key,
-            known_hosts,
-            insecure_skip_host_key_check: insecure.expect("validated"),
-            proxy_jump,
+            hosts: connection.hosts,
+            fleet: connection.fleet,
+            username: connection.username,
+            ssh_key: connection.ssh_key,
+            known_hosts: connection.known_hosts,
+            insecure_skip_host_key_check: connection.insecure_skip_host_key_check,
+            proxy_jump: connection.proxy_jump,
             image_transfer,
             slack_webhook,
             notify_on: notify_on.expect("validated"),
             plan,
         })
     }
-}
-
-/// The URL of the current workflow run, when running under GitHub Actions (or act).
-pub fn run_url(env: &HashMap<String, String>) -> Option<String> {
-    let server = env.get("GITHUB_SERVER_URL")?;
-    let repo = env.get("GITHUB_REPOSITORY")?;
-    let run = env.get("GITHUB_RUN_ID")?;
-    Some(format!("{server}/{repo}/actions/runs/{run}"))
 }

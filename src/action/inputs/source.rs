@@ -9,7 +9,10 @@ use crate::action::fleet::SshTarget;
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 
-use super::env_name;
+/// The environment variable holding input `name` (`ssh-key` -> `INPUT_SSH_KEY`).
+pub fn env_name(name: &str) -> String {
+    format!("INPUT_{}", name.replace('-', "_").to_ascii_uppercase())
+}
 
 /// Reads inputs from a map of environment variables, collecting every problem.
 pub(super) struct Source<'a> {

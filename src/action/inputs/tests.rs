@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::source::parse_hosts;
 use super::*;
 use crate::input::SlotPorts;
 
