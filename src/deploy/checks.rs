@@ -64,6 +64,16 @@ impl Engine<'_> {
             for c in &report.checks {
                 me.log(&format!("{} {}: {}", c.status.as_str(), c.name, c.detail));
             }
+            // A warning of validation is the run's too: the summary and the annotations
+            // carry it, not only the validate lines (a state warning is the one loading
+            // the state gives, and is kept once).
+            let warned: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Warn)
+                .map(|c| c.detail.clone())
+                .collect();
+            me.add_warnings(&warned);
             let failed: Vec<String> = report
                 .checks
                 .iter()

@@ -348,7 +348,7 @@ impl<'a> Engine<'a> {
                 .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)?;
         if let Some(w) = loaded.warning {
             self.log(&format!("warning: {w}"));
-            self.result.warnings.push(w);
+            self.add_warnings(&[w]);
         }
         let mut state = loaded.state;
         // In nftables mode the upstream file does not say which slot is live: the rule does.
