@@ -38,6 +38,13 @@ pub fn dir_writable(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether this process may write `path` (a file or a socket), as the kernel's permission
+/// check answers (writes nothing).
+pub fn may_write(path: &Path) -> bool {
+    // SAFETY: access only reads the C string.
+    c_path(path).is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+}
+
 /// The closest existing ancestor of `path` (itself if it exists): where a directory that
 /// does not exist yet would be created.
 pub fn existing_ancestor(path: &Path) -> PathBuf {

@@ -22,6 +22,7 @@ use crate::upstream::routed_slot;
 mod access;
 mod memory;
 mod nftables;
+mod privilege;
 
 pub use access::Audience;
 use access::not_on_path;
@@ -164,6 +165,7 @@ impl ValidateRequest {
         checks.extend(memory);
         checks.extend(tcp);
         checks.push(state);
+        checks.extend(self.privilege_check());
         ValidateReport {
             passed: checks.iter().all(|c| c.status != CheckStatus::Fail),
             app: self.app.to_string(),

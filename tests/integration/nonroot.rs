@@ -111,6 +111,15 @@ fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
         "{}",
         first.log
     );
+    // The set-up is root-equivalent, and the run says so, naming how.
+    let privilege = format!("{} is not root, but may use the Docker daemon", user.name);
+    assert!(
+        first.log.lines().any(|l| l.contains("::warning::")
+            && l.contains(&privilege)
+            && l.contains("whose files root's nginx loads")),
+        "{}",
+        first.log
+    );
     assert_eq!(t.live(), ("blue".into(), "u1".into()));
     let second = t.run(&inputs("u2"));
     assert_result(&second, "deployed");
