@@ -244,14 +244,16 @@ impl RunReport {
     /// The Slack message, with everything from users and hosts escaped for Slack.
     pub fn slack_payload(&self, github: &GithubContext) -> Result<String> {
         let outcome = self.outcome();
+        // A rollback or an abort asks for the slot that was live before: a host that went
+        // back did as asked.
+        let went_back_as_asked = matches!(self.command.as_str(), "rollback" | "abort");
         let not_ok: Vec<&HostReport> = self
             .hosts
             .iter()
-            .filter(|h| {
-                !matches!(
-                    h.outcome(),
-                    Outcome::Deployed | Outcome::Unchanged | Outcome::Changed
-                )
+            .filter(|h| match h.outcome() {
+                Outcome::Deployed | Outcome::Unchanged | Outcome::Changed => false,
+                Outcome::RolledBack => !went_back_as_asked,
+                Outcome::Failed | Outcome::Cancelled | Outcome::Paused => true,
             })
             .collect();
         // The host whose failure stopped the run, before those rolled back because of it.
@@ -274,6 +276,11 @@ impl RunReport {
             .early_error
             .clone()
             .or_else(|| failed.and_then(|h| Some(h.result.error.as_ref()?.message.clone())));
+        let not_ok_label = if matches!(self.command.as_str(), "deploy" | "promote") {
+            "Hosts not on the new version".to_owned()
+        } else {
+            format!("Hosts where {} did not succeed", self.command)
+        };
         let mut fields = vec![
             ("Repository", github.repository.clone()),
             ("Ref", github.ref_name.clone()),
@@ -300,7 +307,7 @@ impl RunReport {
                     (false, None) => format!("{} ({})", h.host, h.outcome().as_str()),
                 })
                 .collect();
-            fields.push(("Hosts not on the new version", listed.join(", ")));
+            fields.push((&not_ok_label, listed.join(", ")));
         }
         if let Some(h) = failed.filter(|_| !succeeded) {
             fields.push(("Failed host", h.host.clone()));

@@ -213,3 +213,34 @@ fn a_dry_run_says_nothing_was_changed_where_the_outcome_is_named() {
         "unchanged"
     );
 }
+
+#[test]
+fn slack_names_the_hosts_that_did_not_do_as_the_command_asked() {
+    let github = GithubContext::default();
+    let two = |command: &str, first: Outcome, second: Outcome| {
+        let mut run = report(first, None);
+        run.command = command.into();
+        let mut other = run.hosts[0].clone();
+        other.host = "web2".into();
+        other.result.result = Some(second);
+        run.hosts.push(other);
+        run.slack_payload(&github).unwrap()
+    };
+    // A rollback that went back on both hosts did as asked: no host is named.
+    let back = two("rollback", Outcome::RolledBack, Outcome::RolledBack);
+    assert!(!back.contains("Hosts not on the new version"), "{back}");
+    assert!(!back.contains("did not succeed"), "{back}");
+    // One that failed on a host names it, in the rollback's words.
+    let half = two("rollback", Outcome::RolledBack, Outcome::Failed);
+    assert!(
+        half.contains("Hosts where rollback did not succeed") && half.contains("web2 (failed)"),
+        "{half}"
+    );
+    assert!(!half.contains("new version"), "{half}");
+    // A deploy that a host rolled back: that host is not on the new version.
+    let deploy = two("deploy", Outcome::Deployed, Outcome::RolledBack);
+    assert!(
+        deploy.contains("Hosts not on the new version") && deploy.contains("web2 (rolled-back)"),
+        "{deploy}"
+    );
+}
