@@ -145,10 +145,17 @@ impl RunReport {
         }
     }
 
-    /// The overall outcome: failed if any host failed, else cancelled if any was cancelled,
-    /// else rolled-back if any rolled back, else paused if any canary paused, else unchanged
-    /// if all were unchanged, else changed if any host was (setup, maintenance), else
-    /// deployed.
+    /// Whether the command asks hosts to go back to the slot that was live before
+    /// (rollback, abort): for it, a host that rolled back did as asked.
+    fn asked_to_go_back(&self) -> bool {
+        matches!(self.command.as_str(), "rollback" | "abort")
+    }
+
+    /// The overall outcome: failed if any host failed; else rolled-back if a host rolled
+    /// itself back (the hosts the fleet then did not start read `cancelled`, which says
+    /// less); else cancelled if any was cancelled; else rolled-back if any went back as a
+    /// rollback or abort asks; else paused if any canary paused, else unchanged if all were
+    /// unchanged, else changed if any host was (setup, maintenance), else deployed.
     pub fn outcome(&self) -> Outcome {
         let outcomes: Vec<Outcome> = self
             .hosts
@@ -159,6 +166,8 @@ impl RunReport {
         if self.early_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed)
         {
             Outcome::Failed
+        } else if outcomes.contains(&Outcome::RolledBack) && !self.asked_to_go_back() {
+            Outcome::RolledBack
         } else if outcomes.contains(&Outcome::Cancelled) {
             Outcome::Cancelled
         } else if outcomes.contains(&Outcome::RolledBack) {
@@ -180,7 +189,7 @@ impl RunReport {
     pub fn succeeded(&self) -> bool {
         match self.outcome() {
             Outcome::Deployed | Outcome::Unchanged | Outcome::Paused | Outcome::Changed => true,
-            Outcome::RolledBack => matches!(self.command.as_str(), "rollback" | "abort"),
+            Outcome::RolledBack => self.asked_to_go_back(),
             Outcome::Failed | Outcome::Cancelled => false,
         }
     }
@@ -244,15 +253,12 @@ impl RunReport {
     /// The Slack message, with everything from users and hosts escaped for Slack.
     pub fn slack_payload(&self, github: &GithubContext) -> Result<String> {
         let outcome = self.outcome();
-        // A rollback or an abort asks for the slot that was live before: a host that went
-        // back did as asked.
-        let went_back_as_asked = matches!(self.command.as_str(), "rollback" | "abort");
         let not_ok: Vec<&HostReport> = self
             .hosts
             .iter()
             .filter(|h| match h.outcome() {
                 Outcome::Deployed | Outcome::Unchanged | Outcome::Changed => false,
-                Outcome::RolledBack => !went_back_as_asked,
+                Outcome::RolledBack => !self.asked_to_go_back(),
                 Outcome::Failed | Outcome::Cancelled | Outcome::Paused => true,
             })
             .collect();
