@@ -113,15 +113,15 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
             continue;
         }
         let done = run_batch(ctx, &batch, &mut connections, &logs, &inputs.plan).await;
+        let outcomes: Vec<Outcome> = done.iter().map(HostReport::outcome).collect();
+        let (stopper, batch_failed) = batch_verdict(inputs.plan.operation, &outcomes);
+        failed |= batch_failed;
+        if let Some(report) = stopper.map(|at| &done[at]).filter(|_| stop.is_none()) {
+            let why = format!("{} ended {}", report.host, report.outcome().as_str());
+            ctx.log.warning(&format!("stopping the fleet here: {why}"));
+            stop = Some(why);
+        }
         for (i, report) in batch.iter().zip(done) {
-            let outcome = report.outcome();
-            if stop.is_none() && stops_the_fleet(inputs.plan.operation, outcome) {
-                let why = format!("{} ended {}", report.host, outcome.as_str());
-                ctx.log.warning(&format!("stopping the fleet here: {why}"));
-                stop = Some(why);
-                // A cancel stops the run; only a failure calls for going back.
-                failed |= outcome != Outcome::Cancelled;
-            }
             reports[*i] = Some(report);
         }
     }
@@ -166,6 +166,21 @@ async fn run_batch(
             ))
         });
     join_all(runs).await
+}
+
+/// What the outcomes of one batch say, whichever host's is read first: the first that stops
+/// the fleet (its index), and whether any of them is a failure, which calls for going back,
+/// rather than a cancel, which only stops the run.
+fn batch_verdict(operation: Operation, outcomes: &[Outcome]) -> (Option<usize>, bool) {
+    let stoppers = || {
+        outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| stops_the_fleet(operation, **o))
+    };
+    let first = stoppers().map(|(at, _)| at).next();
+    let failed = stoppers().any(|(_, o)| *o != Outcome::Cancelled);
+    (first, failed)
 }
 
 /// Whether a host that ended with `outcome` stops the rest of the fleet: a failure, a
@@ -255,4 +270,33 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
         .into_iter()
         .map(|o| o.expect("every future finished"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_calls_for_going_back_whichever_of_its_hosts_is_read_first() {
+        use Outcome::{Cancelled, Deployed, Failed, RolledBack};
+        let deploy = Operation::Deploy;
+        // A host cancelled as its neighbour failed: the failure counts, in either order.
+        assert_eq!(batch_verdict(deploy, &[Cancelled, Failed]), (Some(0), true));
+        assert_eq!(batch_verdict(deploy, &[Failed, Cancelled]), (Some(0), true));
+        assert_eq!(
+            batch_verdict(deploy, &[Deployed, RolledBack]),
+            (Some(1), true)
+        );
+        // Cancels alone stop the run without going back.
+        assert_eq!(
+            batch_verdict(deploy, &[Cancelled, Cancelled]),
+            (Some(0), false)
+        );
+        assert_eq!(batch_verdict(deploy, &[Deployed, Deployed]), (None, false));
+        // A rollback command rolls back on purpose.
+        assert_eq!(
+            batch_verdict(Operation::Rollback, &[RolledBack, RolledBack]),
+            (None, false)
+        );
+    }
 }
