@@ -58,6 +58,8 @@ impl HostReport {
     /// went back, else failed; its phases follow the deploy's.
     pub fn fleet_rollback(&mut self, back: HostReport, why: &str) {
         let went_back = back.outcome() == Outcome::RolledBack;
+        // Deployed, or paused as a canary.
+        let before = self.outcome().as_str();
         let deployed = std::mem::take(&mut self.result);
         self.result = DeployResult {
             result: Some(if went_back {
@@ -75,10 +77,10 @@ impl HostReport {
                 message: match (&back.result.error, went_back) {
                     (_, true) => format!("rolled back with the fleet: {why}"),
                     (Some(e), false) => format!(
-                        "deployed, then the fleet's rollback ({why}) failed: {}",
+                        "{before}, then the fleet's rollback ({why}) failed: {}",
                         e.message
                     ),
-                    (None, false) => format!("deployed, then the fleet's rollback ({why}) failed"),
+                    (None, false) => format!("{before}, then the fleet's rollback ({why}) failed"),
                 },
             }),
             phases: deployed

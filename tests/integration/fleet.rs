@@ -3,7 +3,8 @@
 //! `action.yml` runs: all succeed in batches; a failing canary host stops the run before
 //! any other host changes; a failing third host rolls back the first two; an unreachable
 //! host stops the run before anything changes, unless allowed; a host whose sshd is killed
-//! mid-run fails and the hosts already switched are rolled back. Every test ends with each
+//! mid-run fails and the hosts already switched are rolled back; a canary left paused on one
+//! host is aborted when a later host fails. Every test ends with each
 //! host serving a healthy slot.
 
 use std::time::{Duration, Instant};
@@ -77,6 +78,38 @@ fn a_failing_third_host_rolls_back_the_first_two() {
             run.summary
         );
         assert!(fleet.history(n).contains("fleet rollback"), "host {n}");
+    }
+}
+
+#[test]
+fn a_canary_left_paused_on_one_host_is_aborted_when_a_later_host_fails() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(2);
+    fleet.break_next_slot(2, "--health unhealthy");
+    let run = fleet.run(&[
+        ("VERSION", "v2"),
+        ("TRAFFIC_STEPS", "50"),
+        ("CANARY_PAUSE_AT", "50"),
+        ("STEP_SECONDS", "1"),
+        ("HEALTH_TIMEOUT", "3"),
+    ]);
+    assert_eq!(run.output("result"), "failed", "{}", run.log);
+    let host1 = fleet.host(1);
+    assert!(
+        run.log
+            .contains(&format!("aborting the paused canaries of {host1}:22")),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.summary
+            .contains(&format!("| {host1}:22 | rolled-back |")),
+        "{}",
+        run.summary
+    );
+    // No share of host 1's requests goes to the canary any more.
+    for _ in 0..10 {
+        all_serve(&fleet, "v1");
     }
 }
 

@@ -198,7 +198,8 @@ fn stops_the_fleet(operation: Operation, outcome: Outcome) -> bool {
 }
 
 /// Rolls back the hosts this run deployed (a deploy or a promote whose host ended
-/// `deployed`), because of `why`, so the fleet ends on one version.
+/// `deployed`), and aborts the canaries it left paused (`paused`), because of `why`, so the
+/// fleet ends on one version.
 async fn roll_back(
     ctx: &RunContext<'_>,
     reports: &mut [Option<HostReport>],
@@ -210,28 +211,33 @@ async fn roll_back(
     if !matches!(plan.operation, Operation::Deploy | Operation::Promote) || plan.dry_run {
         return;
     }
-    let switched: Vec<usize> = (0..reports.len())
-        .filter(|&i| {
-            reports[i]
-                .as_ref()
-                .is_some_and(|r| r.outcome() == Outcome::Deployed)
-        })
-        .collect();
-    if switched.is_empty() {
-        return;
-    }
-    let names = names(&ctx.inputs.hosts, &switched);
-    ctx.log
-        .warning(&format!("rolling back {names}: {why} (fleet-rollback)"));
-    let rollback = DeployPlan {
-        operation: Operation::Rollback,
-        purpose: format!("fleet rollback, {why} ({})", plan.purpose),
-        ..plan.clone()
-    };
-    let done = run_batch(ctx, &switched, connections, logs, &rollback).await;
-    for (i, back) in switched.iter().zip(done) {
-        if let Some(report) = reports[*i].as_mut() {
-            report.fleet_rollback(back, why);
+    for (ended, back, doing) in [
+        (Outcome::Deployed, Operation::Rollback, "rolling back"),
+        (
+            Outcome::Paused,
+            Operation::Abort,
+            "aborting the paused canaries of",
+        ),
+    ] {
+        let hosts: Vec<usize> = (0..reports.len())
+            .filter(|&i| reports[i].as_ref().is_some_and(|r| r.outcome() == ended))
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let names = names(&ctx.inputs.hosts, &hosts);
+        ctx.log
+            .warning(&format!("{doing} {names}: {why} (fleet-rollback)"));
+        let going_back = DeployPlan {
+            operation: back,
+            purpose: format!("fleet rollback, {why} ({})", plan.purpose),
+            ..plan.clone()
+        };
+        let done = run_batch(ctx, &hosts, connections, logs, &going_back).await;
+        for (i, went) in hosts.iter().zip(done) {
+            if let Some(report) = reports[*i].as_mut() {
+                report.fleet_rollback(went, why);
+            }
         }
     }
 }
