@@ -28,13 +28,15 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
     let targets = &inputs.hosts;
     let spec = inputs.fleet;
     let alone = targets.len() == 1;
-    let batches = spec.batches(targets.len());
-    // Groups only where a host runs by itself (one host, or batches of one).
+    let everyone: Vec<usize> = (0..targets.len()).collect();
+    // Groups only where a host runs by itself (one host, or batches of one), as planned
+    // before anyone is found unreachable.
+    let planned = spec.batches(&everyone, targets.len());
     let logs: Vec<_> = targets
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let by_itself = batches.iter().any(|b| b == &[i]);
+            let by_itself = planned.iter().any(|b| b == &[i]);
             if alone {
                 ctx.log.clone()
             } else {
@@ -88,6 +90,13 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         }
     }
 
+    // The batches go through the hosts that answered: a skipped canary host's place goes
+    // to the next one.
+    let reachable: Vec<usize> = everyone
+        .into_iter()
+        .filter(|i| !unreachable.contains(i))
+        .collect();
+    let batches = spec.batches(&reachable, targets.len());
     for batch in &batches {
         let batch: Vec<usize> = batch
             .iter()

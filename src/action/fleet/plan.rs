@@ -119,17 +119,17 @@ pub struct FleetSpec {
 }
 
 impl FleetSpec {
-    /// The batches of a fleet of `hosts` (indexes, in order): the canary hosts first, then
-    /// the rest in batches of the batch size.
-    pub fn batches(&self, hosts: usize) -> Vec<Vec<usize>> {
-        let canaries = self.canary_hosts.min(hosts);
+    /// The batches of a fleet of `total` hosts that go through `hosts` (indexes, in order;
+    /// the reachable ones): the first `canary_hosts` of them first, as a batch of their own,
+    /// then the rest in batches of the batch size (of `total`). An unreachable host skipped
+    /// among the first is replaced by the next one, so no batch goes first unguarded.
+    pub fn batches(&self, hosts: &[usize], total: usize) -> Vec<Vec<usize>> {
+        let (canaries, rest) = hosts.split_at(self.canary_hosts.min(hosts.len()));
         let mut batches: Vec<Vec<usize>> = Vec::new();
-        if canaries > 0 {
-            batches.push((0..canaries).collect());
+        if !canaries.is_empty() {
+            batches.push(canaries.to_vec());
         }
-        let size = self.batch.of(hosts);
-        let rest: Vec<usize> = (canaries..hosts).collect();
-        batches.extend(rest.chunks(size).map(<[usize]>::to_vec));
+        batches.extend(rest.chunks(self.batch.of(total)).map(<[usize]>::to_vec));
         batches
     }
 }
@@ -162,12 +162,27 @@ mod tests {
             max_unreachable: 0,
             rollback: true,
         };
-        assert_eq!(spec("1", 0).batches(3), [vec![0], vec![1], vec![2]]);
-        assert_eq!(spec("5", 0).batches(5), [vec![0, 1, 2, 3, 4]]);
-        assert_eq!(spec("2", 1).batches(5), [vec![0], vec![1, 2], vec![3, 4]]);
-        assert_eq!(spec("50%", 0).batches(5), [vec![0, 1, 2], vec![3, 4]]);
-        assert_eq!(spec("100%", 9).batches(2), [vec![0, 1]]);
-        assert_eq!(spec("1%", 0).batches(3).len(), 3);
+        let all = |n: usize| (0..n).collect::<Vec<_>>();
+        assert_eq!(
+            spec("1", 0).batches(&all(3), 3),
+            [vec![0], vec![1], vec![2]]
+        );
+        assert_eq!(spec("5", 0).batches(&all(5), 5), [vec![0, 1, 2, 3, 4]]);
+        assert_eq!(
+            spec("2", 1).batches(&all(5), 5),
+            [vec![0], vec![1, 2], vec![3, 4]]
+        );
+        assert_eq!(
+            spec("50%", 0).batches(&all(5), 5),
+            [vec![0, 1, 2], vec![3, 4]]
+        );
+        assert_eq!(spec("100%", 9).batches(&all(2), 2), [vec![0, 1]]);
+        assert_eq!(spec("1%", 0).batches(&all(3), 3).len(), 3);
+        // The canary host 0 is unreachable and skipped: host 1 is the canary, alone.
+        assert_eq!(
+            spec("100%", 1).batches(&[1, 2, 3], 4),
+            [vec![1], vec![2, 3]]
+        );
         for bad in ["0", "0%", "101%", "-1", "x", ""] {
             assert!(bad.parse::<BatchSize>().is_err(), "{bad}");
         }
