@@ -43,6 +43,15 @@ impl JobLog {
         }
     }
 
+    /// The same log for a host running side by side with others for a while (connecting,
+    /// going back with the fleet): no groups, whose lines would interleave.
+    pub fn side_by_side(&self) -> JobLog {
+        JobLog {
+            groups: false,
+            ..self.clone()
+        }
+    }
+
     fn print(&self, line: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

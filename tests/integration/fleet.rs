@@ -18,6 +18,25 @@ fn all_serve(fleet: &Fleet, version: &str) {
     }
 }
 
+/// Each group of the job log holds one host's lines: hosts that run side by side (all of
+/// them connecting, several going back together) write no groups, which would interleave.
+fn groups_hold_one_host(log: &str) {
+    let mut open: Option<&str> = None;
+    for line in log.lines() {
+        if let Some(title) = line.strip_prefix("::group::") {
+            assert!(open.is_none(), "a group inside a group: {line}\n{log}");
+            open = Some(title.split("] ").next().unwrap_or(title));
+        } else if line == "::endgroup::" {
+            open = None;
+        } else if let Some(host) = open.filter(|_| line.starts_with('[')) {
+            assert!(
+                line.starts_with(&format!("{host}] ")),
+                "a line of another host inside {host}]'s group: {line}\n{log}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_fleet_deploys_in_batches_with_one_summary() {
     require!(Root, Nginx, Sshd, Namespaces);
@@ -70,6 +89,10 @@ fn a_failing_third_host_rolls_back_the_first_two() {
     let run = fleet.run(&[("VERSION", "v2"), ("HEALTH_TIMEOUT", "3")]);
     assert_eq!(run.output("result"), "failed", "{}", run.log);
     all_serve(&fleet, "v1");
+    // One host at a time (batch-size 1) has groups; connecting, and the two going back
+    // together, do not interleave them.
+    assert!(run.log.contains("::group::"), "{}", run.log);
+    groups_hold_one_host(&run.log);
     for n in 1..=2 {
         assert!(
             run.summary

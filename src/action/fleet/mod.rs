@@ -45,10 +45,21 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         })
         .collect();
 
+    // Every host connects at once: without groups, unless it is the only one.
+    let connect_logs: Vec<_> = logs
+        .iter()
+        .map(|log| {
+            if alone {
+                log.clone()
+            } else {
+                log.side_by_side()
+            }
+        })
+        .collect();
     let mut connections: Vec<Connection> = join_all(
         targets
             .iter()
-            .zip(&logs)
+            .zip(&connect_logs)
             .map(|(t, log)| host::connect(t, inputs, ctx.credentials, log, ctx.started)),
     )
     .await;
@@ -241,6 +252,13 @@ async fn roll_back(
             operation: back,
             purpose: format!("fleet rollback, {why} ({})", plan.purpose),
             ..plan.clone()
+        };
+        // Hosts going back together do so side by side: no groups.
+        let side_by_side: Vec<_> = logs.iter().map(|log| log.side_by_side()).collect();
+        let logs = if hosts.len() > 1 {
+            side_by_side.as_slice()
+        } else {
+            logs
         };
         let done = run_batch(ctx, &hosts, connections, logs, &going_back).await;
         for (i, went) in hosts.iter().zip(done) {
