@@ -4,9 +4,12 @@
 //! any other host changes; a failing third host rolls back the first two; an unreachable
 //! host stops the run before anything changes, unless allowed; a host whose sshd is killed
 //! mid-run fails and the hosts already switched are rolled back; a canary left paused on one
-//! host is aborted when a later host fails. Every test ends with each
+//! host is aborted when a later host fails; a fleet that fails to start half-way leaves no
+//! namespace behind. Every test ends with each
 //! host serving a healthy slot.
 
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::Fleet;
@@ -211,4 +214,49 @@ fn a_host_whose_sshd_is_killed_mid_run_fails_and_the_switched_hosts_roll_back() 
     }
     all_serve(&fleet, "v1");
     let _ = std::fs::remove_file(log);
+}
+
+#[test]
+fn a_fleet_that_fails_to_start_half_way_leaves_no_namespace_behind() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    // An nginx that never starts: every host's namespace is made, then no sshd comes up.
+    let shims = tempfile::tempdir().unwrap();
+    let nginx = shims.path().join("nginx");
+    std::fs::write(&nginx, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&nginx, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet-target"))
+        .arg("start")
+        .arg(&dir)
+        .arg("2")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                shims.path().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("DEMO_APP", env!("CARGO_BIN_EXE_demo-app"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let made: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.split("network namespace ").nth(1))
+        .map(|ns| ns.trim_end_matches(')'))
+        .collect();
+    assert_eq!(made.len(), 2, "{stderr}");
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for ns in &made {
+        assert!(
+            !listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(ns)),
+            "{ns} is left: {listed}"
+        );
+    }
+    assert!(!dir.exists(), "the fleet's directory is left");
 }
