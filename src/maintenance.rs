@@ -79,10 +79,17 @@ impl Closed {
 /// clients to retry after `retry_after` seconds, with the page of `closed` from `pages` (the state store's `pages_dir`);
 /// `access_log` is the app's access log directives (empty for none). Fails when nginx could
 /// not take the page directory's path as it is.
+///
+/// `behind` is the port the live slot is reached on (its own, or the service port in
+/// nftables mode), named as the upstream's backup: the reload that ends maintenance closes
+/// nginx's server on `port` while old workers may still hold requests they took before it,
+/// and those go on to the live slot instead of failing with 502. nginx's own server refuses
+/// nothing else, so while maintenance is on every request gets the page.
 pub fn include(
     app: &AppName,
     closed: Closed,
     port: u16,
+    behind: Option<u16>,
     retry_after: u32,
     pages: &Path,
     access_log: &str,
@@ -113,6 +120,7 @@ pub fn include(
             slot => slot,
             kind => closed.kind(),
             port => port,
+            behind => behind,
             retry_after => retry_after,
             page => closed.page_name(),
             page_dir => page_dir,
@@ -269,13 +277,16 @@ mod tests {
             &app(),
             Closed::Maintenance { slot: Slot::Green },
             3003,
+            Some(3002),
             120,
             Path::new("/var/lib/bluegreen/shop/pages"),
             "",
         )
         .unwrap();
         assert!(
-            text.contains("upstream shop {\n    server 127.0.0.1:3003;\n}"),
+            text.contains(
+                "upstream shop {\n    server 127.0.0.1:3003 max_fails=0;\n    server 127.0.0.1:3002 backup;\n}"
+            ),
             "{text}"
         );
         assert!(text.contains("listen 127.0.0.1:3003;"), "{text}");
@@ -306,6 +317,7 @@ mod tests {
             &app(),
             Closed::NotDeployed,
             3003,
+            None,
             300,
             Path::new("/s/pages"),
             "",
@@ -318,6 +330,10 @@ mod tests {
         assert!(claims_port(&text, &app(), 3003) && !claims_port(&text, &app(), 3004));
         assert!(!is_placeholder(&text, &"other".parse().unwrap()));
         assert!(text.contains("bluegreen-not-deployed.html"), "{text}");
+        assert!(
+            text.contains("upstream shop {\n    server 127.0.0.1:3003 max_fails=0;\n}"),
+            "nothing is live behind the placeholder: {text}"
+        );
     }
 
     #[test]
@@ -326,6 +342,7 @@ mod tests {
             &app(),
             Closed::NotDeployed,
             3003,
+            None,
             300,
             Path::new("/s/a;b"),
             "",

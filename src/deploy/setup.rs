@@ -175,6 +175,7 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
         &plan.app,
         Closed::NotDeployed,
         plan.maintenance.port.get(),
+        None,
         plan.maintenance.retry_after_seconds,
         &plan.store().pages_dir(),
         "",

@@ -188,6 +188,7 @@ impl SwitchRequest {
                 &self.app,
                 Closed::Maintenance { slot: to },
                 m.port,
+                Some(ctx.port),
                 m.retry_after_seconds,
                 &self.store.pages_dir(),
                 &ctx.access_log,

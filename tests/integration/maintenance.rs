@@ -143,3 +143,46 @@ fn maintenance_by_hand_serves_ones_own_page_and_outlasts_a_switch() {
     assert_eq!(site.served_slot(), "green");
     assert!(site.state().get("maintenance").is_none());
 }
+
+/// The reload that ends maintenance closes nginx's maintenance server while an old worker
+/// may still hold a request it took before: that request reaches the live slot instead of
+/// failing with 502. The request is held in the old worker by sending its headers in two
+/// parts, the second after the reload.
+#[test]
+fn a_request_an_old_worker_holds_when_maintenance_ends_reaches_the_live_slot() {
+    use std::io::{Read, Write};
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    assert_eq!(
+        site.switch(&["--to", "blue", "--app-version", "v1"]).code,
+        0
+    );
+    let port = free_port().to_string();
+    let maintenance = |on_off: &str| {
+        let mut args: Vec<String> = vec!["maintenance".into(), on_off.into()];
+        args.extend(site.switch_args());
+        args.extend(["--maintenance-port".into(), port.clone()]);
+        run(BLUEGREEN, &args)
+    };
+    let on = maintenance("on");
+    assert_eq!(on.code, 0, "{on:?}");
+    assert_eq!(http_get_retry_after(&site.nginx.url("/")).0, 503);
+
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", site.nginx.port)).unwrap();
+    held.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // Time for a worker of the maintenance configuration to take the connection.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let off = maintenance("off");
+    assert_eq!(off.code, 0, "{off:?}");
+    held.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = held.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("blue"),
+        "the held request is answered by the live slot: {answer:?}"
+    );
+}

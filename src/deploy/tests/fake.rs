@@ -296,6 +296,7 @@ impl Host for FakeHost {
                     &request.app,
                     crate::maintenance::Closed::Maintenance { slot: to },
                     m.port,
+                    Some(request.ports.port(to)),
                     m.retry_after_seconds,
                     &request.store.pages_dir(),
                     "",
