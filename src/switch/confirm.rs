@@ -10,7 +10,9 @@ use crate::http::{Probe, Prober};
 use crate::input::{HttpUrl, Slot};
 use crate::nft::{NftSwitch, Route};
 use crate::nginx;
+use crate::progress::Progress;
 
+use super::decide::Decision;
 use super::undo::Undo;
 use super::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest, VERIFY_POLL};
 
@@ -160,5 +162,49 @@ impl SwitchRequest {
     /// serves for the app).
     pub(super) fn verify_closed(&self, port: u16) -> std::result::Result<(), String> {
         crate::maintenance::confirm_closed(port, self.config.verify_timeout)
+    }
+
+    /// Confirms that nginx serves as decided: in maintenance, its own server answering
+    /// 503; else the verify URL answering from the target (or a canary beside it), and a
+    /// reload this switch made seen to take effect.
+    pub(super) fn confirm(
+        &self,
+        decision: &Decision,
+        undo: &Undo,
+        report: &mut SwitchReport,
+        progress: &Progress,
+    ) -> crate::error::Result<()> {
+        let to = decision.to;
+        if let Some(m) = &decision.maintenance {
+            if let Err(reason) = self.verify_closed(m.port) {
+                return Err(self.undo(undo, to, "verify", reason));
+            }
+            progress.line(&format!(
+                "maintenance: nginx answers 503 from its server on 127.0.0.1:{}; {to} (port {}) runs behind it, and is not verified through nginx",
+                m.port, report.port
+            ));
+            return Ok(());
+        }
+        let Some(url) = &self.config.verify_url else {
+            return Ok(());
+        };
+        let serving: Vec<Slot> = std::iter::once(to)
+            .chain(self.intent.split.as_ref().map(|c| c.slot))
+            .collect();
+        match self.verify(url, &serving) {
+            Ok(named_slot) => report.verified_slot = named_slot,
+            Err(reason) => return Err(self.undo(undo, to, "verify", reason)),
+        }
+        if let Some(why) = unconfirmed_reload(undo, report, url) {
+            return Err(self.undo(undo, to, "reload confirmation", why));
+        }
+        if !report.verified_slot && !report.kernel_confirmed {
+            let w = format!(
+                "{url} does not say which slot served it; the reload was confirmed by nginx's new workers only"
+            );
+            progress.line(&format!("warning: {w}"));
+            report.warnings.push(w);
+        }
+        Ok(())
     }
 }

@@ -1,29 +1,34 @@
 //! Moving traffic from one slot to the other: the heart of switch-traffic, also used by
-//! monitor's automatic rollback.
+//! the deploy engine and monitor's automatic rollback.
 //!
 //! Order of operations, each undone if a later one fails:
-//! 1. take the app lock; load state (rebuilding it from disk if needed);
-//! 2. render the upstream include; keep a backup of the current one in the state dir;
-//! 3. write the new include atomically; run the nginx test command;
-//! 4. reload; confirm new nginx workers started; confirm the verify URL answers from the
-//!    target slot;
+//! 1. take the app lock; load state (rebuilding it from disk if needed); read the include
+//!    and, in nftables mode, where the rule leads;
+//! 2. decide (`decide.rs`, pure): the include to write, where new connections go, from
+//!    which slot, and whether maintenance stays on;
+//! 3. carry it out (`execute.rs`): in nftables mode move the rule and confirm it from the
+//!    kernel; write the include atomically (the current one kept as a backup in the state
+//!    dir), run the nginx test command, reload and confirm new nginx workers started;
+//! 4. confirm (`confirm.rs`): the verify URL answers from the target slot (in maintenance,
+//!    nginx's own server answers 503 instead);
 //! 5. only then record the new state and a history line.
 //!
-//! In maintenance mode (state records it, or the intent turns it on) the include makes nginx
-//! answer 503 itself whatever the template says, and step 4 checks that it does instead of
-//! probing the verify URL.
-//!
-//! On any failure in 3-4 the previous include is put back (and nginx reloaded if it had
-//! already loaded the new one), so nginx keeps routing to the slot it routed to before.
+//! On any failure in 3-4 the rule and the previous include are put back (`undo.rs`; nginx
+//! reloaded if it had already loaded the new one), so nginx keeps routing to the slot it
+//! routed to before. `intent.rs` says what a switch is asked for, `config.rs` how the app's
+//! traffic is switched.
 
 mod config;
 mod confirm;
+mod decide;
+mod execute;
 mod intent;
 mod undo;
 
 pub use config::{SwitchConfig, SwitchMode, settled_service_port};
 pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,13 +37,12 @@ use crate::error::{Error, Result};
 use crate::fsutil::{read_optional, write_atomic};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::lock::AppLock;
-use crate::maintenance::Closed;
-use crate::nft::{NftSwitch, Route};
+use crate::nft::NftSwitch;
 use crate::nginx;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
-use crate::upstream::{Template, UpstreamContext, unified_diff};
-use confirm::unconfirmed_reload;
+use crate::upstream::{Template, unified_diff};
+use decide::{Decision, InPlace};
 use undo::Undo;
 
 /// How long the nginx test and reload commands may take.
@@ -108,7 +112,9 @@ pub struct SwitchReport {
 }
 
 impl SwitchRequest {
-    /// Performs the switch (or, with `dry_run`, shows it).
+    /// Performs the switch (or, with `dry_run`, shows it): reads what is in place, decides
+    /// ([`SwitchRequest::decide`]), carries the decision out and confirms it, and only then
+    /// records it.
     pub fn run(&self, progress: &Progress) -> Result<SwitchReport> {
         let started = Instant::now();
         if self.intent.target == SwitchTarget::Previous && !self.dry_run {
@@ -120,21 +126,7 @@ impl SwitchRequest {
                 .state;
             self.intent.resolve(&state, &self.app)?;
         }
-        let _lock = if self.dry_run {
-            None
-        } else if let LockPolicy::Acquire(timeout) = self.lock {
-            self.store.ensure_dir()?;
-            Some(AppLock::acquire_reporting(
-                self.store.dir(),
-                self.app.as_str(),
-                &self.intent.purpose(),
-                timeout,
-                |line| progress.line(line),
-                &crate::cancel::Cancel::new(),
-            )?)
-        } else {
-            None
-        };
+        let _lock = self.lock(progress)?;
         let loaded = self
             .store
             .load(&self.app, self.config.upstream_file.as_path(), self.ports)?;
@@ -152,91 +144,17 @@ impl SwitchRequest {
                 state.active.map_or("none", Slot::as_str)
             )));
         }
-        let to = self.intent.resolve(&state, &self.app)?;
-        let version = self
-            .intent
-            .version
-            .as_ref()
-            .map(|v| v.as_str().to_owned())
-            .or_else(|| state.slots.get(to).version.clone());
-        let mut ctx = UpstreamContext::new(&self.app, to, self.ports, version.as_deref());
-        let canary = self.intent.split.as_ref();
-        if self.log_requests || canary.is_some() {
-            match self.config.access_log(&self.app, self.dry_run) {
-                Ok(path) => ctx = ctx.logging_to(&path),
-                Err(why) => {
-                    let w = format!("no access log, so steps are judged on probes: {why}");
-                    progress.line(&format!("warning: {w}"));
-                    warnings.push(w);
-                }
-            }
-        }
-        match (self.nft(), canary) {
-            // nginx's configuration stays the same in nftables mode: the rules split.
-            (Some(nft), _) => ctx.port = nft.service_port,
-            (None, Some(c)) => ctx = ctx.with_canary(self.ports.port(c.slot), c.share),
-            (None, None) => {}
-        }
-        let route = match canary {
-            Some(c) => Route::split(self.ports.port(to), self.ports.port(c.slot), c.share),
-            None => Route::to(self.ports.port(to)),
-        };
-        // In maintenance nginx answers 503 itself, whatever the template says.
-        let maintenance = self.intent.maintenance.after(&state);
-        let rendered = match &maintenance {
-            Some(m) => crate::maintenance::include(
-                &self.app,
-                Closed::Maintenance { slot: to },
-                m.port,
-                Some(ctx.port),
-                m.retry_after_seconds,
-                &self.store.pages_dir(),
-                &ctx.access_log,
-            )?,
-            None => self.template.render(&ctx)?,
-        };
-        if let Some(c) = canary.filter(|_| self.nft().is_none() && maintenance.is_none()) {
-            crate::upstream::check_split(&rendered, self.ports.port(c.slot))?;
-        }
+        let access_log = self.access_log(progress, &mut warnings);
         let old = read_optional(self.config.upstream_file.as_path())?;
-        // In nftables mode, where the rule leads now: the slot traffic leaves, and what an
-        // undo puts back.
         let rule_before = self.nft().map(|nft| nft.current_route());
-        let from = match rule_before {
-            Some(route) => route.and_then(|r| self.ports.slot_of(r.port)),
-            None => self.routed(old.as_deref()),
-        }
-        .or(state.active);
-        let mut diff = unified_diff(
-            old.as_deref().unwrap_or(""),
-            &rendered,
-            self.config.upstream_file.as_path(),
-        );
-        if let Some(nft) = self.nft() {
-            // The rule is what moves in nftables mode: show its change too.
-            let file = nft.ruleset_path(self.store.dir());
-            let current = read_optional(&file)?.unwrap_or_default();
-            diff.push_str(&unified_diff(&current, &nft.ruleset(&route), &file));
-        }
-        let mut report = SwitchReport {
-            app: self.app.to_string(),
-            from,
-            to,
-            port: self.ports.port(to),
-            version: version.clone(),
-            dry_run: self.dry_run,
-            rendered,
-            diff,
-            workers_restarted: false,
-            verified_slot: false,
-            kernel_confirmed: false,
-            maintenance: maintenance.is_some(),
-            mode: self.config.mode,
-            warnings,
-            elapsed_ms: 0,
-        };
-        let file_changes = old.as_deref() != Some(report.rendered.as_str());
-        if let Some(edited) = old.as_deref().filter(|_| file_changes)
+        let decision = self.decide(&InPlace {
+            state: &state,
+            include: old.as_deref(),
+            rule: rule_before,
+            access_log: access_log.as_deref(),
+        })?;
+        let mut report = self.report(&decision, old.as_deref(), warnings)?;
+        if let Some(edited) = old.as_deref().filter(|_| decision.include_changes)
             && let Some(w) = self.hand_edits(&state, edited)
         {
             if !self.dry_run {
@@ -245,148 +163,119 @@ impl SwitchRequest {
             progress.line(&format!("warning: {w}"));
             report.warnings.push(w);
         }
-        if self.dry_run {
-            report.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(report);
+        if !self.dry_run {
+            let mut undo = Undo {
+                old_file: old,
+                master: self.config.nginx_master(),
+                file_written: false,
+                reloaded: false,
+                nft_previous: None,
+            };
+            self.carry_out(&decision, rule_before, &mut undo, &mut report, progress)?;
+            self.record(&state, &decision)?;
         }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
 
-        let master = self.config.nginx_master();
-        if file_changes && master.is_none() && self.config.verify_url.is_none() {
-            return Err(Error::invalid(
-                "--verify-url",
-                format!(
-                    "cannot confirm a reload: {} names no running nginx and there is not exactly one nginx master on this host; give --nginx-pid-file or --verify-url",
-                    self.config.nginx_pid_file
-                ),
-            ));
-        }
-        let mut undo = Undo {
-            old_file: old.clone(),
-            master,
-            file_written: false,
-            reloaded: false,
-            nft_previous: None,
+    /// Takes the app lock when the request says to (never for a dry run).
+    fn lock(&self, progress: &Progress) -> Result<Option<AppLock>> {
+        let LockPolicy::Acquire(timeout) = self.lock else {
+            return Ok(None);
         };
+        if self.dry_run {
+            return Ok(None);
+        }
+        self.store.ensure_dir()?;
+        AppLock::acquire_reporting(
+            self.store.dir(),
+            self.app.as_str(),
+            &self.intent.purpose(),
+            timeout,
+            |line| progress.line(line),
+            &crate::cancel::Cancel::new(),
+        )
+        .map(Some)
+    }
 
-        if let Some(nft) = self.nft() {
-            // New connections to the service port go to the target before nginx is ever
-            // pointed at the service port.
-            let previous = rule_before.flatten();
-            undo.nft_previous = Some(previous);
-            let applied = match previous {
-                Some(_) => nft.retarget(&route, self.store.dir()),
-                None => nft.apply(&route, self.store.dir()),
-            };
-            if let Err(e) = applied {
-                return Err(self.undo(&undo, to, "nftables", e.to_string()));
-            }
-            let reached = match self.confirm_by_kernel(&nft, to, &route) {
-                Ok(reached) => reached,
-                Err((stage, why)) => return Err(self.undo(&undo, to, stage, why)),
-            };
-            report.kernel_confirmed = true;
-            let leads = match canary {
-                Some(c) => format!(
-                    "{} of new connections to {} (port {}), the rest to {to} (port {})",
-                    c.share,
-                    c.slot,
-                    self.ports.port(c.slot),
-                    report.port
-                ),
-                None => format!("{to} (port {})", report.port),
-            };
-            progress.line(&format!(
-                "nftables: service port {} now leads to {leads}: the rules read back so, and a new connection to the service port was accepted on port {reached}",
-                nft.service_port
-            ));
-        } else {
-            // Left by an earlier nftables mode: point it at the target too, so nginx's old
-            // workers, still proxying to the service port, reach the new slot; the run
-            // removes it once they are gone.
-            let stale = self.config.nft_of(&self.app);
-            if stale.current_target().is_some() {
-                stale
-                    .apply(&Route::to(report.port), self.store.dir())
-                    .map_err(|e| self.undo(&undo, to, "nftables", e.to_string()))?;
-            }
+    /// The access log the include has nginx write: for a deploy with traffic steps and for
+    /// a split; none, with a warning saying why, where nginx could not be given one.
+    fn access_log(&self, progress: &Progress, warnings: &mut Vec<String>) -> Option<PathBuf> {
+        if !self.log_requests && self.intent.split.is_none() {
+            return None;
         }
-        if file_changes || self.nft().is_none() {
-            if let Some(text) = &old {
-                write_atomic(&self.store.upstream_backup_path(), text.as_bytes(), 0o644)?;
-            }
-            write_atomic(
-                self.config.upstream_file.as_path(),
-                report.rendered.as_bytes(),
-                0o644,
-            )?;
-            undo.file_written = true;
-            progress.line(&format!(
-                "wrote {} routing {} to {}",
-                self.config.upstream_file,
-                self.app,
-                match (&maintenance, self.nft()) {
-                    (Some(m), _) => format!("nginx's maintenance server (port {})", m.port),
-                    (None, Some(nft)) => format!("the service port {}", nft.service_port),
-                    (None, None) => format!("{to} (port {})", report.port),
-                }
-            ));
-            if let Err(e) = self.config.test_cmd.run(NGINX_COMMAND_TIMEOUT) {
-                return Err(self.undo(&undo, to, "nginx test", e.to_string()));
-            }
-            undo.reloaded = true;
-            match self.reload(master) {
-                Ok(confirmed) => report.workers_restarted = confirmed,
-                Err((stage, reason)) => {
-                    undo.reloaded = stage != "reload";
-                    return Err(self.undo(&undo, to, stage, reason));
-                }
-            }
-        }
-        if let Some(m) = &maintenance {
-            if let Err(reason) = self.verify_closed(m.port) {
-                return Err(self.undo(&undo, to, "verify", reason));
-            }
-            progress.line(&format!(
-                "maintenance: nginx answers 503 from its server on 127.0.0.1:{}; {to} (port {}) runs behind it, and is not verified through nginx",
-                m.port, report.port
-            ));
-        } else if let Some(url) = &self.config.verify_url {
-            let serving: Vec<Slot> = std::iter::once(to).chain(canary.map(|c| c.slot)).collect();
-            match self.verify(url, &serving) {
-                Ok(named_slot) => report.verified_slot = named_slot,
-                Err(reason) => return Err(self.undo(&undo, to, "verify", reason)),
-            }
-            if let Some(why) = unconfirmed_reload(&undo, &report, url) {
-                return Err(self.undo(&undo, to, "reload confirmation", why));
-            }
-            if !report.verified_slot && !report.kernel_confirmed {
-                let w = format!(
-                    "{url} does not say which slot served it; the reload was confirmed by nginx's new workers only"
-                );
+        match self.config.access_log(&self.app, self.dry_run) {
+            Ok(path) => Some(path),
+            Err(why) => {
+                let w = format!("no access log, so steps are judged on probes: {why}");
                 progress.line(&format!("warning: {w}"));
-                report.warnings.push(w);
+                warnings.push(w);
+                None
             }
         }
+    }
 
+    /// The report of `decision` before it is carried out: the include and, in nftables
+    /// mode, the ruleset, each as a diff against what is in place.
+    fn report(
+        &self,
+        decision: &Decision,
+        old: Option<&str>,
+        warnings: Vec<String>,
+    ) -> Result<SwitchReport> {
+        let mut diff = unified_diff(
+            old.unwrap_or(""),
+            &decision.include,
+            self.config.upstream_file.as_path(),
+        );
+        if let Some(nft) = self.nft() {
+            // The rule is what moves in nftables mode: show its change too.
+            let file = nft.ruleset_path(self.store.dir());
+            let current = read_optional(&file)?.unwrap_or_default();
+            diff.push_str(&unified_diff(
+                &current,
+                &nft.ruleset(&decision.route),
+                &file,
+            ));
+        }
+        Ok(SwitchReport {
+            app: self.app.to_string(),
+            from: decision.from,
+            to: decision.to,
+            port: self.ports.port(decision.to),
+            version: decision.version.clone(),
+            dry_run: self.dry_run,
+            rendered: decision.include.clone(),
+            diff,
+            workers_restarted: false,
+            verified_slot: false,
+            kernel_confirmed: false,
+            maintenance: decision.maintenance.is_some(),
+            mode: self.config.mode,
+            warnings,
+            elapsed_ms: 0,
+        })
+    }
+
+    /// Records the confirmed switch: the new state and a history line.
+    fn record(&self, state: &State, decision: &Decision) -> Result<()> {
         let now = now_rfc3339();
         let next = self
             .intent
-            .recorded_in(&state, to, self.ports, &now)
+            .recorded_in(state, decision.to, self.ports, &now)
             .switched_by(self.config.mode, self.config.service_port.get())
-            .with_upstream(&report.rendered);
+            .with_upstream(&decision.include);
         self.store.save(&next)?;
         self.store.record(&HistoryEvent {
             ts: now,
             event: self.intent.event.as_str().to_owned(),
             app: self.app.to_string(),
-            from,
-            to: Some(to),
-            version,
+            from: decision.from,
+            to: Some(decision.to),
+            version: decision.version.clone(),
             detail: self.intent.reason.clone(),
             pid: std::process::id(),
-        })?;
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        Ok(report)
+        })
     }
 
     /// What to say when the upstream file is no longer what the last switch wrote (someone
