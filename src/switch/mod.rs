@@ -113,7 +113,7 @@ pub struct SwitchReport {
 
 impl SwitchRequest {
     /// Performs the switch (or, with `dry_run`, shows it): reads what is in place, decides
-    /// ([`SwitchRequest::decide`]), carries the decision out and confirms it, and only then
+    /// (`decide.rs`), carries the decision out and confirms it, and only then
     /// records it.
     pub fn run(&self, progress: &Progress) -> Result<SwitchReport> {
         let started = Instant::now();
