@@ -20,10 +20,11 @@ use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
 use crate::input::{Slot, SwitchTarget};
 use crate::monitor::Monitor;
-use crate::state::CanaryRecord;
+use crate::state::{CanaryRecord, now_rfc3339};
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure};
+use super::hooks::Judged;
 use super::plan::Operation;
 use super::protocol::{Outcome, Phase, StepReport};
 
@@ -111,6 +112,7 @@ impl Engine<'_> {
             .because(format!("canary step {} to {}", canary.share, canary.slot));
         self.phase(Phase::Canary, |me| {
             let started = Instant::now();
+            let window_start = now_rfc3339();
             let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
             me.traffic_moved = true;
@@ -126,7 +128,7 @@ impl Engine<'_> {
                 let out = me.host.run(&nft.list_command(), probes.request_timeout).ok()?;
                 Some(nft.connections_in(&out.stdout))
             });
-            let verdict = judge(&traffic, &probed, &limits);
+            let mut verdict = judge(&traffic, &probed, &limits);
             let (new, old) = (&traffic.canary, &traffic.stable);
             let mut detail = format!(
                 "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
@@ -168,6 +170,19 @@ impl Engine<'_> {
                     canary.slot, spec.min_requests, probed.failures, probed.requests
                 )
             });
+            let gate = me.step_command(&Judged {
+                what: "canary",
+                slot: canary.slot,
+                live: Some(live),
+                share: canary.share.percent(),
+                started: window_start,
+                ended: now_rfc3339(),
+                passed: verdict.passed,
+            });
+            if let Err(why) = gate {
+                verdict.passed = false;
+                verdict.reasons.push(why);
+            }
             me.result.canary_steps.push(StepReport {
                 share: canary.share.percent(),
                 served_percent: traffic.canary_percent(),

@@ -1,6 +1,8 @@
 //! The user's commands around the switch, each a step of the [`Engine`]: the pre-switch
 //! command once the standby is healthy and before any traffic reaches it (a migration, a
-//! smoke test against the standby), the post-switch command once the watch has passed.
+//! smoke test against the standby), the post-switch command once the watch has passed; and
+//! the step command, a gate of the user's own (a query of their metrics) after each traffic
+//! step's verdict and the watch's, told the window judged and the verdict.
 //!
 //! Each runs as the words it was given (no shell unless the command names one), within the
 //! plan's hook timeout, with `BLUEGREEN_*` variables saying which slot, port, version and
@@ -59,7 +61,7 @@ impl Engine<'_> {
         let Some(command) = command else {
             return Ok(());
         };
-        let cmd = self.hook_command(command, hook, slot, previous);
+        let cmd = self.hook_command(command, hook.name(), slot, previous);
         let name = hook.name();
         let outcome = self.phase(hook.phase(), |me| {
             let out = me.host.run(&cmd, plan.hooks.timeout).map_err(|e| {
@@ -94,11 +96,47 @@ impl Engine<'_> {
         outcome
     }
 
-    /// The hook's command with the variables it is told its context by.
+    /// Runs the plan's step command after `judged`, if the plan has one: its output goes to
+    /// the log; its failure, said without the command's text, is returned to fail the step
+    /// or the watch.
+    pub(super) fn step_command(&mut self, judged: &Judged) -> Result<(), String> {
+        let Some(command) = self.plan.hooks.step.as_ref() else {
+            return Ok(());
+        };
+        let cmd = self.step_command_line(command, judged);
+        let out = self
+            .host
+            .run(&cmd, self.plan.hooks.timeout)
+            .map_err(|e| format!("the step command {}", failed(&e)))?;
+        let output = tail(&format!("{}{}", out.stdout, out.stderr), OUTPUT_BYTES);
+        for line in output.lines() {
+            self.log(line);
+        }
+        Ok(())
+    }
+
+    /// The step command with the hooks' variables and those of the judgment: which
+    /// (`BLUEGREEN_STEP`: `canary` or `watch`), the new slot's share of new requests
+    /// (`BLUEGREEN_SHARE`, a percentage), the window judged (`BLUEGREEN_STEP_START`,
+    /// `BLUEGREEN_STEP_END`, RFC 3339) and the verdict (`BLUEGREEN_VERDICT`: `passed` or
+    /// `failed`).
+    fn step_command_line(&self, command: &CommandLine, judged: &Judged) -> CommandLine {
+        self.hook_command(command, "step", judged.slot, judged.live)
+            .with_env("BLUEGREEN_STEP", judged.what)
+            .with_env("BLUEGREEN_SHARE", &judged.share.to_string())
+            .with_env("BLUEGREEN_STEP_START", &judged.started)
+            .with_env("BLUEGREEN_STEP_END", &judged.ended)
+            .with_env(
+                "BLUEGREEN_VERDICT",
+                if judged.passed { "passed" } else { "failed" },
+            )
+    }
+
+    /// The hook's command (`name`) with the variables it is told its context by.
     fn hook_command(
         &self,
         command: &CommandLine,
-        hook: Hook,
+        name: &str,
         slot: Slot,
         previous: Option<Slot>,
     ) -> CommandLine {
@@ -107,7 +145,7 @@ impl Engine<'_> {
         let (version, image) = self.release();
         command
             .clone()
-            .with_env("BLUEGREEN_HOOK", hook.name())
+            .with_env("BLUEGREEN_HOOK", name)
             .with_env("BLUEGREEN_APP", plan.app.as_str())
             .with_env("BLUEGREEN_SLOT", slot.as_str())
             .with_env("BLUEGREEN_PORT", &port.to_string())
@@ -117,6 +155,24 @@ impl Engine<'_> {
             .with_env("BLUEGREEN_PREVIOUS_SLOT", previous.map_or("", Slot::as_str))
             .in_own_group()
     }
+}
+
+/// A judgment of the new version, as the step command is told it.
+pub(super) struct Judged {
+    /// `canary` for a traffic step, `watch` for the watch after the switch.
+    pub(super) what: &'static str,
+    /// The new version's slot.
+    pub(super) slot: Slot,
+    /// The slot live beside it (a step) or before it (the watch).
+    pub(super) live: Option<Slot>,
+    /// The new slot's share of new requests in the window, in percent.
+    pub(super) share: u8,
+    /// When the window began (RFC 3339).
+    pub(super) started: String,
+    /// When it ended (RFC 3339).
+    pub(super) ended: String,
+    /// The verdict of the step or the watch itself.
+    pub(super) passed: bool,
 }
 
 /// How a hook's command failed, without its text: its exit status and the end of its

@@ -117,7 +117,8 @@ pub struct WatchSpec {
 }
 
 /// Commands run on the host around the switch (`pre-switch-command`,
-/// `post-switch-command`), as words, never through a shell the user did not write.
+/// `post-switch-command`) and after each judgment of the new version (`step-command`), as
+/// words, never through a shell the user did not write.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookSpec {
@@ -128,6 +129,10 @@ pub struct HookSpec {
     /// Run after the watch passed; a failure is a warning unless `post_switch_rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_switch: Option<CommandLine>,
+    /// Run after each traffic step's verdict and after the watch's, told the window and
+    /// the verdict; a failure fails the step or the watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<CommandLine>,
     /// How long each may take.
     #[serde(with = "serde_millis")]
     pub timeout: Duration,
@@ -253,7 +258,7 @@ impl HookSpec {
 
     /// Whether there is no command to run.
     pub fn is_empty(&self) -> bool {
-        self.pre_switch.is_none() && self.post_switch.is_none()
+        self.pre_switch.is_none() && self.post_switch.is_none() && self.step.is_none()
     }
 }
 

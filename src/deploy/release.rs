@@ -134,7 +134,7 @@ pub(super) fn go_live(
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;
-    let passed = e.watch(standby);
+    let passed = e.watch(standby, previous);
     if let Err(failure) = passed {
         return switch_back(
             e,
@@ -271,6 +271,11 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
             &hooks.pre_switch,
         ),
         ("post-switch", "after its watch", &hooks.post_switch),
+        (
+            "step",
+            "after each traffic step's verdict and the watch's",
+            &hooks.step,
+        ),
     ] {
         if command.is_some() {
             // Named, never shown: a command's text may hold what a log should not.

@@ -11,10 +11,12 @@ use crate::health::{HealthCheck, HealthCriteria, HealthReport};
 use crate::input::{Slot, StatusSet};
 use crate::monitor::Monitor;
 use crate::progress::Progress;
+use crate::state::now_rfc3339;
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchReport, SwitchRequest};
 use crate::upstream::Template;
 
 use super::engine::{Engine, Failure};
+use super::hooks::Judged;
 use super::protocol::Phase;
 
 /// First wait between health probes of a standby.
@@ -190,9 +192,9 @@ impl Engine<'_> {
         })
     }
 
-    /// Watches the live URL after the switch to `slot` (its health URL in maintenance);
-    /// fails when a threshold breaks.
-    pub(super) fn watch(&mut self, slot: Slot) -> Result<(), Failure> {
+    /// Watches the live URL after the switch to `slot` from `previous` (its health URL in
+    /// maintenance); fails when a threshold breaks, or the plan's step command after it.
+    pub(super) fn watch(&mut self, slot: Slot, previous: Option<Slot>) -> Result<(), Failure> {
         let plan = self.plan;
         if plan.watch.duration.is_zero() {
             return Ok(());
@@ -227,7 +229,21 @@ impl Engine<'_> {
             max_p95_ms: plan.watch.max_p95_ms,
         };
         self.phase(Phase::Monitor, |me| {
-            let report = me.with_progress(|p| me.host.watch(&monitor, p));
+            let started = now_rfc3339();
+            let mut report = me.with_progress(|p| me.host.watch(&monitor, p));
+            let gate = me.step_command(&Judged {
+                what: "watch",
+                slot,
+                live: previous,
+                share: 100,
+                started,
+                ended: now_rfc3339(),
+                passed: report.passed,
+            });
+            if let Err(why) = gate {
+                report.passed = false;
+                report.reasons.push(why);
+            }
             me.result.monitor = Some(report.clone());
             let summary = format!(
                 "{} requests, {} failed, p95 {} ms, longest gap {} ms",

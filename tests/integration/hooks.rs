@@ -1,7 +1,8 @@
 //! The commands around the switch end to end, through act, sshd, nginx and Docker: the
 //! pre-switch command sees the healthy standby before any traffic reaches it, with its
 //! variables; a failing one abandons the standby; a failing post-switch command is a
-//! warning, or a rollback when asked.
+//! warning, or a rollback when asked; the step command is told each traffic step's window
+//! and verdict, and failing at the second step sends everything back.
 
 use crate::support::{Target, assert_result, demo_image};
 
@@ -108,4 +109,56 @@ fn a_failing_post_switch_command_warns_or_rolls_back_when_asked() {
     assert_result(&rolled, "rolled-back");
     assert!(rolled.log.contains("smoke test failed"), "{}", rolled.log);
     assert_eq!(t.live(), ("green".into(), "v2".into()));
+}
+
+#[test]
+fn a_step_command_is_told_each_step_and_failing_at_the_second_rolls_back() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-stepcmd");
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    t.settled();
+    let told = t.site.tmp.path().join("steps.txt");
+    let gate = format!(
+        "sh -c 'echo \"$BLUEGREEN_HOOK $BLUEGREEN_STEP $BLUEGREEN_SLOT $BLUEGREEN_PREVIOUS_SLOT $BLUEGREEN_SHARE $BLUEGREEN_VERDICT $BLUEGREEN_VERSION $BLUEGREEN_STEP_START $BLUEGREEN_STEP_END\" >> {told}; echo gate asked about $BLUEGREEN_SHARE; [ \"$BLUEGREEN_SHARE\" != 50 ]'",
+        told = told.display()
+    );
+    let run = t.run(&[
+        ("IMAGE", &image),
+        ("VERSION", "v2"),
+        ("TRAFFIC_STEPS", "20,50"),
+        ("STEP_SECONDS", "2"),
+        ("STEP_COMMAND", &gate),
+    ]);
+    assert_result(&run, "rolled-back");
+    assert!(
+        run.log.contains("gate asked about 20") && run.log.contains("the step command failed"),
+        "its output and its failure are in the log: {}",
+        run.log
+    );
+    assert!(
+        !run.log.contains("[ \"$BLUEGREEN_SHARE\""),
+        "its text is not: {}",
+        run.log
+    );
+    let told = std::fs::read_to_string(&told).unwrap();
+    let lines: Vec<Vec<&str>> = told.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 2, "{told}");
+    for (line, share) in lines.iter().zip(["20", "50"]) {
+        assert_eq!(
+            line[..7],
+            ["step", "canary", "green", "blue", share, "passed", "v2"],
+            "{told}"
+        );
+        let start = humantime::parse_rfc3339(line[7]).unwrap();
+        let end = humantime::parse_rfc3339(line[8]).unwrap();
+        let window = end.duration_since(start).unwrap();
+        assert!(
+            window >= std::time::Duration::from_secs(1),
+            "the window holds the step's two seconds: {told}"
+        );
+    }
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    t.settled();
+    assert!(!t.container_running("green"), "the canary is stopped");
 }

@@ -237,6 +237,9 @@ impl Inputs {
         let post_switch = s.parse_optional("post-switch-command", |raw| {
             CommandLine::parse(raw, "post-switch-command")
         });
+        let step_command = s.parse_optional("step-command", |raw| {
+            CommandLine::parse(raw, "step-command")
+        });
         let hook_timeout = s.parse("hook-timeout", defaults::HOOK_TIMEOUT, parse_time_limit);
         let post_switch_rollback =
             s.boolean("post-switch-rollback", defaults::POST_SWITCH_ROLLBACK);
@@ -393,6 +396,7 @@ impl Inputs {
             hooks: HookSpec {
                 pre_switch,
                 post_switch,
+                step: step_command,
                 timeout: hook_timeout.expect("validated"),
                 post_switch_rollback: post_switch_rollback.expect("validated"),
             },

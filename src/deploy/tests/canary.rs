@@ -278,3 +278,71 @@ fn a_stop_request_in_the_last_step_still_ends_the_canary() {
     assert_eq!(state_of(&plan).active, Some(Slot::Blue));
     assert_eq!(state_of(&plan).canary, None);
 }
+
+#[test]
+fn a_step_command_failing_at_the_second_step_rolls_back_and_is_told_each_window_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = with_steps(plan(dir.path(), Runtime::Docker), None);
+    plan.hooks.step =
+        Some(crate::exec::CommandLine::parse("./gate --strict", "step-command").unwrap());
+    live(&plan, None, Slot::Blue, "v1");
+    let mut host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_steps(&plan, logged(80, 20, 0));
+    host.failing = Some("BLUEGREEN_SHARE=50");
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    let mut expected = step(20).to_vec();
+    expected.push("run ./gate --strict".into());
+    expected.extend(step(50));
+    expected.push("run ./gate --strict".into());
+    assert_eq!(from_first_step(&timeline)[..expected.len()], expected);
+    assert!(
+        !timeline
+            .iter()
+            .any(|l| l == "switch to green only-if blue (switch)")
+    );
+    let steps = &result.canary_steps;
+    assert_eq!(steps.len(), 2);
+    assert!(steps[0].verdict.passed, "{:?}", steps[0].verdict);
+    assert!(!steps[1].verdict.passed);
+    assert_eq!(
+        steps[1].verdict.reasons,
+        ["the step command failed (exit status 1): refused by the fake"]
+    );
+    let state = state_of(&plan);
+    assert_eq!((state.active, state.canary), (Some(Slot::Blue), None));
+
+    let commands = host.commands.lock().unwrap();
+    let gates: Vec<_> = commands
+        .iter()
+        .filter(|c| c.argv() == ["./gate", "--strict"])
+        .collect();
+    assert_eq!(gates.len(), 2);
+    let env: Vec<(&str, &str)> = gates[0]
+        .env()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let (start, end) = (env[10].1, env[11].1);
+    assert_eq!(
+        env,
+        [
+            ("BLUEGREEN_HOOK", "step"),
+            ("BLUEGREEN_APP", "shop"),
+            ("BLUEGREEN_SLOT", "green"),
+            ("BLUEGREEN_PORT", "3002"),
+            ("BLUEGREEN_URL", "http://127.0.0.1:3002"),
+            ("BLUEGREEN_VERSION", "v2"),
+            ("BLUEGREEN_IMAGE", "shop:2"),
+            ("BLUEGREEN_PREVIOUS_SLOT", "blue"),
+            ("BLUEGREEN_STEP", "canary"),
+            ("BLUEGREEN_SHARE", "20"),
+            ("BLUEGREEN_STEP_START", start),
+            ("BLUEGREEN_STEP_END", end),
+            ("BLUEGREEN_VERDICT", "passed"),
+        ]
+    );
+    let parsed = |t: &str| humantime::parse_rfc3339(t).unwrap();
+    assert!(parsed(start) <= parsed(end), "{start} .. {end}");
+}

@@ -24,8 +24,11 @@ pub(super) struct FakeHost {
     pub(super) timeline: Mutex<Vec<String>>,
     /// Health answers per slot, in order; the last one repeats.
     pub(super) health: Mutex<HashMap<Slot, VecDeque<bool>>>,
-    /// A command whose words contain this text fails.
+    /// A command whose words, or one of whose variables (`NAME=value`), contain this text
+    /// fails.
     pub(super) failing: Option<&'static str>,
+    /// Every command run, with its variables.
+    pub(super) commands: Mutex<Vec<CommandLine>>,
     pub(super) validate_fails: bool,
     pub(super) watch_passes: bool,
     pub(super) routed: Option<Slot>,
@@ -67,6 +70,7 @@ impl FakeHost {
             timeline: Mutex::default(),
             health: Mutex::default(),
             failing: None,
+            commands: Mutex::default(),
             validate_fails: false,
             watch_passes: true,
             routed: None,
@@ -143,7 +147,15 @@ impl Host for FakeHost {
     fn run(&self, cmd: &CommandLine, _timeout: Duration) -> Result<CommandOutput> {
         let words = cmd.argv().join(" ");
         self.note(format!("run {words}"));
-        if self.failing.is_some_and(|f| words.contains(f)) {
+        self.commands.lock().unwrap().push(cmd.clone());
+        let variables = cmd
+            .env()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"));
+        if self
+            .failing
+            .is_some_and(|f| words.contains(f) || variables.clone().any(|v| v.contains(f)))
+        {
             return Err(Error::CommandFailed {
                 argv: words,
                 status: "exit status 1".into(),

@@ -172,3 +172,57 @@ fn a_dry_run_names_the_commands_without_their_text() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_step_command_failing_after_the_watch_switches_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.hooks.step = Some(CommandLine::parse("./gate", "step-command").unwrap());
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost {
+        failing: Some("BLUEGREEN_STEP=watch"),
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert_eq!(result.failed_phase, Some(Phase::Monitor));
+    let from = timeline.iter().position(|l| l == "phase monitor").unwrap();
+    assert_eq!(
+        timeline[from..from + 4],
+        [
+            "phase monitor",
+            "watch http://127.0.0.1:8000/",
+            "run ./gate",
+            "phase rollback",
+        ]
+    );
+    let watch = result.monitor.as_ref().unwrap();
+    assert!(!watch.passed);
+    assert_eq!(
+        watch.reasons.last().map(String::as_str),
+        Some("the step command failed (exit status 1): refused by the fake")
+    );
+    let commands = host.commands.lock().unwrap();
+    let gate = commands.iter().find(|c| c.argv() == ["./gate"]).unwrap();
+    let told = |name: &str| {
+        gate.env()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        [
+            told("BLUEGREEN_STEP"),
+            told("BLUEGREEN_SHARE"),
+            told("BLUEGREEN_VERDICT"),
+            told("BLUEGREEN_PREVIOUS_SLOT")
+        ],
+        [
+            Some("watch".into()),
+            Some("100".into()),
+            Some("passed".into()),
+            Some("blue".into())
+        ]
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Blue));
+}
