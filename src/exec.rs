@@ -102,6 +102,20 @@ impl CommandLine {
         &self.argv
     }
 
+    /// Replaces this process with the command, which keeps its stdin, stdout and stderr
+    /// (a stream of any size passes straight through). Returns only when it cannot start.
+    pub fn exec_in_place(&self) -> Error {
+        use std::os::unix::process::CommandExt;
+        let source = std::process::Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .exec();
+        Error::Spawn {
+            argv: self.to_string(),
+            source,
+        }
+    }
+
     /// Runs the command with stdin closed, waiting up to `timeout`; a command still
     /// running then is killed (with every process it started, when it runs in a group of
     /// its own: [`CommandLine::in_own_group`]). Returns its output when it exits 0.

@@ -40,6 +40,7 @@ pub mod deploy;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod gate;
 pub mod health;
 pub mod http;
 pub mod input;

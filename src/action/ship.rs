@@ -20,7 +20,7 @@ use super::remote::Remote;
 /// running image before it reads the plan (see [`crate::cli::deploy`]). Otherwise it says
 /// what it lacks on a line starting with [`NEED`] and exits 97; so does a helper whose sum
 /// is not the one expected.
-const RUN: &str = r#"m=$(uname -m)
+pub(crate) const RUN: &str = r#"m=$(uname -m)
 sha=
 for pair in "$@"; do
   case "$pair" in "$m="*) sha=${pair#*=} ;; esac
@@ -44,7 +44,7 @@ pub const NEED: &str = "bluegreen-ship: ";
 /// Upload run on the host: stdin to a temp file, checked against the expected sum, then
 /// moved into place in a directory only the user may write; a mismatch leaves nothing
 /// behind.
-const UPLOAD: &str = r#"set -e
+pub(crate) const UPLOAD: &str = r#"set -e
 umask 077
 mkdir -p "${1%/*}"
 chmod 700 "${1%/*}"

@@ -1,6 +1,6 @@
 //! `bluegreen`: every host-side helper in one binary, so a host receives one file.
 //!
-//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore|status|setup|maintenance
+//! `bluegreen validate|health-check|switch-traffic|monitor|deploy|restore|status|setup|maintenance|gate
 //! ARGS`, or called through a
 //! link named after a helper (`validate ARGS`), like busybox.
 
@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use bluegreen::cli::{
-    deploy, health_check, maintenance, monitor, restore, setup, status, switch_traffic, validate,
+    deploy, gate, health_check, maintenance, monitor, restore, setup, status, switch_traffic,
+    validate,
 };
 use clap::Parser;
 
@@ -26,6 +27,7 @@ enum Command {
     Status(status::Cli),
     Setup(setup::Cli),
     Maintenance(maintenance::Cli),
+    Gate(gate::Cli),
 }
 
 const HELPERS: [&str; 4] = ["validate", "health-check", "switch-traffic", "monitor"];
@@ -51,5 +53,6 @@ fn main() -> ExitCode {
         Command::Status(cli) => status::main(cli),
         Command::Setup(cli) => setup::main(cli),
         Command::Maintenance(cli) => maintenance::main(cli),
+        Command::Gate(cli) => gate::main(cli),
     }
 }

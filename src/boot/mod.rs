@@ -157,20 +157,9 @@ impl BootPath {
                 self.unit_path().display()
             )));
         }
-        let mut changed = Vec::new();
-        let bytes = std::fs::read(helper).map_err(|e| Error::io("read", helper, e))?;
-        let copy = self.helper_path();
-        create_dir(&self.helper_dir)?;
-        crate::owners::root_only(&self.helper_dir).map_err(|why| {
-            Error::CheckFailed(format!(
-                "{} cannot hold the helper the boot unit runs as root: {why}",
-                self.helper_dir.display()
-            ))
-        })?;
-        if std::fs::read(&copy).ok().as_deref() != Some(bytes.as_slice()) {
-            write_atomic(&copy, &bytes, 0o755)?;
-            changed.push(format!("copied the helper to {}", copy.display()));
-        }
+        let mut changed: Vec<String> = install_helper(&self.helper_dir, helper)?
+            .into_iter()
+            .collect();
         let unit = self.unit_text();
         if read_optional(&self.unit_path())?.as_deref() != Some(unit.as_str()) {
             create_dir(&self.unit_dir)?;
@@ -195,6 +184,26 @@ impl BootPath {
         }
         Ok(changed)
     }
+}
+
+/// Copies `helper` (this very binary) into `helper_dir` as root's, where no one else can
+/// change what root (the boot unit) or sshd (a restricted key's forced command) runs: the
+/// directory is created root's and checked to be root's alone. What changed, if anything.
+pub fn install_helper(helper_dir: &Path, helper: &Path) -> Result<Option<String>> {
+    let bytes = std::fs::read(helper).map_err(|e| Error::io("read", helper, e))?;
+    let copy = helper_dir.join(HELPER_NAME);
+    create_dir(helper_dir)?;
+    crate::owners::root_only(helper_dir).map_err(|why| {
+        Error::CheckFailed(format!(
+            "{} cannot hold a helper root runs: {why}",
+            helper_dir.display()
+        ))
+    })?;
+    if std::fs::read(&copy).ok().as_deref() == Some(bytes.as_slice()) {
+        return Ok(None);
+    }
+    write_atomic(&copy, &bytes, 0o755)?;
+    Ok(Some(format!("copied the helper to {}", copy.display())))
 }
 
 fn create_dir(dir: &Path) -> Result<()> {

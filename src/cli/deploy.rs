@@ -51,8 +51,19 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_NEED_HELPER);
         }
     }
+    run_checked(cli.control_stdin, |_| Ok(()))
+}
+
+/// Reads the plan from stdin (with `control_stdin`, then follows the control channel), has
+/// `check` pass it (the restricted key's gate refuses what its key may not do), runs it, and
+/// maps the outcome to an exit code.
+pub fn run_checked(
+    control_stdin: bool,
+    check: impl FnOnce(&DeployPlan) -> Result<(), Error>,
+) -> ExitCode {
     let mut stdin = BufReader::new(std::io::stdin());
-    let plan = match read_plan(&mut stdin, cli.control_stdin).and_then(|mut plan| {
+    let plan = match read_plan(&mut stdin, control_stdin).and_then(|mut plan| {
+        check(&plan)?;
         plan.settle_with_state()?;
         Ok(plan)
     }) {
@@ -76,7 +87,7 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let cancel = Cancel::new();
     watch_signals(cancel.clone());
-    if cli.control_stdin {
+    if control_stdin {
         let cancel = cancel.clone();
         std::thread::spawn(move || follow_control(stdin, &cancel));
     }

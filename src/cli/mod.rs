@@ -3,6 +3,7 @@
 //! `src/bin/` and the multi-call `bluegreen` binary only parse and call in here.
 
 pub mod deploy;
+pub mod gate;
 pub mod hand;
 pub mod health_check;
 pub mod maintenance;

@@ -152,6 +152,18 @@ impl HttpUrl {
                 .is_ok()
     }
 
+    /// Whether it is asked on this host: its host `localhost` or a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");
+        let host = uri.host().unwrap_or_default();
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The TCP port it is asked on: the one it names, else its scheme's (80 or 443).
     pub fn port(&self) -> u16 {
         let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");

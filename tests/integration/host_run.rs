@@ -33,20 +33,20 @@ fi"#;
 
 /// A local target for `bluegreen deploy`: nginx, and a directory for the slots' pid files;
 /// the slots' processes are ended by pid when dropped.
-struct HostRun {
+pub(crate) struct HostRun {
     site: Site,
     pids: PathBuf,
 }
 
 impl HostRun {
-    fn new(app: &str) -> HostRun {
+    pub(crate) fn new(app: &str) -> HostRun {
         let site = Site::adopting(app);
         let pids = site.tmp.path().join("pids");
         std::fs::create_dir_all(&pids).unwrap();
         HostRun { site, pids }
     }
 
-    fn plan(&self, app: &str, version: &str) -> DeployPlan {
+    pub(crate) fn plan(&self, app: &str, version: &str) -> DeployPlan {
         let nginx = &self.site.nginx;
         let path = |p: &Path| p.display().to_string().parse().unwrap();
         DeployPlan {

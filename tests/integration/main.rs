@@ -18,6 +18,7 @@ mod cancel;
 mod demo_app;
 mod faults;
 mod fleet;
+mod gate;
 mod health_check;
 mod hooks;
 mod host_run;

@@ -10,6 +10,7 @@ mod checks;
 mod cleanup;
 mod fake;
 mod fixtures;
+mod gate;
 mod hooks;
 mod maintenance;
 mod promote;

@@ -105,6 +105,53 @@ impl Sshd {
         self.child.id()
     }
 
+    /// Puts `options` (`restrict,command="..."`) in front of the user key in
+    /// authorized_keys: from the next connection on, sshd runs that command for it.
+    pub fn restrict(&self, options: &str) {
+        let key = std::fs::read_to_string(self.dir.join("user_key.pub")).unwrap();
+        std::fs::write(self.dir.join("authorized_keys"), format!("{options} {key}")).unwrap();
+    }
+
+    /// Runs the OpenSSH client with the user key, asking for `command` (none: a shell),
+    /// with `stdin` fed to it; its exit code, stdout and stderr.
+    pub fn ssh(&self, command: Option<&str>, stdin: &[u8]) -> (i32, String, String) {
+        use std::io::Write;
+        let known_hosts = self.dir.join("client_known_hosts");
+        std::fs::write(&known_hosts, format!("{}\n", self.known_hosts)).unwrap();
+        let mut child = Command::new("ssh")
+            .args([
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("-i")
+            .arg(self.dir.join("user_key"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-l",
+                &current_user(),
+                "127.0.0.1",
+            ])
+            .args(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh starts");
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// How many SSH connections sshd accepted so far.
     pub fn connections(&self) -> usize {
         std::fs::read_to_string(self.dir.join("sshd.log"))

@@ -1,0 +1,611 @@
+//! The restricted deploy key: what `bluegreen gate`, the forced command of an
+//! `authorized_keys` line, lets a key run on the host, decided here without running anything.
+//!
+//! A key in a repository's secrets is the most exposed credential a deploy has. With
+//! `restrict,command="/usr/local/lib/bluegreen/bluegreen gate --apps shop"` in front of it,
+//! sshd runs the gate whatever the client asked, with the request in
+//! `SSH_ORIGINAL_COMMAND`. The gate lets through exactly what the action sends
+//! ([`Request::of`]): its start of the helper (answered by the installed helper, never a
+//! shipped one), and, for `image-transfer: ssh`, the image's inspection and `docker load`.
+//! Everything else is refused with one line. The plan the start reads is then checked
+//! ([`Policy::refusals`]): one of the named apps, an operation that deploys (no setup),
+//! the docker runtime with `docker-args` that keep the container in its box, the default
+//! paths, and nothing that runs a command of the plan's choosing on the host (hooks,
+//! templates, other nginx or nft commands).
+
+use std::path::{Path, PathBuf};
+
+use crate::config;
+use crate::deploy::{DeployPlan, Operation};
+use crate::exec::CommandLine;
+use crate::input::{AppName, HostPath, Image};
+use crate::runtime::Runtime;
+
+/// An app's state directory by default, `{app}` standing for its name.
+pub const STATE_DIR_PATTERN: &str = "/var/lib/bluegreen/{app}";
+/// An app's upstream include by default, `{app}` standing for its name.
+pub const UPSTREAM_FILE_PATTERN: &str = "/etc/nginx/conf.d/bluegreen-{app}.conf";
+
+/// A request the gate lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The action's start of the helper: the installed helper reads the plan on stdin.
+    Deploy,
+    /// `docker image inspect --format {{.Id}} IMAGE` (does the host have the image?).
+    InspectImage(Image),
+    /// `docker load --quiet` of an image streamed on stdin.
+    LoadImage,
+}
+
+impl Request {
+    /// The request `original` (sshd's `SSH_ORIGINAL_COMMAND`) makes, or the one line that
+    /// refuses it.
+    pub fn of(original: Option<&str>) -> Result<Request, String> {
+        let Some(original) = original.filter(|c| !c.trim().is_empty()) else {
+            return Err(
+                "refused: this key runs bluegreen's deploy requests only, not a shell".into(),
+            );
+        };
+        let argv = shell_words::split(original)
+            .map_err(|_| "refused: the request is not a command line".to_owned())?;
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["sh", "-c", script, "sh", ..] if *script == crate::action::ship::RUN => {
+                Ok(Request::Deploy)
+            }
+            ["sh", "-c", script, ..] if *script == crate::action::ship::UPLOAD => Err(
+                "refused: the helper is installed on this host for this key, and uploads are not taken"
+                    .into(),
+            ),
+            ["docker", "image", "inspect", "--format", "{{.Id}}", image] => image
+                .parse()
+                .map(Request::InspectImage)
+                .map_err(|_| "refused: not an image reference".to_owned()),
+            ["docker", "load", "--quiet"] => Ok(Request::LoadImage),
+            [program, ..] => Err(format!(
+                "refused: `{}`: this key runs bluegreen's deploy requests only",
+                program.chars().take(40).collect::<String>()
+            )),
+            [] => Err("refused: an empty request".into()),
+        }
+    }
+
+    /// The command that answers a request other than [`Request::Deploy`].
+    pub fn command(&self) -> Option<CommandLine> {
+        match self {
+            Request::Deploy => None,
+            Request::InspectImage(image) => Some(CommandLine::new([
+                "docker",
+                "image",
+                "inspect",
+                "--format",
+                "{{.Id}}",
+                image.as_str(),
+            ])),
+            Request::LoadImage => Some(CommandLine::new(["docker", "load", "--quiet"])),
+        }
+    }
+}
+
+/// What root allowed the key when it wrote the `authorized_keys` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The apps it may deploy.
+    pub apps: Vec<AppName>,
+    /// Directories of the host a container may be given as bind mounts, each as it is
+    /// (not a path inside it: a container that writes there could plant a link).
+    pub dirs: Vec<PathBuf>,
+    /// Env files the plan may name (`env-file`), root's.
+    pub env_files: Vec<PathBuf>,
+    /// Docker networks a container may join (`--network`), besides the default bridge.
+    pub networks: Vec<String>,
+    /// An app's state directory, `{app}` standing for its name.
+    pub state_dir: String,
+    /// An app's upstream include, `{app}` standing for its name.
+    pub upstream_file: String,
+    /// The directory nginx writes the access logs in.
+    pub log_dir: HostPath,
+    /// Where the boot unit of the nftables mode is installed.
+    pub systemd_unit_dir: HostPath,
+    /// The root-owned directory of the helper root runs.
+    pub boot_helper_dir: HostPath,
+    /// The nginx test command plans must name (the default, or root's, with sudo).
+    pub test_cmd: CommandLine,
+    /// The nginx reload command plans must name.
+    pub reload_cmd: CommandLine,
+    /// The nft command plans must name.
+    pub nft_cmd: CommandLine,
+}
+
+impl Policy {
+    /// The policy of the defaults for `apps`: the default paths and commands, no
+    /// directory for containers.
+    pub fn defaults(apps: Vec<AppName>) -> Policy {
+        use config::defaults;
+        let parsed = |text: &str| text.parse().expect("every default parses (tested)");
+        Policy {
+            apps,
+            dirs: Vec::new(),
+            env_files: Vec::new(),
+            networks: Vec::new(),
+            state_dir: STATE_DIR_PATTERN.into(),
+            upstream_file: UPSTREAM_FILE_PATTERN.into(),
+            log_dir: parsed(defaults::LOG_DIR),
+            systemd_unit_dir: parsed(defaults::SYSTEMD_UNIT_DIR),
+            boot_helper_dir: parsed(defaults::BOOT_HELPER_DIR),
+            test_cmd: CommandLine::parse(defaults::TEST_CMD, "test").expect("the default parses"),
+            reload_cmd: CommandLine::parse(defaults::RELOAD_CMD, "reload")
+                .expect("the default parses"),
+            nft_cmd: CommandLine::parse(defaults::NFT_CMD, "nft").expect("the default parses"),
+        }
+    }
+
+    /// Every reason the gate refuses `plan`, one line each; empty when it may run.
+    /// `recorded_service_port` is the service port the app's state records, the only one
+    /// a plan may name: the nftables rule takes over connections to that loopback port, so
+    /// a port of the key's choosing could take another program's.
+    pub fn refusals(&self, plan: &DeployPlan, recorded_service_port: Option<u16>) -> Vec<String> {
+        let mut no = Vec::new();
+        let app = &plan.app;
+        if !self.apps.contains(app) {
+            no.push(format!(
+                "app {app}: this key deploys {} only",
+                self.apps
+                    .iter()
+                    .map(AppName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if plan.operation == Operation::Setup {
+            no.push("command setup: setting a host up is root's, not this key's".into());
+        }
+        let paths = [
+            ("state-dir", &plan.state_dir, self.state_dir_of(app)),
+            (
+                "upstream-file",
+                &plan.switch.upstream_file,
+                self.upstream_file.replace("{app}", app.as_str()),
+            ),
+            ("log-dir", &plan.switch.log_dir, self.log_dir.to_string()),
+            (
+                "systemd-unit-dir",
+                &plan.systemd_unit_dir,
+                self.systemd_unit_dir.to_string(),
+            ),
+            (
+                "boot-helper-dir",
+                &plan.boot_helper_dir,
+                self.boot_helper_dir.to_string(),
+            ),
+        ];
+        for (input, given, allowed) in paths {
+            if given.to_string() != allowed {
+                no.push(format!("{input} {given}: this key uses {allowed} only"));
+            }
+        }
+        let commands = [
+            ("nginx-test-command", &plan.switch.test_cmd, &self.test_cmd),
+            ("reload-command", &plan.switch.reload_cmd, &self.reload_cmd),
+            ("nft-command", &plan.switch.nft_cmd, &self.nft_cmd),
+        ];
+        for (input, given, allowed) in commands {
+            if given != allowed {
+                no.push(format!(
+                    "{input}: this key runs `{}` only",
+                    allowed.argv().join(" ")
+                ));
+            }
+        }
+        let service_port = plan.switch.service_port.get();
+        if plan.switch.service_port_given && recorded_service_port != Some(service_port) {
+            no.push(format!(
+                "service-port {service_port}: this key takes the one the app's state records ({}), or the default",
+                recorded_service_port.map_or("none".into(), |p| p.to_string())
+            ));
+        }
+        for (input, url) in [
+            ("verify-url", &plan.switch.verify_url),
+            ("monitor-url", &plan.watch.url),
+        ] {
+            if let Some(url) = url.as_ref().filter(|u| !u.is_loopback()) {
+                no.push(format!(
+                    "{input} {}: this key's probes stay on the host (localhost, 127.0.0.1, [::1]): an answer's text can reach the log",
+                    url.as_str()
+                ));
+            }
+        }
+        if plan.upstream_template.is_some() {
+            no.push("upstream-template: a template of the key's choosing is not taken".into());
+        }
+        let hooks = &plan.hooks;
+        for (input, given) in [
+            ("pre-switch-command", &hooks.pre_switch),
+            ("post-switch-command", &hooks.post_switch),
+            ("step-command", &hooks.step),
+        ] {
+            if given.is_some() {
+                no.push(format!(
+                    "{input}: commands on the host are not run for this key"
+                ));
+            }
+        }
+        if plan.maintenance.page.is_some() {
+            no.push(
+                "maintenance-page: a file of the host is not served for this key (the built-in page is)"
+                    .into(),
+            );
+        }
+        let runtime = &plan.runtime;
+        if runtime.runtime != Runtime::Docker {
+            no.push(format!(
+                "runtime {}: this key deploys with the docker runtime only",
+                runtime.runtime
+            ));
+        }
+        if let Some(file) = &runtime.env_file
+            && !self.env_files.iter().any(|f| f == file.as_path())
+        {
+            no.push(format!(
+                "env-file {file}: not one this key may give a container ({})",
+                named(&self.env_files, "--env-file")
+            ));
+        }
+        no.extend(self.docker_args_refusals(&runtime.docker_args));
+        no
+    }
+
+    /// The state directory of `app` this key uses.
+    pub fn state_dir_of(&self, app: &AppName) -> String {
+        self.state_dir.replace("{app}", app.as_str())
+    }
+
+    /// Why `args` (the plan's `docker-args`) would let the container out of its box: only
+    /// options known to keep it in are taken, and mounts only of the allowed directories.
+    pub fn docker_args_refusals(&self, args: &[String]) -> Vec<String> {
+        let mut no = Vec::new();
+        let mut words = args.iter();
+        while let Some(word) = words.next() {
+            let (option, inline) = match word.split_once('=') {
+                Some((o, v)) if o.starts_with("--") => (o, Some(v.to_owned())),
+                _ => (word.as_str(), None),
+            };
+            let mut value = || inline.clone().or_else(|| words.next().cloned());
+            match option {
+                "--init" | "--read-only" | "--no-healthcheck" | "--oom-kill-disable" => {}
+                "-e" | "--env" | "-l" | "--label" | "-m" | "--memory" | "--memory-reservation"
+                | "--memory-swap" | "--cpus" | "--cpu-shares" | "--pids-limit" | "--ulimit"
+                | "--add-host" | "-u" | "--user" | "-w" | "--workdir" | "--health-cmd"
+                | "--health-interval" | "--health-retries" | "--health-timeout"
+                | "--health-start-period" | "--shm-size" | "--tmpfs" | "--stop-signal"
+                | "--stop-timeout" | "--hostname" | "--dns" | "--dns-search" | "--dns-option"
+                | "--entrypoint" | "--cap-drop" | "--group-add" | "--expose" | "--log-opt"
+                | "--log-driver" => {
+                    if value().is_none() {
+                        no.push(format!("docker-args {option}: a value is missing"));
+                    }
+                }
+                "--network" | "--net" => match value() {
+                    Some(n) if n == "bridge" || self.networks.contains(&n) => {}
+                    Some(n) => no.push(format!(
+                        "docker-args {option} {n}: not a network this key may join (bridge, {})",
+                        if self.networks.is_empty() {
+                            "and none given with bluegreen gate --network".to_owned()
+                        } else {
+                            self.networks.join(", ")
+                        }
+                    )),
+                    None => no.push(format!("docker-args {option}: a value is missing")),
+                },
+                "-v" | "--volume" => match value() {
+                    Some(v) => no.extend(self.volume_refusal(&v)),
+                    None => no.push(format!("docker-args {option}: a value is missing")),
+                },
+                "--mount" => match value() {
+                    Some(m) => no.extend(self.mount_refusal(&m)),
+                    None => no.push("docker-args --mount: a value is missing".into()),
+                },
+                other if other.starts_with('-') => {
+                    // Its value, if it takes one, goes with it: one refusal per option.
+                    if inline.is_none() && words.clone().next().is_some_and(|w| !w.starts_with('-')) {
+                        words.next();
+                    }
+                    no.push(format!(
+                        "docker-args {other}: not among the options this key may pass (they keep the container in its box: no --privileged, host namespaces, added capabilities, devices or security options)"
+                    ));
+                }
+                other => no.push(format!(
+                    "docker-args {other}: a word that is no option (docker would take it for the image)"
+                )),
+            }
+        }
+        no
+    }
+
+    /// Why `-v VALUE` is refused: a bind mount (its source a path) outside the allowed
+    /// directories. A named or anonymous volume is the container's own.
+    fn volume_refusal(&self, value: &str) -> Option<String> {
+        let source = value.split(':').next().unwrap_or("");
+        (source.starts_with('/') && value.contains(':') && !self.is_dir_given(Path::new(source)))
+            .then(|| {
+                format!(
+                    "docker-args -v {value}: {source} is not a directory this key may give a container ({})",
+                    named(&self.dirs, "--dir")
+                )
+            })
+    }
+
+    /// Why `--mount VALUE` is refused: a bind mount outside the allowed directories, a
+    /// volume with driver options (which can bind any path), or another type.
+    fn mount_refusal(&self, value: &str) -> Option<String> {
+        let fields: Vec<(&str, &str)> = value
+            .split(',')
+            .map(|f| f.split_once('=').unwrap_or((f, "")))
+            .collect();
+        let field = |names: &[&str]| {
+            fields
+                .iter()
+                .find(|(k, _)| names.contains(k))
+                .map(|(_, v)| *v)
+        };
+        let refused = |why: String| Some(format!("docker-args --mount {value}: {why}"));
+        match field(&["type"]).unwrap_or("volume") {
+            "bind" => match field(&["source", "src"]) {
+                Some(source) if self.is_dir_given(Path::new(source)) => None,
+                source => refused(format!(
+                    "{} is not a directory this key may give a container ({})",
+                    source.unwrap_or("(no source)"),
+                    named(&self.dirs, "--dir")
+                )),
+            },
+            "volume"
+                if fields
+                    .iter()
+                    .any(|(k, _)| k.starts_with("volume-opt") || *k == "volume-driver") =>
+            {
+                refused("a volume with driver options can bind any path of the host".into())
+            }
+            "volume" | "tmpfs" => None,
+            other => refused(format!("type {other} is not taken")),
+        }
+    }
+
+    /// Whether `path` is one of the directories given (a trailing `/` aside).
+    fn is_dir_given(&self, path: &Path) -> bool {
+        self.dirs
+            .iter()
+            .any(|dir| dir.components().eq(path.components()))
+    }
+
+    /// Why what root gave this key is not safe to give a container, if it is not: each
+    /// directory must be one (no link) in a directory that is root's alone, so that no one
+    /// (a container writing inside it included) can swap it for a link to elsewhere; each
+    /// env file must be root's alone. Checked at every request, on the host.
+    pub fn unsafe_given(&self) -> Vec<String> {
+        let mut no = Vec::new();
+        for dir in &self.dirs {
+            let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+            let parent = dir
+                .parent()
+                .map_or(Err("it has no parent".to_owned()), |p| {
+                    crate::owners::root_only(p)
+                });
+            match (is_dir, parent) {
+                (true, Ok(())) => {}
+                (false, _) => no.push(format!(
+                    "--dir {}: not a directory (a link is not taken)",
+                    dir.display()
+                )),
+                (true, Err(why)) => no.push(format!(
+                    "--dir {}: its parent must be root's alone ({why})",
+                    dir.display()
+                )),
+            }
+        }
+        for file in &self.env_files {
+            if let Err(why) = crate::owners::root_only(file) {
+                no.push(format!(
+                    "--env-file {}: not root's alone ({why})",
+                    file.display()
+                ));
+            }
+        }
+        no
+    }
+}
+
+/// `paths` for a message, or that none was given with `flag`.
+fn named(paths: &[PathBuf], flag: &str) -> String {
+    if paths.is_empty() {
+        return format!("none was given: bluegreen gate {flag}");
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::ship;
+
+    fn policy() -> Policy {
+        Policy {
+            dirs: vec![
+                PathBuf::from("/srv/shop/uploads"),
+                PathBuf::from("/srv/shop/media"),
+            ],
+            networks: vec!["shopnet".into()],
+            ..Policy::defaults(vec!["shop".parse().unwrap()])
+        }
+    }
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn the_actions_requests_pass_and_everything_else_gets_one_line() {
+        let start = shell_words::join(["sh", "-c", ship::RUN, "sh", "x86_64=abc"]);
+        assert_eq!(Request::of(Some(&start)), Ok(Request::Deploy));
+        assert_eq!(
+            Request::of(Some("docker load --quiet")),
+            Ok(Request::LoadImage)
+        );
+        assert_eq!(
+            Request::of(Some("docker image inspect --format '{{.Id}}' shop:2")),
+            Ok(Request::InspectImage("shop:2".parse().unwrap()))
+        );
+        let upload = shell_words::join(["sh", "-c", ship::UPLOAD, "sh", "/x/bluegreen", "abc"]);
+        for (request, said) in [
+            (
+                None,
+                "refused: this key runs bluegreen's deploy requests only, not a shell",
+            ),
+            (
+                Some(""),
+                "refused: this key runs bluegreen's deploy requests only, not a shell",
+            ),
+            (
+                Some("id"),
+                "refused: `id`: this key runs bluegreen's deploy requests only",
+            ),
+            (
+                Some("sh -c 'id; cat /etc/shadow'"),
+                "refused: `sh`: this key runs bluegreen's deploy requests only",
+            ),
+            (
+                Some(upload.as_str()),
+                "refused: the helper is installed on this host for this key, and uploads are not taken",
+            ),
+            (
+                Some("docker run --privileged -v /:/host alpine"),
+                "refused: `docker`: this key runs bluegreen's deploy requests only",
+            ),
+            (
+                Some("docker load"),
+                "refused: `docker`: this key runs bluegreen's deploy requests only",
+            ),
+            (
+                Some("'unclosed"),
+                "refused: the request is not a command line",
+            ),
+        ] {
+            assert_eq!(Request::of(request), Err(said.to_owned()), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn docker_args_that_keep_the_container_in_its_box_pass() {
+        let ok = args(&[
+            "--memory",
+            "512m",
+            "-e",
+            "RUST_LOG=info",
+            "--env=A=b",
+            "--init",
+            "-v",
+            "/srv/shop/uploads:/data",
+            "-v",
+            "cache:/cache",
+            "--mount",
+            "type=bind,source=/srv/shop/media,target=/media,readonly",
+            "--mount",
+            "type=tmpfs,target=/tmp",
+            "--network",
+            "shopnet",
+        ]);
+        assert_eq!(policy().docker_args_refusals(&ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn docker_args_that_escape_the_container_are_each_refused() {
+        let p = policy();
+        for bad in [
+            &["--privileged"][..],
+            &["--pid=host"],
+            &["--pid", "host"],
+            &["--ipc=host"],
+            &["--uts=host"],
+            &["--userns=host"],
+            &["--cap-add", "SYS_ADMIN"],
+            &["--cap-add=ALL"],
+            &["--device", "/dev/sda"],
+            &["--security-opt", "seccomp=unconfined"],
+            &["--volumes-from", "other"],
+            &["--network", "host"],
+            &["--net=container:db"],
+            &["-v", "/:/host"],
+            &["-v", "/srv/shop/uploads/../../../etc:/etc2"],
+            &["-v", "/srv/shop/uploads/link:/data"],
+            &["--network", "otherapp_db"],
+            &["--volume=/var/run/docker.sock:/var/run/docker.sock"],
+            &["--mount", "type=bind,source=/etc,target=/etc2"],
+            &[
+                "--mount",
+                "type=volume,target=/x,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/",
+            ],
+            &["--env-file", "/root/.env"],
+            &["--label-file", "/etc/shadow"],
+            &["--runtime", "runc"],
+            &["--gpus", "all"],
+            &["--sysctl", "net.ipv4.ip_forward=1"],
+            &["alpine"],
+            &["--memory"],
+        ] {
+            let refusals = p.docker_args_refusals(&args(bad));
+            assert_eq!(refusals.len(), 1, "{bad:?}: {refusals:?}");
+            assert!(refusals[0].starts_with("docker-args "), "{refusals:?}");
+        }
+    }
+
+    #[test]
+    fn what_root_gives_a_container_must_be_root_s_to_swap() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let safe = tmp.path().join("data");
+        std::fs::create_dir(&safe).unwrap();
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir(shared.join("data")).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let env = tmp.path().join("env");
+        std::fs::write(&env, "A=b\n").unwrap();
+        std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let given = Policy {
+            dirs: vec![safe.clone(), shared.join("data"), link.clone()],
+            env_files: vec![env.clone()],
+            ..policy()
+        };
+        let said = given.unsafe_given();
+        let about = |path: &Path| {
+            said.iter()
+                .filter(|l| l.contains(&*path.display().to_string()))
+                .count()
+        };
+        assert_eq!(about(&link), 1, "{said:?}");
+        assert!(
+            said.iter()
+                .any(|l| l.starts_with(&format!("--dir {}: not a directory", link.display())))
+        );
+        assert!(
+            said.iter().any(|l| l.starts_with(&format!(
+                "--dir {}: its parent must be root's alone",
+                shared.join("data").display()
+            ))),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|l| l.starts_with(&format!("--env-file {}: not root's alone", env.display()))),
+            "{said:?}"
+        );
+        if crate::sys::euid() == 0 {
+            assert_eq!(said.len(), 3, "the safe directory passes: {said:?}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The restricted deploy key end to end: real sshd runs `bluegreen gate` for the key (its
+//! `authorized_keys` line), whatever the client asks. Through it the action deploys, rolls
+//! back and takes a canary through promote, with the helper the host has (nothing is
+//! uploaded); a shell, another command, a plan for another app or runtime, and
+//! docker-args that escape the container each get one line of refusal and change nothing.
+
+use crate::host_run::HostRun;
+use crate::support::{BLUEGREEN, Target, assert_result, demo_image};
+
+/// The `authorized_keys` options that run the gate for `t`'s app, with `t`'s paths and
+/// nginx commands (the defaults otherwise).
+fn gate_options(t: &Target) -> String {
+    let nginx = &t.site.nginx;
+    let tmp = t.site.tmp.path();
+    let words = [
+        BLUEGREEN.to_owned(),
+        "gate".into(),
+        "--apps".into(),
+        t.app.clone(),
+        "--state-dir".into(),
+        t.site.state_dir.display().to_string(),
+        "--upstream-file".into(),
+        nginx.upstream_file.display().to_string(),
+        "--log-dir".into(),
+        t.site.log_dir().display().to_string(),
+        "--systemd-unit-dir".into(),
+        tmp.join("systemd").display().to_string(),
+        "--boot-helper-dir".into(),
+        tmp.join("lib/bluegreen").display().to_string(),
+        "--nginx-test-command".into(),
+        nginx.test_cmd(),
+        "--reload-command".into(),
+        nginx.reload_cmd(),
+    ];
+    format!("restrict,command=\"{}\"", shell_words::join(words))
+}
+
+#[test]
+fn through_a_restricted_key_the_action_deploys_rolls_back_and_promotes_and_nothing_escapes() {
+    require!(Root, Nginx, Sshd, Docker, Act);
+    let image = demo_image("v", &[]);
+    let t = Target::new("e2e-gate");
+    // The set-up, with the key unrestricted: the first deploy records the service port.
+    assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
+    t.settled();
+    t.sshd.restrict(&gate_options(&t));
+
+    let deployed = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
+    assert_result(&deployed, "deployed");
+    assert!(
+        !deployed.log.contains("ship helpers"),
+        "the host's helper answered, nothing was uploaded: {}",
+        deployed.log
+    );
+    assert_eq!(t.live(), ("green".into(), "v2".into()));
+    t.settled();
+    assert_result(&t.run(&[("COMMAND", "rollback")]), "rolled-back");
+    assert_eq!(t.live(), ("blue".into(), "v1".into()));
+    t.settled();
+
+    let canary = [
+        ("TRAFFIC_STEPS", "30,60"),
+        ("STEP_SECONDS", "1"),
+        ("CANARY_MIN_REQUESTS", "1"),
+    ];
+    let mut paused = vec![
+        ("IMAGE", image.as_str()),
+        ("VERSION", "v3"),
+        ("CANARY_PAUSE_AT", "30"),
+    ];
+    paused.extend(canary);
+    assert_result(&t.run(&paused), "paused");
+    t.settled();
+    let mut promote = vec![("COMMAND", "promote")];
+    promote.extend(canary);
+    assert_result(&t.run(&promote), "deployed");
+    assert_eq!(t.live(), ("green".into(), "v3".into()));
+    t.settled();
+
+    let state = std::fs::read(t.state_dir().join("state.json")).unwrap();
+    let escaping = t.run(&[
+        ("IMAGE", &image),
+        ("VERSION", "v4"),
+        ("DOCKER_ARGS", "--privileged -v /:/host"),
+    ]);
+    assert_result(&escaping, "failed");
+    assert!(
+        escaping
+            .log
+            .contains("refused by the restricted key: docker-args --privileged")
+            && escaping
+                .log
+                .contains("docker-args -v /:/host: / is not a directory"),
+        "{}",
+        escaping.log
+    );
+    assert_eq!(
+        std::fs::read(t.state_dir().join("state.json")).unwrap(),
+        state,
+        "a refused plan changes nothing"
+    );
+    assert_eq!(t.live(), ("green".into(), "v3".into()));
+    assert!(!t.container_running("blue"), "nothing was started");
+}
+
+#[test]
+fn a_leaked_restricted_key_gets_one_line_for_a_shell_a_command_or_another_plan() {
+    require!(Sshd, Nginx);
+    let t = Target::bare("e2e-leak");
+    t.sshd.restrict(&gate_options(&t));
+    let marker = t.site.tmp.path().join("ran");
+    let refusals = [
+        (
+            None,
+            "refused: this key runs bluegreen's deploy requests only, not a shell",
+        ),
+        (
+            Some(format!("touch {}", marker.display())),
+            "refused: `touch`: this key runs bluegreen's deploy requests only",
+        ),
+        (
+            Some(format!("sh -c 'id > {}'", marker.display())),
+            "refused: `sh`: this key runs bluegreen's deploy requests only",
+        ),
+        (
+            Some("docker run --rm --privileged -v /:/host alpine".into()),
+            "refused: `docker`: this key runs bluegreen's deploy requests only",
+        ),
+    ];
+    for (request, said) in refusals {
+        let (code, stdout, stderr) = t.sshd.ssh(request.as_deref(), b"");
+        assert_eq!(
+            (code, stdout.as_str(), stderr.trim_end()),
+            (2, "", said),
+            "{request:?}"
+        );
+    }
+    assert!(!marker.exists(), "nothing ran");
+
+    // The start the action sends, with plans the key may not run.
+    let helpers = bluegreen::action::ship::Helpers::read(&[BLUEGREEN.into()]).unwrap();
+    let start = shell_words::join(helpers.run_argv());
+    let host = HostRun::new("gate-plans");
+    for (app, refused) in [
+        (
+            t.app.as_str(),
+            "runtime command: this key deploys with the docker runtime only",
+        ),
+        ("another-app", "app another-app: this key deploys"),
+    ] {
+        let plan = host.plan(app, "v1");
+        let (code, stdout, _) = t
+            .sshd
+            .ssh(Some(&start), &serde_json::to_vec(&plan).unwrap());
+        assert_eq!(code, 2, "{stdout}");
+        let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("invalid deploy plan: refused by the restricted key: ")
+                && error.contains(refused),
+            "{error}"
+        );
+        assert!(
+            !plan.state_dir.as_path().join("lock").exists(),
+            "a refused plan changes nothing: no run took the lock"
+        );
+    }
+}
