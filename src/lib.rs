@@ -19,8 +19,9 @@
 //! - [`upstream`], [`nginx`], [`nft`], [`boot`]: rendering the upstream include, confirming
 //!   reloads, the nftables switch mode and what restores it at boot (as root, from root's files).
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
-//! - [`switch`], [`validate`]: the switch (its configuration, intent, and undo path), the
-//!   preflight checks.
+//! - [`switch`], [`validate`]: the switch (its configuration and intent, the pure decision,
+//!   its execution, confirmation and undo path), the preflight checks.
+//! - [`gate`]: what a restricted deploy key may run on a host (`bluegreen gate`).
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`owners`]: whether a path that root runs or opens is root's alone.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.

@@ -5,17 +5,17 @@
 //! docker-args that escape the container each get one line of refusal and change nothing.
 
 use crate::host_run::HostRun;
-use crate::support::{BLUEGREEN, Target, assert_result, demo_image};
+use crate::support::{BLUEGREEN, Target, assert_result, demo_image, run};
 
-/// The `authorized_keys` options that run the gate for `t`'s app, with `t`'s paths and
-/// nginx commands (the defaults otherwise).
-fn gate_options(t: &Target) -> String {
+/// Restricts `t`'s key to the gate as root sets it up: `bluegreen gate --install` with
+/// `t`'s paths and nginx commands copies the helper into `t`'s helper directory, and the
+/// options it prints go in front of the key.
+fn restrict_to_the_gate(t: &Target) {
     let nginx = &t.site.nginx;
     let tmp = t.site.tmp.path();
-    let words = [
-        BLUEGREEN.to_owned(),
-        "gate".into(),
-        "--apps".into(),
+    let helper_dir = tmp.join("lib/bluegreen");
+    let flags = [
+        "--apps".to_owned(),
         t.app.clone(),
         "--state-dir".into(),
         t.site.state_dir.display().to_string(),
@@ -26,13 +26,31 @@ fn gate_options(t: &Target) -> String {
         "--systemd-unit-dir".into(),
         tmp.join("systemd").display().to_string(),
         "--boot-helper-dir".into(),
-        tmp.join("lib/bluegreen").display().to_string(),
+        helper_dir.display().to_string(),
         "--nginx-test-command".into(),
         nginx.test_cmd(),
         "--reload-command".into(),
         nginx.reload_cmd(),
     ];
-    format!("restrict,command=\"{}\"", shell_words::join(words))
+    let mut args = vec!["gate".to_owned(), "--install".into()];
+    args.extend(flags);
+    let installed = run(BLUEGREEN, &args);
+    assert_eq!(installed.code, 0, "{installed:?}");
+    let options = installed.stdout.lines().last().unwrap();
+    assert!(
+        options.starts_with(&format!(
+            "restrict,command=\"{}/bluegreen gate --apps {}",
+            helper_dir.display(),
+            t.app
+        )),
+        "{installed:?}"
+    );
+    t.sshd.restrict(options);
+    assert_eq!(
+        std::fs::read(helper_dir.join("bluegreen")).unwrap(),
+        std::fs::read(BLUEGREEN).unwrap(),
+        "the helper is copied"
+    );
 }
 
 #[test]
@@ -43,7 +61,7 @@ fn through_a_restricted_key_the_action_deploys_rolls_back_and_promotes_and_nothi
     // The set-up, with the key unrestricted: the first deploy records the service port.
     assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
     t.settled();
-    t.sshd.restrict(&gate_options(&t));
+    restrict_to_the_gate(&t);
 
     let deployed = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
     assert_result(&deployed, "deployed");
@@ -105,9 +123,9 @@ fn through_a_restricted_key_the_action_deploys_rolls_back_and_promotes_and_nothi
 
 #[test]
 fn a_leaked_restricted_key_gets_one_line_for_a_shell_a_command_or_another_plan() {
-    require!(Sshd, Nginx);
+    require!(Root, Sshd, Nginx);
     let t = Target::bare("e2e-leak");
-    t.sshd.restrict(&gate_options(&t));
+    restrict_to_the_gate(&t);
     let marker = t.site.tmp.path().join("ran");
     let refusals = [
         (
