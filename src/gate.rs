@@ -160,13 +160,16 @@ impl Policy {
         if plan.operation == Operation::Setup {
             no.push("command setup: setting a host up is root's, not this key's".into());
         }
+        let upstream_file = self.upstream_file.replace("{app}", app.as_str());
+        // The server block beside the include: a deploy reads the site's name from it.
+        let server_file = upstream_file
+            .parse()
+            .map(|include| config::default_server_file(app, &include).to_string())
+            .unwrap_or_default();
         let paths = [
             ("state-dir", &plan.state_dir, self.state_dir_of(app)),
-            (
-                "upstream-file",
-                &plan.switch.upstream_file,
-                self.upstream_file.replace("{app}", app.as_str()),
-            ),
+            ("upstream-file", &plan.switch.upstream_file, upstream_file),
+            ("server-file", &plan.site.server_file, server_file),
             ("log-dir", &plan.switch.log_dir, self.log_dir.to_string()),
             (
                 "systemd-unit-dir",

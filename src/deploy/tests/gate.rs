@@ -19,6 +19,8 @@ fn with_default_paths(mut plan: DeployPlan) -> DeployPlan {
     let default = |p: &str| p.parse().unwrap();
     plan.state_dir = crate::config::default_state_dir(&plan.app);
     plan.switch.upstream_file = crate::config::default_upstream_file(&plan.app);
+    plan.site.server_file =
+        crate::config::default_server_file(&plan.app, &plan.switch.upstream_file);
     plan.switch.log_dir = default("/var/log/bluegreen");
     plan.systemd_unit_dir = default("/etc/systemd/system");
     plan.boot_helper_dir = default("/usr/local/lib/bluegreen");
@@ -49,7 +51,11 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
         );
     }
     type Change = fn(&mut DeployPlan);
-    let cases: [(Change, &str); 14] = [
+    let cases: [(Change, &str); 15] = [
+        (
+            |p| p.site.server_file = "/home/deploy/.ssh/id_ed25519".parse().unwrap(),
+            "server-file /home/deploy/.ssh/id_ed25519: this key uses /etc/nginx/conf.d/bluegreen-shop.server.conf only",
+        ),
         (
             |p| p.operation = Operation::Setup,
             "command setup: setting a host up is root's, not this key's",
