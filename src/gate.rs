@@ -21,6 +21,21 @@ use crate::exec::CommandLine;
 use crate::input::{AppName, HostPath, Image};
 use crate::runtime::Runtime;
 
+/// Set once this process answers a restricted key's request (see [`answering`]).
+static ANSWERING: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// Records that this process answers a request through the gate: what it runs came
+/// through a restricted key.
+pub fn mark_answering() {
+    let _ = ANSWERING.set(());
+}
+
+/// Whether this process answers a request through the gate (a check that warns about what
+/// the deploy key could do says the key is restricted instead).
+pub fn answering() -> bool {
+    ANSWERING.get().is_some()
+}
+
 /// An app's state directory by default, `{app}` standing for its name.
 pub const STATE_DIR_PATTERN: &str = "/var/lib/bluegreen/{app}";
 /// An app's upstream include by default, `{app}` standing for its name.

@@ -114,6 +114,7 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    crate::gate::mark_answering();
     match request.command() {
         None => super::deploy::run_checked(true, |plan| {
             let recorded = crate::state::StateStore::new(policy.state_dir_of(&plan.app))

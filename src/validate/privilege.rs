@@ -39,14 +39,24 @@ impl ValidateRequest {
         if powers.is_empty() {
             return None;
         }
-        Some(CheckResult::new(
-            "privilege",
-            CheckStatus::Warn,
-            format!(
-                "{} is not root, but {}: either lets it, and anyone holding its SSH key, become root on this host; keep the deploy key as secret as root's",
-                sys::user_name(),
-                powers.join(", and ")
-            ),
-        ))
+        let user = sys::user_name();
+        let powers = powers.join(", and ");
+        Some(if crate::gate::answering() {
+            CheckResult::new(
+                "privilege",
+                CheckStatus::Pass,
+                format!(
+                    "{user} is not root, but {powers}: either lets it become root on this host; the key of this run is restricted by bluegreen gate, which lets it do neither"
+                ),
+            )
+        } else {
+            CheckResult::new(
+                "privilege",
+                CheckStatus::Warn,
+                format!(
+                    "{user} is not root, but {powers}: either lets it, and anyone holding its SSH key, become root on this host; keep the deploy key as secret as root's, or restrict it to deploying with bluegreen gate (README: A restricted deploy key)"
+                ),
+            )
+        })
     }
 }

@@ -8,9 +8,10 @@ use crate::host_run::HostRun;
 use crate::support::{BLUEGREEN, Target, assert_result, demo_image, run};
 
 /// Restricts `t`'s key to the gate as root sets it up: `bluegreen gate --install` with
-/// `t`'s paths and nginx commands copies the helper into `t`'s helper directory, and the
-/// options it prints go in front of the key.
-fn restrict_to_the_gate(t: &Target) {
+/// `t`'s paths and the nginx commands the deploy user runs (`test_cmd`, `reload_cmd`)
+/// copies the helper into `t`'s helper directory, and the options it prints go in front of
+/// the key.
+pub(crate) fn restrict_to_the_gate(t: &Target, test_cmd: &str, reload_cmd: &str) {
     let nginx = &t.site.nginx;
     let tmp = t.site.tmp.path();
     let helper_dir = tmp.join("lib/bluegreen");
@@ -28,9 +29,9 @@ fn restrict_to_the_gate(t: &Target) {
         "--boot-helper-dir".into(),
         helper_dir.display().to_string(),
         "--nginx-test-command".into(),
-        nginx.test_cmd(),
+        test_cmd.to_owned(),
         "--reload-command".into(),
-        nginx.reload_cmd(),
+        reload_cmd.to_owned(),
     ];
     let mut args = vec!["gate".to_owned(), "--install".into()];
     args.extend(flags);
@@ -61,7 +62,7 @@ fn through_a_restricted_key_the_action_deploys_rolls_back_and_promotes_and_nothi
     // The set-up, with the key unrestricted: the first deploy records the service port.
     assert_result(&t.run(&[("IMAGE", &image), ("VERSION", "v1")]), "deployed");
     t.settled();
-    restrict_to_the_gate(&t);
+    restrict_to_the_gate(&t, &t.site.nginx.test_cmd(), &t.site.nginx.reload_cmd());
 
     let deployed = t.run(&[("IMAGE", &image), ("VERSION", "v2")]);
     assert_result(&deployed, "deployed");
@@ -125,7 +126,7 @@ fn through_a_restricted_key_the_action_deploys_rolls_back_and_promotes_and_nothi
 fn a_leaked_restricted_key_gets_one_line_for_a_shell_a_command_or_another_plan() {
     require!(Root, Sshd, Nginx);
     let t = Target::bare("e2e-leak");
-    restrict_to_the_gate(&t);
+    restrict_to_the_gate(&t, &t.site.nginx.test_cmd(), &t.site.nginx.reload_cmd());
     let marker = t.site.tmp.path().join("ran");
     let refusals = [
         (

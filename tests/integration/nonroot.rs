@@ -2,6 +2,8 @@
 //! README's "A deploy user that is not root" says: in the docker group, owning the state
 //! directory and the directory of the upstream file, allowed by one sudoers line to test
 //! and reload nginx. nftables needs root, so the default switch mode falls back to reload.
+//! Then the same user's key restricted to `bluegreen gate`: a deploy through it says the
+//! key can only deploy.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -132,10 +134,38 @@ fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), user.name);
 
+    // The same user with its key restricted to the gate: the key can only deploy, and the
+    // run says so instead of warning. Reload mode records no service port, so the run
+    // names none (the gate takes only the one state records).
+    crate::gate::restrict_to_the_gate(&t, &test_cmd, &reload_cmd);
+    let mut gated = inputs("u3");
+    gated.push(("SERVICE_PORT", ""));
+    let through_gate = t.run(&gated);
+    assert_result(&through_gate, "deployed");
+    assert!(
+        through_gate
+            .log
+            .contains("the key of this run is restricted by bluegreen gate"),
+        "{}",
+        through_gate.log
+    );
+    assert!(
+        !through_gate
+            .log
+            .lines()
+            .any(|l| l.contains("::warning::") && l.contains(&privilege)),
+        "{}",
+        through_gate.log
+    );
+    assert_eq!(t.live(), ("blue".into(), "u3".into()));
+    t.settled();
+
     // Without the sudoers line the reload is found refused at validation, before anything
     // starts, with the line to add.
     user.write_sudoers("# nothing allowed\n");
-    let refused = t.run(&inputs("u3"));
+    let mut refused = inputs("u4");
+    refused.push(("SERVICE_PORT", ""));
+    let refused = t.run(&refused);
     assert_result(&refused, "failed");
     assert!(
         refused.log.contains(&format!(
@@ -145,6 +175,6 @@ fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
         "{}",
         refused.log
     );
-    assert!(!t.container_running("blue"), "nothing was started");
-    assert_eq!(t.live(), ("green".into(), "u2".into()));
+    assert!(!t.container_running("green"), "nothing was started");
+    assert_eq!(t.live(), ("blue".into(), "u3".into()));
 }
