@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::input::Slot;
 use crate::maintenance::Closed;
 use crate::nft::Route;
@@ -15,46 +15,54 @@ use crate::upstream::UpstreamContext;
 use super::SwitchRequest;
 
 /// What is in place when a switch starts, as the switch read it.
-pub(super) struct InPlace<'a> {
+pub(crate) struct InPlace<'a> {
     /// The app's state (rebuilt from the include when it had to be).
-    pub(super) state: &'a State,
+    pub(crate) state: &'a State,
     /// The include as it is now; `None` when there is none.
-    pub(super) include: Option<&'a str>,
+    pub(crate) include: Option<&'a str>,
     /// In nftables mode, where the app's rule leads now (`Some(None)`: there is no rule);
     /// `None` in reload mode.
-    pub(super) rule: Option<Option<Route>>,
+    pub(crate) rule: Option<Option<Route>>,
     /// The access log the include has nginx write, when the switch logs requests.
-    pub(super) access_log: Option<&'a Path>,
+    pub(crate) access_log: Option<&'a Path>,
 }
 
 /// What a switch does: the include it writes and where the rule leads new connections.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Decision {
+pub(crate) struct Decision {
     /// The slot that gets the traffic.
-    pub(super) to: Slot,
+    pub(crate) to: Slot,
     /// Its version, when known.
-    pub(super) version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Where new connections go: the target's port, and a canary's share beside it. In
     /// nftables mode the rule says it; in reload mode the include does.
-    pub(super) route: Route,
+    pub(crate) route: Route,
     /// The include nginx gets.
-    pub(super) include: String,
+    pub(crate) include: String,
     /// Whether that differs from the include in place (no write and no reload when not,
     /// except that reload mode always reloads, to be sure of what nginx serves).
-    pub(super) include_changes: bool,
+    pub(crate) include_changes: bool,
     /// Maintenance after the switch: nginx answers with the page, the target live behind it.
-    pub(super) maintenance: Option<MaintenanceRecord>,
+    pub(crate) maintenance: Option<MaintenanceRecord>,
     /// The slot traffic leaves: where the rule or the include leads now, else state's active
     /// slot.
-    pub(super) from: Option<Slot>,
+    pub(crate) from: Option<Slot>,
 }
 
 impl SwitchRequest {
-    /// Decides the switch from what is in place; fails, changing nothing, on an intent
-    /// state cannot answer (no previous slot) or a template that renders no split where a
-    /// canary needs one.
-    pub(super) fn decide(&self, in_place: &InPlace) -> Result<Decision> {
+    /// Decides the switch from what is in place; fails, changing nothing, when the active
+    /// slot is no longer the one the intent was made for, on an intent state cannot answer
+    /// (no previous slot), or a template that renders no split where a canary needs one.
+    pub(crate) fn decide(&self, in_place: &InPlace) -> Result<Decision> {
         let state = in_place.state;
+        if let Some(expected) = self.intent.only_if_active
+            && state.active != Some(expected)
+        {
+            return Err(Error::CheckFailed(format!(
+                "not switching: the active slot is now {}, not {expected}; someone switched in the meantime",
+                state.active.map_or("none", Slot::as_str)
+            )));
+        }
         let to = self.intent.resolve(state, &self.app)?;
         let version = self
             .intent
@@ -407,5 +415,25 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT, "{err}");
+    }
+
+    #[test]
+    fn a_switch_made_for_another_active_slot_is_refused() {
+        let guarded = request(
+            SwitchMode::Reload,
+            to(Slot::Green).only_if_active(Some(Slot::Green)),
+        );
+        let err = guarded
+            .decide(&InPlace {
+                state: &live_on_blue(),
+                include: None,
+                rule: None,
+                access_log: None,
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not switching: the active slot is now blue, not green; someone switched in the meantime"
+        );
     }
 }

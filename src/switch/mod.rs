@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil::{read_optional, write_atomic};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::lock::AppLock;
@@ -42,7 +42,7 @@ use crate::nginx;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
 use crate::upstream::{Template, unified_diff};
-use decide::{Decision, InPlace};
+pub(crate) use decide::{Decision, InPlace};
 use undo::Undo;
 
 /// How long the nginx test and reload commands may take.
@@ -136,14 +136,6 @@ impl SwitchRequest {
             warnings.push(w);
         }
         let state = loaded.state;
-        if let Some(expected) = self.intent.only_if_active
-            && state.active != Some(expected)
-        {
-            return Err(Error::CheckFailed(format!(
-                "not switching: the active slot is now {}, not {expected}; someone switched in the meantime",
-                state.active.map_or("none", Slot::as_str)
-            )));
-        }
         let access_log = self.access_log(progress, &mut warnings);
         let old = read_optional(self.config.upstream_file.as_path())?;
         let rule_before = self.nft().map(|nft| nft.current_route());
@@ -258,7 +250,7 @@ impl SwitchRequest {
     }
 
     /// Records the confirmed switch: the new state and a history line.
-    fn record(&self, state: &State, decision: &Decision) -> Result<()> {
+    pub(crate) fn record(&self, state: &State, decision: &Decision) -> Result<()> {
         let now = now_rfc3339();
         let next = self
             .intent

@@ -16,7 +16,7 @@ use crate::health::{HealthCheck, HealthReport};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::switch::{MaintenanceChange, SwitchConfig, SwitchReport, SwitchRequest};
+use crate::switch::{InPlace, MaintenanceChange, SwitchConfig, SwitchReport, SwitchRequest};
 use crate::validate::{CheckResult, CheckStatus, ValidateReport, ValidateRequest};
 
 /// A host that answers from a script and writes down what it was asked.
@@ -285,55 +285,31 @@ impl Host for FakeHost {
             .store
             .load(&request.app, config.upstream_file.as_path(), request.ports)?
             .state;
-        if let Some(expected) = intent.only_if_active
-            && state.active != Some(expected)
-        {
-            return Err(Error::CheckFailed(
-                "someone switched in the meantime".into(),
-            ));
-        }
-        let to = match intent.target {
-            SwitchTarget::Slot(s) => s,
-            SwitchTarget::Previous => state.previous.expect("a previous slot"),
-        };
+        // The real switch's decision and record; only nginx and the kernel are left out.
+        let include = crate::fsutil::read_optional(config.upstream_file.as_path())?;
+        let decision = request.decide(&InPlace {
+            state: &state,
+            include: include.as_deref(),
+            rule: request.config.nft(&request.app).map(|_| None),
+            access_log: None,
+        })?;
         if !request.dry_run {
-            request.store.save(
-                &intent
-                    .recorded_in(&state, to, request.ports, "now")
-                    .switched_by(request.config.mode, request.config.service_port.get()),
-            )?;
-            // The include as the real switch leaves it, where maintenance shows in it.
-            let include = match intent.maintenance.after(&state) {
-                Some(m) => crate::maintenance::include(
-                    &request.app,
-                    crate::maintenance::Closed::Maintenance { slot: to },
-                    m.port,
-                    Some(request.ports.port(to)),
-                    m.retry_after_seconds,
-                    &request.store.pages_dir(),
-                    "",
-                )?,
-                None => format!(
-                    "upstream {} {{ server 127.0.0.1:{}; }}\n",
-                    request.app,
-                    request.ports.port(to)
-                ),
-            };
-            std::fs::write(config.upstream_file.as_path(), include).unwrap();
+            std::fs::write(config.upstream_file.as_path(), &decision.include).unwrap();
+            request.record(&state, &decision)?;
         }
         Ok(SwitchReport {
             app: request.app.to_string(),
             from: state.active,
-            to,
-            port: request.ports.port(to),
-            version: None,
+            to: decision.to,
+            port: request.ports.port(decision.to),
+            version: decision.version,
             dry_run: request.dry_run,
             rendered: String::new(),
             diff: "+ server 127.0.0.1:3002;".into(),
             workers_restarted: true,
             verified_slot: true,
             kernel_confirmed: false,
-            maintenance: intent.maintenance.after(&state).is_some(),
+            maintenance: decision.maintenance.is_some(),
             mode: request.config.mode,
             warnings: Vec::new(),
             elapsed_ms: 1,
