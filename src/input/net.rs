@@ -142,26 +142,26 @@ impl HttpUrl {
     /// Whether it names its host by address (`127.0.0.1`, `[::1]`) or as `localhost`:
     /// a request to it carries no name nginx could pick a server block by.
     pub fn names_an_address(&self) -> bool {
-        let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");
-        let host = uri.host().unwrap_or_default();
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok()
+        let (localhost, address) = self.host();
+        localhost || address.is_some()
     }
 
     /// Whether it is asked on this host: its host `localhost` or a loopback address.
     pub fn is_loopback(&self) -> bool {
+        let (localhost, address) = self.host();
+        localhost || address.is_some_and(|ip| ip.is_loopback())
+    }
+
+    /// Whether its host is `localhost`, and the address it names, if it names one.
+    fn host(&self) -> (bool, Option<std::net::IpAddr>) {
         let uri: ureq::http::Uri = self.0.parse().expect("checked when parsed");
         let host = uri.host().unwrap_or_default();
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        let address = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
+        (host.eq_ignore_ascii_case("localhost"), address)
     }
 
     /// The TCP port it is asked on: the one it names, else its scheme's (80 or 443).

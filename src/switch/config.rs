@@ -301,25 +301,7 @@ fn default_log_dir() -> HostPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(mode: SwitchMode) -> SwitchConfig {
-        let path = |p: &str| p.parse::<HostPath>().unwrap();
-        SwitchConfig {
-            mode,
-            service_port: "21000".parse().unwrap(),
-            service_port_given: false,
-            upstream_file: path("/etc/nginx/conf.d/bluegreen-shop.conf"),
-            test_cmd: CommandLine::new(["nginx", "-t"]),
-            reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
-            nginx_pid_file: path("/run/nginx.pid"),
-            reload_timeout: Duration::from_secs(1),
-            verify_url: None,
-            verify_timeout: Duration::from_secs(1),
-            site_host: None,
-            nft_cmd: CommandLine::new(["nft"]),
-            log_dir: path("/var/log/bluegreen"),
-        }
-    }
+    use crate::switch::test_config as config;
 
     #[test]
     fn the_route_is_read_from_the_server_lines_not_the_marker_alone() {

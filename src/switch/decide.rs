@@ -125,32 +125,15 @@ impl SwitchRequest {
 mod tests {
     use super::*;
     use crate::canary::Share;
-    use crate::exec::CommandLine;
-    use crate::input::{HostPath, SlotPorts, SwitchTarget, Version};
+    use crate::input::{SlotPorts, SwitchTarget, Version};
     use crate::state::{CanaryRecord, StateStore};
-    use crate::switch::{Intent, LockPolicy, MaintenanceChange, SwitchConfig, SwitchMode};
+    use crate::switch::{Intent, LockPolicy, MaintenanceChange, SwitchMode};
     use crate::upstream::Template;
-    use std::time::Duration;
 
     const SERVICE_PORT: u16 = 21000;
 
     fn request(mode: SwitchMode, intent: Intent) -> SwitchRequest {
-        let path = |p: &str| p.parse::<HostPath>().unwrap();
-        let config = SwitchConfig {
-            mode,
-            service_port: SERVICE_PORT.to_string().parse().unwrap(),
-            service_port_given: false,
-            upstream_file: path("/etc/nginx/conf.d/bluegreen-shop.conf"),
-            test_cmd: CommandLine::new(["nginx", "-t"]),
-            reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
-            nginx_pid_file: path("/run/nginx.pid"),
-            reload_timeout: Duration::from_secs(1),
-            verify_url: None,
-            verify_timeout: Duration::from_secs(1),
-            site_host: None,
-            nft_cmd: CommandLine::new(["nft"]),
-            log_dir: path("/var/log/bluegreen"),
-        };
+        let config = crate::switch::test_config(mode);
         SwitchRequest {
             app: "shop".parse().unwrap(),
             store: StateStore::new(Path::new("/var/lib/bluegreen/shop")),
@@ -199,6 +182,18 @@ mod tests {
             image_id: None,
             paused: false,
         }
+    }
+
+    /// Why `request` is refused with `state` in place (no include, reload mode).
+    fn refused(request: &SwitchRequest, state: &State) -> crate::error::Error {
+        request
+            .decide(&InPlace {
+                state,
+                include: None,
+                rule: None,
+                access_log: None,
+            })
+            .unwrap_err()
     }
 
     fn decide(
@@ -336,14 +331,7 @@ mod tests {
         )
         .unwrap();
         r.template = Template::from_file(&file, "upstream-template").unwrap();
-        let err = r
-            .decide(&InPlace {
-                state: &live_on_blue(),
-                include: None,
-                rule: None,
-                access_log: None,
-            })
-            .unwrap_err();
+        let err = refused(&r, &live_on_blue());
         assert!(err.to_string().contains("3002"), "{err}");
     }
 
@@ -406,14 +394,7 @@ mod tests {
             SwitchMode::Reload,
             Intent::switch_to(SwitchTarget::Previous),
         );
-        let err = r
-            .decide(&InPlace {
-                state: &State::new(&"shop".parse().unwrap()),
-                include: None,
-                rule: None,
-                access_log: None,
-            })
-            .unwrap_err();
+        let err = refused(&r, &State::new(&"shop".parse().unwrap()));
         assert_eq!(err.exit_code(), crate::error::EXIT_BAD_INPUT, "{err}");
     }
 
@@ -423,14 +404,7 @@ mod tests {
             SwitchMode::Reload,
             to(Slot::Green).only_if_active(Some(Slot::Green)),
         );
-        let err = guarded
-            .decide(&InPlace {
-                state: &live_on_blue(),
-                include: None,
-                rule: None,
-                access_log: None,
-            })
-            .unwrap_err();
+        let err = refused(&guarded, &live_on_blue());
         assert_eq!(
             err.to_string(),
             "not switching: the active slot is now blue, not green; someone switched in the meantime"

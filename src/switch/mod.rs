@@ -302,3 +302,27 @@ impl SwitchRequest {
         self.config.nft(&self.app)
     }
 }
+
+/// A switch configuration for the unit tests: app `shop`'s default include, service port
+/// 21000, the default nginx and nft commands, in `mode`.
+#[cfg(test)]
+pub(crate) fn test_config(mode: SwitchMode) -> SwitchConfig {
+    use crate::exec::CommandLine;
+    use crate::input::HostPath;
+    let path = |p: &str| p.parse::<HostPath>().unwrap();
+    SwitchConfig {
+        mode,
+        service_port: "21000".parse().unwrap(),
+        service_port_given: false,
+        upstream_file: path("/etc/nginx/conf.d/bluegreen-shop.conf"),
+        test_cmd: CommandLine::new(["nginx", "-t"]),
+        reload_cmd: CommandLine::new(["nginx", "-s", "reload"]),
+        nginx_pid_file: path("/run/nginx.pid"),
+        reload_timeout: Duration::from_secs(1),
+        verify_url: None,
+        verify_timeout: Duration::from_secs(1),
+        site_host: None,
+        nft_cmd: CommandLine::new(["nft"]),
+        log_dir: path("/var/log/bluegreen"),
+    }
+}
