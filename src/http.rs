@@ -77,6 +77,11 @@ impl Probe {
     /// One line for people: `HTTP 503: {"status":"starting"}` or the connection error.
     pub fn describe(&self) -> String {
         match self {
+            // Through a restricted key, an answer's text is not the key's to read: a probe
+            // of a loopback service would hand it out.
+            Probe::Answered { status, .. } if crate::gate::answering() => {
+                format!("HTTP {status} (body withheld from a restricted key)")
+            }
             Probe::Answered { status, body, .. } => {
                 let excerpt: String = body.trim().chars().take(BODY_EXCERPT_CHARS).collect();
                 let excerpt = excerpt.replace(['\n', '\r'], " ");

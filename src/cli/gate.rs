@@ -16,21 +16,23 @@ use crate::input::{AppName, HostPath};
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo bluegreen gate --install --apps shop --dir /srv/shop
+  sudo bluegreen gate --install --apps shop --image ghcr.io/acme/shop
   # then, in the deploy user's ~/.ssh/authorized_keys, in front of the CI key:
-  restrict,command=\"/usr/local/lib/bluegreen/bluegreen gate --apps shop --dir /srv/shop\" ssh-ed25519 AAAA... ci
+  restrict,command=\"/usr/local/lib/bluegreen/bluegreen gate --apps shop --image ghcr.io/acme/shop\" ssh-ed25519 AAAA... ci
 
 Through such a key the action deploys, rolls back, reports status, promotes or aborts a
 canary and turns maintenance on or off for the named apps, with the installed helper.
-Everything else is refused with one line: a shell, any other command, an upload, setup, a
-plan for another app, paths other than the defaults, hooks and templates (commands of the
-plan's choosing), another runtime than docker, and docker-args that let the container out
-of its box (--privileged, host namespaces, --cap-add, devices, security options, bind
-mounts other than the --dir directories, networks other than --network ones), and probes
-of URLs off the host.
+Everything else is refused with one line: a shell, any other command, an upload, docker
+load, setup, a plan for another app, paths, ports and commands other than the app's, hooks
+and templates (commands of the plan's choosing), another runtime than docker, an image of
+another repository than --image ones, docker-args that let the container out of its box
+(--privileged, host namespaces, --cap-add, devices, security options, bind mounts other
+than the --dir directories, volumes of other apps, networks other than --network ones,
+log drivers that send output elsewhere, bluegreen's own labels), and probes of URLs off
+the host. Answers' bodies stay out of what the key is told.
 
-What a leaked key can still do: deploy an image of its choosing for the named apps (the
-site is then theirs), with the directories, env files and networks given here.";
+What a leaked key can still do: deploy an image of the --image repositories for the named
+apps (the site is then theirs), with the directories, env files and networks given here.";
 
 /// Answer a restricted deploy key's request (the forced command of its authorized_keys line).
 #[derive(Debug, clap::Parser)]
@@ -39,6 +41,11 @@ pub struct Cli {
     /// The apps the key may deploy, comma-separated.
     #[arg(long, value_name = "APP,...", value_delimiter = ',', required = true)]
     apps: Vec<AppName>,
+
+    /// An image repository the key may deploy (`ghcr.io/org/shop`); repeat for more. None
+    /// given: no image is deployed through the key.
+    #[arg(long = "image", value_name = "REPOSITORY")]
+    images: Vec<String>,
 
     /// A directory of the host a container may be given as a bind mount, as it is (its
     /// parent root's alone); repeat for more [default: none].
@@ -117,11 +124,10 @@ pub fn main(cli: Cli) -> ExitCode {
     crate::gate::mark_answering();
     match request.command() {
         None => super::deploy::run_checked(true, |plan| {
-            let recorded = crate::state::StateStore::new(policy.state_dir_of(&plan.app))
-                .read(&plan.app)
-                .and_then(|state| state.service_port);
+            let recorded =
+                crate::state::StateStore::new(policy.state_dir_of(&plan.app)).read(&plan.app);
             let mut refusals = policy.unsafe_given();
-            refusals.extend(policy.refusals(plan, recorded));
+            refusals.extend(policy.refusals(plan, recorded.as_ref()));
             if refusals.is_empty() {
                 return Ok(());
             }
@@ -145,6 +151,7 @@ fn policy(cli: &Cli) -> Result<Policy, Error> {
             .map(|f| f.as_path().to_path_buf())
             .collect(),
         networks: cli.networks.clone(),
+        images: cli.images.clone(),
         state_dir: cli.state_dir.clone(),
         upstream_file: cli.upstream_file.clone(),
         log_dir: cli.log_dir.clone(),
@@ -205,6 +212,9 @@ fn authorized_keys_options(helper: &std::path::Path, cli: &Cli) -> String {
     }
     for network in &cli.networks {
         words.extend(["--network".into(), network.clone()]);
+    }
+    for image in &cli.images {
+        words.extend(["--image".into(), image.clone()]);
     }
     for (flag, value, default) in [
         ("--state-dir", cli.state_dir.clone(), STATE_DIR_PATTERN),

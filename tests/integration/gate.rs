@@ -18,6 +18,8 @@ pub(crate) fn restrict_to_the_gate(t: &Target, test_cmd: &str, reload_cmd: &str)
     let flags = [
         "--apps".to_owned(),
         t.app.clone(),
+        "--image".into(),
+        "bluegreen-demo".into(),
         "--state-dir".into(),
         t.site.state_dir.display().to_string(),
         "--upstream-file".into(),
@@ -184,4 +186,45 @@ fn a_leaked_restricted_key_gets_one_line_for_a_shell_a_command_or_another_plan()
             "a refused plan changes nothing: no run took the lock"
         );
     }
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_directory_is_given_to_containers_only_on_a_nosuid_nodev_file_system() {
+    require!(Root);
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "nosuid,nodev,size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _mounted = Mounted(mnt.clone());
+    // A fresh tmpfs is world-writable (1777); the directory above a given one is root's.
+    std::fs::set_permissions(&mnt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let data = mnt.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let policy = |dir: &std::path::Path| bluegreen::gate::Policy {
+        dirs: vec![dir.to_path_buf()],
+        ..bluegreen::gate::Policy::defaults(vec!["shop".parse().unwrap()])
+    };
+    assert_eq!(policy(&data).unsafe_given(), Vec::<String>::new());
+    let refused = policy(&plain).unsafe_given();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("is not mounted nosuid,nodev"),
+        "{refused:?}"
+    );
 }

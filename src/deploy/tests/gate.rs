@@ -5,11 +5,13 @@
 use super::*;
 use crate::exec::CommandLine;
 use crate::gate::Policy;
+use crate::state::State;
 
 fn policy() -> Policy {
     Policy {
         dirs: vec!["/srv/shop/data".into()],
         env_files: vec!["/srv/shop/env".into()],
+        images: vec!["shop".into()],
         ..Policy::defaults(vec!["shop".parse().unwrap()])
     }
 }
@@ -19,6 +21,7 @@ fn with_default_paths(mut plan: DeployPlan) -> DeployPlan {
     let default = |p: &str| p.parse().unwrap();
     plan.state_dir = crate::config::default_state_dir(&plan.app);
     plan.switch.upstream_file = crate::config::default_upstream_file(&plan.app);
+    plan.switch.service_port = crate::config::default_service_port(&plan.app, plan.ports);
     plan.site.server_file =
         crate::config::default_server_file(&plan.app, &plan.switch.upstream_file);
     plan.switch.log_dir = default("/var/log/bluegreen");
@@ -51,7 +54,7 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
         );
     }
     type Change = fn(&mut DeployPlan);
-    let cases: [(Change, &str); 15] = [
+    let cases: [(Change, &str); 16] = [
         (
             |p| p.site.server_file = "/home/deploy/.ssh/id_ed25519".parse().unwrap(),
             "server-file /home/deploy/.ssh/id_ed25519: this key uses /etc/nginx/conf.d/bluegreen-shop.server.conf only",
@@ -85,8 +88,12 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
             "nft-command: this key runs `nft` only",
         ),
         (
-            |p| p.switch.service_port_given = true,
-            "service-port 3000: this key takes the one the app's state records (none), or the default",
+            |p| p.switch.service_port = "5432".parse().unwrap(),
+            "service-port 5432: this key takes 25107 only (the one the app's state records, else the default)",
+        ),
+        (
+            |p| p.runtime.image = Some("billing:prod".parse().unwrap()),
+            "image billing:prod: not of a repository this key deploys (shop)",
         ),
         (
             |p| p.upstream_template = Some("/tmp/t.j2".parse().unwrap()),
@@ -118,12 +125,31 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
         change(&mut plan);
         assert_eq!(policy().refusals(&plan, None), [said], "{said}");
     }
-    let mut named_port = base.clone();
-    named_port.switch.service_port_given = true;
+    // Once state records ports, they are the only ones.
+    let recorded = State::new(&base.app)
+        .after_switch(Slot::Blue, base.ports, Some("v1"), None, "t1")
+        .switched_by(crate::switch::SwitchMode::Nftables, 3000);
+    let mut at_recorded = base.clone();
+    at_recorded.switch.service_port = "3000".parse().unwrap();
     assert_eq!(
-        policy().refusals(&named_port, Some(3000)),
-        Vec::<String>::new(),
-        "the service port state records may be named"
+        policy().refusals(&at_recorded, Some(&recorded)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        policy().refusals(&base, Some(&recorded)),
+        [format!(
+            "service-port {}: this key takes 3000 only (the one the app's state records, else the default)",
+            base.switch.service_port
+        )]
+    );
+    let mut other_ports = at_recorded.clone();
+    other_ports.ports = crate::input::SlotPorts::new(2375, 3002).unwrap();
+    other_ports.switch.service_port = "3000".parse().unwrap();
+    assert_eq!(
+        policy().refusals(&other_ports, Some(&recorded)),
+        [
+            "blue-port 2375 and green-port 3002: this key takes the ones the app's state records (3001 and 3002)"
+        ]
     );
     let mut probing_out = base.clone();
     probing_out.watch.url = Some("http://169.254.169.254/latest/meta-data/".parse().unwrap());
