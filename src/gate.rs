@@ -173,6 +173,9 @@ pub struct Policy {
     pub env_files: Vec<PathBuf>,
     /// Docker networks a container may join (`--network`), besides the default bridge.
     pub networks: Vec<String>,
+    /// The slots' ports of apps that do not use the defaults, until their state records
+    /// them.
+    pub ports: Vec<(AppName, SlotPorts)>,
     /// The image repositories a plan may deploy (`ghcr.io/org/shop`): another app's image
     /// would give its contents away.
     pub images: Vec<String>,
@@ -205,6 +208,7 @@ impl Policy {
             dirs: Vec::new(),
             env_files: Vec::new(),
             networks: Vec::new(),
+            ports: Vec::new(),
             images: Vec::new(),
             state_dir: STATE_DIR_PATTERN.into(),
             upstream_file: UPSTREAM_FILE_PATTERN.into(),
@@ -283,9 +287,12 @@ impl Policy {
             let port = |slot| s.slots.get(slot).port;
             SlotPorts::new(port(Slot::Blue)?, port(Slot::Green)?).ok()
         });
-        if let Some(ports) = recorded_ports.filter(|p| *p != plan.ports) {
+        let ports = recorded_ports
+            .or_else(|| self.ports.iter().find(|(a, _)| a == app).map(|(_, p)| *p))
+            .unwrap_or_else(default_ports);
+        if ports != plan.ports {
             no.push(format!(
-                "blue-port {} and green-port {}: this key takes the ones the app's state records ({} and {})",
+                "blue-port {} and green-port {}: this key takes {} and {} only (the ones the app's state records, else those given with bluegreen gate --ports, else the defaults)",
                 plan.ports.port(Slot::Blue),
                 plan.ports.port(Slot::Green),
                 ports.port(Slot::Blue),
@@ -301,8 +308,11 @@ impl Policy {
                 "service-port {service_port}: this key takes {expected} only (the one the app's state records, else the default)"
             ));
         }
-        if let Some(image) = &plan.runtime.image
-            && !self.images.iter().any(|r| r == image.repository())
+        if let Some(image) = plan
+            .runtime
+            .image
+            .as_ref()
+            .filter(|i| !self.allows_image(i))
         {
             no.push(format!(
                 "image {}: not of a repository this key deploys ({})",
@@ -365,6 +375,20 @@ impl Policy {
         no
     }
 
+    /// Whether `image` is of a repository this key deploys: its name as written (without
+    /// its tag or digest) is one given, to the letter (docker reads `docker.io/NAME` as
+    /// another registry's than `NAME` may be).
+    pub fn allows_image(&self, image: &Image) -> bool {
+        let reference = image.as_str();
+        let name = reference.split('@').next().unwrap_or(reference);
+        let last = name.rfind('/').map_or(0, |i| i + 1);
+        let name = match name[last..].find(':') {
+            Some(colon) => &name[..last + colon],
+            None => name,
+        };
+        self.images.iter().any(|allowed| allowed == name)
+    }
+
     /// The state directory of `app` this key uses.
     pub fn state_dir_of(&self, app: &AppName) -> String {
         self.state_dir.replace("{app}", app.as_str())
@@ -410,6 +434,15 @@ impl Policy {
             let refused = |why: String| Some(format!("docker-args {shown}: {why}"));
             let problem = match (option, value.as_deref()) {
                 (o, _) if FLAGS.contains(&o) => None,
+                ("-e" | "--env", Some(pair)) => (!pair.contains('='))
+                    .then(|| "NAME=VALUE only: a NAME alone copies the host's value into the container".to_owned())
+                    .and_then(refused),
+                ("--ulimit", Some(limit)) => {
+                    let name = limit.split('=').next().unwrap_or("");
+                    matches!(name, "rtprio" | "nice" | "memlock")
+                        .then(|| "rtprio, nice and memlock let a container starve the host".to_owned())
+                        .and_then(refused)
+                }
                 (o, Some(_)) if PLAIN_OPTIONS.contains(&o) => None,
                 ("-l" | "--label", Some(label)) => {
                     let key = label.split('=').next().unwrap_or("");
@@ -462,7 +495,12 @@ impl Policy {
     /// TARGET is an anonymous volume, the container's own.
     fn volume_problem(&self, app: &AppName, value: &str) -> Option<String> {
         // A lone target is an anonymous volume: nothing to check.
-        let (source, _target) = value.split_once(':')?;
+        let (source, rest) = value.split_once(':')?;
+        if let Some((_target, options)) = rest.split_once(':')
+            && options.split(',').any(|o| !matches!(o, "ro" | "rw"))
+        {
+            return Some(format!("the options {options}: ro or rw only"));
+        }
         if source.starts_with(['/', '.', '~', '\\']) {
             return (!self.is_dir_given(Path::new(source))).then(|| self.not_a_dir(source));
         }
@@ -579,6 +617,13 @@ impl Policy {
     }
 }
 
+/// The slots' default ports.
+fn default_ports() -> SlotPorts {
+    use config::defaults::{BLUE_PORT, GREEN_PORT};
+    let port = |text: &str| text.parse().expect("the defaults parse");
+    SlotPorts::new(port(BLUE_PORT), port(GREEN_PORT)).expect("the defaults differ")
+}
+
 /// Whether the file system holding `dir` is mounted `nosuid,nodev`.
 fn mounted_nosuid_nodev(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -595,7 +640,7 @@ fn mounted_nosuid_nodev(dir: &Path) -> bool {
 }
 
 /// What is wrong with the volume `name` for `app`, if anything: it must be named by
-/// docker's rules and be the app's own (`APP-…`, `APP_…`).
+/// docker's rules and be the app's own (`APP_…`).
 fn volume_of_app(app: &AppName, name: &str) -> Option<String> {
     let docker_name = name
         .chars()
@@ -604,11 +649,11 @@ fn volume_of_app(app: &AppName, name: &str) -> Option<String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    let own = [format!("{app}-"), format!("{app}_")]
-        .iter()
-        .any(|prefix| name.starts_with(prefix.as_str()));
+    // `_` is in no app name, so `APP_` is no other app's prefix (`shop-` would be
+    // `shop-admin`'s too).
+    let own = name.starts_with(&format!("{app}_"));
     (!docker_name || !own).then(|| {
-        format!("a volume of this key's app is named {app}-… or {app}_… (another's holds another's data)")
+        format!("a volume of this key's app is named {app}_… (another's holds another's data)")
     })
 }
 
@@ -703,7 +748,13 @@ mod tests {
             "-v",
             "/srv/shop/uploads:/data",
             "-v",
-            "shop-cache:/cache",
+            "shop_cache:/cache",
+            "-v",
+            "/srv/shop/uploads:/u:ro",
+            "-e",
+            "EMPTY=",
+            "--ulimit",
+            "nofile=4096:8192",
             "-v",
             "/scratch",
             "--mount",
@@ -759,6 +810,13 @@ mod tests {
             &["-v", "./../..:/host"],
             &["-v", "~/.ssh:/k"],
             &["-v", "billing_pgdata:/x"],
+            &["-v", "shop-admin_pgdata:/x"],
+            &["--mount", "type=volume,src=shop-admin-blue_db,target=/x"],
+            &["-v", "/srv/shop/uploads:/u:rshared"],
+            &["-v", "/srv/shop/uploads:/u:z"],
+            &["-e", "AWS_SECRET_ACCESS_KEY"],
+            &["--env=HTTP_PROXY"],
+            &["--ulimit", "rtprio=99"],
             &["--mount", "type=volume,type=bind,source=/,target=/host"],
             &[
                 "--mount",
@@ -838,5 +896,32 @@ mod tests {
                 .any(|l| l.starts_with(&format!("--env-file {}: not root's alone", env.display()))),
             "{said:?}"
         );
+    }
+
+    #[test]
+    fn an_image_is_of_a_given_repository_to_the_letter() {
+        let p = Policy {
+            images: vec!["ghcr.io/acme/shop".into(), "shop".into()],
+            ..policy()
+        };
+        let allows = |reference: &str| p.allows_image(&reference.parse().unwrap());
+        assert!(allows("ghcr.io/acme/shop:v2"));
+        assert!(allows(
+            "ghcr.io/acme/shop@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        ));
+        assert!(allows(
+            "ghcr.io/acme/shop:v2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        ));
+        assert!(allows("shop:2"));
+        for other in [
+            "docker.io/ghcr.io/acme/shop:x",
+            "library/ghcr.io/acme/shop:x",
+            "docker.io/library/shop:2",
+            "ghcr.io/acme/shop-admin:v1",
+            "ghcr.io/acme/billing:v1",
+            "evil.io/ghcr.io/acme/shop:v1",
+        ] {
+            assert!(!allows(other), "{other}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::config::defaults;
 use crate::error::{EXIT_BAD_INPUT, Error};
 use crate::exec::CommandLine;
 use crate::gate::{Policy, Request, STATE_DIR_PATTERN, UPSTREAM_FILE_PATTERN};
-use crate::input::{AppName, HostPath};
+use crate::input::{AppName, HostPath, SlotPorts};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,6 +41,11 @@ pub struct Cli {
     /// The apps the key may deploy, comma-separated.
     #[arg(long, value_name = "APP,...", value_delimiter = ',', required = true)]
     apps: Vec<AppName>,
+
+    /// An app's slot ports where they are not the defaults (3001, 3002), until its state
+    /// records them: `APP=BLUE,GREEN`; repeat for more.
+    #[arg(long = "ports", value_name = "APP=BLUE,GREEN", value_parser = app_ports)]
+    ports: Vec<(AppName, SlotPorts)>,
 
     /// An image repository the key may deploy (`ghcr.io/org/shop`); repeat for more. None
     /// given: no image is deployed through the key.
@@ -122,6 +127,15 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     crate::gate::mark_answering();
+    if let Request::InspectImage(image) = &request
+        && !policy.allows_image(image)
+    {
+        eprintln!(
+            "refused: {}: not of a repository this key deploys",
+            image.as_str()
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     match request.command() {
         None => super::deploy::run_checked(true, |plan| {
             let recorded =
@@ -140,6 +154,15 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// `APP=BLUE,GREEN` as an app and its slots' ports.
+fn app_ports(text: &str) -> Result<(AppName, SlotPorts), Error> {
+    let bad = || Error::invalid("--ports", format!("{text:?}: expected APP=BLUE,GREEN"));
+    let (app, ports) = text.split_once('=').ok_or_else(bad)?;
+    let (blue, green) = ports.split_once(',').ok_or_else(bad)?;
+    let port = |p: &str| crate::input::parse_port(p);
+    Ok((app.parse()?, SlotPorts::new(port(blue)?, port(green)?)?))
+}
+
 fn policy(cli: &Cli) -> Result<Policy, Error> {
     let command = |text: &str, what: &str| CommandLine::parse(text, what);
     Ok(Policy {
@@ -151,6 +174,7 @@ fn policy(cli: &Cli) -> Result<Policy, Error> {
             .map(|f| f.as_path().to_path_buf())
             .collect(),
         networks: cli.networks.clone(),
+        ports: cli.ports.clone(),
         images: cli.images.clone(),
         state_dir: cli.state_dir.clone(),
         upstream_file: cli.upstream_file.clone(),
@@ -215,6 +239,16 @@ fn authorized_keys_options(helper: &std::path::Path, cli: &Cli) -> String {
     }
     for image in &cli.images {
         words.extend(["--image".into(), image.clone()]);
+    }
+    for (app, ports) in &cli.ports {
+        words.extend([
+            "--ports".into(),
+            format!(
+                "{app}={},{}",
+                ports.port(crate::input::Slot::Blue),
+                ports.port(crate::input::Slot::Green)
+            ),
+        ]);
     }
     for (flag, value, default) in [
         ("--state-dir", cli.state_dir.clone(), STATE_DIR_PATTERN),

@@ -148,7 +148,7 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
     assert_eq!(
         policy().refusals(&other_ports, Some(&recorded)),
         [
-            "blue-port 2375 and green-port 3002: this key takes the ones the app's state records (3001 and 3002)"
+            "blue-port 2375 and green-port 3002: this key takes 3001 and 3002 only (the ones the app's state records, else those given with bluegreen gate --ports, else the defaults)"
         ]
     );
     let mut probing_out = base.clone();
@@ -159,6 +159,22 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
             "monitor-url http://169.254.169.254/latest/meta-data/: this key's probes stay on the host (localhost, 127.0.0.1, [::1]): an answer's text can reach the log"
         ]
     );
+    // Before state records ports: the defaults, or those root gave the gate.
+    let mut elsewhere = base.clone();
+    elsewhere.ports = crate::input::SlotPorts::new(4001, 4002).unwrap();
+    elsewhere.switch.service_port =
+        crate::config::default_service_port(&elsewhere.app, elsewhere.ports);
+    assert_eq!(
+        policy().refusals(&elsewhere, None),
+        [
+            "blue-port 4001 and green-port 4002: this key takes 3001 and 3002 only (the ones the app's state records, else those given with bluegreen gate --ports, else the defaults)"
+        ]
+    );
+    let given = Policy {
+        ports: vec![(elsewhere.app.clone(), elsewhere.ports)],
+        ..policy()
+    };
+    assert_eq!(given.refusals(&elsewhere, None), Vec::<String>::new());
     let other_app = DeployPlan {
         app: "api".parse().unwrap(),
         ..base.clone()
