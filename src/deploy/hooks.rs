@@ -64,14 +64,8 @@ impl Engine<'_> {
         let cmd = self.hook_command(command, hook.name(), slot, previous);
         let name = hook.name();
         let outcome = self.phase(hook.phase(), |me| {
-            let out = me.host.run(&cmd, plan.hooks.timeout).map_err(|e| {
-                // Said without the command's text, which may hold what a log should not.
-                Error::CheckFailed(format!("the {name} command {}", failed(&e)))
-            })?;
-            let output = tail(&format!("{}{}", out.stdout, out.stderr), OUTPUT_BYTES);
-            for line in output.lines() {
-                me.log(line);
-            }
+            me.run_users_command(&cmd, name)
+                .map_err(Error::CheckFailed)?;
             Ok(((), format!("the {name} command succeeded")))
         });
         let detail = match &outcome {
@@ -104,10 +98,17 @@ impl Engine<'_> {
             return Ok(());
         };
         let cmd = self.step_command_line(command, judged);
+        self.run_users_command(&cmd, "step")
+    }
+
+    /// Runs `cmd`, the user's command called `name`, within the hook timeout: the end of
+    /// its output goes to the log; its failure is said without the command's text, which
+    /// may hold what a log should not.
+    fn run_users_command(&mut self, cmd: &CommandLine, name: &str) -> Result<(), String> {
         let out = self
             .host
-            .run(&cmd, self.plan.hooks.timeout)
-            .map_err(|e| format!("the step command {}", failed(&e)))?;
+            .run(cmd, self.plan.hooks.timeout)
+            .map_err(|e| format!("the {name} command {}", failed(&e)))?;
         let output = tail(&format!("{}{}", out.stdout, out.stderr), OUTPUT_BYTES);
         for line in output.lines() {
             self.log(line);

@@ -346,14 +346,7 @@ impl Policy {
     /// its tag or digest) is one given, to the letter (docker reads `docker.io/NAME` as
     /// another registry's than `NAME` may be).
     pub fn allows_image(&self, image: &Image) -> bool {
-        let reference = image.as_str();
-        let name = reference.split('@').next().unwrap_or(reference);
-        let last = name.rfind('/').map_or(0, |i| i + 1);
-        let name = match name[last..].find(':') {
-            Some(colon) => &name[..last + colon],
-            None => name,
-        };
-        self.images.iter().any(|allowed| allowed == name)
+        self.images.iter().any(|allowed| allowed == image.name())
     }
 
     /// The state directory of `app` this key uses.

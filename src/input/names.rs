@@ -158,18 +158,24 @@ impl Image {
         &self.0
     }
 
-    /// The repository the reference names, without its tag or digest, as Docker lists it
-    /// (`registry:5000/acme/shop:2` -> `registry:5000/acme/shop`; Docker Hub's
-    /// `docker.io/library/shop:2` -> `shop`).
-    pub fn repository(&self) -> &str {
+    /// The name as written, without its tag or digest (`docker.io/library/shop:2` ->
+    /// `docker.io/library/shop`).
+    pub fn name(&self) -> &str {
         let name = self.0.split('@').next().unwrap_or(&self.0);
-        let name = name.strip_prefix("docker.io/").unwrap_or(name);
-        let name = name.strip_prefix("library/").unwrap_or(name);
         let last = name.rfind('/').map_or(0, |i| i + 1);
         match name[last..].find(':') {
             Some(colon) => &name[..last + colon],
             None => name,
         }
+    }
+
+    /// The repository the reference names, without its tag or digest, as Docker lists it
+    /// (`registry:5000/acme/shop:2` -> `registry:5000/acme/shop`; Docker Hub's
+    /// `docker.io/library/shop:2` -> `shop`).
+    pub fn repository(&self) -> &str {
+        let name = self.name();
+        let name = name.strip_prefix("docker.io/").unwrap_or(name);
+        name.strip_prefix("library/").unwrap_or(name)
     }
 }
 

@@ -214,17 +214,24 @@ fn a_dry_run_says_nothing_was_changed_where_the_outcome_is_named() {
     );
 }
 
+/// A run of `command` on web1, which ended `first`, and web2, which ended `second`.
+fn two_hosts(command: &str, first: Outcome, second: Outcome) -> RunReport {
+    let mut run = report(first, None);
+    run.command = command.into();
+    let mut other = run.hosts[0].clone();
+    other.host = "web2".into();
+    other.result.result = Some(second);
+    run.hosts.push(other);
+    run
+}
+
 #[test]
 fn slack_names_the_hosts_that_did_not_do_as_the_command_asked() {
     let github = GithubContext::default();
     let two = |command: &str, first: Outcome, second: Outcome| {
-        let mut run = report(first, None);
-        run.command = command.into();
-        let mut other = run.hosts[0].clone();
-        other.host = "web2".into();
-        other.result.result = Some(second);
-        run.hosts.push(other);
-        run.slack_payload(&github).unwrap()
+        two_hosts(command, first, second)
+            .slack_payload(&github)
+            .unwrap()
     };
     // A rollback that went back on both hosts did as asked: no host is named.
     let back = two("rollback", Outcome::RolledBack, Outcome::RolledBack);
@@ -247,25 +254,16 @@ fn slack_names_the_hosts_that_did_not_do_as_the_command_asked() {
 
 #[test]
 fn a_fleet_stopped_by_a_host_that_rolled_itself_back_reads_rolled_back() {
-    let two = |command: &str, first: Outcome, second: Outcome| {
-        let mut run = report(first, None);
-        run.command = command.into();
-        let mut other = run.hosts[0].clone();
-        other.host = "web2".into();
-        other.result.result = Some(second);
-        run.hosts.push(other);
-        run
-    };
     // web1 rolled itself back; web2 was then not started.
-    let deploy = two("deploy", Outcome::RolledBack, Outcome::Cancelled);
+    let deploy = two_hosts("deploy", Outcome::RolledBack, Outcome::Cancelled);
     assert_eq!(deploy.outcome(), Outcome::RolledBack);
     assert!(!deploy.succeeded());
     // A rollback that went back on web1 and was cancelled before web2 did not finish.
-    let rollback = two("rollback", Outcome::RolledBack, Outcome::Cancelled);
+    let rollback = two_hosts("rollback", Outcome::RolledBack, Outcome::Cancelled);
     assert_eq!(rollback.outcome(), Outcome::Cancelled);
     assert!(!rollback.succeeded());
     assert_eq!(
-        two("deploy", Outcome::Failed, Outcome::Cancelled).outcome(),
+        two_hosts("deploy", Outcome::Failed, Outcome::Cancelled).outcome(),
         Outcome::Failed
     );
 }
