@@ -202,9 +202,9 @@ pub(super) async fn run_on(
         (Err(_), _) if interrupts.received() > 0 => cancelled_result(
             "cancelled on the runner before the host reported; the host-side run stops before the switch, or after it finishes its watch (and rollback) on its own: `command: status` shows how it ended",
         ),
-        (Err(lost_during), Ok((status, stderr))) => DeployResult {
-            result: Some(Outcome::Failed),
-            error: Some(RunError {
+        (Err(lost_during), Ok((status, stderr))) => unreported(
+            log,
+            RunError {
                 kind: ErrorKind::Remote,
                 message: format!(
                     "the host-side run ended without a result (exit {}){}{}",
@@ -216,16 +216,22 @@ pub(super) async fn run_on(
                     },
                     lost_hint(lost_during)
                 ),
-            }),
-            ..Default::default()
-        },
-        (Err(_), Err(e)) => DeployResult {
-            result: Some(Outcome::Failed),
-            error: Some(RunError::from(&e)),
-            ..Default::default()
-        },
+            },
+        ),
+        (Err(_), Err(e)) => unreported(log, RunError::from(&e)),
     };
     HostReport::new(target, result, phases)
+}
+
+/// The failed result of a host that sent none (its stream was lost, or ssh failed), said
+/// in the job log as the relay says a host's own failure.
+fn unreported(log: &JobLog, error: RunError) -> DeployResult {
+    log.error(&error.message);
+    DeployResult {
+        result: Some(Outcome::Failed),
+        error: Some(error),
+        ..Default::default()
+    }
 }
 
 /// The result of a host whose run was cancelled, saying what became of it.

@@ -84,13 +84,12 @@ impl<'a> Relay<'a> {
         self.result.is_none()
     }
 
-    /// The result, or the phase that was running when the stream ended without one.
+    /// The result, or the phase that was running when the stream ended without one (the
+    /// caller says so, with what it knows of how the stream ended).
     pub(super) fn finish(&mut self) -> Result<DeployResult, Option<Phase>> {
         let open = self.open.take();
-        if let Some(phase) = open {
+        if open.is_some() {
             self.log.end_group();
-            self.log
-                .error(&format!("lost the host during {}", phase.as_str()));
         }
         self.result.take().ok_or(open)
     }

@@ -154,7 +154,12 @@ impl Remote {
     /// `on_line` says it has what it needs (returns false). At the first of `interrupts` it
     /// sends a `cancel` line and reads on for [`CANCEL_GRACE`] or until the second. Returns
     /// the exit status (None when the connection dropped, or when reading stopped early: the
-    /// command then goes on on the host) and the tail of stderr.
+    /// command then goes on on the host) and the tail of stderr, which ends with why the
+    /// input could not be sent when it could not.
+    ///
+    /// A command may answer and end without reading its input (the host that lacks the
+    /// helper says so and exits): its channel can close before the input is written, so a
+    /// failed write is not the end; what the command printed is read all the same.
     pub async fn stream(
         &self,
         argv: &[&str],
@@ -166,10 +171,7 @@ impl Remote {
         let mut input = child.stdin().take().expect("stdin is piped");
         let mut sent = stdin.to_vec();
         sent.push(b'\n');
-        input
-            .write_all(&sent)
-            .await
-            .map_err(|e| self.remote_error(argv, format!("sending input failed: {e}")))?;
+        let input_lost = input.write_all(&sent).await.err();
         let stdout = child.stdout().take().expect("stdout is piped");
         let stderr = child.stderr().take().expect("stderr is piped");
         // stderr is read alongside stdout: a command that fills its stderr pipe would
@@ -217,7 +219,14 @@ impl Remote {
             None => stderr_tail.await,
         };
         let status = child.wait().await.ok().and_then(|s| s.code());
-        Ok((status, tail(String::from_utf8_lossy(&kept).trim(), 2000)))
+        let mut stderr = tail(String::from_utf8_lossy(&kept).trim(), 2000);
+        if let Some(e) = input_lost {
+            stderr.push_str(&format!(
+                "{}the input could not be sent: {e}",
+                if stderr.is_empty() { "" } else { "; " }
+            ));
+        }
+        Ok((status, stderr))
     }
 
     /// Streams a local program's stdout into `argv`'s stdin on the host (`docker save |

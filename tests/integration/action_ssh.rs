@@ -428,6 +428,38 @@ fn what_a_host_prints_is_read_only_up_to_a_bound() {
 }
 
 #[test]
+fn a_command_that_answers_without_reading_its_input_is_still_heard() {
+    // The host that lacks the helper says so and exits without reading the plan: its
+    // channel may close before the plan is written. What it printed must still count.
+    require!(Sshd);
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let (runtime, _creds, remote) = connected(&sshd, dir.path());
+    runtime.block_on(async {
+        let interrupts = Interrupts::listen();
+        // More input than the pipes and the channel window hold, so the write is still
+        // going when the command has ended: the write fails every time.
+        let input = vec![b'p'; 16 << 20];
+        let mut lines = Vec::new();
+        let (status, stderr) = remote
+            .stream(
+                &["sh", "-c", "echo 'bluegreen-ship: need x86_64 /x'; exit 97"],
+                &input,
+                &interrupts,
+                |l| {
+                    lines.push(l.to_owned());
+                    true
+                },
+            )
+            .await
+            .expect("a failed write is not the end of the stream");
+        assert_eq!(lines, ["bluegreen-ship: need x86_64 /x"]);
+        assert_eq!(status, Some(97));
+        assert!(stderr.contains("the input could not be sent"), "{stderr:?}");
+    });
+}
+
+#[test]
 fn the_clean_up_step_closes_a_master_a_killed_run_left_and_removes_the_files() {
     require!(Sshd);
     let dir = tempfile::tempdir().unwrap();
