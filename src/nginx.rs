@@ -57,30 +57,79 @@ pub fn reload(
 /// master process on the host. `None` when none of these works (nginx in another pid
 /// namespace, or several masters and none known by its port).
 pub fn find_master(pid_file: &Path, site_port: Option<u16>) -> Option<u32> {
+    search_master(pid_file, site_port)
+        .ok()
+        .map(|found| found.pid)
+}
+
+/// The nginx master [`find_master`] watches, and how it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterFound {
+    /// Its pid.
+    pub pid: u32,
+    /// How it was told apart.
+    pub by: FoundBy,
+}
+
+/// How the nginx master was told apart from other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundBy {
+    /// The pid file names it.
+    PidFile,
+    /// It is the one master listening on this port.
+    Port(u16),
+    /// It is the only nginx master on the host.
+    OnlyOne,
+}
+
+/// Why no nginx master could be told apart: how many masters this process can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterMissing {
+    /// The nginx master processes seen (0: none, or nginx in another pid namespace).
+    pub masters: usize,
+}
+
+/// [`find_master`], saying how the master was found, or how many masters there were when
+/// none could be told apart.
+pub fn search_master(
+    pid_file: &Path,
+    site_port: Option<u16>,
+) -> Result<MasterFound, MasterMissing> {
     let from_file = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .filter(|&pid| Path::new(&format!("/proc/{pid}")).exists());
-    if from_file.is_some() {
-        return from_file;
+    if let Some(pid) = from_file {
+        return Ok(MasterFound {
+            pid,
+            by: FoundBy::PidFile,
+        });
     }
     let is_master = |pid: &u32| {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.starts_with(b"nginx: master process"))
     };
-    let listening: Vec<u32> = site_port
-        .map(crate::sys::listener_pids)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(is_master)
-        .collect();
-    if let [one] = listening.as_slice() {
-        return Some(*one);
+    if let Some(port) = site_port {
+        let listening: Vec<u32> = crate::sys::listener_pids(port)
+            .into_iter()
+            .filter(is_master)
+            .collect();
+        if let [pid] = listening.as_slice() {
+            return Ok(MasterFound {
+                pid: *pid,
+                by: FoundBy::Port(port),
+            });
+        }
     }
     let masters: Vec<u32> = all_pids().filter(is_master).collect();
     match masters.as_slice() {
-        [one] => Some(*one),
-        _ => None,
+        [pid] => Ok(MasterFound {
+            pid: *pid,
+            by: FoundBy::OnlyOne,
+        }),
+        _ => Err(MasterMissing {
+            masters: masters.len(),
+        }),
     }
 }
 

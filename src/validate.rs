@@ -20,6 +20,7 @@ use crate::sys;
 use crate::upstream::routed_slot;
 
 mod access;
+mod master;
 mod memory;
 mod nftables;
 mod privilege;
@@ -115,8 +116,12 @@ pub struct ValidateRequest {
     /// The command that reloads nginx, when the switch will run it: checked for permission
     /// without reloading.
     pub reload_cmd: Option<CommandLine>,
-    /// nginx's pid file (whose master a plain reload command signals).
+    /// nginx's pid file (whose master a plain reload command signals, and whose reload
+    /// the switch watches).
     pub nginx_pid_file: PathBuf,
+    /// The port of the URL the switch verifies through nginx, by which nginx's master is
+    /// found when the pid file names none.
+    pub verify_port: Option<u16>,
     /// How a standby that would not fit in memory is treated.
     pub memory_check: MemoryCheck,
     /// The memory, in MiB, that must stay available with both slots running.
@@ -183,6 +188,7 @@ impl ValidateRequest {
                 self.check_disk(&sys::existing_ancestor(self.store.dir())),
             ),
         ];
+        checks.push(self.master_check());
         if let Some(reload) = &self.reload_cmd {
             checks.push(self.check_reload(reload));
         }

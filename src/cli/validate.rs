@@ -136,6 +136,7 @@ fn run(cli: &Cli) -> Result<ValidateReport> {
         audience: Audience::Helper,
         reload_cmd,
         nginx_pid_file: cli.nginx_pid_file.as_path().to_path_buf(),
+        verify_port: None,
         app: cli.app.app.clone(),
         store: cli.app.store(),
         upstream_file: cli

@@ -28,6 +28,7 @@ impl Engine<'_> {
             reload_cmd: (self.switch.mode == SwitchMode::Reload)
                 .then(|| self.switch.reload_cmd.clone()),
             nginx_pid_file: self.switch.nginx_pid_file.as_path().to_path_buf(),
+            verify_port: self.switch.verify_url.as_ref().map(|url| url.port()),
             app: plan.app.clone(),
             store: plan.store(),
             upstream_file: self.switch.upstream_file.as_path().to_path_buf(),

@@ -436,3 +436,34 @@ fn a_standby_that_would_not_fit_in_memory_is_refused_naming_both_figures() {
     ]);
     assert_eq!(status, "warn");
 }
+
+#[test]
+fn two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
+    require!(Nginx);
+    let site = Site::new();
+    let _other = Site::new();
+    let pid_file = site.nginx.pid_file().display().to_string();
+    let named = validate(&site_args(&site), &["--nginx-pid-file", &pid_file]);
+    assert_eq!(named.code, 0, "{named:?}");
+    let report = named.json();
+    assert_eq!(status_of(&report, "nginx-master"), "pass", "{report}");
+    assert!(
+        detail_of(&report, "nginx-master").contains(&format!("(named by {pid_file})")),
+        "{report}"
+    );
+
+    let unnamed = validate(
+        &site_args(&site),
+        &["--nginx-pid-file", "/nonexistent/nginx.pid"],
+    );
+    // A warning: the switch can still confirm by an answer that names the slot.
+    assert_eq!(unnamed.code, 0, "{unnamed:?}");
+    let report = unnamed.json();
+    assert_eq!(status_of(&report, "nginx-master"), "warn", "{report}");
+    let detail = detail_of(&report, "nginx-master");
+    assert!(
+        detail.contains("nginx masters run on this host"),
+        "{detail}"
+    );
+    assert!(detail.contains("set --nginx-pid-file to"), "{detail}");
+}
