@@ -56,9 +56,23 @@ impl Fleet {
             .collect();
         let fleet = Fleet { dir, env, count };
         let setup = fleet.run(&[("COMMAND", "setup"), ("BATCH_SIZE", "100%")]);
-        assert_eq!(setup.output("result"), "changed", "{}", setup.log);
+        assert_eq!(
+            setup.output("result"),
+            "changed",
+            "{}\n{}\n{}",
+            setup.log,
+            setup.summary,
+            fleet.sshd_logs()
+        );
         let v1 = fleet.run(&[("BATCH_SIZE", "100%")]);
-        assert_eq!(v1.output("result"), "deployed", "{}", v1.log);
+        assert_eq!(
+            v1.output("result"),
+            "deployed",
+            "{}\n{}\n{}",
+            v1.log,
+            v1.summary,
+            fleet.sshd_logs()
+        );
         for n in 1..=count {
             assert_eq!(fleet.serving(n), ("blue".into(), "v1".into()));
         }
@@ -94,6 +108,7 @@ impl Fleet {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap();
         let _ = std::fs::remove_file(self.dir.join("outputs"));
         let _ = std::fs::remove_file(self.dir.join("summary.md"));
+        let log_file = std::fs::File::create(log).unwrap();
         let mut cmd = Command::new(ORCHESTRATOR);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -104,8 +119,8 @@ impl Fleet {
             .env("GITHUB_OUTPUT", self.dir.join("outputs"))
             .env("GITHUB_STEP_SUMMARY", self.dir.join("summary.md"))
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(log).unwrap())
-            .stderr(Stdio::null());
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
         for (k, v) in inputs {
             cmd.env(format!("INPUT_{k}"), v);
         }
@@ -161,6 +176,20 @@ impl Fleet {
                 unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
             }
         }
+    }
+
+    /// The end of every host's sshd log, for a failure's message.
+    pub fn sshd_logs(&self) -> String {
+        (1..=self.count)
+            .map(|n| {
+                let log = std::fs::read_to_string(self.dir.join(format!("h{n}/sshd.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                format!("sshd of host {n}:\n{tail}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Host `n`'s history, one line per event.
