@@ -5,18 +5,18 @@
 
 use std::time::Instant;
 
-use crate::deploy::{DeployPlan, DeployResult, Operation, Outcome, Phase, PhaseRecord};
+use crate::deploy::{DeployPlan, DeployResult, Outcome, Phase, PhaseRecord};
 use crate::error::{Error, ErrorKind, RunError};
 
 use super::RunContext;
 use super::credentials::Credentials;
 use super::fleet::SshTarget;
 use super::github::JobLog;
-use super::inputs::{ImageTransfer, Inputs};
+use super::inputs::Inputs;
 use super::relay::Relay;
 use super::remote::{ConnectOptions, Remote};
 use super::report::HostReport;
-use super::ship::{self, Helpers, Need};
+use super::ship::{Helpers, Need};
 
 /// Runs one runner-side phase inside a log group, recording it with its start relative to
 /// `run_started`.
@@ -130,23 +130,13 @@ pub(super) async fn run_on(
         "helpers: {}; the host checks its copy as the run starts and asks for an upload only when it has none that matches",
         helpers.describe()
     ));
-    if inputs.image_transfer == ImageTransfer::Ssh
-        && plan.operation == Operation::Deploy
-        && !plan.dry_run
-    {
-        let image = plan
-            .runtime
-            .image
-            .as_ref()
-            .expect("checked with the inputs")
-            .as_str()
-            .to_owned();
+    if let Some(image) = ctx.image {
         let transfer = runner_phase(
             log,
             &mut phases,
             Phase::ImageTransfer,
             run_started,
-            ship::transfer_image(remote, &image),
+            image.send(remote, log),
         )
         .await;
         if let Err(e) = transfer {

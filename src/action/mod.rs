@@ -22,6 +22,7 @@ pub mod credentials;
 pub mod fleet;
 pub mod github;
 mod host;
+pub mod image;
 pub mod inputs;
 pub mod interrupt;
 pub mod proxy;
@@ -41,7 +42,8 @@ use crate::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK,
 
 use credentials::{Credentials, HostKeys};
 use github::JobLog;
-use inputs::{Inputs, Known, NotifyOn, env_name};
+use image::ImageShipment;
+use inputs::{ImageTransfer, Inputs, Known, NotifyOn, env_name};
 use interrupt::Interrupts;
 use report::{GithubContext, RunReport};
 use ship::Helpers;
@@ -54,6 +56,8 @@ struct RunContext<'a> {
     log: &'a JobLog,
     interrupts: &'a Interrupts,
     started: Instant,
+    /// The image, with `image-transfer: ssh` on a deploy that changes things.
+    image: Option<&'a ImageShipment>,
 }
 
 /// The inputs that hold secrets.
@@ -138,6 +142,17 @@ pub fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime starts");
     let interrupts = runtime.block_on(async { Interrupts::listen() });
+    let image = inputs
+        .plan
+        .runtime
+        .image
+        .as_ref()
+        .filter(|_| {
+            inputs.image_transfer == ImageTransfer::Ssh
+                && inputs.plan.operation == Operation::Deploy
+                && !inputs.plan.dry_run
+        })
+        .map(|image| ImageShipment::new(image.as_str(), "docker", &base));
     let ctx = RunContext {
         inputs: &inputs,
         credentials: &credentials,
@@ -145,6 +160,7 @@ pub fn main() -> ExitCode {
         log: &log,
         interrupts: &interrupts,
         started,
+        image: image.as_ref(),
     };
     let hosts = runtime.block_on(fleet::run(&ctx));
     drop(credentials);

@@ -2,7 +2,7 @@
 //! crate driving the system's `ssh` with a control socket, using the files of
 //! [`super::credentials`]), and remote commands whose arguments are quoted once, here.
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -229,40 +229,24 @@ impl Remote {
         Ok((status, stderr))
     }
 
-    /// Streams a local program's stdout into `argv`'s stdin on the host (`docker save |
-    /// docker load`); returns how many bytes went across.
-    pub async fn pipe_from_local(&self, local: &[&str], argv: &[&str]) -> Result<u64> {
-        let mut producer = tokio::process::Command::new(local[0])
-            .args(&local[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                argv: shell_words::join(local),
+    /// Streams the file at `path` into `argv`'s stdin on the host (a saved image into
+    /// `docker load`); returns how many bytes went across.
+    pub async fn pipe_file(&self, path: &std::path::Path, argv: &[&str]) -> Result<u64> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| Error::Io {
+                action: "open",
+                path: path.to_path_buf(),
                 source,
             })?;
         let mut child = self.spawn_piped(argv).await?;
         let mut remote_in = child.stdin().take().expect("stdin is piped");
-        let mut local_out = producer.stdout.take().expect("stdout is piped");
-        let copied = tokio::io::copy(&mut local_out, &mut remote_in).await;
+        let copied = tokio::io::copy(&mut file, &mut remote_in).await;
         drop(remote_in);
-        let local_status = producer.wait_with_output().await;
         let remote = child
             .wait_with_output()
             .await
             .map_err(|e| self.remote_error(argv, describe_ssh_error(&e)))?;
-        let local_status = local_status.map_err(|source| Error::Spawn {
-            argv: shell_words::join(local),
-            source,
-        })?;
-        if !local_status.status.success() {
-            return Err(Error::CommandFailed {
-                argv: shell_words::join(local),
-                status: crate::exec::describe_status(local_status.status),
-                stderr: tail(String::from_utf8_lossy(&local_status.stderr).trim(), 2000),
-            });
-        }
         if !remote.status.success() {
             return Err(self.remote_error(
                 argv,

@@ -2,8 +2,8 @@
 //! each known by its sha256; the host keeps the one for its machine in a private directory
 //! named by that sum. One remote call checks the host's copy (owner, directory mode, sum) and
 //! starts it in place; only when the host lacks it does the runner upload it (verified
-//! again after the upload) and call again. With `image-transfer: ssh`, the image, streamed
-//! unless the host has that image ID.
+//! again after the upload) and call again. (The image, with `image-transfer: ssh`, is
+//! [`super::image`]'s.)
 
 use std::path::PathBuf;
 
@@ -189,39 +189,6 @@ impl Helpers {
             ),
         }
     }
-}
-
-/// `image-transfer: ssh`: streams the image when the host does not have that image ID.
-pub async fn transfer_image(remote: &Remote, image: &str) -> Result<((), String), Error> {
-    let inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image];
-    let local = crate::exec::CommandLine::new(inspect)
-        .run(std::time::Duration::from_secs(60))?
-        .stdout
-        .trim()
-        .to_owned();
-    let on_host = remote.output(&inspect, b"").await?;
-    let host_id = String::from_utf8_lossy(&on_host.stdout).trim().to_owned();
-    if on_host.status.success() && host_id == local {
-        return Ok((
-            (),
-            format!("host already has {image} ({})", short_id(&local)),
-        ));
-    }
-    let bytes = remote
-        .pipe_from_local(&["docker", "save", image], &["docker", "load", "--quiet"])
-        .await?;
-    Ok((
-        (),
-        format!(
-            "streamed {image} ({}, {bytes} bytes) over SSH",
-            short_id(&local)
-        ),
-    ))
-}
-
-fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
 }
 
 #[cfg(test)]

@@ -3,11 +3,15 @@
 //! (through a bastion too), only the `known-hosts` input is trusted, the secrets never
 //! reach a child process, what a host prints is read only up to a bound, the clean-up step
 //! closes a master connection a killed run left behind, and an image reaches a host that
-//! lacks it over the same connection.
+//! lacks it over the same connection (one save on the runner for every host that lacks it).
 
 use std::process::Command;
 
+use std::os::unix::fs::PermissionsExt;
+
 use bluegreen::action::credentials::{Credentials, HostKeys};
+use bluegreen::action::github::JobLog;
+use bluegreen::action::image::ImageShipment;
 use bluegreen::action::interrupt::Interrupts;
 use bluegreen::action::remote::{ConnectOptions, MAX_HOST_LINE, Remote};
 use bluegreen::input::HostPort;
@@ -357,6 +361,20 @@ fn connected(
     sshd: &Sshd,
     runner_temp: &std::path::Path,
 ) -> (tokio::runtime::Runtime, Credentials, Remote) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (creds, remote) = connect_in(&runtime, sshd, runner_temp);
+    (runtime, creds, remote)
+}
+
+/// A connection to `sshd` in `runtime`, with its credentials written under `runner_temp`.
+fn connect_in(
+    runtime: &tokio::runtime::Runtime,
+    sshd: &Sshd,
+    runner_temp: &std::path::Path,
+) -> (Credentials, Remote) {
     let creds = Credentials::write(
         runner_temp,
         &sshd.user_key,
@@ -370,10 +388,6 @@ fn connected(
         host: "127.0.0.1".into(),
         port: sshd.port,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let remote = runtime.block_on(async {
         let options = ConnectOptions {
             username: &user,
@@ -383,7 +397,113 @@ fn connected(
         };
         Remote::connect(&host, &options).await.unwrap()
     });
-    (runtime, creds, remote)
+    (creds, remote)
+}
+
+#[test]
+fn one_docker_save_feeds_every_host_that_lacks_the_image_side_by_side() {
+    require!(Sshd, Docker);
+    let dir = tempfile::tempdir().unwrap();
+    let image = demo_image("v", &[]);
+    // The runner's docker, recording each call before it runs the real one.
+    let calls = dir.path().join("calls");
+    let runner_docker = dir.path().join("runner-docker");
+    std::fs::write(
+        &runner_docker,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec docker \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runner_docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Two hosts whose docker has no image and keeps what it is asked to load.
+    let hosts: Vec<(Sshd, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let sshd = Sshd::start(&dir.path().join(name));
+            let home = dir.path().join(name).join("home");
+            std::fs::create_dir_all(home.join("bin")).unwrap();
+            std::fs::write(
+                home.join("bin/docker"),
+                "#!/bin/sh\ncase \"$1\" in\n  image) [ -f \"$HOME/id\" ] && cat \"$HOME/id\" || exit 1 ;;\n  load) cat > \"$HOME/loaded.tar\"; echo 'Loaded image' ;;\n  *) exit 2 ;;\nesac\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(home.join("bin/docker"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            (sshd, home)
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connections: Vec<(Credentials, Remote)> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (sshd, _))| connect_in(&runtime, sshd, &dir.path().join(format!("runner{i}"))))
+        .collect();
+    let log = JobLog::new();
+    let shipment = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path());
+    let sent = runtime.block_on(async {
+        let (a, b) = tokio::join!(
+            shipment.send(&connections[0].1, &log),
+            shipment.send(&connections[1].1, &log)
+        );
+        [a, b]
+    });
+    for said in &sent {
+        let (_, said) = said.as_ref().expect("the image reaches each host");
+        assert!(said.contains("from the run's one docker save"), "{said}");
+    }
+    let saves = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        saves.lines().filter(|l| l.starts_with("save")).count(),
+        1,
+        "{saves}"
+    );
+    // Each host loaded the whole image: a tar docker itself can load.
+    let loaded: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|(_, home)| std::fs::read(home.join("loaded.tar")).unwrap())
+        .collect();
+    assert_eq!(loaded[0], loaded[1]);
+    let load = Command::new("docker")
+        .args(["load", "--quiet", "--input"])
+        .arg(hosts[0].1.join("loaded.tar"))
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
+    let saved_file = dir
+        .path()
+        .join(format!("bluegreen-image-{}.tar", std::process::id()));
+    assert!(saved_file.exists());
+    drop(shipment);
+    assert!(
+        !saved_file.exists(),
+        "the saved file is removed with the run"
+    );
+
+    // A host that has the image ID gets nothing, and nothing is saved for it.
+    let id = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(hosts[0].1.join("id"), id).unwrap();
+    let again = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path());
+    let (_, said) = runtime
+        .block_on(again.send(&connections[0].1, &log))
+        .unwrap();
+    assert!(said.starts_with("host already has"), "{said}");
+    let calls_after = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        calls_after
+            .lines()
+            .filter(|l| l.starts_with("save"))
+            .count(),
+        1,
+        "{calls_after}"
+    );
 }
 
 #[test]

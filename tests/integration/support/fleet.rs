@@ -201,6 +201,10 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        // A failed test shows what the hosts' sshd saw before their files go.
+        if std::thread::panicking() {
+            eprintln!("{}", self.sshd_logs());
+        }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fleet-target");
         let _ = Command::new(script)
             .args(["stop", self.dir.to_str().unwrap()])

@@ -69,7 +69,8 @@ impl Sshd {
                  AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n\
                  LogLevel VERBOSE\nMaxSessions 50\nMaxStartups 50\n\
-                 SetEnv XDG_CACHE_HOME={h}/.cache HOME={h}\n",
+                 SetEnv XDG_CACHE_HOME={h}/.cache HOME={h} \
+                 PATH={h}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
                 h = home.display()
             ),
         )
