@@ -1,6 +1,8 @@
 //! The job summary: a timeline of each host's phases (a mermaid Gantt chart, which GitHub
-//! draws), a table of hosts (result, slots, version, failed phase, time), and per host a table of phases with the watch's figures, the
-//! error, warnings, the upstream diff of a dry run and the failed slot's log. Host text is
+//! draws; folded above eight hosts), a table of hosts (result, slots, version, failed
+//! phase, time), for a fleet how many hosts ended each way, and per host (folded in a
+//! fleet, open where it failed) a table of phases with the watch's figures, the error,
+//! warnings, the upstream diff of a dry run and the failed slot's log. Host text is
 //! made inert (no HTML, no links) and fit for a Markdown table cell; code blocks cannot be
 //! closed from inside.
 
@@ -33,6 +35,8 @@ impl RunReport {
                 result => self.outcome_words(),
                 version => self.version_output(),
                 duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
+                tally => tally(&hosts),
+                fold_timeline => hosts.len() > FOLDED_TIMELINE_HOSTS,
                 hosts => minijinja::value::Serde(&hosts),
                 timeline_tick => timeline_tick(span),
             },
@@ -142,6 +146,27 @@ impl From<&HostReport> for SummaryHost {
             log_tail: r.log_tail.clone().map(|l| l.replace("```", "'''")),
         }
     }
+}
+
+/// Above this many hosts the timeline is folded (it grows a row per host and phase).
+const FOLDED_TIMELINE_HOSTS: usize = 8;
+
+/// For a fleet, how many hosts ended each way (`3 hosts: 1 deployed, 2 rolled-back`), in
+/// the order of the first host of each; none for one host, whose result is the title's.
+/// Each host's detail is then folded, opened for a host with an error.
+fn tally(hosts: &[SummaryHost]) -> Option<String> {
+    if hosts.len() < 2 {
+        return None;
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for h in hosts {
+        match counts.iter_mut().find(|(r, _)| *r == h.result) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&h.result, 1)),
+        }
+    }
+    let each: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    Some(format!("{} hosts: {}", hosts.len(), each.join(", ")))
 }
 
 /// The tick interval of a timeline that spans `ms`: about ten ticks or fewer.

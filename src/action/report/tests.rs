@@ -267,3 +267,63 @@ fn a_fleet_stopped_by_a_host_that_rolled_itself_back_reads_rolled_back() {
         Outcome::Failed
     );
 }
+
+#[test]
+fn a_summary_of_twenty_hosts_stays_a_table_with_each_hosts_detail_folded() {
+    let mut run = report(Outcome::Deployed, None);
+    let first = run.hosts[0].clone();
+    run.hosts = (1..=20)
+        .map(|n| {
+            let mut host = first.clone();
+            host.host = format!("web{n}");
+            if n == 20 {
+                host.result.result = Some(Outcome::Failed);
+                host.result.error = Some(crate::error::RunError {
+                    kind: crate::error::ErrorKind::CheckFailed,
+                    message: "boom".into(),
+                });
+            }
+            host
+        })
+        .collect();
+    let text = run.summary().unwrap();
+    assert_eq!(text.matches("\n| web").count(), 20, "{text}");
+    assert!(
+        text.contains("\n20 hosts: 19 deployed, 1 failed.\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<details><summary>Timeline of the 20 hosts</summary>\n\n```mermaid"),
+        "{text}"
+    );
+    assert_eq!(text.matches("<details><summary>web").count(), 19, "{text}");
+    // The host that failed is open.
+    assert!(
+        text.contains("<details open><summary>web20: failed</summary>\n\n| phase |"),
+        "{text}"
+    );
+    assert!(!text.contains("### web"), "{text}");
+    assert_eq!(
+        text.matches("<details").count(),
+        text.matches("</details>").count(),
+        "{text}"
+    );
+
+    // Two hosts: folded detail, the timeline in view; one host: a heading, no tally.
+    let two = two_hosts("deploy", Outcome::Deployed, Outcome::Deployed)
+        .summary()
+        .unwrap();
+    assert!(two.contains("\n2 hosts: 2 deployed.\n"), "{two}");
+    assert!(two.contains("\n```mermaid"), "{two}");
+    assert!(!two.contains("Timeline of"), "{two}");
+    assert!(
+        two.contains("<details><summary>web2: deployed</summary>"),
+        "{two}"
+    );
+    let one = report(Outcome::Deployed, None).summary().unwrap();
+    assert!(one.contains("### web1\n"), "{one}");
+    assert!(
+        !one.contains("hosts:") && !one.contains("<details"),
+        "{one}"
+    );
+}
