@@ -5,14 +5,15 @@
 //! host stops the run before anything changes, unless allowed; a host whose sshd is killed
 //! mid-run fails and the hosts already switched are rolled back; a canary left paused on one
 //! host is aborted when a later host fails; a fleet that fails to start half-way leaves no
-//! namespace behind. Every test ends with each
+//! namespace behind; an nginx balancer in front of the fleet (no retries to hide a failure)
+//! answers every request while the whole fleet deploys at once. Every test ends with each
 //! host serving a healthy slot.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::Fleet;
+use crate::support::{Fleet, Nginx, Traffic, free_port, wait_for_port};
 
 /// Every host of `fleet` serves `version` from a healthy slot.
 fn all_serve(fleet: &Fleet, version: &str) {
@@ -272,4 +273,44 @@ fn a_fleet_that_fails_to_start_half_way_leaves_no_namespace_behind() {
         );
     }
     assert!(!dir.exists(), "the fleet's directory is left");
+}
+
+#[test]
+fn a_balancer_in_front_of_the_fleet_answers_every_request_while_all_hosts_deploy_at_once() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(3);
+    // nginx as the balancer, on this machine, in front of the three hosts' sites; a failed
+    // request is not retried on another host (`proxy_next_upstream off`), so a host that
+    // dropped one shows as a failed request.
+    let dir = tempfile::tempdir().unwrap();
+    let balancer = Nginx::start_bare(dir.path(), "balancer");
+    let port = free_port();
+    let servers: String = (1..=fleet.count)
+        .map(|n| format!("    server {}:8080;\n", fleet.host(n)))
+        .collect();
+    std::fs::write(
+        dir.path().join("conf.d/balancer.conf"),
+        format!(
+            "upstream fleet_hosts {{\n{servers}}}\nserver {{\n    listen 127.0.0.1:{port};\n    location / {{\n        proxy_pass http://fleet_hosts;\n        proxy_next_upstream off;\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    balancer.reload();
+    wait_for_port(port, Duration::from_secs(10));
+    let traffic = Traffic::start(format!("http://127.0.0.1:{port}/"));
+    for version in ["v2", "v3"] {
+        let run = fleet.run(&[("VERSION", version), ("BATCH_SIZE", "100%")]);
+        assert_eq!(run.output("result"), "deployed", "{}", run.log);
+        all_serve(&fleet, version);
+    }
+    let (requests, bad) = traffic.finish();
+    assert!(
+        requests > 50,
+        "only {requests} requests went through the balancer"
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {requests} requests failed through the balancer: {bad:?}",
+        bad.len()
+    );
 }

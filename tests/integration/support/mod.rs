@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub use demo::{DEMO_APP, Demo, demo_image};
 pub use docker::{NftTable, SecondDocker};
 pub use fleet::Fleet;
-pub use nginx::{Site, http_get, http_get_as, http_get_retry_after};
+pub use nginx::{Nginx, Site, http_get, http_get_as, http_get_retry_after};
 pub use slack::SlackRecorder;
 pub use sshd::{Sshd, current_user};
 pub use target::{ActRun, Target, assert_result};
