@@ -97,37 +97,28 @@ mod tests {
 
     #[test]
     fn several_masters_and_no_pid_file_warn_naming_the_setting() {
-        let check = verdict(Some(8080), Err(MasterMissing { masters: 2 }));
-        assert_eq!(check.status, CheckStatus::Warn);
-        assert!(
-            check.detail.starts_with(
-                "2 nginx masters run on this host, /run/nginx.pid names none, none alone listening on port 8080:"
-            ),
-            "{}",
-            check.detail
-        );
-        assert!(
-            check.detail.contains("set nginx-pid-file to"),
-            "{}",
-            check.detail
-        );
+        let action = verdict(Some(8080), Err(MasterMissing { masters: 2 }));
         let by_hand = master_verdict(
             Path::new(PID_FILE),
             None,
             Audience::Helper,
             Err(MasterMissing { masters: 0 }),
         );
-        assert!(
-            by_hand.detail.starts_with(
-                "no nginx master process is visible from here, /run/nginx.pid names none, and no verify URL's port was given to find it by:"
+        for (check, starts, setting) in [
+            (
+                &action,
+                "2 nginx masters run on this host, /run/nginx.pid names none, none alone listening on port 8080:",
+                "set nginx-pid-file to",
             ),
-            "{}",
-            by_hand.detail
-        );
-        assert!(
-            by_hand.detail.contains("set --nginx-pid-file to"),
-            "{}",
-            by_hand.detail
-        );
+            (
+                &by_hand,
+                "no nginx master process is visible from here, /run/nginx.pid names none, and no verify URL's port was given to find it by:",
+                "set --nginx-pid-file to",
+            ),
+        ] {
+            assert_eq!(check.status, CheckStatus::Warn);
+            assert!(check.detail.starts_with(starts), "{}", check.detail);
+            assert!(check.detail.contains(setting), "{}", check.detail);
+        }
     }
 }

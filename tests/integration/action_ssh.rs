@@ -506,45 +506,58 @@ fn one_docker_save_feeds_every_host_that_lacks_the_image_side_by_side() {
     );
 }
 
-#[test]
-fn what_a_host_prints_is_read_only_up_to_a_bound() {
-    require!(Sshd);
+/// What `Remote::stream` gave for `script` (run by `sh -c` on the host) fed `input`: its
+/// result and the lines it handed over.
+type Streamed = (
+    Result<(Option<i32>, String), bluegreen::error::Error>,
+    Vec<String>,
+);
+
+/// Runs each of `scripts` with its input through `Remote::stream` on one connection to a
+/// fresh sshd; what each gave.
+fn stream_each(scripts: &[(&str, &[u8])]) -> Vec<Streamed> {
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&dir.path().join("sshd"));
     let (runtime, _creds, remote) = connected(&sshd, dir.path());
     runtime.block_on(async {
         let interrupts = Interrupts::listen();
-        let endless_line = format!(
-            "echo first; head -c {} /dev/zero | tr '\\0' a; echo",
-            MAX_HOST_LINE + 1
-        );
-        let mut lines = Vec::new();
-        let err = remote
-            .stream(&["sh", "-c", &endless_line], b"", &interrupts, |l| {
-                lines.push(l.to_owned());
-                true
-            })
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("sent a line longer than"), "{err}");
-        assert_eq!(lines, ["first"]);
+        let mut all = Vec::new();
+        for (script, input) in scripts {
+            let mut lines = Vec::new();
+            let result = remote
+                .stream(&["sh", "-c", script], input, &interrupts, |l| {
+                    lines.push(l.to_owned());
+                    true
+                })
+                .await;
+            all.push((result, lines));
+        }
+        all
+    })
+}
 
-        let flood = "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo done";
-        let mut lines = Vec::new();
-        let (status, stderr) = remote
-            .stream(&["sh", "-c", flood], b"", &interrupts, |l| {
-                lines.push(l.to_owned());
-                true
-            })
-            .await
+#[test]
+fn what_a_host_prints_is_read_only_up_to_a_bound() {
+    require!(Sshd);
+    let endless_line = format!(
+        "echo first; head -c {} /dev/zero | tr '\\0' a; echo",
+        MAX_HOST_LINE + 1
+    );
+    let flood = "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo done";
+    let [(endless, endless_lines), (flooded, flood_lines)]: [Streamed; 2] =
+        stream_each(&[(&endless_line, b""), (flood, b"")])
+            .try_into()
             .unwrap();
-        assert_eq!((status, lines), (Some(0), vec!["done".to_owned()]));
-        assert!(
-            stderr.len() <= 2003,
-            "{} bytes of stderr kept",
-            stderr.len()
-        );
-    });
+    let err = endless.unwrap_err();
+    assert!(err.to_string().contains("sent a line longer than"), "{err}");
+    assert_eq!(endless_lines, ["first"]);
+    let (status, stderr) = flooded.unwrap();
+    assert_eq!((status, flood_lines), (Some(0), vec!["done".to_owned()]));
+    assert!(
+        stderr.len() <= 2003,
+        "{} bytes of stderr kept",
+        stderr.len()
+    );
 }
 
 #[test]
@@ -552,31 +565,17 @@ fn a_command_that_answers_without_reading_its_input_is_still_heard() {
     // The host that lacks the helper says so and exits without reading the plan: its
     // channel may close before the plan is written. What it printed must still count.
     require!(Sshd);
-    let dir = tempfile::tempdir().unwrap();
-    let sshd = Sshd::start(&dir.path().join("sshd"));
-    let (runtime, _creds, remote) = connected(&sshd, dir.path());
-    runtime.block_on(async {
-        let interrupts = Interrupts::listen();
-        // More input than the pipes and the channel window hold, so the write is still
-        // going when the command has ended: the write fails every time.
-        let input = vec![b'p'; 16 << 20];
-        let mut lines = Vec::new();
-        let (status, stderr) = remote
-            .stream(
-                &["sh", "-c", "echo 'bluegreen-ship: need x86_64 /x'; exit 97"],
-                &input,
-                &interrupts,
-                |l| {
-                    lines.push(l.to_owned());
-                    true
-                },
-            )
-            .await
-            .expect("a failed write is not the end of the stream");
-        assert_eq!(lines, ["bluegreen-ship: need x86_64 /x"]);
-        assert_eq!(status, Some(97));
-        assert!(stderr.contains("the input could not be sent"), "{stderr:?}");
-    });
+    // More input than the pipes and the channel window hold, so the write is still going
+    // when the command has ended: the write fails every time.
+    let input = vec![b'p'; 16 << 20];
+    let [(result, lines)]: [Streamed; 1] =
+        stream_each(&[("echo 'bluegreen-ship: need x86_64 /x'; exit 97", &input)])
+            .try_into()
+            .unwrap();
+    let (status, stderr) = result.expect("a failed write is not the end of the stream");
+    assert_eq!(lines, ["bluegreen-ship: need x86_64 /x"]);
+    assert_eq!(status, Some(97));
+    assert!(stderr.contains("the input could not be sent"), "{stderr:?}");
 }
 
 #[test]
