@@ -9,10 +9,8 @@ use crate::deploy::{DeployPlan, DeployResult, Outcome, Phase, PhaseRecord};
 use crate::error::{Error, ErrorKind, RunError};
 
 use super::RunContext;
-use super::credentials::Credentials;
 use super::fleet::SshTarget;
 use super::github::JobLog;
-use super::inputs::Inputs;
 use super::relay::Relay;
 use super::remote::{ConnectOptions, Remote};
 use super::report::HostReport;
@@ -63,14 +61,15 @@ pub(super) struct Connection {
     pub(super) phases: Vec<PhaseRecord>,
 }
 
-/// Opens the connection to `target` (its host key checked), as the phase `connect`.
-pub(super) async fn connect(
-    target: &SshTarget,
-    inputs: &Inputs,
-    credentials: &Credentials,
-    log: &JobLog,
-    run_started: Instant,
-) -> Connection {
+/// Opens the connection to `target` (its host key checked), as the phase `connect`, once
+/// one of the run's connect slots is free (see [`RunContext::connect_slots`]).
+pub(super) async fn connect(target: &SshTarget, ctx: &RunContext<'_>, log: &JobLog) -> Connection {
+    let (inputs, credentials, run_started) = (ctx.inputs, ctx.credentials, ctx.started);
+    let _slot = ctx
+        .connect_slots
+        .acquire()
+        .await
+        .expect("the connect slots are never closed");
     let mut phases = Vec::new();
     let user = target.user_or(&inputs.username);
     let options = ConnectOptions {
@@ -107,7 +106,7 @@ pub(super) async fn run_on(
     ctx: &RunContext<'_>,
     log: &JobLog,
 ) -> HostReport {
-    let (inputs, run_started, interrupts) = (ctx.inputs, ctx.started, ctx.interrupts);
+    let (run_started, interrupts) = (ctx.started, ctx.interrupts);
     let failed = |phases, error: Error| {
         let result = DeployResult {
             result: Some(Outcome::Failed),
@@ -117,7 +116,7 @@ pub(super) async fn run_on(
         HostReport::new(target, result, phases)
     };
     if !remote.is_open().await {
-        let again = connect(target, inputs, ctx.credentials, log, run_started).await;
+        let again = connect(target, ctx, log).await;
         phases.extend(again.phases);
         match again.remote {
             Ok(fresh) => *remote = fresh,

@@ -1,20 +1,28 @@
 //! `image-transfer: ssh`: the image goes from the runner's Docker to each host's, without a
-//! registry. It is saved once per run (`docker save` to a file in the runner's temp
-//! directory, on the first host that lacks it), and that file is streamed into
-//! `docker load` on every host that lacks the image, side by side: a fleet costs one save,
-//! and a slow host does not hold back the others. A host that already has the image ID
-//! gets nothing. The file is removed when the run ends.
+//! registry, skipped for a host that has that image ID already.
+//!
+//! One host: `docker save` streamed straight into its `docker load`, the save and the send
+//! overlapping. A fleet: the image is saved once per run (`docker save` to a file in a
+//! private directory of the runner's temp directory, on the first host that lacks it), and
+//! that file is streamed into `docker load` on every host that lacks the image, side by
+//! side: one save for the fleet, and a slow host does not hold back the others. The
+//! directory, with whatever an interrupted save left in it, is removed when the run ends.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::exec::{describe_status, tail};
 
+use super::credentials::random_token;
 use super::github::JobLog;
 use super::remote::Remote;
+
+/// How long the runner's `docker image inspect` may take.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The image saved on the runner, ready to stream.
 #[derive(Debug)]
@@ -35,30 +43,55 @@ struct SaveFailed {
     stderr: String,
 }
 
+impl From<Error> for SaveFailed {
+    fn from(e: Error) -> SaveFailed {
+        match e {
+            Error::CommandFailed {
+                argv,
+                status,
+                stderr,
+            } => SaveFailed {
+                argv,
+                status,
+                stderr,
+            },
+            other => SaveFailed {
+                argv: "docker save".into(),
+                status: other.to_string(),
+                stderr: String::new(),
+            },
+        }
+    }
+}
+
 /// One run's image shipment: the image named by the plan, saved at most once.
 pub struct ImageShipment {
     image: String,
     /// The runner's docker program (`docker`; a test's recorder).
     docker: String,
-    /// Where the saved file goes.
-    file: PathBuf,
+    /// Whether the run has one host (the save is streamed, not kept).
+    one_host: bool,
+    /// The private directory the saved file goes in, made when it is first needed.
+    dir: PathBuf,
     saved: OnceCell<std::result::Result<Saved, SaveFailed>>,
 }
 
 impl ImageShipment {
-    /// The shipment of `image`, to be saved (when a host needs it) into `dir` by `docker`.
-    pub fn new(image: &str, docker: &str, dir: &Path) -> ImageShipment {
+    /// The shipment of `image` to `hosts` hosts, saved (for more than one) into a private
+    /// directory under `base` by `docker`.
+    pub fn new(image: &str, docker: &str, base: &Path, hosts: usize) -> ImageShipment {
         ImageShipment {
             image: image.to_owned(),
             docker: docker.to_owned(),
-            file: dir.join(format!("bluegreen-image-{}.tar", std::process::id())),
+            one_host: hosts == 1,
+            dir: base.join(format!("bluegreen-image-{}", random_token())),
             saved: OnceCell::new(),
         }
     }
 
     /// Gets the image onto the host behind `remote`, unless it has that image ID already;
-    /// says what was done. The first host that lacks it has the runner save it (said once
-    /// in `log`); the others wait for that save and stream the same file.
+    /// says what was done. In a fleet, the first host that lacks it has the runner save it
+    /// (said once in `log`); the others wait for that save and stream the same file.
     pub async fn send(&self, remote: &Remote, log: &JobLog) -> Result<((), String)> {
         let inspect = inspect_argv(&self.image);
         let on_host = remote.output(&inspect, b"").await?;
@@ -70,8 +103,22 @@ impl ImageShipment {
                 format!("host already has {} ({})", self.image, short_id(&local_id)),
             ));
         }
+        if self.one_host {
+            let bytes = self.stream_save(remote).await?;
+            return Ok((
+                (),
+                format!(
+                    "streamed {} ({}, {bytes} bytes) over SSH",
+                    self.image,
+                    short_id(&local_id)
+                ),
+            ));
+        }
         let saved = self.saved(log).await?;
-        let bytes = remote.pipe_file(&saved.path, &LOAD_ARGV).await?;
+        let file = tokio::fs::File::open(&saved.path)
+            .await
+            .map_err(|e| Error::io("open the saved image", &saved.path, e))?;
+        let bytes = remote.pipe_from(file, &LOAD_ARGV).await?;
         Ok((
             (),
             format!(
@@ -87,8 +134,47 @@ impl ImageShipment {
         if let Some(Ok(saved)) = self.saved.get() {
             return Ok(saved.id.clone());
         }
-        let out = self.docker(&inspect_argv(&self.image)[1..]).await?;
+        let inspect = &inspect_argv(&self.image)[1..];
+        let out = tokio::time::timeout(INSPECT_TIMEOUT, self.docker(inspect))
+            .await
+            .map_err(|_| Error::CommandTimedOut {
+                argv: self.shown(inspect),
+                timeout: INSPECT_TIMEOUT,
+            })??;
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    /// `docker save IMAGE` streamed into the host's `docker load`; the bytes sent.
+    async fn stream_save(&self, remote: &Remote) -> Result<u64> {
+        let save = ["save", self.image.as_str()];
+        let mut producer = tokio::process::Command::new(&self.docker)
+            .args(save)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                argv: self.shown(&save),
+                source,
+            })?;
+        let stdout = producer.stdout.take().expect("stdout is piped");
+        let sent = remote.pipe_from(stdout, &LOAD_ARGV).await;
+        let saved = producer
+            .wait_with_output()
+            .await
+            .map_err(|source| Error::Spawn {
+                argv: self.shown(&save),
+                source,
+            })?;
+        if !saved.status.success() {
+            return Err(Error::CommandFailed {
+                argv: self.shown(&save),
+                status: describe_status(saved.status),
+                stderr: tail(String::from_utf8_lossy(&saved.stderr).trim(), 2000),
+            });
+        }
+        sent
     }
 
     /// The saved image, saving it first when no host has asked yet.
@@ -115,51 +201,40 @@ impl ImageShipment {
         })
     }
 
-    /// `docker save -o FILE IMAGE`, then the ID of what was saved (the tag could have
-    /// moved between an earlier look and the save: the ID is read after it).
+    /// `docker save -o FILE IMAGE` into the private directory, with the image's ID read
+    /// before and after it: a tag that moved during the save fails it (the file would not
+    /// be the image that ID names).
     async fn save(&self) -> std::result::Result<Saved, SaveFailed> {
-        let file = self.file.display().to_string();
-        let failed = |e: Error| match e {
-            Error::CommandFailed {
-                argv,
-                status,
-                stderr,
-            } => SaveFailed {
-                argv,
-                status,
-                stderr,
-            },
-            other => SaveFailed {
-                argv: format!("{} save", self.docker),
-                status: other.to_string(),
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| Error::io("create private directory", &self.dir, e))?;
+        let path = self.dir.join("image.tar");
+        let file = path.display().to_string();
+        let inspect = &inspect_argv(&self.image)[1..];
+        let before = self.docker(inspect).await?;
+        self.docker(&["save", "-o", &file, &self.image]).await?;
+        let id = self.docker(inspect).await?;
+        if id != before {
+            return Err(SaveFailed {
+                argv: self.shown(&["save", "-o", &file, &self.image]),
+                status: format!("{} was retagged while it was saved", self.image),
                 stderr: String::new(),
-            },
-        };
-        self.docker(&["save", "-o", &file, &self.image])
-            .await
-            .map_err(failed)?;
-        let id = self
-            .docker(&inspect_argv(&self.image)[1..])
-            .await
-            .map_err(failed)?;
-        let bytes = std::fs::metadata(&self.file)
-            .map(|m| m.len())
-            .map_err(|e| SaveFailed {
-                argv: format!("{} save -o {file}", self.docker),
-                status: format!("left no file: {e}"),
-                stderr: String::new(),
-            })?;
+            });
+        }
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| Error::io("read the size of the saved image", &path, e))?
+            .len();
         Ok(Saved {
             id: String::from_utf8_lossy(&id).trim().to_owned(),
-            path: self.file.clone(),
+            path,
             bytes,
         })
     }
 
     /// Runs the runner's docker with `args`; its stdout.
     async fn docker(&self, args: &[&str]) -> Result<Vec<u8>> {
-        let shown =
-            || shell_words::join(std::iter::once(self.docker.as_str()).chain(args.iter().copied()));
         let out = tokio::process::Command::new(&self.docker)
             .args(args)
             .stdin(Stdio::null())
@@ -167,25 +242,29 @@ impl ImageShipment {
             .output()
             .await
             .map_err(|source| Error::Spawn {
-                argv: shown(),
+                argv: self.shown(args),
                 source,
             })?;
         if !out.status.success() {
             return Err(Error::CommandFailed {
-                argv: shown(),
+                argv: self.shown(args),
                 status: describe_status(out.status),
                 stderr: tail(String::from_utf8_lossy(&out.stderr).trim(), 2000),
             });
         }
         Ok(out.stdout)
     }
+
+    /// The runner's docker command with `args`, quoted for display.
+    fn shown(&self, args: &[&str]) -> String {
+        shell_words::join(std::iter::once(self.docker.as_str()).chain(args.iter().copied()))
+    }
 }
 
 impl Drop for ImageShipment {
     fn drop(&mut self) {
-        if self.saved.get().is_some() {
-            let _ = std::fs::remove_file(&self.file);
-        }
+        // The saved file, or what an interrupted save left.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

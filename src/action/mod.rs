@@ -58,7 +58,15 @@ struct RunContext<'a> {
     started: Instant,
     /// The image, with `image-transfer: ssh` on a deploy that changes things.
     image: Option<&'a ImageShipment>,
+    /// Every SSH connection of the run (the first of each host, and one opened again after
+    /// its master closed) takes one of [`CONNECTS_AT_ONCE`] slots while it connects.
+    connect_slots: &'a tokio::sync::Semaphore,
 }
+
+/// How many hosts connect at once. sshd starts dropping unauthenticated connections beyond
+/// 10 by default (`MaxStartups 10:30:100`), which a bastion the fleet shares would see; a
+/// key exchange is also the costly part of a connection for the runner.
+const CONNECTS_AT_ONCE: usize = 8;
 
 /// The inputs that hold secrets.
 const SECRET_INPUTS: [&str; 2] = ["ssh-key", "slack-webhook"];
@@ -152,7 +160,7 @@ pub fn main() -> ExitCode {
                 && inputs.plan.operation == Operation::Deploy
                 && !inputs.plan.dry_run
         })
-        .map(|image| ImageShipment::new(image.as_str(), "docker", &base));
+        .map(|image| ImageShipment::new(image.as_str(), "docker", &base, inputs.hosts.len()));
     let ctx = RunContext {
         inputs: &inputs,
         credentials: &credentials,
@@ -161,6 +169,7 @@ pub fn main() -> ExitCode {
         interrupts: &interrupts,
         started,
         image: image.as_ref(),
+        connect_slots: &tokio::sync::Semaphore::new(CONNECTS_AT_ONCE),
     };
     let hosts = runtime.block_on(fleet::run(&ctx));
     drop(credentials);

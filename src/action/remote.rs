@@ -229,19 +229,16 @@ impl Remote {
         Ok((status, stderr))
     }
 
-    /// Streams the file at `path` into `argv`'s stdin on the host (a saved image into
+    /// Streams `input`, to its end, into `argv`'s stdin on the host (an image into
     /// `docker load`); returns how many bytes went across.
-    pub async fn pipe_file(&self, path: &std::path::Path, argv: &[&str]) -> Result<u64> {
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|source| Error::Io {
-                action: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
+    pub async fn pipe_from(
+        &self,
+        mut input: impl tokio::io::AsyncRead + Unpin,
+        argv: &[&str],
+    ) -> Result<u64> {
         let mut child = self.spawn_piped(argv).await?;
         let mut remote_in = child.stdin().take().expect("stdin is piped");
-        let copied = tokio::io::copy(&mut file, &mut remote_in).await;
+        let copied = tokio::io::copy(&mut input, &mut remote_in).await;
         drop(remote_in);
         let remote = child
             .wait_with_output()

@@ -355,6 +355,56 @@ fn the_secrets_never_reach_a_child_and_the_runner_is_not_dumpable() {
     assert_eq!(owner.trim(), "0", "the orchestrator is dumpable");
 }
 
+#[test]
+fn at_most_eight_hosts_connect_at_once() {
+    // An ssh that takes three seconds to fail, noting when it starts and ends: ten hosts,
+    // and never more than eight of them connecting at the same time.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let events = dir.path().join("events");
+    std::fs::write(
+        bin.join("ssh"),
+        format!(
+            "#!/bin/sh\necho start >> {e}\nsleep 3\necho end >> {e}\nexit 255\n",
+            e = events.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hosts: Vec<String> = (1..=10).map(|n| format!("127.0.0.{n}")).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_bluegreen-action"))
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("RUNNER_TEMP", dir.path())
+        .env("BLUEGREEN_HELPERS", env!("CARGO_BIN_EXE_bluegreen"))
+        .env("INPUT_HOST", hosts.join(","))
+        .env("INPUT_USERNAME", "deploy")
+        .env("INPUT_SSH_KEY", "KEYMATERIAL")
+        .env("INPUT_KNOWN_HOSTS", "127.0.0.1 ssh-ed25519 AAAA")
+        .env("INPUT_NOTIFY_ON", "never")
+        .env("INPUT_APP", "shop")
+        .env("INPUT_IMAGE", "shop:1")
+        .env("INPUT_VERSION", "v1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{log}");
+    assert_eq!(log.matches("connect failed").count(), 10, "{log}");
+    let events = std::fs::read_to_string(&events).unwrap();
+    let (mut connecting, mut most, mut started) = (0, 0, 0);
+    for event in events.lines() {
+        if event == "start" {
+            connecting += 1;
+            started += 1;
+            most = most.max(connecting);
+        } else {
+            connecting -= 1;
+        }
+    }
+    assert_eq!((started, most), (10, 8), "{events}");
+}
+
 /// A tokio runtime and a connection to `sshd`, with its credentials written under
 /// `runner_temp` as the orchestrator writes them.
 fn connected(
@@ -443,7 +493,7 @@ fn one_docker_save_feeds_every_host_that_lacks_the_image_side_by_side() {
         .map(|(i, (sshd, _))| connect_in(&runtime, sshd, &dir.path().join(format!("runner{i}"))))
         .collect();
     let log = JobLog::new();
-    let shipment = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path());
+    let shipment = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path(), 2);
     let sent = runtime.block_on(async {
         let (a, b) = tokio::join!(
             shipment.send(&connections[0].1, &log),
@@ -473,13 +523,26 @@ fn one_docker_save_feeds_every_host_that_lacks_the_image_side_by_side() {
         .output()
         .unwrap();
     assert!(load.status.success(), "{load:?}");
-    let saved_file = dir
-        .path()
-        .join(format!("bluegreen-image-{}.tar", std::process::id()));
-    assert!(saved_file.exists());
+    // Saved in a private directory of its own, removed with the run.
+    let saved_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("bluegreen-image-")
+            })
+            .collect()
+    };
+    let [saved_dir]: [std::path::PathBuf; 1] = saved_dirs().try_into().unwrap();
+    let mode = std::fs::metadata(&saved_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(saved_dir.join("image.tar").is_file());
     drop(shipment);
     assert!(
-        !saved_file.exists(),
+        saved_dirs().is_empty(),
         "the saved file is removed with the run"
     );
 
@@ -490,7 +553,7 @@ fn one_docker_save_feeds_every_host_that_lacks_the_image_side_by_side() {
         .unwrap()
         .stdout;
     std::fs::write(hosts[0].1.join("id"), id).unwrap();
-    let again = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path());
+    let again = ImageShipment::new(&image, runner_docker.to_str().unwrap(), dir.path(), 2);
     let (_, said) = runtime
         .block_on(again.send(&connections[0].1, &log))
         .unwrap();

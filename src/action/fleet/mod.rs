@@ -45,8 +45,8 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         })
         .collect();
 
-    // The hosts connect side by side (at most CONNECTS_AT_ONCE at a time): without groups,
-    // unless it is the only one.
+    // The hosts connect side by side (as many at a time as the run's connect slots allow):
+    // without groups, unless it is the only one.
     let connect_logs: Vec<_> = logs
         .iter()
         .map(|log| {
@@ -57,12 +57,11 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
             }
         })
         .collect();
-    let mut connections: Vec<Connection> = join_bounded(
-        CONNECTS_AT_ONCE,
+    let mut connections: Vec<Connection> = join_all(
         targets
             .iter()
             .zip(&connect_logs)
-            .map(|(t, log)| host::connect(t, inputs, ctx.credentials, log, ctx.started)),
+            .map(|(t, log)| host::connect(t, ctx, log)),
     )
     .await;
     let unreachable: Vec<usize> = (0..targets.len())
@@ -280,31 +279,6 @@ fn names(targets: &[SshTarget], which: &[usize]) -> String {
         .join(", ")
 }
 
-/// How many hosts connect at once. sshd starts dropping unauthenticated connections beyond
-/// 10 by default (`MaxStartups 10:30:100`), which a bastion the fleet shares would see; a
-/// key exchange is also the costly part of a connection for the runner.
-const CONNECTS_AT_ONCE: usize = 8;
-
-/// Runs `futures` side by side on this thread, at most `limit` of them at a time (in
-/// order); their outputs, in order.
-async fn join_bounded<F: Future>(
-    limit: usize,
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let permits = tokio::sync::Semaphore::new(limit);
-    join_all(futures.into_iter().map(|future| {
-        let permits = &permits;
-        async move {
-            let _permit = permits
-                .acquire()
-                .await
-                .expect("the semaphore is never closed");
-            future.await
-        }
-    }))
-    .await
-}
-
 /// Runs `futures` side by side on this thread; their outputs, in order.
 async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
@@ -335,32 +309,6 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounded_futures_run_at_most_the_limit_at_once_and_keep_their_order() {
-        use std::cell::Cell;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (running, most) = (Cell::new(0), Cell::new(0));
-        let outputs = runtime.block_on(join_bounded(
-            3,
-            (0..10u64).map(|i| {
-                let (running, most) = (&running, &most);
-                async move {
-                    running.set(running.get() + 1);
-                    most.set(most.get().max(running.get()));
-                    // Later ones finish sooner: the outputs still come in order.
-                    tokio::time::sleep(std::time::Duration::from_millis(20 - i)).await;
-                    running.set(running.get() - 1);
-                    i
-                }
-            }),
-        ));
-        assert_eq!(outputs, (0..10).collect::<Vec<_>>());
-        assert_eq!(most.get(), 3);
-    }
 
     #[test]
     fn a_batch_calls_for_going_back_whichever_of_its_hosts_is_read_first() {

@@ -46,7 +46,8 @@ use crate::validate::MemoryCheck;
 pub enum ImageTransfer {
     /// The host pulls it from its registry.
     Registry,
-    /// The runner streams `docker save` over SSH into `docker load`.
+    /// The runner sends its `docker save` over SSH into the host's `docker load` (see
+    /// [`crate::action::image`]).
     Ssh,
 }
 
