@@ -188,7 +188,11 @@ impl ValidateRequest {
                 self.check_disk(&sys::existing_ancestor(self.store.dir())),
             ),
         ];
-        checks.push(self.master_check());
+        // Only reload mode reloads nginx at every switch (in nftables mode the switch says
+        // so itself when a change of its include cannot be confirmed).
+        if self.nft.is_none() {
+            checks.push(self.master_check());
+        }
         if let Some(reload) = &self.reload_cmd {
             checks.push(self.check_reload(reload));
         }

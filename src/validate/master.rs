@@ -1,9 +1,10 @@
-//! Whether a reload of nginx can be confirmed here: the switch watches nginx's master
-//! replace its workers, and finds that master by the pid file, by the verify URL's port, or
-//! as the only one on the host. Where it cannot (several nginx instances and no pid file
-//! that names one), a reload is confirmed only by an answer that names the slot, and the
-//! switch fails rather than take a reload on trust: validation says so first, and names
-//! the setting that fixes it.
+//! Whether a reload of nginx can be confirmed here (reload mode, where every switch
+//! reloads): the switch watches nginx's master replace its workers, and finds that master
+//! by the pid file, by the verify URL's port, or as the only one on the host. Where it
+//! cannot (several nginx instances and no pid file that names one), a reload is confirmed
+//! only by a verify answer that names the slot, and without a verify URL the switch fails
+//! rather than take a reload on trust: validation says so first (a warning, or a failure
+//! where nothing could confirm), and names the setting that fixes it.
 
 use crate::nginx::{FoundBy, MasterFound, MasterMissing, search_master};
 
@@ -13,7 +14,7 @@ use super::{Audience, CheckResult, CheckStatus, ValidateRequest};
 
 impl ValidateRequest {
     /// The `nginx-master` check: passes naming the master a reload is watched through;
-    /// warns when none can be told apart.
+    /// when none can be told apart, warns, or fails for a run with no verify URL.
     pub(super) fn master_check(&self) -> CheckResult {
         let found = search_master(&self.nginx_pid_file, self.verify_port);
         master_verdict(&self.nginx_pid_file, self.verify_port, self.audience, found)
@@ -48,16 +49,31 @@ fn master_verdict(
                 0 => "no nginx master process is visible from here".to_owned(),
                 n => format!("{n} nginx masters run on this host"),
             };
-            let port = verify_port.map_or(
-                ", and no verify URL's port was given to find it by".to_owned(),
-                |p| format!(", none alone listening on port {p}"),
-            );
+            let fix = format!("set {setting} to the pid file of the nginx that serves this app");
+            let (status, outcome) = match (verify_port, audience) {
+                (Some(port), _) => (
+                    CheckStatus::Warn,
+                    format!(
+                        ", none alone listening on port {port}: a reload cannot be watched, so it is confirmed only when the verify URL's answer names the slot (X-Bluegreen-Slot header or JSON \"slot\"), and otherwise the switch fails; {fix}"
+                    ),
+                ),
+                (None, Audience::Action) => (
+                    CheckStatus::Fail,
+                    format!(
+                        ", and there is no verify-url to confirm by: no reload could be confirmed, so the switch would fail; {fix}, or verify-url to the app's URL through nginx whose answer names the slot"
+                    ),
+                ),
+                (None, Audience::Helper) => (
+                    CheckStatus::Warn,
+                    format!(
+                        ": switch-traffic can confirm a reload only by --verify-url, where the answer names the slot (and by its port, where one master alone listens on it); {fix}"
+                    ),
+                ),
+            };
             CheckResult::new(
                 name,
-                CheckStatus::Warn,
-                format!(
-                    "{seen}, {pid_file} names none{port}: a reload cannot be watched, so it is confirmed only when the verify URL's answer names the slot (X-Bluegreen-Slot header or JSON \"slot\"), and otherwise the switch fails; set {setting} to the pid file of the nginx that serves this app"
-                ),
+                status,
+                format!("{seen}, {pid_file} names none{outcome}"),
             )
         }
     }
@@ -96,27 +112,32 @@ mod tests {
     }
 
     #[test]
-    fn several_masters_and_no_pid_file_warn_naming_the_setting() {
-        let action = verdict(Some(8080), Err(MasterMissing { masters: 2 }));
-        let by_hand = master_verdict(
-            Path::new(PID_FILE),
-            None,
-            Audience::Helper,
-            Err(MasterMissing { masters: 0 }),
-        );
-        for (check, starts, setting) in [
+    fn no_master_to_watch_warns_or_fails_by_what_else_could_confirm_a_reload() {
+        let missing = |masters| Err(MasterMissing { masters });
+        let warned_by_port = verdict(Some(8080), missing(2));
+        let action_without_url = verdict(None, missing(2));
+        let by_hand = master_verdict(Path::new(PID_FILE), None, Audience::Helper, missing(0));
+        for (check, status, starts, setting) in [
             (
-                &action,
+                &warned_by_port,
+                CheckStatus::Warn,
                 "2 nginx masters run on this host, /run/nginx.pid names none, none alone listening on port 8080:",
                 "set nginx-pid-file to",
             ),
             (
+                &action_without_url,
+                CheckStatus::Fail,
+                "2 nginx masters run on this host, /run/nginx.pid names none, and there is no verify-url to confirm by: no reload could be confirmed, so the switch would fail;",
+                "set nginx-pid-file to",
+            ),
+            (
                 &by_hand,
-                "no nginx master process is visible from here, /run/nginx.pid names none, and no verify URL's port was given to find it by:",
+                CheckStatus::Warn,
+                "no nginx master process is visible from here, /run/nginx.pid names none: switch-traffic can confirm a reload only by --verify-url",
                 "set --nginx-pid-file to",
             ),
         ] {
-            assert_eq!(check.status, CheckStatus::Warn);
+            assert_eq!(check.status, status, "{}", check.detail);
             assert!(check.detail.starts_with(starts), "{}", check.detail);
             assert!(check.detail.contains(setting), "{}", check.detail);
         }

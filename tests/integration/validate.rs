@@ -438,12 +438,16 @@ fn a_standby_that_would_not_fit_in_memory_is_refused_naming_both_figures() {
 }
 
 #[test]
-fn two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
+fn in_reload_mode_two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
     require!(Nginx);
     let site = Site::new();
     let _other = Site::new();
     let pid_file = site.nginx.pid_file().display().to_string();
-    let named = validate(&site_args(&site), &["--nginx-pid-file", &pid_file]);
+    // Reload mode, where every switch reloads nginx.
+    let named = validate(
+        &site_args(&site),
+        &["--mode", "reload", "--nginx-pid-file", &pid_file],
+    );
     assert_eq!(named.code, 0, "{named:?}");
     let report = named.json();
     assert_eq!(status_of(&report, "nginx-master"), "pass", "{report}");
@@ -454,9 +458,14 @@ fn two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
 
     let unnamed = validate(
         &site_args(&site),
-        &["--nginx-pid-file", "/nonexistent/nginx.pid"],
+        &[
+            "--mode",
+            "reload",
+            "--nginx-pid-file",
+            "/nonexistent/nginx.pid",
+        ],
     );
-    // A warning: the switch can still confirm by an answer that names the slot.
+    // A warning: switch-traffic can still confirm by a verify answer that names the slot.
     assert_eq!(unnamed.code, 0, "{unnamed:?}");
     let report = unnamed.json();
     assert_eq!(status_of(&report, "nginx-master"), "warn", "{report}");
@@ -466,4 +475,14 @@ fn two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
         "{detail}"
     );
     assert!(detail.contains("set --nginx-pid-file to"), "{detail}");
+
+    // In nftables mode a switch reloads nginx only when its include changes: no check.
+    let nftables = validate(&site_args(&site), &["--mode", "nftables"]).json();
+    let names: Vec<&str> = nftables["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"nginx-master"), "{nftables}");
 }
