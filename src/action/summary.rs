@@ -71,6 +71,10 @@ impl From<&PhaseRecord> for SummaryPhase {
 #[derive(Serialize)]
 struct SummaryHost {
     host: String,
+    /// The host as the title of its folded detail (HTML text, not a table cell).
+    title: String,
+    /// Whether its detail is shown open in a fleet's summary: it failed a phase.
+    open: bool,
     /// The host as a timeline section title: only characters mermaid takes literally.
     section: String,
     result: String,
@@ -106,6 +110,8 @@ impl From<&HostReport> for SummaryHost {
         let dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
         SummaryHost {
             host: cell(&h.host),
+            title: html_text(&h.host),
+            open: h.failed_phase().is_some(),
             section: h
                 .host
                 .chars()
@@ -179,6 +185,14 @@ pub(super) fn timeline_tick(ms: u64) -> &'static str {
         300_001..=1_200_000 => "2minute",
         _ => "10minute",
     }
+}
+
+/// Host text made inert as HTML text on one line (a `<summary>` title).
+fn html_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
 }
 
 /// Host text made inert for one Markdown table cell or line of the summary: HTML tags and

@@ -276,8 +276,18 @@ fn a_summary_of_twenty_hosts_stays_a_table_with_each_hosts_detail_folded() {
         .map(|n| {
             let mut host = first.clone();
             host.host = format!("web{n}");
+            if n == 19 {
+                // Not started: cancelled, with an error, but nothing failed there.
+                host.result.result = Some(Outcome::Cancelled);
+                host.result.error = Some(crate::error::RunError {
+                    kind: crate::error::ErrorKind::Cancelled,
+                    message: "not started".into(),
+                });
+            }
             if n == 20 {
+                host.host = "[::1]:2222".into();
                 host.result.result = Some(Outcome::Failed);
+                host.result.failed_phase = Some(Phase::HealthCheck);
                 host.result.error = Some(crate::error::RunError {
                     kind: crate::error::ErrorKind::CheckFailed,
                     message: "boom".into(),
@@ -287,19 +297,24 @@ fn a_summary_of_twenty_hosts_stays_a_table_with_each_hosts_detail_folded() {
         })
         .collect();
     let text = run.summary().unwrap();
-    assert_eq!(text.matches("\n| web").count(), 20, "{text}");
+    assert_eq!(text.matches("\n| web").count(), 19, "{text}");
+    assert!(text.contains("\n| \\[::1\\]:2222 | failed |"), "{text}");
     assert!(
-        text.contains("\n20 hosts: 19 deployed, 1 failed.\n"),
+        text.contains("\n20 hosts: 18 deployed, 1 cancelled, 1 failed.\n"),
         "{text}"
     );
     assert!(
         text.contains("<details><summary>Timeline of the 20 hosts</summary>\n\n```mermaid"),
         "{text}"
     );
+    // Folded, the one not started too; the host that failed is open, titled as HTML text.
     assert_eq!(text.matches("<details><summary>web").count(), 19, "{text}");
-    // The host that failed is open.
     assert!(
-        text.contains("<details open><summary>web20: failed</summary>\n\n| phase |"),
+        text.contains("<details><summary>web19: cancelled</summary>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<details open><summary>[::1]:2222: failed</summary>\n\n| phase |"),
         "{text}"
     );
     assert!(!text.contains("### web"), "{text}");
