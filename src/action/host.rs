@@ -203,7 +203,7 @@ pub(super) async fn run_on(
                     } else {
                         format!(": {stderr}")
                     },
-                    lost_hint(lost_during)
+                    lost_hint(lost_during, status)
                 ),
             },
         ),
@@ -235,12 +235,41 @@ pub(super) fn cancelled_result(message: &str) -> DeployResult {
     }
 }
 
-fn lost_hint(phase: Option<Phase>) -> String {
-    match phase {
-        Some(p) => format!(
+/// What became of the host-side run that was in `phase` when its stream ended without a
+/// result: with no exit status (or ssh's own 255) the connection was lost, and the run goes
+/// on by itself; with another status it ended there.
+fn lost_hint(phase: Option<Phase>, status: Option<i32>) -> String {
+    match (phase, status) {
+        (None, _) => String::new(),
+        (Some(p), None | Some(255)) => format!(
             "; the connection was lost during {}: the host stops before the switch, or finishes its watch after it, and records it in history.jsonl (see command: status)",
             p.as_str()
         ),
-        None => String::new(),
+        (Some(p), Some(_)) => format!(
+            "; it ended during {} (history.jsonl says how far it got: see command: status)",
+            p.as_str()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_said_only_where_no_exit_status_came() {
+        let during = Some(Phase::HealthCheck);
+        for lost in [None, Some(255)] {
+            assert!(
+                lost_hint(during, lost)
+                    .starts_with("; the connection was lost during health-check"),
+                "{lost:?}"
+            );
+        }
+        assert_eq!(
+            lost_hint(during, Some(101)),
+            "; it ended during health-check standby (history.jsonl says how far it got: see command: status)"
+        );
+        assert_eq!(lost_hint(None, None), "");
     }
 }

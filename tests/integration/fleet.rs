@@ -203,12 +203,7 @@ fn a_host_whose_sshd_is_killed_mid_run_fails_and_the_switched_hosts_roll_back() 
         .filter(|l| l.starts_with(&format!("::error::[{}:22]", fleet.host(2))))
         .collect();
     assert_eq!(said.len(), 1, "{}", run.log);
-    assert!(
-        said[0].contains("ended without a result")
-            && said[0].contains("the connection was lost during"),
-        "{}",
-        run.log
-    );
+    assert!(said[0].contains("ended without a result"), "{}", run.log);
     assert!(
         run.summary
             .contains(&format!("| {}:22 | rolled-back |", fleet.host(1))),
