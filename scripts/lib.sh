@@ -99,12 +99,13 @@ run_orchestrator() { # target_dir [NAME=value ...]
   vars+=("INPUT_SSH_KEY=$(cat "$target/ssh_key")" "INPUT_KNOWN_HOSTS=$(cat "$target/known_hosts")")
   vars+=("RUNNER_TEMP=$target" "BLUEGREEN_HELPERS=$bin_dir/bluegreen")
   for value in "$@"; do vars+=("INPUT_$value"); done
-  # With orchestrator_peak_file set, GNU time writes the run's peak resident KiB there.
+  # With orchestrator_peak_file set, GNU time writes the run's peak resident KiB there
+  # (it runs env, so the inputs, the key among them, are never in its own environment).
   local -a measure=()
   if [ -n "${orchestrator_peak_file:-}" ]; then
     measure=(/usr/bin/time -f %M -o "$orchestrator_peak_file")
   fi
-  env "${vars[@]}" "${measure[@]}" "$bin_dir/bluegreen-action"
+  "${measure[@]}" env "${vars[@]}" "$bin_dir/bluegreen-action"
 }
 
 # Runs `command: setup` on the local target in directory $1 through the orchestrator
