@@ -78,8 +78,16 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
 /// back to. Says whether it started it, and what it did.
 fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<(bool, String), Failure> {
     let version = record.version.clone().unwrap_or_default();
-    if e.answers_healthy(slot) {
-        if e.slot_runs(slot) == Some(false) {
+    let runs = e.slot_runs(slot);
+    // One request tells a running slot. Only a slot that may be on its way up (its
+    // containers run or, where the runtime lists none, something listens on its port) gets
+    // the probe's budget: a retired slot is started at once.
+    let may_be_starting = match runs {
+        Some(runs) => runs,
+        None => e.host.port_taken(e.plan.ports.port(slot)).is_some(),
+    };
+    if e.probe_once(slot).healthy || (may_be_starting && e.answers_healthy(slot)) {
+        if runs == Some(false) {
             return Err(Error::CheckFailed(format!(
                 "port {} of {slot} answers, but {slot}'s container is not running: another process holds the port; not rolling back to it",
                 e.plan.ports.port(slot)

@@ -35,6 +35,11 @@ pub(super) struct FakeHost {
     /// A slot whose port answers while its container does not run (`docker ps` lists
     /// nothing for it); every other slot's container runs.
     pub(super) squatted: Option<Slot>,
+    /// A slot whose container is stopped: `docker ps` lists nothing for it until a
+    /// `docker start` of it runs.
+    pub(super) stopped: Mutex<Option<Slot>>,
+    /// The budget of every health check, in order (the timeline gives their URLs).
+    pub(super) health_budgets: Mutex<Vec<Duration>>,
     /// Raised (as the runner would) when the timeline gets a line starting with this text.
     pub(super) cancel_at: Option<(&'static str, Cancel)>,
     /// The version label of each slot's container (`docker inspect`); a slot without one
@@ -76,6 +81,8 @@ impl FakeHost {
             routed: None,
             cancel_at: None,
             squatted: None,
+            stopped: Mutex::default(),
+            health_budgets: Mutex::default(),
             labels: HashMap::new(),
             images: HashMap::new(),
             container_images: HashMap::new(),
@@ -218,10 +225,16 @@ impl Host for FakeHost {
             let image = argv.last().unwrap().as_str();
             format!("{}\n", self.images.get(image).ok_or_else(missing)?)
         } else {
-            let squatted = self
+            let mut stopped = self.stopped.lock().unwrap();
+            if argv.get(1).is_some_and(|a| a == "start") {
+                stopped.take_if(|slot| words.ends_with(&format!("-{slot}")));
+            }
+            let not_running = self
                 .squatted
-                .is_some_and(|slot| words.ends_with(&format!("bluegreen.slot={slot}")));
-            let listing = words.contains(" ps --quiet ") && !squatted;
+                .iter()
+                .chain(stopped.iter())
+                .any(|slot| words.ends_with(&format!("bluegreen.slot={slot}")));
+            let listing = words.contains(" ps --quiet ") && !not_running;
             if listing { "c0ffee\n" } else { "" }.to_owned()
         };
         Ok(CommandOutput {
@@ -233,6 +246,7 @@ impl Host for FakeHost {
 
     fn health_check(&self, check: &HealthCheck, _progress: &Progress) -> HealthReport {
         self.note(format!("health {} x{}", check.url, check.healthy_threshold));
+        self.health_budgets.lock().unwrap().push(check.timeout);
         let slot = if check.url.as_str().contains(":3001/") {
             Slot::Blue
         } else {

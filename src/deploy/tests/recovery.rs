@@ -3,6 +3,7 @@
 //! trust a slot's port only while the slot's own container runs.
 
 use super::*;
+use std::sync::Mutex;
 
 /// A rollback plan with green live (v2) and blue (v1) the previous slot.
 pub(super) fn rollback_from_green_to_blue(dir: &std::path::Path) -> DeployPlan {
@@ -29,9 +30,12 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
     let dir = tempfile::tempdir().unwrap();
     let plan = rollback_from_green_to_blue(dir.path());
     // Stopped at first, healthy once started again.
-    let host = FakeHost::new()
-        .holding(Slot::Blue, "v1")
-        .healthy(Slot::Blue, &[false, true]);
+    let host = FakeHost {
+        stopped: Mutex::new(Some(Slot::Blue)),
+        ..FakeHost::new()
+            .holding(Slot::Blue, "v1")
+            .healthy(Slot::Blue, &[false, true])
+    };
     let (result, timeline) = run(&plan, &host);
     assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
     assert_eq!(
@@ -40,6 +44,7 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
             "phase lock",
             "phase deploy standby",
             INSPECT_BLUE_VERSION,
+            "run docker ps --quiet --filter label=bluegreen.app=shop --filter label=bluegreen.slot=blue",
             "health http://127.0.0.1:3001/health x1",
             "run docker start shop-blue",
             "phase health-check standby",
@@ -58,6 +63,32 @@ fn rollback_starts_the_stopped_previous_slot_then_switches_back() {
         .unwrap();
     assert!(run_line.contains("\"version\":\"v1\""), "{run_line}");
     assert_eq!(result.active_version.as_deref(), Some("v1"));
+    // A stopped slot is not waited for: one request of a single probe's timeout, then it
+    // is started.
+    assert_eq!(
+        host.health_budgets.lock().unwrap()[0],
+        Duration::from_secs(2)
+    );
+}
+
+#[test]
+fn rollback_waits_for_a_previous_slot_whose_container_runs_but_does_not_answer_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = rollback_from_green_to_blue(dir.path());
+    // Blue's container runs; its first answer is not healthy, the next one is.
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v1")
+        .healthy(Slot::Blue, &[false, true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l.contains("docker start")),
+        "a running slot is not started again: {timeline:?}"
+    );
+    assert_eq!(
+        host.health_budgets.lock().unwrap()[..2],
+        [Duration::from_secs(2), Duration::from_secs(5)]
+    );
 }
 
 #[test]
@@ -79,8 +110,8 @@ fn rollback_refuses_a_previous_port_held_by_another_process() {
             "phase lock",
             "phase deploy standby",
             INSPECT_BLUE_VERSION,
-            "health http://127.0.0.1:3001/health x1",
             "run docker ps --quiet --filter label=bluegreen.app=shop --filter label=bluegreen.slot=blue",
+            "health http://127.0.0.1:3001/health x1",
             "result failed",
         ]
     );
