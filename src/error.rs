@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::lock::LockHolder;
+use crate::lock::holder::LockHolder;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;

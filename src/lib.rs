@@ -14,8 +14,9 @@
 //! - [`input`]: validated input types (app names, ports, durations, URLs, paths).
 //! - [`error`]: the one error type and the exit codes.
 //! - [`exec`]: running external programs as argv vectors, with timeouts.
-//! - [`fsutil`], [`state`], [`lock`]: crash-safe files, `state.json` and `history.jsonl`,
-//!   the per-app lock (`state/store.rs`: the state directory).
+//! - [`fsutil`], [`state`], [`lock`], [`clock`]: crash-safe files, `state.json` and
+//!   `history.jsonl`, the per-app lock (`state/store.rs`: the state directory), the time
+//!   they record.
 //! - [`upstream`], [`nginx`], [`nft`], [`boot`]: rendering the upstream include, confirming
 //!   reloads, the nftables switch mode and what restores it at boot (as root, from root's files).
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
@@ -36,6 +37,7 @@ pub mod boot;
 pub mod canary;
 pub mod cancel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod deploy;
 pub mod error;

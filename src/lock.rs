@@ -11,25 +11,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::cancel::Cancel;
+use crate::clock::now_rfc3339;
 use crate::error::{Error, Result};
-use crate::state::now_rfc3339;
+
+pub mod holder;
+use holder::LockHolder;
 
 /// How often a waiting run says who holds the lock.
 const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
-
-/// Who holds a lock, as written by the holder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockHolder {
-    /// The holder's process id.
-    pub pid: u32,
-    /// When it took the lock (RFC 3339, UTC).
-    pub started_at: String,
-    /// What it is doing, e.g. `switch-traffic --to green`.
-    pub purpose: String,
-}
 
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]

@@ -10,9 +10,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 use crate::input::AppName;
+use crate::input::SwitchMode;
 use crate::nft::{NftSwitch, Route};
 use crate::state::State;
-use crate::switch::SwitchMode;
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]

@@ -22,11 +22,12 @@ use clap::Args;
 use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
+use crate::input::SwitchMode;
 use crate::input::{
     AppName, HostPath, HttpUrl, Port, Slot, SlotPorts, parse_port, parse_time_limit, parse_wait,
 };
 use crate::state::StateStore;
-use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchMode, SwitchRequest};
+use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchRequest};
 use crate::upstream::Template;
 
 /// Text appended to every helper's `--help`.

@@ -9,11 +9,12 @@ use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs};
 use crate::config::defaults;
 use crate::error::Result;
 use crate::exec::CommandLine;
+use crate::input::SwitchMode;
 use crate::input::{HostPath, HostPort, Port, parse_time_limit};
 use crate::nft::NftSwitch;
 use crate::report::finish;
 use crate::runtime::Runtime;
-use crate::switch::{SwitchMode, settled_service_port};
+use crate::switch::settled_service_port;
 use crate::validate::{Audience, MemoryCheck, ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\

@@ -16,11 +16,12 @@
 use std::time::Instant;
 
 use crate::canary::{AccessLog, Share, Thresholds, judge};
+use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
 use crate::input::{Slot, SwitchTarget};
 use crate::monitor::Monitor;
-use crate::state::{CanaryRecord, now_rfc3339};
+use crate::state::CanaryRecord;
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure};

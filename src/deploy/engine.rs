@@ -8,12 +8,13 @@
 use std::time::{Duration, Instant};
 
 use crate::cancel::{Cancel, CancelReason};
+use crate::clock::now_rfc3339;
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, Version};
 use crate::lock::AppLock;
 use crate::progress::Progress;
 use crate::runtime::Compose;
-use crate::state::{HistoryEvent, State, StateSource, now_rfc3339};
+use crate::state::{HistoryEvent, State, StateSource};
 use crate::switch::SwitchConfig;
 
 use super::host::Host;

@@ -8,10 +8,11 @@
 //! plan's hook timeout, with `BLUEGREEN_*` variables saying which slot, port, version and
 //! image it is about; its output goes to the log, its outcome to the history.
 
+use crate::clock::now_rfc3339;
 use crate::error::Error;
 use crate::exec::{CommandLine, tail};
 use crate::input::{Image, Slot};
-use crate::state::{HistoryEvent, now_rfc3339};
+use crate::state::HistoryEvent;
 
 use super::engine::{Engine, Failure};
 use super::protocol::Phase;

@@ -4,10 +4,11 @@
 //! State records it, so every later switch (a deploy, a rollback, a canary step) keeps it
 //! on until it is turned off, or a deploy with `end-maintenance` ends it at its switch.
 
+use crate::clock::now_rfc3339;
 use crate::error::Error;
 use crate::fsutil::read_optional;
 use crate::maintenance::Closed;
-use crate::state::{MaintenanceRecord, now_rfc3339};
+use crate::state::MaintenanceRecord;
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure};

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::canary::{StepTraffic, Verdict};
 use crate::error::RunError;
 use crate::input::Slot;
+use crate::input::SwitchMode;
 use crate::monitor::MonitorReport;
 use crate::state::{CanaryRecord, MaintenanceRecord};
-use crate::switch::SwitchMode;
 
 /// A step of a run: the runner's own (connect, image transfer, and ship helpers when the
 /// host asks for an upload as the run starts), then the host's.
@@ -163,7 +163,7 @@ pub struct DeployResult {
     /// holding the lock, and records it in history.jsonl.
     pub retire: Option<String>,
     /// How traffic was switched (`auto` decided).
-    pub switch_mode: Option<crate::switch::SwitchMode>,
+    pub switch_mode: Option<crate::input::SwitchMode>,
     /// Why that mode.
     pub switch_mode_reason: Option<String>,
     /// What the host holds and serves (status).

@@ -8,11 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::boot::BootPath;
+use crate::clock::now_rfc3339;
 use crate::exec::CommandLine;
 use crate::input::Slot;
+use crate::input::SwitchMode;
 use crate::runtime::Runtime;
-use crate::state::{HistoryEvent, SlotRecord, now_rfc3339};
-use crate::switch::SwitchMode;
+use crate::state::{HistoryEvent, SlotRecord};
 
 use super::engine::Engine;
 use super::plan::Retire;

@@ -153,7 +153,7 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
         }
         Some(slot) => Err(format!(
             "{asked} answers from {slot:?}, but {} {} (a configuration nginx has not loaded, or another server block answers)",
-            if state.switch_mode == Some(crate::switch::SwitchMode::Nftables) {
+            if state.switch_mode == Some(crate::input::SwitchMode::Nftables) {
                 "nginx's include and the kernel's rule route to"
             } else {
                 "nginx's include routes to"

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::Error;
 use crate::health::{HealthCheck, HealthCriteria, HealthReport};
 use crate::input::{Slot, StatusSet};
 use crate::monitor::Monitor;
 use crate::progress::Progress;
-use crate::state::now_rfc3339;
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchReport, SwitchRequest};
 use crate::upstream::Template;
 

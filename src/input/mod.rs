@@ -8,7 +8,7 @@
 //! - `names`: the app, a slot, a switch target, a version, an image, a compose service.
 //! - `net`: ports, the two slots' ports, `HOST:PORT`, HTTP URLs, status sets.
 //! - `site`: the server names and listen address of the server block `setup` writes.
-//! - `values`: durations, fractions, counts, host paths, the health path.
+//! - `values`: durations, fractions, counts, host paths, the health path, the switch mode.
 
 /// Serializes a validated string type as its string, and deserializes it through its
 /// parser, so a value read from JSON is checked exactly like one typed on a command line.
@@ -48,6 +48,6 @@ pub use names::{AppName, Image, ServiceName, Slot, SwitchTarget, Version};
 pub use net::{HostPort, HttpUrl, Port, SlotPorts, StatusSet, parse_port};
 pub use site::{Listen, ServerNames, parse_site_host};
 pub use values::{
-    Fraction, HealthPath, HostPath, MAX_WAIT, parse_fraction, parse_millis, parse_positive_count,
-    parse_seconds, parse_time_limit, parse_wait,
+    Fraction, HealthPath, HostPath, MAX_WAIT, SwitchMode, parse_fraction, parse_millis,
+    parse_positive_count, parse_seconds, parse_time_limit, parse_wait,
 };

@@ -1,5 +1,5 @@
 //! Plain values: durations, fractions, counts, paths on the host, the health endpoint's
-//! path.
+//! path, the switch mode.
 
 use std::fmt;
 use std::path::Path;
@@ -197,6 +197,41 @@ impl FromStr for HealthPath {
 }
 
 serde_via_str!(HostPath, HealthPath);
+
+/// How traffic moves from one slot to the other.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchMode {
+    /// nftables when the host can do it (`nft` answers and is permitted), else reload;
+    /// resolved on the host before the switch, and the choice is reported with its reason.
+    Auto,
+    /// Rewrite the upstream file and reload nginx. Works everywhere; a reload closes idle
+    /// keep-alive client connections, so a request racing that close can fail.
+    Reload,
+    /// Keep nginx's configuration constant and move a DNAT rule (nftables) from the service
+    /// port to the new slot. No reload, no dropped client connections; needs nftables and
+    /// root.
+    Nftables,
+}
+
+impl SwitchMode {
+    /// The mode's name, as the `switch-mode` input spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchMode::Auto => "auto",
+            SwitchMode::Reload => "reload",
+            SwitchMode::Nftables => "nftables",
+        }
+    }
+}
+
+impl std::fmt::Display for SwitchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -53,11 +53,6 @@ impl HistoryEvent {
     }
 }
 
-/// The current time as RFC 3339 UTC with seconds, for state and history.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,14 +11,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::input::SwitchMode;
 use crate::input::{AppName, Image, Port, Slot, SlotPorts, Version};
-use crate::switch::SwitchMode;
 
 mod history;
 mod records;
 mod store;
 
-pub use history::{HistoryEvent, now_rfc3339};
+pub use history::HistoryEvent;
 pub use records::{CanaryRecord, MaintenanceRecord, SlotRecord, Slots};
 pub use store::{Loaded, StateSource, StateStore};
 

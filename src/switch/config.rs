@@ -11,7 +11,7 @@ use crate::config::serde_millis;
 use crate::error::Result;
 use crate::exec::{CommandLine, CommandOutput};
 use crate::fsutil::read_optional;
-use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts};
+use crate::input::{AppName, HostPath, HttpUrl, Port, Slot, SlotPorts, SwitchMode};
 use crate::nft::NftSwitch;
 use crate::upstream::{Template, routed_slot, server_ports, split_slot};
 
@@ -39,24 +39,6 @@ pub fn settled_service_port(
         (Some(given), None) => Ok(given),
         (None, None) => Ok(default),
     }
-}
-
-/// How traffic moves from one slot to the other.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum SwitchMode {
-    /// nftables when the host can do it (`nft` answers and is permitted), else reload;
-    /// resolved on the host before the switch, and the choice is reported with its reason.
-    Auto,
-    /// Rewrite the upstream file and reload nginx. Works everywhere; a reload closes idle
-    /// keep-alive client connections, so a request racing that close can fail.
-    Reload,
-    /// Keep nginx's configuration constant and move a DNAT rule (nftables) from the service
-    /// port to the new slot. No reload, no dropped client connections; needs nftables and
-    /// root.
-    Nftables,
 }
 
 /// Everything a switch of one app needs besides where it goes and why.
@@ -100,23 +82,6 @@ pub struct SwitchConfig {
     /// (`/var/log/bluegreen`); see [`SwitchConfig::access_log`].
     #[serde(default = "default_log_dir")]
     pub log_dir: HostPath,
-}
-
-impl SwitchMode {
-    /// The mode's name, as the `switch-mode` input spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SwitchMode::Auto => "auto",
-            SwitchMode::Reload => "reload",
-            SwitchMode::Nftables => "nftables",
-        }
-    }
-}
-
-impl std::fmt::Display for SwitchMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl SwitchConfig {

@@ -125,9 +125,10 @@ impl SwitchRequest {
 mod tests {
     use super::*;
     use crate::canary::Share;
+    use crate::input::SwitchMode;
     use crate::input::{SlotPorts, SwitchTarget, Version};
     use crate::state::{CanaryRecord, StateStore};
-    use crate::switch::{Intent, LockPolicy, MaintenanceChange, SwitchMode};
+    use crate::switch::{Intent, LockPolicy, MaintenanceChange};
     use crate::upstream::Template;
 
     const SERVICE_PORT: u16 = 21000;

@@ -25,7 +25,7 @@ mod execute;
 mod intent;
 mod undo;
 
-pub use config::{SwitchConfig, SwitchMode, settled_service_port};
+pub use config::{SwitchConfig, settled_service_port};
 pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 
 use std::path::PathBuf;
@@ -33,14 +33,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::now_rfc3339;
 use crate::error::Result;
 use crate::fsutil::{read_optional, write_atomic};
-use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
+use crate::input::{AppName, Slot, SlotPorts, SwitchMode, SwitchTarget};
 use crate::lock::AppLock;
 use crate::nft::NftSwitch;
 use crate::nginx;
 use crate::progress::Progress;
-use crate::state::{HistoryEvent, State, StateStore, now_rfc3339};
+use crate::state::{HistoryEvent, State, StateStore};
 use crate::upstream::{Template, unified_diff};
 pub(crate) use decide::{Decision, InPlace};
 use undo::Undo;

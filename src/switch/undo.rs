@@ -1,11 +1,12 @@
 //! Putting back what a failed switch changed: the nftables rule, the previous include
 //! (reloaded if nginx had loaded the new one), and a `switch-failed` line in the history.
 
+use crate::clock::now_rfc3339;
 use crate::error::Error;
 use crate::fsutil::write_atomic;
 use crate::input::Slot;
 use crate::nft::Route;
-use crate::state::{HistoryEvent, now_rfc3339};
+use crate::state::HistoryEvent;
 
 use super::SwitchRequest;
 

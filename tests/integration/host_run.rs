@@ -15,9 +15,10 @@ use bluegreen::deploy::{
 };
 use bluegreen::exec::CommandLine;
 use bluegreen::input::SlotPorts;
+use bluegreen::input::SwitchMode;
 use bluegreen::lock::AppLock;
 use bluegreen::runtime::{Pull, Runtime, RuntimeSpec};
-use bluegreen::switch::{SwitchConfig, SwitchMode};
+use bluegreen::switch::SwitchConfig;
 use serde_json::Value;
 
 use crate::support::{BLUEGREEN, DEMO_APP, Site, free_port};

@@ -9,10 +9,11 @@ use crate::deploy::{
     WatchSpec,
 };
 use crate::exec::CommandLine;
+use crate::input::SwitchMode;
 use crate::input::{Slot, SlotPorts};
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::state::State;
-use crate::switch::{SwitchConfig, SwitchMode};
+use crate::switch::SwitchConfig;
 
 /// A plan for app `shop` version v2 with the docker runtime, its state in `dir`.
 pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {

@@ -128,7 +128,7 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
     // Once state records ports, they are the only ones.
     let recorded = State::new(&base.app)
         .after_switch(Slot::Blue, base.ports, Some("v1"), None, "t1")
-        .switched_by(crate::switch::SwitchMode::Nftables, 3000);
+        .switched_by(crate::input::SwitchMode::Nftables, 3000);
     let mut at_recorded = base.clone();
     at_recorded.switch.service_port = "3000".parse().unwrap();
     assert_eq!(

@@ -22,9 +22,9 @@ use std::time::Duration;
 use crate::cancel::{Cancel, CancelReason};
 use crate::error::ErrorKind;
 use crate::input::Slot;
+use crate::input::SwitchMode;
 use crate::lock::AppLock;
 use crate::runtime::Runtime;
-use crate::switch::SwitchMode;
 
 use super::{DeployPlan, Engine, Event, Operation, Outcome, Phase};
 use fake::FakeHost;
