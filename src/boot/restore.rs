@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
-use crate::input::AppName;
-use crate::input::SwitchMode;
+use crate::input::{AppName, SwitchMode};
 use crate::nft::{NftSwitch, Route};
 use crate::state::State;
 

@@ -22,9 +22,9 @@ use clap::Args;
 use crate::config::{default_state_dir, default_upstream_file, defaults};
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
-use crate::input::SwitchMode;
 use crate::input::{
-    AppName, HostPath, HttpUrl, Port, Slot, SlotPorts, parse_port, parse_time_limit, parse_wait,
+    AppName, HostPath, HttpUrl, Port, Slot, SlotPorts, SwitchMode, parse_port, parse_time_limit,
+    parse_wait,
 };
 use crate::state::StateStore;
 use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchRequest};

@@ -7,8 +7,7 @@
 use crate::config::{self, defaults};
 use crate::error::Error;
 use crate::exec::CommandLine;
-use crate::input::SwitchMode;
-use crate::input::{ServiceName, Slot};
+use crate::input::{ServiceName, Slot, SwitchMode};
 use crate::runtime;
 use crate::upstream::{UpstreamContext, routed_slot};
 use crate::validate::{Audience, CheckResult, CheckStatus, ValidateRequest};

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canary::{StepTraffic, Verdict};
 use crate::error::RunError;
-use crate::input::Slot;
-use crate::input::SwitchMode;
+use crate::input::{Slot, SwitchMode};
 use crate::monitor::MonitorReport;
 use crate::state::{CanaryRecord, MaintenanceRecord};
 

@@ -10,8 +10,7 @@ use std::time::Duration;
 use crate::boot::BootPath;
 use crate::clock::now_rfc3339;
 use crate::exec::CommandLine;
-use crate::input::Slot;
-use crate::input::SwitchMode;
+use crate::input::{Slot, SwitchMode};
 use crate::runtime::Runtime;
 use crate::state::{HistoryEvent, SlotRecord};
 

@@ -11,8 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::input::SwitchMode;
-use crate::input::{AppName, Image, Port, Slot, SlotPorts, Version};
+use crate::input::{AppName, Image, Port, Slot, SlotPorts, SwitchMode, Version};
 
 mod history;
 mod records;

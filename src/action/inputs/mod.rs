@@ -32,11 +32,10 @@ use crate::deploy::{
 };
 use crate::error::Error;
 use crate::exec::CommandLine;
-use crate::input::SwitchMode;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Listen, Port, ServerNames,
-    ServiceName, SlotPorts, StatusSet, Version, parse_list, parse_port, parse_positive_count,
-    parse_time_limit, parse_wait,
+    ServiceName, SlotPorts, StatusSet, SwitchMode, Version, parse_list, parse_port,
+    parse_positive_count, parse_time_limit, parse_wait,
 };
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::SwitchConfig;

@@ -9,8 +9,7 @@ use crate::deploy::{
     WatchSpec,
 };
 use crate::exec::CommandLine;
-use crate::input::SwitchMode;
-use crate::input::{Slot, SlotPorts};
+use crate::input::{Slot, SlotPorts, SwitchMode};
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::state::State;
 use crate::switch::SwitchConfig;

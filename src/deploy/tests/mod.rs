@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::error::ErrorKind;
-use crate::input::Slot;
-use crate::input::SwitchMode;
+use crate::input::{Slot, SwitchMode};
 use crate::lock::AppLock;
 use crate::runtime::Runtime;
 
