@@ -15,12 +15,12 @@
 
 use std::time::Instant;
 
-use crate::canary::{AccessLog, Share, Thresholds, judge};
+use crate::canary::{AccessLog, Share, StepTraffic, Thresholds, Verdict, judge};
 use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
 use crate::input::{Slot, SwitchTarget};
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, MonitorReport};
 use crate::state::CanaryRecord;
 use crate::switch::Intent;
 
@@ -126,51 +126,22 @@ impl Engine<'_> {
                 None => Default::default(),
             };
             let connections = nft.and_then(|nft| {
-                let out = me.host.run(&nft.list_command(), probes.request_timeout).ok()?;
+                let out = me
+                    .host
+                    .run(&nft.list_command(), probes.request_timeout)
+                    .ok()?;
                 Some(nft.connections_in(&out.stdout))
             });
             let mut verdict = judge(&traffic, &probed, &limits);
-            let (new, old) = (&traffic.canary, &traffic.stable);
-            let mut detail = format!(
-                "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
-                canary.share,
-                canary.slot,
-                traffic.canary_percent(),
-                new.requests + old.requests,
-                new.describe(canary.slot),
-                old.describe(live),
+            let detail = describe_step(
+                canary,
+                live,
+                &traffic,
+                &probed,
+                connections,
+                &verdict,
+                spec.min_requests,
             );
-            if let Some((to_new, to_old)) = connections {
-                detail.push_str(&format!(
-                    "; nftables sent {to_new} new connections to {} and {to_old} to {live}",
-                    canary.slot
-                ));
-            }
-            if traffic.unplaced_failures > 0 && !traffic.slots_unnamed {
-                detail.push_str(&format!(
-                    "; {} failures named no slot and count against {}",
-                    traffic.unplaced_failures, canary.slot
-                ));
-            }
-            detail.push_str(&if verdict.judged_on_traffic {
-                format!(
-                    "; probes {} of {} failed",
-                    probed.failures, probed.requests
-                )
-            } else if traffic.slots_unnamed {
-                format!(
-                    "; {} answers named no slot (the app sends no X-Bluegreen-Slot header), so the access log cannot tell the slots apart: judged on the probes of {} ({} of {} failed)",
-                    traffic.unplaced + traffic.unplaced_failures,
-                    canary.slot,
-                    probed.failures,
-                    probed.requests
-                )
-            } else {
-                format!(
-                    "; too few requests of {} in the access log (fewer than canary-min-requests {}): judged on its probes ({} of {} failed)",
-                    canary.slot, spec.min_requests, probed.failures, probed.requests
-                )
-            });
             let gate = me.step_command(&Judged {
                 what: "canary",
                 slot: canary.slot,
@@ -275,7 +246,7 @@ pub(super) fn promote(e: &mut Engine) -> Result<Outcome, Failure> {
         .because(format!("promote {} ({})", canary.version, e.plan.purpose))
         .recording(Some(canary.version.clone()), canary.image.clone())
         .identified_by(canary.image_id.clone());
-    super::release::go_live(e, canary.slot, Some(live), intent)
+    super::go_live::run(e, canary.slot, Some(live), intent)
 }
 
 /// `command: abort`: all traffic back to the live slot, the canary stopped.
@@ -357,4 +328,59 @@ fn canary_in(state: &crate::state::State, command: &str) -> Result<(Slot, Canary
         ))
         .into()),
     }
+}
+
+/// What a canary step saw, for its phase line: the share each slot served in the access log,
+/// the connections nftables sent each way, and what the verdict was judged on.
+fn describe_step(
+    canary: &CanaryRecord,
+    live: Slot,
+    traffic: &StepTraffic,
+    probed: &MonitorReport,
+    connections: Option<(u64, u64)>,
+    verdict: &Verdict,
+    min_requests: u32,
+) -> String {
+    let (new, old) = (&traffic.canary, &traffic.stable);
+    let mut detail = format!(
+        "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
+        canary.share,
+        canary.slot,
+        traffic.canary_percent(),
+        new.requests + old.requests,
+        new.describe(canary.slot),
+        old.describe(live),
+    );
+    if let Some((to_new, to_old)) = connections {
+        detail.push_str(&format!(
+            "; nftables sent {to_new} new connections to {} and {to_old} to {live}",
+            canary.slot
+        ));
+    }
+    if traffic.unplaced_failures > 0 && !traffic.slots_unnamed {
+        detail.push_str(&format!(
+            "; {} failures named no slot and count against {}",
+            traffic.unplaced_failures, canary.slot
+        ));
+    }
+    detail.push_str(&if verdict.judged_on_traffic {
+        format!(
+            "; probes {} of {} failed",
+            probed.failures, probed.requests
+        )
+    } else if traffic.slots_unnamed {
+        format!(
+            "; {} answers named no slot (the app sends no X-Bluegreen-Slot header), so the access log cannot tell the slots apart: judged on the probes of {} ({} of {} failed)",
+            traffic.unplaced + traffic.unplaced_failures,
+            canary.slot,
+            probed.failures,
+            probed.requests
+        )
+    } else {
+        format!(
+            "; too few requests of {} in the access log (fewer than canary-min-requests {}): judged on its probes ({} of {} failed)",
+            canary.slot, min_requests, probed.failures, probed.requests
+        )
+    });
+    detail
 }

@@ -2,8 +2,11 @@
 //! the host, the event sink, the result so far), the phase runner that announces, times and
 //! records each phase, and the first steps of every run (lock, state). The other steps the
 //! operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
-//! `release.rs` (deploy), `canary.rs` (its traffic steps, promote and abort),
-//! `rollback.rs`, `reconcile.rs` and `status.rs`, each a short sequence of steps.
+//! `release.rs` (deploy), `go_live.rs` (the switch, watch and switch back a deploy and a
+//! promote end with), `canary.rs` (traffic steps, promote and abort), `rollback.rs`,
+//! `maintenance.rs`, `setup.rs` and `status.rs`, each a short sequence of steps;
+//! `operations.rs` picks the plan's and hands its outcome back to [`Engine::finish`]. The
+//! engine itself names no operation, so none of them imports a module that imports it back.
 
 use std::time::{Duration, Instant};
 
@@ -116,25 +119,11 @@ impl<'a> Engine<'a> {
         self.cancel.requested().filter(|_| !self.traffic_moved)
     }
 
-    /// Runs the plan's operation; emits the result as soon as the outcome is decided, then
-    /// retires the old slot (a deploy that went live), still holding the lock; returns the
-    /// result.
-    pub fn run(mut self) -> DeployResult {
-        if self.plan.operation != Operation::Status {
-            self.resolve_switch_mode();
-        }
-        let outcome = match (self.plan.operation, self.plan.dry_run) {
-            (Operation::Status, _) => super::status::run(&mut self),
-            (Operation::Deploy, false) => super::release::run(&mut self),
-            (Operation::Deploy, true) => super::release::dry_run(&mut self),
-            (Operation::Rollback, _) => super::rollback::run(&mut self),
-            (Operation::Promote | Operation::Abort, true) => super::canary::dry_run(&mut self),
-            (Operation::Promote, false) => super::canary::promote(&mut self),
-            (Operation::Abort, false) => super::canary::abort(&mut self),
-            (Operation::MaintenanceOn, _) => super::maintenance::run(&mut self, true),
-            (Operation::MaintenanceOff, _) => super::maintenance::run(&mut self, false),
-            (Operation::Setup, _) => super::setup::run(&mut self),
-        };
+    /// Ends the run with the operation's `outcome`: records it (and, after a failure, the
+    /// error and the failing slot's log tail), reads back which slot is live, writes
+    /// history, emits the result, then retires the old slot (a deploy that went live),
+    /// still holding the lock; returns the result.
+    pub(super) fn finish(mut self, outcome: Result<Outcome, Failure>) -> DeployResult {
         match outcome {
             Ok(outcome) => self.result.result = Some(outcome),
             Err(failure) => {
@@ -315,7 +304,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Decides `auto` (nftables where `nft` answers, else reload) and says which and why.
-    fn resolve_switch_mode(&mut self) {
+    pub(super) fn resolve_switch_mode(&mut self) {
         let host = self.host;
         let (resolved, why) = self
             .plan

@@ -26,15 +26,20 @@
 //!   `cleanup`: removing the app's old images then.
 //! - `release` (the deploy operation), `canary` (its traffic steps, and the promote and
 //!   abort operations), `rollback`, `reconcile`, `status`, `maintenance` (on and off),
-//!   `setup`: one file per operation, each a short sequence of the engine's steps.
+//!   `setup`: one file per operation, each a short sequence of the engine's steps;
+//!   `go_live`: the switch, watch and switch back that a deploy and a promote end with.
+//! - `operations`: which operation a plan runs ([`Engine::run`]); the engine names none, so
+//!   no module here imports one that imports it back.
 
 mod canary;
 mod checks;
 mod cleanup;
 mod engine;
+mod go_live;
 mod hooks;
 mod host;
 mod maintenance;
+mod operations;
 mod plan;
 mod protocol;
 mod reconcile;

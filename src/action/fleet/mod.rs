@@ -18,6 +18,7 @@ use std::task::Poll;
 use crate::deploy::{DeployPlan, Operation, Outcome};
 
 use super::RunContext;
+use super::github::JobLog;
 use super::host::{self, Connection, cancelled_result};
 use super::report::HostReport;
 
@@ -27,36 +28,8 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
     let inputs = ctx.inputs;
     let targets = &inputs.hosts;
     let spec = inputs.fleet;
-    let alone = targets.len() == 1;
     let everyone: Vec<usize> = (0..targets.len()).collect();
-    // Groups only where a host runs by itself (one host, or batches of one), as planned
-    // before anyone is found unreachable.
-    let planned = spec.batches(&everyone, targets.len());
-    let logs: Vec<_> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let by_itself = planned.iter().any(|b| b == &[i]);
-            if alone {
-                ctx.log.clone()
-            } else {
-                ctx.log.for_host(&t.to_string(), by_itself)
-            }
-        })
-        .collect();
-
-    // The hosts connect side by side (as many at a time as the run's connect slots allow):
-    // without groups, unless it is the only one.
-    let connect_logs: Vec<_> = logs
-        .iter()
-        .map(|log| {
-            if alone {
-                log.clone()
-            } else {
-                log.side_by_side()
-            }
-        })
-        .collect();
+    let (logs, connect_logs) = host_logs(ctx, &everyone);
     let mut connections: Vec<Connection> = join_all(
         targets
             .iter()
@@ -68,39 +41,9 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         .filter(|&i| connections[i].remote.is_err())
         .collect();
     let mut reports: Vec<Option<HostReport>> = vec![None; targets.len()];
-    for &i in &unreachable {
-        if let Err(error) = &connections[i].remote {
-            reports[i] = Some(HostReport::failed(
-                &targets[i],
-                error.clone(),
-                connections[i].phases.clone(),
-            ));
-        }
-    }
     // Why no further batch starts, and whether a host failed (rather than a cancel).
-    let mut stop: Option<String> = None;
+    let mut stop = skip_unreachable(ctx, &connections, &unreachable, &mut reports);
     let mut failed = false;
-    if !unreachable.is_empty() {
-        let names = names(targets, &unreachable);
-        if unreachable.len() > spec.max_unreachable {
-            stop = Some(format!(
-                "{} of {} hosts unreachable ({names}); max-unreachable is {}: nothing was changed",
-                unreachable.len(),
-                targets.len(),
-                spec.max_unreachable
-            ));
-        } else {
-            ctx.log.warning(&format!(
-                "skipping {names}: unreachable, and max-unreachable allows {}",
-                spec.max_unreachable
-            ));
-            for &i in &unreachable {
-                if let Some(r) = reports[i].as_mut() {
-                    r.skipped = true;
-                }
-            }
-        }
-    }
 
     // The batches go through the hosts that answered: a skipped canary host's place goes
     // to the next one.
@@ -159,6 +102,81 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         .into_iter()
         .map(|r| r.expect("every host has a report"))
         .collect()
+}
+
+/// Each host's log, and the log it connects with: with a group of its own where a host
+/// runs by itself (one host, or batches of one, as planned before anyone is found
+/// unreachable); the hosts connect side by side, without groups, unless there is only one.
+fn host_logs(ctx: &RunContext<'_>, everyone: &[usize]) -> (Vec<JobLog>, Vec<JobLog>) {
+    let targets = &ctx.inputs.hosts;
+    let alone = targets.len() == 1;
+    let planned = ctx.inputs.fleet.batches(everyone, targets.len());
+    let logs: Vec<JobLog> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let by_itself = planned.iter().any(|b| b == &[i]);
+            if alone {
+                ctx.log.clone()
+            } else {
+                ctx.log.for_host(&t.to_string(), by_itself)
+            }
+        })
+        .collect();
+    let connect_logs = logs
+        .iter()
+        .map(|log| {
+            if alone {
+                log.clone()
+            } else {
+                log.side_by_side()
+            }
+        })
+        .collect();
+    (logs, connect_logs)
+}
+
+/// Reports each `unreachable` host as failed; returns why nothing more may start when more
+/// are unreachable than `max-unreachable` allows, else marks them skipped (with a warning).
+fn skip_unreachable(
+    ctx: &RunContext<'_>,
+    connections: &[Connection],
+    unreachable: &[usize],
+    reports: &mut [Option<HostReport>],
+) -> Option<String> {
+    let targets = &ctx.inputs.hosts;
+    let spec = ctx.inputs.fleet;
+    for &i in unreachable {
+        if let Err(error) = &connections[i].remote {
+            reports[i] = Some(HostReport::failed(
+                &targets[i],
+                error.clone(),
+                connections[i].phases.clone(),
+            ));
+        }
+    }
+    if unreachable.is_empty() {
+        return None;
+    }
+    let names = names(targets, unreachable);
+    if unreachable.len() > spec.max_unreachable {
+        return Some(format!(
+            "{} of {} hosts unreachable ({names}); max-unreachable is {}: nothing was changed",
+            unreachable.len(),
+            targets.len(),
+            spec.max_unreachable
+        ));
+    }
+    ctx.log.warning(&format!(
+        "skipping {names}: unreachable, and max-unreachable allows {}",
+        spec.max_unreachable
+    ));
+    for &i in unreachable {
+        if let Some(r) = reports[i].as_mut() {
+            r.skipped = true;
+        }
+    }
+    None
 }
 
 /// Runs `plan` on the hosts of `batch` side by side.

@@ -7,8 +7,10 @@
 //! - this file: the inputs as types, and [`Inputs::from_env`], which builds the plan;
 //! - `connection`: the inputs that say how to reach the hosts (where, in what batches, as
 //!   whom, with which key, through which bastion);
-//! - `source`: reading one input with its default and parser, collecting every problem.
+//! - `source`: reading one input with its default and parser, collecting every problem;
+//! - `choices`: the action's own choices (image transfer, when to notify).
 
+mod choices;
 mod connection;
 mod source;
 #[cfg(test)]
@@ -17,8 +19,7 @@ mod tests;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 
-use clap::ValueEnum;
-
+pub use choices::{ImageTransfer, NotifyOn};
 use connection::Connection;
 use source::Source;
 pub use source::env_name;
@@ -40,27 +41,6 @@ use crate::input::{
 use crate::runtime::{Pull, Runtime, RuntimeSpec};
 use crate::switch::SwitchConfig;
 use crate::validate::MemoryCheck;
-
-/// How the image reaches the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImageTransfer {
-    /// The host pulls it from its registry.
-    Registry,
-    /// The runner sends its `docker save` over SSH into the host's `docker load` (see
-    /// [`crate::action::image`]).
-    Ssh,
-}
-
-/// When Slack hears about a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NotifyOn {
-    /// Only when the deploy failed or rolled back.
-    Failure,
-    /// After every run.
-    Always,
-    /// Never.
-    Never,
-}
 
 /// Every input, validated.
 #[derive(Debug, Clone)]
