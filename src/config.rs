@@ -135,6 +135,8 @@ pub mod defaults {
     pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
     /// `boot-helper-dir`: the root-owned directory holding the helper the boot unit runs.
     pub const BOOT_HELPER_DIR: &str = "/usr/local/lib/bluegreen";
+    /// `access-log`: whether nginx writes the app's access log in `log-dir`.
+    pub const ACCESS_LOG: &str = "true";
     /// `log-dir`: the root-owned directory nginx writes the apps' access logs in.
     pub const LOG_DIR: &str = "/var/log/bluegreen";
 }

@@ -56,7 +56,7 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
     format!(
         "# The record of each request that bluegreen judges canary steps on.\n\
          map $proxy_host ${chosen} {{\n    \\{app} 1;\n    default 0;\n}}\n\
-         log_format {name} escape=json '{{\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
+         log_format {name} escape=json '{{\"t\":\"$msec\",\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
          access_log \"{shown}\" {name} if=${chosen};\n"
     )
 }
@@ -64,6 +64,10 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
 /// One line of the log.
 #[derive(Debug, Deserialize)]
 struct Line {
+    /// When nginx wrote it (`$msec`: seconds since the epoch, to the millisecond); empty
+    /// in lines of an include from before it was logged.
+    #[serde(default)]
+    t: String,
     addr: String,
     status: String,
     ms: String,
@@ -96,6 +100,35 @@ impl AccessLog {
     /// shorter: it was rotated), put down to the slots of `ports`, with `canary` the new
     /// slot. A missing file has no lines.
     pub fn since(&self, offset: u64, ports: SlotPorts, canary: Slot) -> Result<StepTraffic> {
+        self.read(offset, ports, canary, None)
+    }
+
+    /// What the lines of the last `seconds` before now say (of at most the log's last
+    /// `most_bytes`): the window a canary's baseline is read from. Lines that carry no time
+    /// (written before the log had one) count as in the window.
+    pub fn recent(
+        &self,
+        seconds: f64,
+        most_bytes: u64,
+        ports: SlotPorts,
+        canary: Slot,
+    ) -> Result<StepTraffic> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let start = self.end().saturating_sub(most_bytes);
+        self.read(start, ports, canary, Some(now - seconds))
+    }
+
+    /// The complete lines from `offset` (see [`AccessLog::since`]), only those written at
+    /// `not_before` (seconds since the epoch) or later when it is given.
+    fn read(
+        &self,
+        offset: u64,
+        ports: SlotPorts,
+        canary: Slot,
+        not_before: Option<f64>,
+    ) -> Result<StepTraffic> {
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,7 +166,7 @@ impl AccessLog {
                 continue;
             }
             // nginx passes bytes of a header through as they came: a line may not be UTF-8.
-            traffic.add_line(&String::from_utf8_lossy(&line), ports, canary);
+            traffic.add_line(&String::from_utf8_lossy(&line), ports, canary, not_before);
         }
         traffic.finish();
         Ok(traffic)
@@ -199,6 +232,10 @@ pub struct StepTraffic {
     /// that does not send `X-Bluegreen-Slot`): the log cannot judge the step.
     #[serde(default)]
     pub slots_unnamed: bool,
+    /// Every upstream attempt of the step, whichever slot served it (for the estimate of
+    /// [`super::estimate`], where the slots cannot be told apart).
+    #[serde(default)]
+    pub all: SlotTraffic,
 }
 
 impl StepTraffic {
@@ -216,17 +253,24 @@ impl StepTraffic {
     fn from_lines(text: &str, ports: SlotPorts, canary: Slot) -> StepTraffic {
         let mut t = StepTraffic::default();
         for line in text.lines() {
-            t.add_line(line, ports, canary);
+            t.add_line(line, ports, canary, None);
         }
         t.finish();
         t
     }
 
-    /// Counts one line of the log (one that is not ours is skipped).
-    fn add_line(&mut self, text: &str, ports: SlotPorts, canary: Slot) {
+    /// Counts one line of the log (one that is not ours, or written before `not_before`,
+    /// is skipped).
+    fn add_line(&mut self, text: &str, ports: SlotPorts, canary: Slot, not_before: Option<f64>) {
         let Ok(line) = serde_json::from_str::<Line>(text.trim_end()) else {
             return;
         };
+        let written = line.t.parse::<f64>().ok();
+        if let (Some(written), Some(not_before)) = (written, not_before)
+            && written < not_before
+        {
+            return;
+        }
         let addrs = fields(&line.addr);
         let statuses = fields(&line.status);
         let times = fields(&line.ms);
@@ -246,6 +290,7 @@ impl StepTraffic {
                 .and_then(|(_, p)| p.parse().ok())
                 .and_then(|p| ports.slot_of(p))
                 .or(named.filter(|_| last));
+            self.all.add(failed, ms);
             match slot {
                 Some(s) if s == canary => self.canary.add(failed, ms),
                 Some(_) => self.stable.add(failed, ms),
@@ -268,6 +313,7 @@ impl StepTraffic {
         }
         self.stable.finish();
         self.canary.finish();
+        self.all.finish();
     }
 }
 
@@ -419,6 +465,35 @@ mod tests {
     }
 
     #[test]
+    fn a_recent_window_keeps_only_the_lines_of_its_last_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccessLog::new(dir.path().join("access.log"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let at = |t: f64, status: &str| {
+            format!(
+                r#"{{"t":"{t:.3}","addr":"127.0.0.1:21000","status":"{status}","ms":"0.002","slot":""}}"#
+            )
+        };
+        let lines = [
+            at(now - 120.0, "500"),
+            at(now - 61.0, "500"),
+            at(now - 5.0, "200"),
+            at(now - 1.0, "502"),
+            line("127.0.0.1:21000", "200", "0.001", ""),
+        ];
+        std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
+        let w = log.recent(60.0, 1 << 20, ports(), Slot::Green).unwrap();
+        assert_eq!((w.all.requests, w.all.errors), (3, 1), "{w:?}");
+        // Only the last bytes are read: here, the last line and a half.
+        let tail = lines[4].len() as u64 + 20;
+        let w = log.recent(600.0, tail, ports(), Slot::Green).unwrap();
+        assert_eq!(w.all.requests, 1, "{w:?}");
+    }
+
+    #[test]
     fn the_directives_log_only_the_apps_upstream() {
         let d = log_directives(
             &"shop-api".parse().unwrap(),
@@ -429,6 +504,10 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_log_982d4486a936;"), "{d}");
+        assert!(
+            d.contains(r#"'{"t":"$msec","addr":"$upstream_addr","#),
+            "{d}"
+        );
         let odd = log_directives(
             &"shop".parse().unwrap(),
             Path::new("/srv/state dir$1/access.log"),

@@ -1,12 +1,15 @@
 //! A canary step's verdict: the probes of the new slot must pass, and when the access log
 //! holds enough of the new slot's requests, their error rate and p95 latency must stay under
-//! the absolute ceilings and within a margin of the old slot's in the same window.
+//! the absolute ceilings and within a margin of the old slot's in the same window. Where the
+//! log cannot tell the slots apart, the new slot's error rate estimated from the kernel's
+//! counts ([`super::estimate`]) must stay within the same limits; its latency is then judged
+//! on the probes alone.
 
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::MonitorReport;
 
-use super::StepTraffic;
+use super::{Estimate, StepTraffic};
 
 /// The limits a step is judged against.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,8 +37,14 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-/// Judges a step from what the log says (`traffic`) and the probes of the new slot.
-pub fn judge(traffic: &StepTraffic, probes: &MonitorReport, limits: &Thresholds) -> Verdict {
+/// Judges a step from what the log says (`traffic`), the new slot's error rate `estimated`
+/// where the log cannot tell the slots apart, and the probes of the new slot.
+pub fn judge(
+    traffic: &StepTraffic,
+    estimated: Option<&Estimate>,
+    probes: &MonitorReport,
+    limits: &Thresholds,
+) -> Verdict {
     let mut reasons: Vec<String> = probes
         .reasons
         .iter()
@@ -45,8 +54,24 @@ pub fn judge(traffic: &StepTraffic, probes: &MonitorReport, limits: &Thresholds)
         reasons.push("probes of the new slot failed".to_owned());
     }
     let (new, old) = (&traffic.canary, &traffic.stable);
-    let judged_on_traffic =
-        !traffic.slots_unnamed && new.requests >= u64::from(limits.min_requests);
+    let enough = u64::from(limits.min_requests);
+    if traffic.slots_unnamed {
+        let estimated = estimated.filter(|e| e.new_requests >= enough as f64);
+        if let Some(e) = estimated.filter(|e| !e.passed) {
+            reasons.push(format!(
+                "the new slot's error rate, estimated at {:.1}% from {} failures of the step's requests, is above {:.1}%",
+                100.0 * e.new_rate,
+                e.failures,
+                100.0 * e.limit
+            ));
+        }
+        return Verdict {
+            passed: reasons.is_empty(),
+            judged_on_traffic: estimated.is_some(),
+            reasons,
+        };
+    }
+    let judged_on_traffic = new.requests >= enough;
     if judged_on_traffic {
         let rate = new.error_rate();
         if rate > limits.max_error_rate {
@@ -135,6 +160,7 @@ mod tests {
     fn a_healthy_canary_passes_on_its_traffic() {
         let v = judge(
             &traffic(slot(900, 1, 5), slot(100, 0, 6)),
+            None,
             &probes(true),
             &limits(),
         );
@@ -158,7 +184,7 @@ mod tests {
             ),
         ];
         for (old, new, want) in cases {
-            let v = judge(&traffic(old, new), &probes(true), &limits());
+            let v = judge(&traffic(old, new), None, &probes(true), &limits());
             assert!(!v.passed, "{want}: {v:?}");
             assert!(v.reasons.iter().any(|r| r.contains(want)), "{want}: {v:?}");
         }
@@ -167,12 +193,54 @@ mod tests {
     #[test]
     fn too_few_requests_are_judged_on_probes() {
         let few = traffic(slot(50, 0, 5), slot(3, 3, 5));
-        let v = judge(&few, &probes(true), &limits());
+        let v = judge(&few, None, &probes(true), &limits());
         assert!(v.passed && !v.judged_on_traffic, "{v:?}");
-        let v = judge(&few, &probes(false), &limits());
+        let v = judge(&few, None, &probes(false), &limits());
         assert!(
             !v.passed && v.reasons[0].starts_with("probes of the new slot"),
             "{v:?}"
         );
+    }
+
+    /// A step whose answers named no slot: all `requests` of it logged, `errors` failed.
+    fn unnamed(requests: u64, errors: u64) -> StepTraffic {
+        StepTraffic {
+            all: slot(requests, errors, 5),
+            unplaced: requests - errors,
+            unplaced_failures: errors,
+            slots_unnamed: true,
+            ..StepTraffic::default()
+        }
+    }
+
+    #[test]
+    fn where_the_log_cannot_tell_the_slots_apart_the_estimate_judges() {
+        let baseline = Some(crate::canary::Baseline {
+            requests: 2000,
+            failures: 0,
+        });
+        let failing = unnamed(1000, 20);
+        let e = crate::canary::estimate(&failing.all, (100, 900), baseline, 0.05, 0.01);
+        let v = judge(&failing, e.as_ref(), &probes(true), &limits());
+        assert!(!v.passed && v.judged_on_traffic, "{v:?}");
+        assert!(v.reasons[0].contains("estimated at 20.0%"), "{v:?}");
+
+        let healthy = unnamed(1000, 0);
+        let e = crate::canary::estimate(&healthy.all, (100, 900), baseline, 0.05, 0.01);
+        let v = judge(&healthy, e.as_ref(), &probes(true), &limits());
+        assert!(v.passed && v.judged_on_traffic, "{v:?}");
+    }
+
+    #[test]
+    fn without_counts_or_with_too_few_an_unnamed_step_is_judged_on_probes() {
+        let failing = unnamed(1000, 20);
+        let v = judge(&failing, None, &probes(true), &limits());
+        assert!(v.passed && !v.judged_on_traffic, "{v:?}");
+        // 10 of the step's requests went to the new slot: fewer than min_requests 20.
+        let e = crate::canary::estimate(&failing.all, (1, 99), None, 0.05, 0.01);
+        let v = judge(&failing, e.as_ref(), &probes(true), &limits());
+        assert!(v.passed && !v.judged_on_traffic, "{v:?}");
+        let v = judge(&failing, e.as_ref(), &probes(false), &limits());
+        assert!(!v.passed, "{v:?}");
     }
 }

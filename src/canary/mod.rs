@@ -7,12 +7,15 @@
 //! - `accesslog`: the access log nginx writes through the include we own, and what one step's
 //!   lines say about each slot.
 //! - `judge`: a step's verdict from those figures and the probes of the new slot.
+//! - `estimate`: the new slot's error rate from the kernel's counts, where the log cannot
+//!   tell the slots apart (nftables mode, an app that does not name its slot).
 //!
 //! How a split is made is the switch's business ([`crate::switch`]): weighted `server` lines
 //! in reload mode, a DNAT rule picking the slot by a random number per new connection in
 //! nftables mode. The engine's steps are in `deploy/canary.rs`.
 
 mod accesslog;
+mod estimate;
 mod judge;
 mod latency;
 
@@ -27,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::input::Fraction;
 
 pub use accesslog::{AccessLog, SlotTraffic, StepTraffic, log_directives};
+pub use estimate::{Baseline, Estimate, estimate};
 pub use judge::{Thresholds, Verdict, judge};
 
 /// A share of new requests, in percent, that a split sends to the new slot: 1 to 99 (0 is

@@ -182,6 +182,10 @@ pub struct SwitchArgs {
     #[arg(long, default_value = defaults::LOG_DIR, value_name = "DIR")]
     pub log_dir: HostPath,
 
+    /// Whether nginx writes that access log (false: steps are judged on probes only).
+    #[arg(long, default_value = defaults::ACCESS_LOG, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub access_log: bool,
+
     /// How long to wait when another switch holds the app's lock (0: fail at once).
     #[arg(long, default_value = defaults::LOCK_TIMEOUT, value_parser = parse_wait, value_name = "DURATION")]
     pub lock_timeout: Duration,
@@ -234,6 +238,7 @@ impl SwitchParts<'_> {
             site_host: self.switch.site_host.clone(),
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
             log_dir: self.switch.log_dir.clone(),
+            access_log: self.switch.access_log,
         };
         let store = state_store(self.app, self.state_dir);
         let recorded = store.read(self.app).and_then(|state| state.service_port);
@@ -278,7 +283,6 @@ impl SwitchParts<'_> {
             intent,
             lock: LockPolicy::Acquire(self.switch.lock_timeout),
             dry_run,
-            log_requests: false,
         })
     }
 }

@@ -180,7 +180,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
             p95_margin_ms: cli.p95_margin_ms,
             min_requests: cli.min_requests,
         };
-        let verdict = judge(&traffic, &outcome.report, &limits);
+        let verdict = judge(&traffic, None, &outcome.report, &limits);
         outcome.canary = Some(CanaryJudgement {
             slot: canary,
             traffic,

@@ -15,7 +15,9 @@
 
 use std::time::Instant;
 
-use crate::canary::{AccessLog, Share, StepTraffic, Thresholds, Verdict, judge};
+use crate::canary::{
+    AccessLog, Baseline, Estimate, Share, StepTraffic, Thresholds, estimate, judge,
+};
 use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
@@ -28,6 +30,11 @@ use super::engine::{Engine, Failure};
 use super::hooks::Judged;
 use super::plan::Operation;
 use super::protocol::{Outcome, Phase, StepReport};
+
+/// The window before the first step the live slot's baseline error rate is read from: its
+/// last seconds, and of those at most the log's last bytes (some thousands of requests).
+const BASELINE_SECONDS: f64 = 20.0;
+const BASELINE_BYTES: u64 = 1024 * 1024;
 
 /// How a run of canary steps ended when no step failed.
 pub(super) enum StepsEnd {
@@ -51,11 +58,17 @@ impl Engine<'_> {
         let Some(spec) = self.plan.canary.as_ref() else {
             return Ok(StepsEnd::Passed);
         };
+        // A fresh canary's steps are judged against the live slot alone just before them;
+        // a promote has no such window (the paused split served until now).
+        let baseline = match from {
+            None => self.live_baseline()?,
+            Some(_) => None,
+        };
         for share in spec.steps.after(from) {
             self.stop_if_asked()?;
             canary.share = share;
             canary.paused = false;
-            self.canary_step(live, &canary)?;
+            self.canary_step(live, &canary, baseline)?;
             if !through && spec.pause_at == Some(share) {
                 self.stop_if_asked()?;
                 canary.paused = true;
@@ -80,9 +93,32 @@ impl Engine<'_> {
         }
     }
 
+    /// What the access log's last [`BASELINE_SECONDS`] say of the live slot's requests,
+    /// before any step: the live slot's error rate an estimate in nftables mode starts from
+    /// (see [`crate::canary::estimate`]). `None` without a log to read.
+    fn live_baseline(&self) -> Result<Option<Baseline>, Failure> {
+        let plan = self.plan;
+        let Some(log) = plan
+            .switch
+            .access_log(&plan.app, true)
+            .ok()
+            .map(AccessLog::new)
+        else {
+            return Ok(None);
+        };
+        let window = log.recent(BASELINE_SECONDS, BASELINE_BYTES, plan.ports, Slot::Blue)?;
+        Ok(Some(Baseline::of(&window.all)))
+    }
+
     /// One step: the split, a step's worth of probes of the new slot, then the verdict on
-    /// what the access log says each slot served in the meantime.
-    fn canary_step(&mut self, live: Slot, canary: &CanaryRecord) -> Result<(), Failure> {
+    /// what the access log says each slot served in the meantime (or, where it cannot tell
+    /// the slots apart, on the estimate from the kernel's counts against `baseline`).
+    fn canary_step(
+        &mut self,
+        live: Slot,
+        canary: &CanaryRecord,
+        baseline: Option<Baseline>,
+    ) -> Result<(), Failure> {
         let plan = self.plan;
         let spec = plan.canary.as_ref().expect("steps run with a canary spec");
         let limits = Thresholds {
@@ -132,14 +168,24 @@ impl Engine<'_> {
                     .ok()?;
                 Some(nft.connections_in(&out.stdout))
             });
-            let mut verdict = judge(&traffic, &probed, &limits);
+            let estimated = connections
+                .filter(|_| traffic.slots_unnamed)
+                .and_then(|counts| {
+                    estimate(
+                        &traffic.all,
+                        counts,
+                        baseline,
+                        limits.max_error_rate,
+                        limits.error_margin,
+                    )
+                });
+            let mut verdict = judge(&traffic, estimated.as_ref(), &probed, &limits);
             let detail = describe_step(
-                canary,
-                live,
+                (canary, live),
                 &traffic,
+                estimated.as_ref(),
                 &probed,
                 connections,
-                &verdict,
                 spec.min_requests,
             );
             let gate = me.step_command(&Judged {
@@ -160,6 +206,7 @@ impl Engine<'_> {
                 served_percent: traffic.canary_percent(),
                 traffic: traffic.clone(),
                 connections,
+                estimate: estimated,
                 probes: (probed.requests, probed.failures),
                 verdict: verdict.clone(),
                 ms: started.elapsed().as_millis() as u64,
@@ -330,27 +377,39 @@ fn canary_in(state: &crate::state::State, command: &str) -> Result<(Slot, Canary
     }
 }
 
-/// What a canary step saw, for its phase line: the share each slot served in the access log,
-/// the connections nftables sent each way, and what the verdict was judged on.
+/// What a canary step saw, for its phase line: the share each slot served in the access log
+/// (or, where the log cannot tell the slots apart, all it logged and the `estimated` new
+/// slot's error rate), the connections nftables sent each way, and what the verdict was
+/// judged on.
 fn describe_step(
-    canary: &CanaryRecord,
-    live: Slot,
+    (canary, live): (&CanaryRecord, Slot),
     traffic: &StepTraffic,
+    estimated: Option<&Estimate>,
     probed: &MonitorReport,
     connections: Option<(u64, u64)>,
-    verdict: &Verdict,
     min_requests: u32,
 ) -> String {
     let (new, old) = (&traffic.canary, &traffic.stable);
-    let mut detail = format!(
-        "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
-        canary.share,
-        canary.slot,
-        traffic.canary_percent(),
-        new.requests + old.requests,
-        new.describe(canary.slot),
-        old.describe(live),
-    );
+    let mut detail = if traffic.slots_unnamed {
+        format!(
+            "{} to {}: nginx logged {} requests, {} failed, and {} named no slot (the app sends no X-Bluegreen-Slot header)",
+            canary.share,
+            canary.slot,
+            traffic.all.requests,
+            traffic.all.errors,
+            traffic.unplaced + traffic.unplaced_failures,
+        )
+    } else {
+        format!(
+            "{} to {}: it served {:.1}% of {} logged requests ({}; {})",
+            canary.share,
+            canary.slot,
+            traffic.canary_percent(),
+            new.requests + old.requests,
+            new.describe(canary.slot),
+            old.describe(live),
+        )
+    };
     if let Some((to_new, to_old)) = connections {
         detail.push_str(&format!(
             "; nftables sent {to_new} new connections to {} and {to_old} to {live}",
@@ -363,24 +422,23 @@ fn describe_step(
             traffic.unplaced_failures, canary.slot
         ));
     }
-    detail.push_str(&if verdict.judged_on_traffic {
-        format!(
-            "; probes {} of {} failed",
-            probed.failures, probed.requests
-        )
-    } else if traffic.slots_unnamed {
-        format!(
-            "; {} answers named no slot (the app sends no X-Bluegreen-Slot header), so the access log cannot tell the slots apart: judged on the probes of {} ({} of {} failed)",
-            traffic.unplaced + traffic.unplaced_failures,
-            canary.slot,
-            probed.failures,
-            probed.requests
-        )
-    } else {
-        format!(
-            "; too few requests of {} in the access log (fewer than canary-min-requests {}): judged on its probes ({} of {} failed)",
-            canary.slot, min_requests, probed.failures, probed.requests
-        )
+    let probes = format!("{} of {} failed", probed.failures, probed.requests);
+    detail.push_str(&match estimated {
+        _ if !traffic.slots_unnamed && new.requests >= u64::from(min_requests) => {
+            format!("; probes {probes}")
+        }
+        Some(e) if e.new_requests >= f64::from(min_requests) => format!(
+            "; {}; its latency is judged on its probes ({probes})",
+            e.describe()
+        ),
+        _ if traffic.slots_unnamed => format!(
+            "; the access log cannot tell the slots apart and the kernel's counts gave {} too few requests (fewer than canary-min-requests {min_requests}): judged on its probes ({probes})",
+            canary.slot
+        ),
+        _ => format!(
+            "; too few requests of {} in the access log (fewer than canary-min-requests {min_requests}): judged on its probes ({probes})",
+            canary.slot
+        ),
     });
     detail
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::canary::{StepTraffic, Verdict};
+use crate::canary::{Estimate, StepTraffic, Verdict};
 use crate::error::RunError;
 use crate::input::{Slot, SwitchMode};
 use crate::monitor::MonitorReport;
@@ -186,6 +186,10 @@ pub struct StepReport {
     /// New connections each nftables rule sent on (new slot, old slot), nftables mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<(u64, u64)>,
+    /// The new slot's error rate estimated from those counts, where the log could not tell
+    /// the slots apart (see [`crate::canary::estimate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
     /// Probes of the new slot's health URL during the step: (requests, failures).
     pub probes: (u32, u32),
     /// How it was judged.

@@ -186,9 +186,6 @@ impl Engine<'_> {
             intent,
             lock: LockPolicy::HeldByCaller,
             dry_run,
-            // Kept while deploys use traffic steps, so that the include (and, in nftables
-            // mode, nginx's configuration) does not change from one step to the next.
-            log_requests: self.plan.canary.is_some(),
         })
     }
 

@@ -82,6 +82,11 @@ pub struct SwitchConfig {
     /// (`/var/log/bluegreen`); see [`SwitchConfig::access_log`].
     #[serde(default = "default_log_dir")]
     pub log_dir: HostPath,
+    /// Whether nginx writes the app's access log there (`access-log`, on by default): what
+    /// traffic steps are judged on. Every switch writes the include with or without it
+    /// alike, so that no deploy turns it on or off (a reload in nftables mode).
+    #[serde(default = "access_log_on")]
+    pub access_log: bool,
 }
 
 impl SwitchConfig {
@@ -254,6 +259,11 @@ impl SwitchConfig {
         let text = read_optional(self.upstream_file.as_path())?;
         Ok(self.routed_by(app, ports, text.as_deref()))
     }
+}
+
+/// `access-log` for a plan that does not say (one from an earlier runner).
+fn access_log_on() -> bool {
+    true
 }
 
 /// `log-dir` for a plan that does not say (one from an earlier runner).

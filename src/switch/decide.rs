@@ -144,7 +144,6 @@ mod tests {
             intent,
             lock: LockPolicy::HeldByCaller,
             dry_run: false,
-            log_requests: false,
         }
     }
 

@@ -70,9 +70,6 @@ pub struct SwitchRequest {
     pub lock: LockPolicy,
     /// Show what would change and change nothing.
     pub dry_run: bool,
-    /// Write the app's access log through the include (a deploy with traffic steps); a
-    /// split writes it whatever this says.
-    pub log_requests: bool,
 }
 
 /// What a switch did.
@@ -191,18 +188,23 @@ impl SwitchRequest {
         .map(Some)
     }
 
-    /// The access log the include has nginx write: for a deploy with traffic steps and for
-    /// a split; none, with a warning saying why, where nginx could not be given one.
+    /// The access log the include has nginx write (unless `access-log` is off); none where
+    /// nginx could not be given one, saying why: a warning for a split, whose step is then
+    /// judged on probes, else a line of progress.
     fn access_log(&self, progress: &Progress, warnings: &mut Vec<String>) -> Option<PathBuf> {
-        if !self.log_requests && self.intent.split.is_none() {
+        if !self.config.access_log {
             return None;
         }
         match self.config.access_log(&self.app, self.dry_run) {
             Ok(path) => Some(path),
-            Err(why) => {
+            Err(why) if self.intent.split.is_some() => {
                 let w = format!("no access log, so steps are judged on probes: {why}");
                 progress.line(&format!("warning: {w}"));
                 warnings.push(w);
+                None
+            }
+            Err(why) => {
+                progress.line(&format!("no access log: {why}"));
                 None
             }
         }
@@ -325,5 +327,6 @@ pub(crate) fn test_config(mode: SwitchMode) -> SwitchConfig {
         site_host: None,
         nft_cmd: CommandLine::new(["nft"]),
         log_dir: path("/var/log/bluegreen"),
+        access_log: true,
     }
 }

@@ -1,6 +1,7 @@
 //! Traffic steps end to end, through act, sshd, nginx and Docker: steps under load in both
 //! switch modes, judged on the requests nginx logged; a canary that fails a fifth of its
-//! requests (its health URL stays fine) sent back within its first step; a pause then a
+//! requests (its health URL stays fine) sent back within its first step; an app that never
+//! names its slot, judged on the kernel's counts in the default mode; a pause then a
 //! promote, a pause then an abort; a host-side run killed mid-step, which leaves both
 //! slots serving, and a rerun that converges; and the helpers by hand (`switch-traffic
 //! --weight`, `monitor --access-log`).
@@ -38,6 +39,13 @@ fn steps_in(log: &str) -> Vec<(u32, f64)> {
             Some((target, served))
         })
         .collect()
+}
+
+/// The live slot state records (the app under test may not name its slot).
+fn active_in_state(t: &Target) -> String {
+    let text = std::fs::read_to_string(t.state_dir().join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["active"].as_str().unwrap_or_default().to_owned()
 }
 
 fn canary_in_state(t: &Target) -> Option<serde_json::Value> {
@@ -139,6 +147,85 @@ fn a_canary_failing_a_fifth_of_its_requests_is_rolled_back_within_its_first_step
         sample(&t, 20).keys().all(|slot| slot == "blue"),
         "everything back on blue"
     );
+}
+
+/// What `clients` steady traffics saw: (requests, answers not accepted).
+fn finish_all(clients: Vec<Traffic>) -> (u32, Vec<String>) {
+    clients.into_iter().map(Traffic::finish).fold(
+        (0, Vec::new()),
+        |(requests, mut bad), (n, more)| {
+            bad.extend(more);
+            (requests + n, bad)
+        },
+    )
+}
+
+/// The lines of the canary steps a run's log reports.
+fn step_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains("ok canary step (") || line.contains("FAILED canary step ("))
+        .collect()
+}
+
+#[test]
+fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
+    require!(Root, Nginx, Sshd, Docker, Act, Nftables);
+    let anonymous = ("DEMO_ANONYMOUS", "true");
+    let live_failing_1 = demo_image("anon-fails-1", &[anonymous, ("DEMO_ERROR_RATE", "0.01")]);
+    let healthy = demo_image("anon", &[anonymous]);
+    let failing_20 = demo_image("anon-fails-20", &[anonymous, ("DEMO_ERROR_RATE", "0.2")]);
+    let failing_all = demo_image("anon-fails-100", &[anonymous, ("DEMO_ERROR_RATE", "1")]);
+    let t = Target::new("e2e-anon");
+    // The default mode: nftables, where nginx sees only the service port.
+    assert_result(
+        &t.run(&[("IMAGE", &live_failing_1), ("VERSION", "v1")]),
+        "deployed",
+    );
+    t.settled();
+    let steps = [("TRAFFIC_STEPS", "10,50"), ("STEP_SECONDS", "5")];
+    let clients: Vec<Traffic> = (0..4)
+        .map(|_| Traffic::start(t.site.nginx.url("/")))
+        .collect();
+
+    // A healthy release beside a live slot that fails 1% of its pages passes both steps.
+    let run = t.run(&[("IMAGE", &healthy), ("VERSION", "v2"), steps[0], steps[1]]);
+    assert_result(&run, "deployed");
+    let lines = step_lines(&run.log);
+    assert_eq!(lines.len(), 2, "{}", run.log);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("ok canary step") && l.contains("estimated at")),
+        "judged on the kernel's counts, not on probes: {}",
+        run.log
+    );
+    let live = || (active_in_state(&t), t.live().1);
+    assert_eq!(live(), ("green".into(), "v2".into()));
+    t.settled();
+
+    // Releases whose pages fail (their health URL answers) go back at the first 10% step.
+    for (image, version) in [(&failing_20, "v3"), (&failing_all, "v4")] {
+        let run = t.run(&[("IMAGE", image), ("VERSION", version), steps[0], steps[1]]);
+        assert_result(&run, "rolled-back");
+        let lines = step_lines(&run.log);
+        assert_eq!(lines.len(), 1, "one step, then back: {}", run.log);
+        assert!(
+            lines[0].contains("FAILED canary step")
+                && lines[0].contains("10% to blue")
+                && lines[0].contains("the new slot's error rate, estimated at"),
+            "{}",
+            run.log
+        );
+        assert_eq!(live(), ("green".into(), "v2".into()));
+        t.settled();
+    }
+    let (requests, failed) = finish_all(clients);
+    // What users saw: the live slot's failures while v1 served, and the canaries' own.
+    assert!(
+        failed.iter().all(|f| f.starts_with("HTTP 500")),
+        "{failed:?} of {requests}"
+    );
+    eprintln!("users saw {} of {requests} requests fail", failed.len());
 }
 
 #[test]

@@ -88,6 +88,7 @@ impl HostRun {
                 site_host: None,
                 nft_cmd: CommandLine::new(["nft"]),
                 log_dir: "/nonexistent/log".parse().unwrap(),
+                access_log: false,
             },
             upstream_template: None,
             watch: WatchSpec {

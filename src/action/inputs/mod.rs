@@ -165,6 +165,7 @@ impl Inputs {
         let reload_cmd = s.command("nginx-reload-command", defaults::RELOAD_CMD);
         let nft_cmd = s.command("nft-command", defaults::NFT_CMD);
         let log_dir = s.parse("log-dir", defaults::LOG_DIR, str::parse::<HostPath>);
+        let access_log = s.boolean("access-log", defaults::ACCESS_LOG);
         let nginx_pid_file = s.parse(
             "nginx-pid-file",
             defaults::NGINX_PID_FILE,
@@ -356,6 +357,7 @@ impl Inputs {
                 site_host: None,
                 nft_cmd: nft_cmd.expect("validated"),
                 log_dir: log_dir.expect("validated"),
+                access_log: access_log.expect("validated"),
             },
             upstream_template,
             watch: WatchSpec {

@@ -55,6 +55,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             site_host: None,
             nft_cmd: CommandLine::new(["nft"]),
             log_dir: path("log"),
+            access_log: true,
         },
         upstream_template: None,
         watch: WatchSpec {
