@@ -2,6 +2,7 @@
 //! whether a TCP port is free and which process listens on it, and which local port a new
 //! loopback connection really reached (through any NAT rule).
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -218,6 +219,64 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// How many client connections are open to the ports process `pid` listens on (nginx's
+/// master: its workers share its listening sockets and hold the connections they accept),
+/// from the kernel's tables; `None` when its sockets cannot be read.
+pub fn client_connections(pid: u32) -> Option<u32> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| {
+            let link = std::fs::read_link(fd.path()).ok()?;
+            let inode = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .collect();
+    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .collect();
+    let ports: HashSet<String> = tables
+        .iter()
+        .flat_map(|table| listening_ports_of(table, &inodes))
+        .collect();
+    Some(tables.iter().map(|t| established_on(t, &ports)).sum())
+}
+
+/// The local ports (as the table writes them, `:0050`) of the listening sockets of a
+/// `/proc/net/tcp` table whose inodes are among `inodes`.
+fn listening_ports_of(table: &str, inodes: &HashSet<String>) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let port = &local[local.rfind(':')?..];
+            (*state == "0A" && inodes.contains(*inode)).then(|| port.to_owned())
+        })
+        .collect()
+}
+
+/// How many established connections of a `/proc/net/tcp` table have one of `ports` as
+/// their local port (the server's side of a client's connection).
+fn established_on(table: &str, ports: &HashSet<String>) -> u32 {
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                return false;
+            };
+            *state == "01"
+                && local
+                    .rfind(':')
+                    .is_some_and(|i| ports.contains(&local[i..]))
+        })
+        .count() as u32
+}
+
 /// What the unit tests of several modules share.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -252,6 +311,36 @@ mod tests {
         );
         drop(listener);
         assert!(port_is_free(port));
+    }
+
+    #[test]
+    fn client_connections_are_the_established_ones_on_the_listening_ports() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n\
+   1: 0100007F:0BB9 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1\n\
+   2: 0100007F:0050 0100007F:9999 01 00000000:00000000 00:00000000 00000000     0        0 333 1\n\
+   3: 0100007F:0050 0100007F:9998 01 00000000:00000000 00:00000000 00000000     0        0 334 1\n\
+   4: 0100007F:0050 0100007F:9997 06 00000000:00000000 00:00000000 00000000     0        0 0 1\n\
+   5: 0100007F:9999 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 335 1\n\
+   6: 0100007F:0BB9 0100007F:9996 01 00000000:00000000 00:00000000 00000000     0        0 336 1\n";
+        let inodes: HashSet<String> = ["111".to_owned(), "333".to_owned()].into();
+        let ports: HashSet<String> = listening_ports_of(table, &inodes).into_iter().collect();
+        assert_eq!(ports, [":0050".to_owned()].into());
+        // Two established to port 80: not the TIME_WAIT one, not the client's own side, not
+        // another program's port.
+        assert_eq!(established_on(table, &ports), 2);
+    }
+
+    #[test]
+    fn this_process_s_client_connections_are_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let before = client_connections(std::process::id()).unwrap();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        // Its own client side counts too: it is a socket of this process on no listening
+        // port, so only the accepted side does.
+        assert_eq!(client_connections(std::process::id()).unwrap(), before + 1);
     }
 
     #[test]

@@ -244,7 +244,23 @@ impl RunReport {
                     .and_then(|r| r.switch_mode)
                     .map_or(String::new(), |m| m.to_string()),
             ),
+            ("requests", self.receipt_total(|r| r.requests)),
+            ("failed-requests", self.receipt_total(|r| r.failed)),
         ]
+    }
+
+    /// The sum of a receipt figure over the hosts that have a receipt (empty with none).
+    pub(super) fn receipt_total(&self, figure: impl Fn(&crate::canary::Receipt) -> u64) -> String {
+        let receipts: Vec<u64> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.result.receipt.as_ref().map(&figure))
+            .collect();
+        if receipts.is_empty() {
+            String::new()
+        } else {
+            receipts.iter().sum::<u64>().to_string()
+        }
     }
 }
 

@@ -90,6 +90,8 @@ struct SummaryHost {
     retire: Option<String>,
     phases: Vec<SummaryPhase>,
     monitor: Option<MonitorReport>,
+    /// What the run cost the users (`describe`d), and its picture.
+    receipt: Option<(String, String)>,
     error: Option<String>,
     warnings: Vec<String>,
     upstream_diff: Option<String>,
@@ -142,6 +144,10 @@ impl From<&HostReport> for SummaryHost {
             retire: r.retire.as_deref().map(cell),
             phases,
             monitor: r.monitor.clone(),
+            receipt: r
+                .receipt
+                .as_ref()
+                .map(|receipt| (receipt.describe(), receipt.picture())),
             error: r.error.as_ref().map(|e| cell(&e.message)),
             warnings: r.warnings.iter().map(|w| cell(w)).collect(),
             upstream_diff: r

@@ -1,36 +1,26 @@
 //! nginx's own record of each request to the app, as the include we own asks for it, and
-//! what the lines of one step say about each slot.
+//! reading the lines written in a window of time.
 //!
 //! The include declares a log format (JSON, one line per request) and an `access_log` for
-//! the requests proxied to the app's upstream. Each line carries, per upstream attempt, the
-//! address nginx connected to, the upstream's status and response time, and the slot the
-//! response named in its `X-Bluegreen-Slot` header.
-//!
-//! A request is put down to a slot by the port nginx connected to (reload mode: each slot
-//! has its own `server` line). In nftables mode nginx only ever sees the service port, and
-//! the slot is told by the `X-Bluegreen-Slot` header the app sends (the variable
-//! `BLUEGREEN_SLOT` tells it its slot). Where the app names its slot, a failure that names
-//! none (the connection failed before any answer) is counted against the new slot: a canary
-//! is never let off for a failure nobody can place. Where the answers do not name their slot,
-//! the log cannot tell the slots apart, and says so ([`StepTraffic::slots_unnamed`]).
+//! the requests proxied to the app's upstream. Each line carries when nginx wrote it, its
+//! final status, and per upstream attempt the address nginx connected to, the upstream's
+//! status and response time, and the slot the response named in its `X-Bluegreen-Slot`
+//! header. What the lines say about each slot is `traffic.rs`'s business.
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
-
-use super::latency::LatencyHistogram;
 
 /// The longest line a step reads: ours are a few hundred bytes; a longer one is skipped, so
 /// a flood of odd lines cannot make the reader hold more than this at once.
 const LINE_MAX_BYTES: usize = 16 * 1024;
 
-/// Of the answers of a step, the largest share that may name no slot for the log still to
-/// tell the slots apart (a few failures before any answer; not an app that never says).
-const MOST_UNNAMED: f64 = 0.1;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::input::{AppName, Slot, SlotPorts};
+
+use super::StepTraffic;
 
 /// The nginx directives, for the http context, that write the app's access log to `path`:
 /// a `map` choosing the requests proxied to the app's upstream, the log format, and the
@@ -56,22 +46,52 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
     format!(
         "# The record of each request that bluegreen judges canary steps on.\n\
          map $proxy_host ${chosen} {{\n    \\{app} 1;\n    default 0;\n}}\n\
-         log_format {name} escape=json '{{\"t\":\"$msec\",\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
+         log_format {name} escape=json '{{\"t\":\"$msec\",\"code\":\"$status\",\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
          access_log \"{shown}\" {name} if=${chosen};\n"
     )
 }
 
 /// One line of the log.
 #[derive(Debug, Deserialize)]
-struct Line {
+pub(super) struct Line {
     /// When nginx wrote it (`$msec`: seconds since the epoch, to the millisecond); empty
     /// in lines of an include from before it was logged.
     #[serde(default)]
-    t: String,
-    addr: String,
-    status: String,
-    ms: String,
-    slot: String,
+    pub(super) t: String,
+    /// The status nginx answered the client with (`$status`: the upstream's, or nginx's
+    /// own 502 or 504 when the upstream failed, or 499 when the client went away); empty
+    /// in lines of an include from before it was logged.
+    #[serde(default)]
+    pub(super) code: String,
+    /// Each attempt's upstream address (`$upstream_addr`).
+    pub(super) addr: String,
+    /// Each attempt's upstream status (`$upstream_status`).
+    pub(super) status: String,
+    /// Each attempt's upstream response time in seconds (`$upstream_response_time`).
+    pub(super) ms: String,
+    /// The slot the answer named (`X-Bluegreen-Slot`).
+    pub(super) slot: String,
+}
+
+impl Line {
+    /// When nginx wrote it, in seconds since the epoch (`None` in an older line).
+    pub(super) fn written(&self) -> Option<f64> {
+        self.t.parse().ok()
+    }
+
+    /// Whether nginx answered the client with a 5xx; in an older line without the final
+    /// status, whether the last attempt failed (a 5xx, or no answer).
+    pub(super) fn failed(&self) -> bool {
+        match self.code.parse::<u16>() {
+            Ok(code) => code >= 500,
+            Err(_) => self
+                .status
+                .rsplit([',', ':'])
+                .next()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+                .is_none_or(|s| s >= 500),
+        }
+    }
 }
 
 /// The app's access log.
@@ -100,7 +120,10 @@ impl AccessLog {
     /// shorter: it was rotated), put down to the slots of `ports`, with `canary` the new
     /// slot. A missing file has no lines.
     pub fn since(&self, offset: u64, ports: SlotPorts, canary: Slot) -> Result<StepTraffic> {
-        self.read(offset, ports, canary, None)
+        let mut traffic = StepTraffic::default();
+        self.each_line(offset, |line| traffic.add_line(line, ports, canary))?;
+        traffic.finish();
+        Ok(traffic)
     }
 
     /// What the lines of the last `seconds` before now say (of at most the log's last
@@ -113,27 +136,26 @@ impl AccessLog {
         ports: SlotPorts,
         canary: Slot,
     ) -> Result<StepTraffic> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let now = crate::clock::now_epoch_seconds();
         let start = self.end().saturating_sub(most_bytes);
-        self.read(start, ports, canary, Some(now - seconds))
+        let mut traffic = StepTraffic::default();
+        self.each_line(start, |line| {
+            if line.written().is_none_or(|t| t >= now - seconds) {
+                traffic.add_line(line, ports, canary);
+            }
+        })?;
+        traffic.finish();
+        Ok(traffic)
     }
 
-    /// The complete lines from `offset` (see [`AccessLog::since`]), only those written at
-    /// `not_before` (seconds since the epoch) or later when it is given.
-    fn read(
-        &self,
-        offset: u64,
-        ports: SlotPorts,
-        canary: Slot,
-        not_before: Option<f64>,
-    ) -> Result<StepTraffic> {
+    /// Hands each complete line from `offset` (from the start when the file is now
+    /// shorter: it was rotated) to `visit`, up to the length the file has now (lines nginx
+    /// writes meanwhile belong to the next window). A missing file has no lines; a line
+    /// that is not ours is skipped.
+    pub(super) fn each_line(&self, offset: u64, mut visit: impl FnMut(&Line)) -> Result<()> {
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(StepTraffic::default());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io("open", self.path.display().to_string(), e)),
         };
         let len = file
@@ -145,7 +167,6 @@ impl AccessLog {
             .map_err(|e| Error::io("read", self.path.display().to_string(), e))?;
         // Up to the length seen now: lines nginx writes meanwhile belong to the next step.
         let mut reader = std::io::BufReader::new(file.take(len - start));
-        let mut traffic = StepTraffic::default();
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -166,154 +187,13 @@ impl AccessLog {
                 continue;
             }
             // nginx passes bytes of a header through as they came: a line may not be UTF-8.
-            traffic.add_line(&String::from_utf8_lossy(&line), ports, canary, not_before);
-        }
-        traffic.finish();
-        Ok(traffic)
-    }
-}
-
-/// What the log says about one slot in a step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SlotTraffic {
-    /// Upstream attempts put down to the slot.
-    pub requests: u64,
-    /// Those that failed: a 5xx answer, or no answer at all.
-    pub errors: u64,
-    /// The 95th percentile of their upstream response times, in milliseconds.
-    pub p95_ms: u64,
-    #[serde(skip)]
-    times_ms: LatencyHistogram,
-}
-
-impl SlotTraffic {
-    /// The share of its requests that failed (0 with no requests).
-    pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
-    }
-
-    /// One line for people, the same for either slot: `green: 0 of 202 failed, p95 12 ms`.
-    pub fn describe(&self, slot: Slot) -> String {
-        format!(
-            "{slot}: {} of {} failed, p95 {} ms",
-            self.errors, self.requests, self.p95_ms
-        )
-    }
-
-    fn add(&mut self, failed: bool, ms: Option<u64>) {
-        self.requests += 1;
-        self.errors += u64::from(failed);
-        if let Some(ms) = ms {
-            self.times_ms.add(ms);
-        }
-    }
-
-    fn finish(&mut self) {
-        self.p95_ms = self.times_ms.percentile(95);
-    }
-}
-
-/// What the log says about both slots in a step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepTraffic {
-    /// The slot that was live before.
-    pub stable: SlotTraffic,
-    /// The new slot (including failures nobody could place, where the app names its slot).
-    pub canary: SlotTraffic,
-    /// Failures that named no slot.
-    pub unplaced_failures: u64,
-    /// Successful answers that named no slot (nftables mode, an app without the header).
-    pub unplaced: u64,
-    /// Too many answers named no slot to tell the slots apart (nftables mode with an app
-    /// that does not send `X-Bluegreen-Slot`): the log cannot judge the step.
-    #[serde(default)]
-    pub slots_unnamed: bool,
-    /// Every upstream attempt of the step, whichever slot served it (for the estimate of
-    /// [`super::estimate`], where the slots cannot be told apart).
-    #[serde(default)]
-    pub all: SlotTraffic,
-}
-
-impl StepTraffic {
-    /// The share of the placed requests the new slot served, in percent.
-    pub fn canary_percent(&self) -> f64 {
-        let placed = self.stable.requests + self.canary.requests;
-        if placed == 0 {
-            0.0
-        } else {
-            100.0 * self.canary.requests as f64 / placed as f64
-        }
-    }
-
-    #[cfg(test)]
-    fn from_lines(text: &str, ports: SlotPorts, canary: Slot) -> StepTraffic {
-        let mut t = StepTraffic::default();
-        for line in text.lines() {
-            t.add_line(line, ports, canary, None);
-        }
-        t.finish();
-        t
-    }
-
-    /// Counts one line of the log (one that is not ours, or written before `not_before`,
-    /// is skipped).
-    fn add_line(&mut self, text: &str, ports: SlotPorts, canary: Slot, not_before: Option<f64>) {
-        let Ok(line) = serde_json::from_str::<Line>(text.trim_end()) else {
-            return;
-        };
-        let written = line.t.parse::<f64>().ok();
-        if let (Some(written), Some(not_before)) = (written, not_before)
-            && written < not_before
-        {
-            return;
-        }
-        let addrs = fields(&line.addr);
-        let statuses = fields(&line.status);
-        let times = fields(&line.ms);
-        let named: Option<Slot> = line.slot.parse().ok();
-        for (i, addr) in addrs.iter().enumerate() {
-            let last = i + 1 == addrs.len();
-            let failed = statuses
-                .get(i)
-                .and_then(|s| s.parse::<u16>().ok())
-                .is_none_or(|s| s >= 500);
-            let ms = times
-                .get(i)
-                .and_then(|s| s.parse::<f64>().ok())
-                .map(|secs| (secs * 1000.0).round() as u64);
-            let slot = addr
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse().ok())
-                .and_then(|p| ports.slot_of(p))
-                .or(named.filter(|_| last));
-            self.all.add(failed, ms);
-            match slot {
-                Some(s) if s == canary => self.canary.add(failed, ms),
-                Some(_) => self.stable.add(failed, ms),
-                None if failed => self.unplaced_failures += 1,
-                None => self.unplaced += 1,
+            if let Ok(parsed) =
+                serde_json::from_str::<Line>(String::from_utf8_lossy(&line).trim_end())
+            {
+                visit(&parsed);
             }
         }
-    }
-
-    /// Settles the figures once every line is counted.
-    fn finish(&mut self) {
-        let placed = self.stable.requests + self.canary.requests;
-        let unnamed = self.unplaced as f64 / (placed + self.unplaced).max(1) as f64;
-        if unnamed > MOST_UNNAMED {
-            self.slots_unnamed = true;
-        } else {
-            for _ in 0..self.unplaced_failures {
-                self.canary.add(true, None);
-            }
-        }
-        self.stable.finish();
-        self.canary.finish();
-        self.all.finish();
+        Ok(())
     }
 }
 
@@ -337,93 +217,10 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
     }
 }
 
-/// The values of a multi-valued nginx variable (`a, b : c`: attempts within one upstream
-/// are separated by commas, upstreams of internal redirects by colons), one per attempt.
-fn fields(text: &str) -> Vec<&str> {
-    text.split(", ")
-        .flat_map(|group| group.split(" : "))
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ports() -> SlotPorts {
-        SlotPorts::new(3001, 3002).unwrap()
-    }
-
-    fn line(addr: &str, status: &str, ms: &str, slot: &str) -> String {
-        format!(r#"{{"addr":"{addr}","status":"{status}","ms":"{ms}","slot":"{slot}"}}"#)
-    }
-
-    #[test]
-    fn attempts_are_put_down_to_the_slot_nginx_connected_to() {
-        let lines = [
-            line("127.0.0.1:3001", "200", "0.004", "blue"),
-            line("127.0.0.1:3002", "500", "0.010", "green"),
-            // The canary refused; nginx tried the old slot next: a failure of the canary,
-            // an answer of the old slot.
-            line(
-                "127.0.0.1:3002, 127.0.0.1:3001",
-                "502, 200",
-                "0.000, 0.003",
-                "blue",
-            ),
-            "not json".to_owned(),
-        ]
-        .join("\n");
-        let t = StepTraffic::from_lines(&lines, ports(), Slot::Green);
-        assert_eq!((t.stable.requests, t.stable.errors), (2, 0));
-        assert_eq!((t.canary.requests, t.canary.errors), (2, 2));
-        assert_eq!(t.canary.p95_ms, 10);
-        assert_eq!(t.canary_percent(), 50.0);
-        // Both slots in one format, side by side in a step's line.
-        assert_eq!(
-            t.canary.describe(Slot::Green),
-            "green: 2 of 2 failed, p95 10 ms"
-        );
-        assert_eq!(
-            t.stable.describe(Slot::Blue),
-            "blue: 0 of 2 failed, p95 4 ms"
-        );
-    }
-
-    #[test]
-    fn behind_the_service_port_the_header_names_the_slot_and_unplaced_failures_count_against_the_canary()
-     {
-        let lines = [
-            line("127.0.0.1:3000", "200", "0.002", "blue"),
-            line("127.0.0.1:3000", "200", "0.020", "green"),
-            line("127.0.0.1:3000", "502", "0.000", ""),
-        ];
-        let named: Vec<String> = lines.iter().cycle().take(30).cloned().collect();
-        let mut all = named.clone();
-        all.push(line("127.0.0.1:3000", "200", "0.001", ""));
-        let t = StepTraffic::from_lines(&all.join("\n"), ports(), Slot::Green);
-        assert_eq!(t.stable.requests, 10);
-        assert_eq!((t.canary.requests, t.canary.errors), (20, 10));
-        assert_eq!(
-            (t.unplaced_failures, t.unplaced, t.slots_unnamed),
-            (10, 1, false)
-        );
-        // An app that never names its slot: nothing can be put down to the new slot.
-        let anonymous: Vec<String> = (0..30)
-            .map(|i| {
-                line(
-                    "127.0.0.1:3000",
-                    if i % 10 == 0 { "502" } else { "200" },
-                    "0.001",
-                    "",
-                )
-            })
-            .collect();
-        let t = StepTraffic::from_lines(&anonymous.join("\n"), ports(), Slot::Green);
-        assert!(t.slots_unnamed, "{t:?}");
-        assert_eq!((t.canary.requests, t.stable.requests), (0, 0));
-    }
+    use crate::canary::traffic::tests::{line, ports};
 
     #[test]
     fn a_step_reads_only_complete_lines_written_since_its_start() {
@@ -505,7 +302,7 @@ mod tests {
         );
         assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_log_982d4486a936;"), "{d}");
         assert!(
-            d.contains(r#"'{"t":"$msec","addr":"$upstream_addr","#),
+            d.contains(r#"'{"t":"$msec","code":"$status","addr":"$upstream_addr","#),
             "{d}"
         );
         let odd = log_directives(

@@ -122,25 +122,14 @@ pub fn estimate(
     let baseline = baseline.filter(|b| b.requests > 0);
     let live_rate = baseline.map_or(0.0, |b| b.failures as f64 / b.requests as f64);
     let limit = max_error_rate.min(live_rate + error_margin);
-    // How much the live slot's rate may vary: from the window, smoothed (one failure more
-    // in two requests more) so that a window that saw no failure does not claim that the
-    // live slot never fails.
-    let live_spread = baseline.map_or(0.0, |b| {
-        let smoothed = (b.failures as f64 + 1.0) / (b.requests as f64 + 2.0);
-        smoothed * (1.0 - smoothed)
-    });
-    // p0 moves the mean through the live slot's requests, and through the new slot's when
-    // the limit is p0 plus the margin.
-    let tracking = if limit < max_error_rate {
-        requests
-    } else {
-        live_requests
-    };
-    let mean = live_requests * live_rate + new_requests * limit;
-    let variance = live_requests * live_spread
-        + new_requests * limit * (1.0 - limit)
-        + tracking * tracking * live_spread / baseline.map_or(1.0, |b| b.requests as f64);
-    let most_failures = mean + Z * variance.sqrt() + 0.5;
+    let most_failures = most_failures(
+        new_requests,
+        live_requests,
+        live_rate,
+        baseline,
+        limit,
+        limit < max_error_rate,
+    );
     let failures = step.errors;
     let new_rate = if new_requests > 0.0 {
         ((failures as f64 - live_requests * live_rate) / new_requests).clamp(0.0, 1.0)
@@ -157,6 +146,39 @@ pub fn estimate(
         most_failures,
         passed: failures as f64 <= most_failures,
     })
+}
+
+/// The most failures `new_requests` at the rate `limit` and `live_requests` at the live
+/// slot's `live_rate` (from `baseline`) may have before a one-sided test says the new ones
+/// fail more often than `limit`: the mean plus [`Z`] standard deviations and a half. The
+/// variance counts the uncertainty of the live rate itself, through every request when
+/// `limit_follows_live` (the limit is the live rate plus a margin), else through the live
+/// slot's requests only.
+pub(super) fn most_failures(
+    new_requests: f64,
+    live_requests: f64,
+    live_rate: f64,
+    baseline: Option<Baseline>,
+    limit: f64,
+    limit_follows_live: bool,
+) -> f64 {
+    // How much the live slot's rate may vary: from the window, smoothed (one failure more
+    // in two requests more) so that a window that saw no failure does not claim that the
+    // live slot never fails.
+    let live_spread = baseline.map_or(0.0, |b| {
+        let smoothed = (b.failures as f64 + 1.0) / (b.requests as f64 + 2.0);
+        smoothed * (1.0 - smoothed)
+    });
+    let tracking = if limit_follows_live {
+        new_requests + live_requests
+    } else {
+        live_requests
+    };
+    let mean = live_requests * live_rate + new_requests * limit;
+    let variance = live_requests * live_spread
+        + new_requests * limit * (1.0 - limit)
+        + tracking * tracking * live_spread / baseline.map_or(1.0, |b| b.requests as f64);
+    mean + Z * variance.sqrt() + 0.5
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 //!
 //! - this file: the types a canary is described by (a [`Share`] of traffic, the
 //!   [`TrafficSteps`], the [`CanarySpec`] a plan carries).
-//! - `accesslog`: the access log nginx writes through the include we own, and what one step's
-//!   lines say about each slot.
+//! - `accesslog`: the access log nginx writes through the include we own, read by window;
+//!   `traffic`: what a window's lines say about each slot.
 //! - `judge`: a step's verdict from those figures and the probes of the new slot.
 //! - `estimate`: the new slot's error rate from the kernel's counts, where the log cannot
 //!   tell the slots apart (nftables mode, an app that does not name its slot).
+//! - `watch`: the watch's verdict on the users' requests after the switch.
+//! - `receipt`: what a run cost the users, from the log.
 //!
 //! How a split is made is the switch's business ([`crate::switch`]): weighted `server` lines
 //! in reload mode, a DNAT rule picking the slot by a random number per new connection in
@@ -18,6 +20,9 @@ mod accesslog;
 mod estimate;
 mod judge;
 mod latency;
+mod receipt;
+mod traffic;
+mod watch;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,9 +34,12 @@ use crate::config::serde_millis;
 use crate::error::{Error, Result};
 use crate::input::Fraction;
 
-pub use accesslog::{AccessLog, SlotTraffic, StepTraffic, log_directives};
+pub use accesslog::{AccessLog, log_directives};
 pub use estimate::{Baseline, Estimate, estimate};
 pub use judge::{Thresholds, Verdict, judge};
+pub use receipt::Receipt;
+pub use traffic::{SlotTraffic, StepTraffic};
+pub use watch::{TrafficVerdict, judge_window};
 
 /// A share of new requests, in percent, that a split sends to the new slot: 1 to 99 (0 is
 /// no split, 100 is the switch itself).

@@ -101,6 +101,7 @@ impl HandArgs {
                     .expect("every default parses (tested)"),
                 accept_status: defaults::MONITOR_ACCEPT_STATUS.parse()?,
                 rollback_on_failure: false,
+                max_failed_requests: None,
             },
             canary: None,
             hooks: HookSpec::none(),

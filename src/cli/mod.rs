@@ -182,9 +182,10 @@ pub struct SwitchArgs {
     #[arg(long, default_value = defaults::LOG_DIR, value_name = "DIR")]
     pub log_dir: HostPath,
 
-    /// Whether nginx writes that access log (false: steps are judged on probes only).
-    #[arg(long, default_value = defaults::ACCESS_LOG, action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub access_log: bool,
+    /// Have nginx write no access log for the app (traffic steps are then judged on probes
+    /// only, and runs have no receipt); by default it writes one in --log-dir.
+    #[arg(long)]
+    pub no_access_log: bool,
 
     /// How long to wait when another switch holds the app's lock (0: fail at once).
     #[arg(long, default_value = defaults::LOCK_TIMEOUT, value_parser = parse_wait, value_name = "DURATION")]
@@ -238,7 +239,7 @@ impl SwitchParts<'_> {
             site_host: self.switch.site_host.clone(),
             nft_cmd: CommandLine::parse(&self.switch.nft_command, "--nft-command")?,
             log_dir: self.switch.log_dir.clone(),
-            access_log: self.switch.access_log,
+            access_log: !self.switch.no_access_log,
         };
         let store = state_store(self.app, self.state_dir);
         let recorded = store.read(self.app).and_then(|state| state.service_port);
@@ -284,5 +285,26 @@ impl SwitchParts<'_> {
             lock: LockPolicy::Acquire(self.switch.lock_timeout),
             dry_run,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command line (unique argument names, defaults that parse) only when it
+    /// builds it: every helper's is built here, so a clash fails a test, not a user's run.
+    #[test]
+    fn every_helpers_command_line_is_well_formed() {
+        super::deploy::Cli::command().debug_assert();
+        super::gate::Cli::command().debug_assert();
+        super::health_check::Cli::command().debug_assert();
+        super::maintenance::Cli::command().debug_assert();
+        super::monitor::Cli::command().debug_assert();
+        super::restore::Cli::command().debug_assert();
+        super::setup::Cli::command().debug_assert();
+        super::status::Cli::command().debug_assert();
+        super::switch_traffic::Cli::command().debug_assert();
+        super::validate::Cli::command().debug_assert();
     }
 }

@@ -15,9 +15,7 @@
 
 use std::time::Instant;
 
-use crate::canary::{
-    AccessLog, Baseline, Estimate, Share, StepTraffic, Thresholds, estimate, judge,
-};
+use crate::canary::{AccessLog, Baseline, Estimate, Share, StepTraffic, estimate, judge};
 use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
@@ -30,11 +28,6 @@ use super::engine::{Engine, Failure};
 use super::hooks::Judged;
 use super::plan::Operation;
 use super::protocol::{Outcome, Phase, StepReport};
-
-/// The window before the first step the live slot's baseline error rate is read from: its
-/// last seconds, and of those at most the log's last bytes (some thousands of requests).
-const BASELINE_SECONDS: f64 = 20.0;
-const BASELINE_BYTES: u64 = 1024 * 1024;
 
 /// How a run of canary steps ended when no step failed.
 pub(super) enum StepsEnd {
@@ -61,7 +54,9 @@ impl Engine<'_> {
         // A fresh canary's steps are judged against the live slot alone just before them;
         // a promote has no such window (the paused split served until now).
         let baseline = match from {
-            None => self.live_baseline()?,
+            None => self
+                .live_window(canary.slot)?
+                .map(|window| Baseline::of(&window.all)),
             Some(_) => None,
         };
         for share in spec.steps.after(from) {
@@ -93,23 +88,6 @@ impl Engine<'_> {
         }
     }
 
-    /// What the access log's last [`BASELINE_SECONDS`] say of the live slot's requests,
-    /// before any step: the live slot's error rate an estimate in nftables mode starts from
-    /// (see [`crate::canary::estimate`]). `None` without a log to read.
-    fn live_baseline(&self) -> Result<Option<Baseline>, Failure> {
-        let plan = self.plan;
-        let Some(log) = plan
-            .switch
-            .access_log(&plan.app, true)
-            .ok()
-            .map(AccessLog::new)
-        else {
-            return Ok(None);
-        };
-        let window = log.recent(BASELINE_SECONDS, BASELINE_BYTES, plan.ports, Slot::Blue)?;
-        Ok(Some(Baseline::of(&window.all)))
-    }
-
     /// One step: the split, a step's worth of probes of the new slot, then the verdict on
     /// what the access log says each slot served in the meantime (or, where it cannot tell
     /// the slots apart, on the estimate from the kernel's counts against `baseline`).
@@ -121,13 +99,7 @@ impl Engine<'_> {
     ) -> Result<(), Failure> {
         let plan = self.plan;
         let spec = plan.canary.as_ref().expect("steps run with a canary spec");
-        let limits = Thresholds {
-            max_error_rate: plan.watch.max_error_rate.get(),
-            error_margin: spec.error_margin.get(),
-            max_p95_ms: plan.watch.max_p95_ms,
-            p95_margin_ms: spec.p95_margin_ms,
-            min_requests: spec.min_requests,
-        };
+        let limits = plan.thresholds();
         let probes = Monitor {
             url: plan.health_url(canary.slot),
             site_host: None,
@@ -140,11 +112,7 @@ impl Engine<'_> {
         };
         // Only a log the switch could have told nginx to write is read: a log directory it
         // refused (others could write there) says nothing to judge on.
-        let log = plan
-            .switch
-            .access_log(&plan.app, true)
-            .ok()
-            .map(AccessLog::new);
+        let log = self.access_log();
         let intent = Intent::split(live, canary.clone())
             .because(format!("canary step {} to {}", canary.share, canary.slot));
         self.phase(Phase::Canary, |me| {
@@ -152,6 +120,7 @@ impl Engine<'_> {
             let window_start = now_rfc3339();
             let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
+            me.note_reload(&report);
             me.traffic_moved = true;
             me.add_warnings(&report.warnings);
             let offset = log.as_ref().map_or(0, AccessLog::end);

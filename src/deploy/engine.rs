@@ -10,15 +10,16 @@
 
 use std::time::{Duration, Instant};
 
+use crate::canary::Receipt;
 use crate::cancel::{Cancel, CancelReason};
-use crate::clock::now_rfc3339;
+use crate::clock::{now_epoch_seconds, now_rfc3339};
 use crate::error::{Error, RunError};
 use crate::input::{Image, Slot, Version};
 use crate::lock::AppLock;
 use crate::progress::Progress;
 use crate::runtime::Compose;
 use crate::state::{HistoryEvent, State, StateSource};
-use crate::switch::SwitchConfig;
+use crate::switch::{SwitchConfig, SwitchReport};
 
 use super::host::Host;
 use super::plan::{DeployPlan, Operation};
@@ -81,6 +82,12 @@ pub struct Engine<'a> {
     /// The release the run acted on when it is not the plan's (a promote or an abort acts
     /// on the canary's): its version and image.
     pub(super) acted_on: Option<(Version, Option<Image>)>,
+    /// Where the access log stood when the run began, and when (seconds since the epoch):
+    /// the start of the run's receipt (see [`crate::canary::Receipt`]).
+    receipt_from: Option<(u64, f64)>,
+    /// The client connections open to nginx at each reload the run's switches made (`None`
+    /// where they could not be counted): the receipt's "at risk".
+    reloads: Vec<Option<u32>>,
 }
 
 impl<'a> Engine<'a> {
@@ -103,6 +110,8 @@ impl<'a> Engine<'a> {
             cancel: Cancel::new(),
             traffic_moved: false,
             acted_on: None,
+            receipt_from: None,
+            reloads: Vec::new(),
         }
     }
 
@@ -159,6 +168,14 @@ impl<'a> Engine<'a> {
                 .active
                 .and_then(|s| state.slots.get(s).version.clone());
         }
+        if let Some(mut receipt) = self.receipt_so_far() {
+            receipt.at_risk = self.reloads.clone();
+            self.log(&format!(
+                "receipt: {} (nginx's log, from the run's start to its end)",
+                receipt.describe()
+            ));
+            self.result.receipt = Some(receipt);
+        }
         if !self.plan.dry_run && self.plan.operation != Operation::Status {
             self.record_history();
         }
@@ -200,8 +217,30 @@ impl<'a> Engine<'a> {
                 _ => Some(self.release().0.as_str().to_owned()),
             },
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
+            receipt: self.result.receipt.as_ref().map(Receipt::figures),
             pid: std::process::id(),
         });
+    }
+
+    /// Starts the run's receipt: from here on, what nginx logs counts.
+    pub(super) fn start_receipt(&mut self) {
+        self.receipt_from = self
+            .access_log()
+            .map(|log| (log.end(), now_epoch_seconds()));
+    }
+
+    /// Notes the reload a switch of the run made, for the receipt.
+    pub(super) fn note_reload(&mut self, report: &SwitchReport) {
+        if let Some(reload) = report.reload {
+            self.reloads.push(reload.clients_open);
+        }
+    }
+
+    /// The receipt from the run's start until now, when it was started and the log can be
+    /// read.
+    pub(super) fn receipt_so_far(&self) -> Option<Receipt> {
+        let (offset, started) = self.receipt_from?;
+        Receipt::read(&self.access_log()?, offset, started).ok()
     }
 
     /// The version and image the run is about: the plan's, or the canary's that a promote or

@@ -32,10 +32,19 @@ pub(super) fn run(
     } else {
         intent
     };
+    // The live slot's requests just before the switch, that the users' requests to the new
+    // slot in the watch are judged against.
+    let before = e.live_window(standby)?.map(|window| {
+        if window.slots_unnamed {
+            window.all
+        } else {
+            window.stable
+        }
+    });
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;
-    let passed = e.watch(standby, previous);
+    let passed = e.watch(standby, previous, before.as_ref());
     if let Err(failure) = passed {
         return switch_back(
             e,

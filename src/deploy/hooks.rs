@@ -86,6 +86,7 @@ impl Engine<'_> {
             to: Some(slot),
             version: Some(version.as_str().to_owned()),
             detail: Some(history_detail(&detail)),
+            receipt: None,
             pid: std::process::id(),
         });
         outcome

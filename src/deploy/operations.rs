@@ -1,5 +1,6 @@
 //! Which operation a plan runs: the one place that maps a plan's operation (and dry run)
-//! to its sequence of steps, then hands the outcome to the engine to finish the run.
+//! to its sequence of steps, then hands the outcome to the engine to finish the run. A run
+//! that moves traffic gets a receipt of the users' requests from here to its end.
 
 use super::engine::Engine;
 use super::plan::Operation;
@@ -12,6 +13,13 @@ impl Engine<'_> {
     pub fn run(mut self) -> DeployResult {
         if self.plan.operation != Operation::Status {
             self.resolve_switch_mode();
+        }
+        let moves_traffic = matches!(
+            self.plan.operation,
+            Operation::Deploy | Operation::Rollback | Operation::Promote | Operation::Abort
+        );
+        if moves_traffic && !self.plan.dry_run {
+            self.start_receipt();
         }
         let outcome = match (self.plan.operation, self.plan.dry_run) {
             (Operation::Status, _) => super::status::run(&mut self),

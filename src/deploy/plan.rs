@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::canary::CanarySpec;
-use crate::config::serde_millis;
+use crate::canary::{CanarySpec, Thresholds};
+use crate::config::{defaults, serde_millis};
 use crate::exec::CommandLine;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Listen, Port, ServerNames, Slot,
@@ -114,6 +114,10 @@ pub struct WatchSpec {
     pub accept_status: StatusSet,
     /// Switch back to the previous slot when the watch fails.
     pub rollback_on_failure: bool,
+    /// The most failed requests the run's receipt may hold at the end of the watch
+    /// (`max-failed-requests`); above it the watch fails.
+    #[serde(default)]
+    pub max_failed_requests: Option<u64>,
 }
 
 /// Commands run on the host around the switch (`pre-switch-command`,
@@ -298,6 +302,35 @@ impl SiteSpec {
 }
 
 impl DeployPlan {
+    /// The limits real traffic is judged against, in a canary step and in the watch: the
+    /// watch's ceilings, and the canary's margins and least requests (their defaults
+    /// without traffic steps).
+    pub fn thresholds(&self) -> Thresholds {
+        let default = |text: &str| text.parse::<u64>().expect("a tested default");
+        let (error_margin, p95_margin_ms, min_requests) = match &self.canary {
+            Some(spec) => (
+                spec.error_margin.get(),
+                spec.p95_margin_ms,
+                spec.min_requests,
+            ),
+            None => (
+                defaults::CANARY_ERROR_MARGIN
+                    .parse::<Fraction>()
+                    .expect("a tested default")
+                    .get(),
+                default(defaults::CANARY_P95_MARGIN_MS),
+                default(defaults::CANARY_MIN_REQUESTS) as u32,
+            ),
+        };
+        Thresholds {
+            max_error_rate: self.watch.max_error_rate.get(),
+            error_margin,
+            max_p95_ms: self.watch.max_p95_ms,
+            p95_margin_ms,
+            min_requests,
+        }
+    }
+
     /// The problems of rules that span fields (each field is checked by its type), as one
     /// line each, for the caller to report with its own.
     pub fn problems(&self) -> Vec<String> {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::canary::{Estimate, StepTraffic, Verdict};
+use crate::canary::{Estimate, Receipt, StepTraffic, TrafficVerdict, Verdict};
 use crate::error::RunError;
 use crate::input::{Slot, SwitchMode};
 use crate::monitor::MonitorReport;
@@ -150,6 +150,12 @@ pub struct DeployResult {
     pub log_tail: Option<String>,
     /// What the watch saw.
     pub monitor: Option<MonitorReport>,
+    /// What the users' requests in the watch window said, from the access log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<TrafficVerdict>,
+    /// What the run cost the users, from the access log (a run that moves traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
     /// Every phase that ran.
     pub phases: Vec<PhaseRecord>,
     /// Warnings (state rebuilt, retire failed).

@@ -95,6 +95,7 @@ impl Engine<'_> {
             to: None,
             version: None,
             detail,
+            receipt: None,
             pid: std::process::id(),
         });
     }

@@ -1,10 +1,12 @@
 //! The steps the operations share, each a method of the [`Engine`]: health-check a slot,
-//! switch, watch. The preflight checks are in `checks.rs`, starting, stopping and
-//! inspecting slots in `slots.rs`. Every effect on the host goes through the engine's
-//! [`super::Host`].
+//! switch, watch (its probes, and the users' requests in nginx's access log). The
+//! preflight checks are in `checks.rs`, starting, stopping and inspecting slots in
+//! `slots.rs`. Every effect on the host goes through the engine's [`super::Host`]; the
+//! access log, which only nginx writes, is read here directly.
 
 use std::time::Duration;
 
+use crate::canary::{AccessLog, SlotTraffic, StepTraffic, TrafficVerdict, judge_window};
 use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::Error;
@@ -30,6 +32,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 const PROBE_MAX_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The window before the switch (or the first canary step) the live slot's requests are
+/// read from: its last seconds, and of those at most the log's last bytes (some thousands
+/// of requests).
+const LIVE_WINDOW_SECONDS: f64 = 20.0;
+const LIVE_WINDOW_BYTES: u64 = 1024 * 1024;
 
 impl Engine<'_> {
     /// Waits for `slot` to answer healthy the plan's number of times in a row.
@@ -116,6 +124,7 @@ impl Engine<'_> {
         self.phase(phase, |me| {
             let request = me.switch_request(intent, false)?;
             let report = me.with_progress(|p| me.host.switch(&request, p))?;
+            me.note_reload(&report);
             me.add_warnings(&report.warnings);
             me.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
             let (to, port) = (report.to, report.port);
@@ -189,9 +198,75 @@ impl Engine<'_> {
         })
     }
 
+    /// What the access log's last [`LIVE_WINDOW_SECONDS`] say, `new_slot` being the slot
+    /// about to get traffic: the live slot's requests a canary's steps and the watch are
+    /// judged against. `None` without a log nginx could write.
+    pub(super) fn live_window(&self, new_slot: Slot) -> Result<Option<StepTraffic>, Failure> {
+        Ok(match self.access_log() {
+            Some(log) => Some(log.recent(
+                LIVE_WINDOW_SECONDS,
+                LIVE_WINDOW_BYTES,
+                self.plan.ports,
+                new_slot,
+            )?),
+            None => None,
+        })
+    }
+
+    /// The verdict on the users' requests to `slot` that `log` holds from `offset` (the
+    /// watch's window), against the live slot's `before` the switch.
+    fn judge_users(
+        &self,
+        log: &AccessLog,
+        offset: u64,
+        slot: Slot,
+        before: Option<&SlotTraffic>,
+    ) -> Result<TrafficVerdict, Failure> {
+        let window = log.since(offset, self.plan.ports, slot)?;
+        // Every request after the switch is the new slot's: where the answers do not name
+        // their slot, every line counts.
+        let of_new_slot = if window.slots_unnamed {
+            &window.all
+        } else {
+            &window.canary
+        };
+        Ok(judge_window(of_new_slot, before, &self.plan.thresholds()))
+    }
+
+    /// Why the run's receipt so far breaks `max-failed-requests`, if it does; a limit the
+    /// receipt cannot be read for (no access log) breaks it too, since nothing says it held.
+    fn too_many_failed_requests(&self) -> Option<String> {
+        let most = self.plan.watch.max_failed_requests?;
+        match self.receipt_so_far() {
+            Some(receipt) if receipt.failed <= most => None,
+            Some(receipt) => Some(format!(
+                "{} of {} requests failed since the run started, above max-failed-requests {most}",
+                receipt.failed, receipt.requests
+            )),
+            None => Some(format!(
+                "max-failed-requests {most} cannot be checked: nginx writes no access log for this app (access-log, log-dir)"
+            )),
+        }
+    }
+
+    /// The app's access log, when nginx is told to write one (`access-log`) where it may: a
+    /// log directory the switch refused (others could write there) says nothing to judge on.
+    pub(super) fn access_log(&self) -> Option<AccessLog> {
+        let plan = self.plan;
+        let path = plan.switch.access_log(&plan.app, true).ok()?;
+        plan.switch.access_log.then(|| AccessLog::new(path))
+    }
+
     /// Watches the live URL after the switch to `slot` from `previous` (its health URL in
-    /// maintenance); fails when a threshold breaks, or the plan's step command after it.
-    pub(super) fn watch(&mut self, slot: Slot, previous: Option<Slot>) -> Result<(), Failure> {
+    /// maintenance), and the users' requests to it in the access log against the live
+    /// slot's `before` the switch; fails when a threshold breaks, or the plan's step command
+    /// after it.
+    pub(super) fn watch(
+        &mut self,
+        slot: Slot,
+        previous: Option<Slot>,
+        before: Option<&SlotTraffic>,
+    ) -> Result<(), Failure> {
         let plan = self.plan;
         if plan.watch.duration.is_zero() {
             return Ok(());
@@ -225,9 +300,23 @@ impl Engine<'_> {
             max_error_rate: plan.watch.max_error_rate.get(),
             max_p95_ms: plan.watch.max_p95_ms,
         };
+        let log = self.access_log();
         self.phase(Phase::Monitor, |me| {
             let started = now_rfc3339();
+            let offset = log.as_ref().map(AccessLog::end);
             let mut report = me.with_progress(|p| me.host.watch(&monitor, p));
+            let users = match (&log, offset) {
+                (Some(log), Some(offset)) => Some(me.judge_users(log, offset, slot, before)?),
+                _ => None,
+            };
+            if let Some(users) = users.as_ref().filter(|u| !u.reasons.is_empty()) {
+                report.passed = false;
+                report.reasons.extend(users.reasons.iter().cloned());
+            }
+            if let Some(why) = me.too_many_failed_requests() {
+                report.passed = false;
+                report.reasons.push(why);
+            }
             let gate = me.step_command(&Judged {
                 what: "watch",
                 slot,
@@ -242,10 +331,15 @@ impl Engine<'_> {
                 report.reasons.push(why);
             }
             me.result.monitor = Some(report.clone());
-            let summary = format!(
-                "{} requests, {} failed, p95 {} ms, longest gap {} ms",
+            let mut summary = format!(
+                "probes: {} requests, {} failed, p95 {} ms, longest gap {} ms",
                 report.requests, report.failures, report.p95_ms, report.longest_gap_ms
             );
+            summary.push_str(&match &users {
+                Some(users) => format!("; {}", users.describe(plan.thresholds().min_requests)),
+                None => "; no access log: judged on the probes".to_owned(),
+            });
+            me.result.users = users;
             if report.passed {
                 Ok(((), summary))
             } else {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::canary::Receipt;
 use crate::input::Slot;
 
 /// One line of `history.jsonl`.
@@ -25,6 +26,9 @@ pub struct HistoryEvent {
     /// Extra detail: a failure reason, a rollback cause.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// What the run cost the users (a run that moved traffic, with the access log on).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub receipt: Option<Receipt>,
     /// The process that recorded it.
     pub pid: u32,
 }
@@ -67,6 +71,7 @@ mod tests {
             to: Some(Slot::Green),
             version: Some("v2".into()),
             detail: None,
+            receipt: None,
             pid: 7,
         };
         let line = serde_json::to_string(&event).unwrap();

@@ -8,7 +8,7 @@ use crate::progress::Progress;
 
 use super::decide::Decision;
 use super::undo::Undo;
-use super::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest};
+use super::{NGINX_COMMAND_TIMEOUT, Reload, SwitchReport, SwitchRequest};
 
 impl SwitchRequest {
     /// Carries `decision` out: in nftables mode the rule first (new connections to the
@@ -127,6 +127,9 @@ impl SwitchRequest {
             return Err(self.undo(undo, to, "nginx test", e.to_string()));
         }
         undo.reloaded = true;
+        report.reload = Some(Reload {
+            clients_open: undo.master.and_then(crate::sys::client_connections),
+        });
         match self.reload(undo.master) {
             Ok(confirmed) => report.workers_restarted = confirmed,
             Err((stage, reason)) => {

@@ -31,7 +31,7 @@ pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::now_rfc3339;
 use crate::error::Result;
@@ -107,6 +107,19 @@ pub struct SwitchReport {
     pub warnings: Vec<String>,
     /// Time taken.
     pub elapsed_ms: u64,
+    /// The reload of nginx the switch made, if it made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Reload>,
+}
+
+/// A reload of nginx: it closes the idle keep-alive client connections of every site that
+/// nginx serves, and a client that sends on one as it closes loses that request without a
+/// line in the access log. The connections open at that moment are what was at risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reload {
+    /// Client connections open to nginx just before the reload (`None`: nginx's master could
+    /// not be found, so they could not be counted).
+    pub clients_open: Option<u32>,
 }
 
 impl SwitchRequest {
@@ -249,6 +262,7 @@ impl SwitchRequest {
             mode: self.config.mode,
             warnings,
             elapsed_ms: 0,
+            reload: None,
         })
     }
 
@@ -269,6 +283,7 @@ impl SwitchRequest {
             to: Some(decision.to),
             version: decision.version.clone(),
             detail: self.intent.reason.clone(),
+            receipt: None,
             pid: std::process::id(),
         })
     }

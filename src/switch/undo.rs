@@ -71,6 +71,7 @@ impl SwitchRequest {
             to: Some(to),
             version: self.intent.version.as_ref().map(|v| v.as_str().to_owned()),
             detail: Some(format!("{stage}: {reason}")),
+            receipt: None,
             pid: std::process::id(),
         });
         Error::SwitchFailed {

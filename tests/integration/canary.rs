@@ -1,5 +1,6 @@
 //! Traffic steps end to end, through act, sshd, nginx and Docker: steps under load in both
-//! switch modes, judged on the requests nginx logged; a canary that fails a fifth of its
+//! switch modes, judged on the requests nginx logged (in nftables mode without a reload, the
+//! access log being on from the first deploy); a canary that fails a fifth of its
 //! requests (its health URL stays fine) sent back within its first step; an app that never
 //! names its slot, judged on the kernel's counts in the default mode; a pause then a
 //! promote, a pause then an abort; a host-side run killed mid-step, which leaves both
@@ -41,6 +42,13 @@ fn steps_in(log: &str) -> Vec<(u32, f64)> {
         .collect()
 }
 
+/// The pids of the target's nginx workers (a reload replaces them).
+fn nginx_workers(t: &Target) -> String {
+    let master = std::fs::read_to_string(t.site.nginx.pid_file()).unwrap();
+    let master = master.trim();
+    std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap()
+}
+
 /// The live slot state records (the app under test may not name its slot).
 fn active_in_state(t: &Target) -> String {
     let text = std::fs::read_to_string(t.state_dir().join("state.json")).unwrap();
@@ -63,6 +71,7 @@ fn steps_under_load_move_the_share_they_name_and_lose_nothing_in_both_modes() {
         let base = [("IMAGE", image.as_str()), ("SWITCH_MODE", mode)];
         assert_result(&t.run(&[base[0], base[1], ("VERSION", "v1")]), "deployed");
         t.settled();
+        let workers_before = nginx_workers(&t);
         let traffic = Traffic::start(t.site.nginx.url("/"));
         let run = t.run(&[
             base[0],
@@ -73,6 +82,11 @@ fn steps_under_load_move_the_share_they_name_and_lose_nothing_in_both_modes() {
         ]);
         let (requests, bad) = traffic.finish();
         assert_result(&run, "deployed");
+        if mode == "nftables" {
+            // The access log was on from the first deploy: the steps, the switch and the
+            // first use of traffic steps change nothing of nginx's (no reload).
+            assert_eq!(nginx_workers(&t), workers_before, "{}", run.log);
+        }
         let steps = steps_in(&run.log);
         assert_eq!(
             steps.iter().map(|s| s.0).collect::<Vec<_>>(),

@@ -98,6 +98,7 @@ impl HostRun {
                 max_p95_ms: 500,
                 accept_status: "200-399".parse().unwrap(),
                 rollback_on_failure: true,
+                max_failed_requests: None,
             },
             canary: None,
             hooks: HookSpec::none(),

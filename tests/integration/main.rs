@@ -37,3 +37,4 @@ mod switch_modes;
 mod switch_traffic;
 mod two_nginx;
 mod validate;
+mod watch;

@@ -181,6 +181,10 @@ impl Inputs {
             str::parse::<Fraction>,
         );
         let max_p95_ms = s.number("max-p95-ms", defaults::MAX_P95_MS);
+        let max_failed_requests = match s.optional("max-failed-requests") {
+            Some(raw) => s.number("max-failed-requests", &raw),
+            None => None,
+        };
         let monitor_accept_status = s.parse(
             "monitor-accept-status",
             defaults::MONITOR_ACCEPT_STATUS,
@@ -365,6 +369,7 @@ impl Inputs {
                 duration: monitor_duration.expect("validated"),
                 max_error_rate: max_error_rate.expect("validated"),
                 max_p95_ms: max_p95_ms.expect("validated"),
+                max_failed_requests,
                 accept_status: monitor_accept_status.expect("validated"),
                 rollback_on_failure: rollback_on_failure.expect("validated"),
             },

@@ -66,6 +66,11 @@ impl RunReport {
                     .join(", "),
             ),
         ];
+        let requests = self.receipt_total(|r| r.requests);
+        if !requests.is_empty() {
+            let failed = self.receipt_total(|r| r.failed);
+            fields.push(("Users' requests", format!("{requests}, {failed} failed")));
+        }
         if self.hosts.len() > 1 && !not_ok.is_empty() {
             let listed: Vec<String> = not_ok
                 .iter()

@@ -68,6 +68,47 @@ fn outputs_follow_the_outcome() {
 }
 
 #[test]
+fn the_receipts_of_the_hosts_add_up_in_the_outputs_the_summary_and_slack() {
+    let mut r = report(Outcome::Deployed, None);
+    // No receipt (no access log): empty outputs, no line.
+    let out = r.outputs();
+    assert_eq!(out[6], ("requests", String::new()));
+    assert_eq!(out[7], ("failed-requests", String::new()));
+    r.hosts[0].result.receipt = Some(crate::canary::Receipt {
+        requests: 120,
+        failed: 2,
+        longest_gap_ms: 40,
+        per_second: vec![[60, 0], [60, 2]],
+        at_risk: Vec::new(),
+    });
+    let mut second = r.hosts[0].clone();
+    second.host = "web2".into();
+    r.hosts.push(second);
+    let out = r.outputs();
+    assert_eq!(out[6], ("requests", "240".to_owned()));
+    assert_eq!(out[7], ("failed-requests", "4".to_owned()));
+    let text = r.summary().unwrap();
+    assert!(
+        text.contains("Users' requests from the run's start to its end (nginx's log): 120 requests, 2 failed, longest without a successful answer 40 ms."),
+        "{text}"
+    );
+    assert!(
+        text.contains("requests ██  (a column a second, peak 60)\nfailures ·x"),
+        "{text}"
+    );
+    let slack = r.slack_payload(&GithubContext::default()).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&slack).unwrap();
+    assert!(
+        payload["blocks"][1]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["text"] == "*Users' requests*\n240, 4 failed"),
+        "{slack}"
+    );
+}
+
+#[test]
 fn summary_has_a_row_per_phase_with_escaped_cells() {
     let text = report(Outcome::Failed, Some("boom")).summary().unwrap();
     assert!(text.contains("| connect | yes | 80 ms | ok |"), "{text}");

@@ -59,6 +59,11 @@ pub(super) struct FakeHost {
     /// The access log a canary step reads, and the lines nginx writes into it while the
     /// step probes the new slot (each watch of a slot's health URL).
     pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
+    /// Each switch reloads nginx with this many client connections open.
+    pub(super) reload_with_clients: Option<u32>,
+    /// The access log lines nginx writes while the deploy's watch runs (its URL is the
+    /// site's, not a slot's health URL).
+    pub(super) watch_traffic: Option<(std::path::PathBuf, String)>,
     /// The slot a split nginx routes sends a share to, which state may not know.
     pub(super) split_left: Option<Slot>,
     /// What `docker image ls` of the app's repository prints.
@@ -89,6 +94,8 @@ impl FakeHost {
             claimed_by: Mutex::default(),
             unclaimed: false,
             step_traffic: None,
+            watch_traffic: None,
+            reload_with_clients: None,
             split_left: None,
             image_listing: None,
             removed_images: Mutex::default(),
@@ -99,6 +106,12 @@ impl FakeHost {
     /// The same host, where nginx logs `lines` into `plan`'s access log during each step.
     pub(super) fn serving_in_steps(mut self, plan: &DeployPlan, lines: String) -> FakeHost {
         self.step_traffic = Some((plan.switch.access_log_path(&plan.app), lines));
+        self
+    }
+
+    /// The same host, where nginx logs `lines` into `plan`'s access log during the watch.
+    pub(super) fn serving_in_watch(mut self, plan: &DeployPlan, lines: String) -> FakeHost {
+        self.watch_traffic = Some((plan.switch.access_log_path(&plan.app), lines));
         self
     }
 
@@ -327,6 +340,9 @@ impl Host for FakeHost {
             mode: request.config.mode,
             warnings: Vec::new(),
             elapsed_ms: 1,
+            reload: self.reload_with_clients.map(|n| crate::switch::Reload {
+                clients_open: Some(n),
+            }),
         })
     }
 
@@ -344,9 +360,12 @@ impl Host for FakeHost {
 
     fn watch(&self, monitor: &Monitor, _progress: &Progress) -> MonitorReport {
         self.note(format!("watch {}", monitor.url));
-        if let Some((path, lines)) = &self.step_traffic
-            && monitor.url.as_str().ends_with("/health")
-        {
+        let during = if monitor.url.as_str().ends_with("/health") {
+            &self.step_traffic
+        } else {
+            &self.watch_traffic
+        };
+        if let Some((path, lines)) = during {
             std::fs::create_dir_all(crate::fsutil::parent_dir(path)).unwrap();
             crate::fsutil::append_line(path, lines.trim_end()).unwrap();
         }

@@ -65,6 +65,7 @@ pub(super) fn plan(dir: &std::path::Path, runtime: Runtime) -> DeployPlan {
             max_p95_ms: 500,
             accept_status: "200-399".parse().unwrap(),
             rollback_on_failure: true,
+            max_failed_requests: None,
         },
         canary: None,
         hooks: HookSpec::none(),

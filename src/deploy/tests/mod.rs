@@ -16,6 +16,7 @@ mod maintenance;
 mod promote;
 mod recovery;
 mod replaced;
+mod watch;
 
 use std::time::Duration;
 

@@ -1,0 +1,128 @@
+//! The watch through the recording fake: judged on the users' requests nginx logged while
+//! it ran as well as on its probes, and on the run's receipt (`max-failed-requests`); the
+//! receipt itself, with the reloads it cannot see behind.
+
+use super::canary::logged;
+use super::*;
+
+#[test]
+fn users_requests_that_fail_in_the_watch_switch_back_though_the_probes_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_watch(&plan, logged(0, 100, 20));
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert_eq!(result.failed_phase, Some(Phase::Monitor));
+    let error = result.error.unwrap().message;
+    assert!(
+        error.contains("users' requests to the new slot failed 20.0% (20 of 100)"),
+        "{error}"
+    );
+    assert!(timeline.contains(&"switch to blue only-if green (rollback)".to_owned()));
+    assert_eq!(active_slot(&plan), Some(Slot::Blue));
+    let users = result.users.unwrap();
+    assert!(users.judged && !users.reasons.is_empty(), "{users:?}");
+    // The run's receipt counts what nginx logged from its start: the watch's 100 lines.
+    let receipt = result.receipt.unwrap();
+    assert_eq!((receipt.requests, receipt.failed), (100, 20), "{receipt:?}");
+    let history = std::fs::read_to_string(plan.store().dir().join("history.jsonl")).unwrap();
+    let last = history.lines().last().unwrap();
+    assert!(
+        last.contains(r#""receipt":{"requests":100,"failed":20,"longest_gap_ms":0}"#),
+        "{last}"
+    );
+
+    // The same watch with the users' requests answered goes live, and says what judged.
+    let dir = tempfile::tempdir().unwrap();
+    let answered = fixtures::plan(dir.path(), Runtime::Docker);
+    live(&answered, None, Slot::Blue, "v1");
+    let host = FakeHost::new()
+        .healthy(Slot::Green, &[true])
+        .serving_in_watch(&answered, logged(0, 100, 0));
+    let (result, _) = run(&answered, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let monitor = result
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Monitor)
+        .unwrap();
+    assert!(
+        monitor
+            .detail
+            .contains("users' requests: 0 of 100 failed, p95 2 ms (judged)"),
+        "{}",
+        monitor.detail
+    );
+}
+
+#[test]
+fn max_failed_requests_fails_the_watch_when_the_receipt_holds_more() {
+    let deploy = |most: Option<u64>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), Runtime::Docker);
+        plan.watch.max_failed_requests = most;
+        live(&plan, None, Slot::Blue, "v1");
+        // 1 of 100 failed: within max-error-rate 1%, so only the receipt's limit judges.
+        let host = FakeHost::new()
+            .healthy(Slot::Green, &[true])
+            .serving_in_watch(&plan, logged(0, 100, 1));
+        run(&plan, &host).0
+    };
+    let strict = deploy(Some(0));
+    assert_eq!(strict.result, Some(Outcome::RolledBack), "{strict:?}");
+    let error = strict.error.unwrap().message;
+    assert!(
+        error.contains(
+            "1 of 100 requests failed since the run started, above max-failed-requests 0"
+        ),
+        "{error}"
+    );
+    assert_eq!(deploy(Some(1)).result, Some(Outcome::Deployed));
+    assert_eq!(deploy(None).result, Some(Outcome::Deployed));
+}
+
+#[test]
+fn max_failed_requests_without_an_access_log_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), Runtime::Docker);
+    plan.watch.max_failed_requests = Some(5);
+    plan.switch.access_log = false;
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost::new().healthy(Slot::Green, &[true]);
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert!(
+        result
+            .error
+            .unwrap()
+            .message
+            .contains("max-failed-requests 5 cannot be checked"),
+    );
+    assert_eq!(result.receipt, None);
+}
+
+#[test]
+fn the_receipt_says_each_reload_with_the_client_connections_it_put_at_risk() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, None, Slot::Blue, "v1");
+    let host = FakeHost {
+        reload_with_clients: Some(7),
+        ..FakeHost::new()
+            .healthy(Slot::Green, &[true])
+            .serving_in_watch(&plan, logged(0, 30, 0))
+    };
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Deployed), "{result:?}");
+    let receipt = result.receipt.unwrap();
+    assert_eq!(receipt.at_risk, [Some(7)], "one switch, one reload");
+    let line = receipt.describe();
+    assert!(
+        line.starts_with("30 requests, 0 failed")
+            && line.ends_with("1 reload of nginx with 7 client connections open"),
+        "{line}"
+    );
+}
