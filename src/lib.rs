@@ -26,7 +26,9 @@
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`owners`]: whether a path that root runs or opens is root's alone.
 //! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
-//! - [`canary`]: traffic steps, the access log they are judged on, and the verdict.
+//! - [`canary`]: judging real traffic: traffic steps, the access log they and the watch are
+//!   judged on, the estimate where the log cannot tell the slots apart, the verdicts, and
+//!   the receipt of what a run cost the users.
 //! - [`maintenance`]: the include that makes nginx answer 503 with a page (maintenance mode,
 //!   and setup's placeholder before a first deploy).
 //! - [`cancel`]: the request to stop a run early, and what it means before and after the

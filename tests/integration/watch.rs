@@ -1,7 +1,8 @@
 //! The watch after the switch judged on the users' requests, end to end (act, sshd, nginx,
 //! Docker): a release whose health URL answers while its pages fail is rolled back by its
 //! watch, in both switch modes, with an app that does not name its slot; the run's receipt
-//! counts the failures its clients saw, and a healthy release's none.
+//! counts the failures its clients saw, and a healthy release's none; in reload mode it
+//! names the client connections open to nginx at the reload, which its log cannot see.
 
 use crate::support::{Target, Traffic, assert_result, demo_image};
 
@@ -92,5 +93,51 @@ fn a_release_whose_pages_fail_is_rolled_back_by_its_watch_in_both_modes() {
             passed.log
         );
         assert_eq!(t.live().1, "v3", "{mode}");
+    }
+}
+
+#[test]
+fn the_receipt_names_the_client_connections_a_reload_put_at_risk() {
+    require!(Root, Nginx, Sshd, Docker, Act, Nftables);
+    let image = demo_image("v", &[]);
+    for mode in ["reload", "nftables"] {
+        let t = Target::new(&format!("e2e-atrisk-{mode}"));
+        let run = |version: &str| {
+            t.run(&[
+                ("IMAGE", image.as_str()),
+                ("VERSION", version),
+                ("SWITCH_MODE", mode),
+            ])
+        };
+        assert_result(&run("v1"), "deployed");
+        t.settled();
+        // Three clients with a connection open to nginx and nothing in flight, as idle
+        // keep-alive clients have.
+        let port = t.site.nginx.port;
+        let idle: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let deployed = run("v2");
+        drop(idle);
+        assert_result(&deployed, "deployed");
+        let receipt = deployed
+            .log
+            .lines()
+            .find(|l| l.contains("receipt: "))
+            .unwrap_or_else(|| panic!("{mode}: a receipt: {}", deployed.log));
+        if mode == "reload" {
+            let open: u32 = receipt
+                .split("1 reload of nginx with ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("one reload, its connections counted: {receipt}"));
+            assert!(open >= 3, "the three idle clients at least: {receipt}");
+        } else {
+            assert!(
+                !receipt.contains("at risk"),
+                "nftables mode reloads nothing: {receipt}"
+            );
+        }
     }
 }
