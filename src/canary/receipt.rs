@@ -53,10 +53,15 @@ impl Receipt {
 
     /// One line for people.
     pub fn describe(&self) -> String {
-        let mut line = format!(
-            "{} requests, {} failed, longest without a successful answer {} ms",
-            self.requests, self.failed, self.longest_gap_ms
-        );
+        let mut line = if self.requests == 0 {
+            // Nothing logged is not proof that nothing failed: say what it may mean.
+            "0 requests logged (no users' requests came, or nginx does not write the app's log for its site: a server block with an access_log of its own)".to_owned()
+        } else {
+            format!(
+                "{} requests, {} failed, longest without a successful answer {} ms",
+                self.requests, self.failed, self.longest_gap_ms
+            )
+        };
         if !self.at_risk.is_empty() {
             let open: Vec<String> = self
                 .at_risk
@@ -255,8 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn no_log_is_an_empty_receipt() {
+    fn no_log_is_an_empty_receipt_that_does_not_claim_nothing_failed() {
         let log = AccessLog::new("/nonexistent/access.log");
-        assert_eq!(Receipt::read(&log, 0, 0.0).unwrap(), Receipt::default());
+        let r = Receipt::read(&log, 0, 0.0).unwrap();
+        assert_eq!(r, Receipt::default());
+        assert!(
+            r.describe()
+                .starts_with("0 requests logged (no users' requests came, or nginx does not write"),
+            "{}",
+            r.describe()
+        );
     }
 }
