@@ -1,6 +1,7 @@
 //! The watch after the switch judged on the users' requests, end to end (act, sshd, nginx,
 //! Docker): a release whose health URL answers while its pages fail is rolled back by its
-//! watch, in both switch modes, with an app that does not name its slot; the run's receipt
+//! watch, in both switch modes, with an app that does not name its slot, and breaks
+//! `max-failed-requests: 0`, which a healthy release under load passes; the run's receipt
 //! counts the failures its clients saw, and a healthy release's none; in reload mode it
 //! names the client connections open to nginx at the reload, which its log cannot see.
 
@@ -20,6 +21,8 @@ fn a_release_whose_pages_fail_is_rolled_back_by_its_watch_in_both_modes() {
                 ("VERSION", version.to_owned()),
                 ("SWITCH_MODE", mode.to_owned()),
                 ("MONITOR_DURATION", "3".to_owned()),
+                // Not one failed request allowed: a healthy release under load passes it.
+                ("MAX_FAILED_REQUESTS", "0".to_owned()),
             ]
         };
         let run = |image: &str, version: &str| {
@@ -70,6 +73,7 @@ fn a_release_whose_pages_fail_is_rolled_back_by_its_watch_in_both_modes() {
             .unwrap_or_else(|| panic!("{mode}: the watch failed: {}", failed.log));
         assert!(
             watch_line.contains("users' requests to the new slot failed")
+                && watch_line.contains("above max-failed-requests 0")
                 && watch_line.contains("probes: ")
                 && watch_line.contains("(judged)"),
             "{mode}: {watch_line}"
