@@ -205,17 +205,21 @@ fn accepted_port(table: &str, peer: std::net::SocketAddrV4) -> Option<u16> {
     })
 }
 
+/// The entries of a `/proc/net/tcp`-format table: (local address `ADDR:PORT` in hex, state
+/// in hex, `0A` listening and `01` established, socket inode).
+fn table_entries(table: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    table.lines().skip(1).filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        Some((*fields.get(1)?, *fields.get(3)?, *fields.get(9)?))
+    })
+}
+
 /// Socket inodes of listeners on `port` in a `/proc/net/tcp`-format table.
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let want = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            (local.ends_with(&want) && *state == "0A").then(|| inode.to_string())
-        })
+    table_entries(table)
+        .filter(|(local, state, _)| local.ends_with(&want) && *state == "0A")
+        .map(|(_, _, inode)| inode.to_owned())
         .collect()
 }
 
@@ -246,29 +250,17 @@ pub fn client_connections(pid: u32) -> Option<u32> {
 /// The local ports (as the table writes them, `:0050`) of the listening sockets of a
 /// `/proc/net/tcp` table whose inodes are among `inodes`.
 fn listening_ports_of(table: &str, inodes: &HashSet<String>) -> Vec<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
-            let port = &local[local.rfind(':')?..];
-            (*state == "0A" && inodes.contains(*inode)).then(|| port.to_owned())
-        })
+    table_entries(table)
+        .filter(|(_, state, inode)| *state == "0A" && inodes.contains(*inode))
+        .filter_map(|(local, _, _)| Some(local[local.rfind(':')?..].to_owned()))
         .collect()
 }
 
 /// How many established connections of a `/proc/net/tcp` table have one of `ports` as
 /// their local port (the server's side of a client's connection).
 fn established_on(table: &str, ports: &HashSet<String>) -> u32 {
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-                return false;
-            };
+    table_entries(table)
+        .filter(|(local, state, _)| {
             *state == "01"
                 && local
                     .rfind(':')
