@@ -168,13 +168,17 @@ impl<'a> Engine<'a> {
                 .active
                 .and_then(|s| state.slots.get(s).version.clone());
         }
-        if let Some(mut receipt) = self.receipt_so_far() {
-            receipt.at_risk = self.reloads.clone();
-            self.log(&format!(
-                "receipt: {} (nginx's log, from the run's start to its end)",
-                receipt.describe()
-            ));
-            self.result.receipt = Some(receipt);
+        match self.receipt_so_far() {
+            Some(Ok(mut receipt)) => {
+                receipt.at_risk = self.reloads.clone();
+                self.log(&format!(
+                    "receipt: {} (nginx's log, from the run's start to its end)",
+                    receipt.describe()
+                ));
+                self.result.receipt = Some(receipt);
+            }
+            Some(Err(e)) => self.log(&format!("no receipt: {e}")),
+            None => {}
         }
         if !self.plan.dry_run && self.plan.operation != Operation::Status {
             self.record_history();
@@ -236,11 +240,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The receipt from the run's start until now, when it was started and the log can be
-    /// read.
-    pub(super) fn receipt_so_far(&self) -> Option<Receipt> {
+    /// The receipt from the run's start until now, when it was started (with an access log
+    /// nginx writes), or why the log could not be read.
+    pub(super) fn receipt_so_far(&self) -> Option<Result<Receipt, Error>> {
         let (offset, started) = self.receipt_from?;
-        Receipt::read(&self.access_log()?, offset, started).ok()
+        Some(Receipt::read(&self.access_log()?, offset, started))
     }
 
     /// The version and image the run is about: the plan's, or the canary's that a promote or

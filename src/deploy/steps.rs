@@ -238,11 +238,12 @@ impl Engine<'_> {
     fn too_many_failed_requests(&self) -> Option<String> {
         let most = self.plan.watch.max_failed_requests?;
         match self.receipt_so_far() {
-            Some(receipt) if receipt.failed <= most => None,
-            Some(receipt) => Some(format!(
+            Some(Ok(receipt)) if receipt.failed <= most => None,
+            Some(Ok(receipt)) => Some(format!(
                 "{} of {} requests failed since the run started, above max-failed-requests {most}",
                 receipt.failed, receipt.requests
             )),
+            Some(Err(e)) => Some(format!("max-failed-requests {most} cannot be checked: {e}")),
             None => Some(format!(
                 "max-failed-requests {most} cannot be checked: nginx writes no access log for this app (access-log, log-dir)"
             )),
