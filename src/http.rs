@@ -104,6 +104,10 @@ impl Probe {
     }
 }
 
+/// The header every request of ours carries: nginx logs it, and the access log's readers
+/// leave such lines out of the users' requests.
+pub const PROBE_HEADER: &str = "x-bluegreen-probe";
+
 /// A reusable HTTP client with the defensive settings above.
 #[derive(Debug, Clone)]
 pub struct Prober {
@@ -166,7 +170,9 @@ impl Prober {
     pub fn get(&self, url: &HttpUrl, timeout: Duration) -> Probe {
         let started = Instant::now();
         let elapsed_ms = || started.elapsed().as_millis() as u64;
-        let mut request = self.agent.get(url.as_str());
+        // Marked as ours, so that the access log tells the watch's probes from the users'
+        // requests (see `canary::accesslog`).
+        let mut request = self.agent.get(url.as_str()).header(PROBE_HEADER, "1");
         if let Some(host) = self.host_for(url) {
             request = request.header("host", host);
         }

@@ -225,7 +225,8 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 
 /// How many client connections are open to the ports process `pid` listens on (nginx's
 /// master: its workers share its listening sockets and hold the connections they accept),
-/// from the kernel's tables; `None` when its sockets cannot be read.
+/// from the kernel's tables of its own network namespace; `None` when its sockets cannot be
+/// read or it listens on none (nothing to count is not a count of 0).
 pub fn client_connections(pid: u32) -> Option<u32> {
     let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()?
@@ -236,14 +237,17 @@ pub fn client_connections(pid: u32) -> Option<u32> {
             Some(inode.to_owned())
         })
         .collect();
-    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+    let tables: Vec<String> = ["tcp", "tcp6"]
         .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
         .collect();
     let ports: HashSet<String> = tables
         .iter()
         .flat_map(|table| listening_ports_of(table, &inodes))
         .collect();
+    if ports.is_empty() {
+        return None;
+    }
     Some(tables.iter().map(|t| established_on(t, &ports)).sum())
 }
 

@@ -46,7 +46,7 @@ pub fn log_directives(app: &AppName, path: &Path) -> String {
     format!(
         "# The record of each request that bluegreen judges canary steps on.\n\
          map $proxy_host ${chosen} {{\n    \\{app} 1;\n    default 0;\n}}\n\
-         log_format {name} escape=json '{{\"t\":\"$msec\",\"code\":\"$status\",\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
+         log_format {name} escape=json '{{\"t\":\"$msec\",\"code\":\"$status\",\"probe\":\"$http_x_bluegreen_probe\",\"addr\":\"$upstream_addr\",\"status\":\"$upstream_status\",\"ms\":\"$upstream_response_time\",\"slot\":\"$upstream_http_x_bluegreen_slot\"}}';\n\
          access_log \"{shown}\" {name} if=${chosen};\n"
     )
 }
@@ -63,6 +63,9 @@ pub(super) struct Line {
     /// in lines of an include from before it was logged.
     #[serde(default)]
     pub(super) code: String,
+    /// Set on a request of ours (the watch's probes, a switch's verify): not a user's.
+    #[serde(default)]
+    pub(super) probe: String,
     /// Each attempt's upstream address (`$upstream_addr`).
     pub(super) addr: String,
     /// Each attempt's upstream status (`$upstream_status`).
@@ -74,6 +77,11 @@ pub(super) struct Line {
 }
 
 impl Line {
+    /// The port of the last upstream address nginx tried.
+    pub(super) fn last_port(&self) -> Option<u16> {
+        self.addr.rsplit([',', ':']).next()?.trim().parse().ok()
+    }
+
     /// When nginx wrote it, in seconds since the epoch (`None` in an older line).
     pub(super) fn written(&self) -> Option<f64> {
         self.t.parse().ok()
@@ -98,12 +106,31 @@ impl Line {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     path: PathBuf,
+    /// The port of nginx's own maintenance server: its 503s are the page, not failures.
+    maintenance_port: Option<u16>,
 }
 
 impl AccessLog {
     /// The log at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        AccessLog { path: path.into() }
+        AccessLog {
+            path: path.into(),
+            maintenance_port: None,
+        }
+    }
+
+    /// The same log, leaving out the requests nginx sent to its maintenance server on
+    /// `port` (maintenance mode, and setup's placeholder before a first deploy).
+    pub fn beside_maintenance(self, port: u16) -> Self {
+        AccessLog {
+            maintenance_port: Some(port),
+            ..self
+        }
+    }
+
+    /// Whether nginx has written it at all.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
     }
 
     /// Where it is.
@@ -128,7 +155,7 @@ impl AccessLog {
 
     /// What the lines of the last `seconds` before now say (of at most the log's last
     /// `most_bytes`): the window a canary's baseline is read from. Lines that carry no time
-    /// (written before the log had one) count as in the window.
+    /// (written before the log had one, maybe long ago) are left out.
     pub fn recent(
         &self,
         seconds: f64,
@@ -140,7 +167,7 @@ impl AccessLog {
         let start = self.end().saturating_sub(most_bytes);
         let mut traffic = StepTraffic::default();
         self.each_line(start, |line| {
-            if line.written().is_none_or(|t| t >= now - seconds) {
+            if line.written().is_some_and(|t| t >= now - seconds) {
                 traffic.add_line(line, ports, canary);
             }
         })?;
@@ -148,10 +175,11 @@ impl AccessLog {
         Ok(traffic)
     }
 
-    /// Hands each complete line from `offset` (from the start when the file is now
-    /// shorter: it was rotated) to `visit`, up to the length the file has now (lines nginx
-    /// writes meanwhile belong to the next window). A missing file has no lines; a line
-    /// that is not ours is skipped.
+    /// Hands each complete line of a user's request from `offset` (from the start when the
+    /// file is now shorter: it was rotated) to `visit`, up to the length the file has now
+    /// (lines nginx writes meanwhile belong to the next window). A missing file has no
+    /// lines. Skipped: a line that is not ours, our own probes, and the requests nginx's
+    /// maintenance server answered.
     pub(super) fn each_line(&self, offset: u64, mut visit: impl FnMut(&Line)) -> Result<()> {
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
@@ -189,6 +217,10 @@ impl AccessLog {
             // nginx passes bytes of a header through as they came: a line may not be UTF-8.
             if let Ok(parsed) =
                 serde_json::from_str::<Line>(String::from_utf8_lossy(&line).trim_end())
+                && parsed.probe.is_empty()
+                && !self
+                    .maintenance_port
+                    .is_some_and(|port| parsed.last_port() == Some(port))
             {
                 visit(&parsed);
             }
@@ -277,17 +309,50 @@ mod tests {
         let lines = [
             at(now - 120.0, "500"),
             at(now - 61.0, "500"),
+            // A line from before the log had times: maybe long ago, so not in the window.
+            line("127.0.0.1:21000", "500", "0.001", ""),
             at(now - 5.0, "200"),
             at(now - 1.0, "502"),
-            line("127.0.0.1:21000", "200", "0.001", ""),
+            at(now - 0.5, "200"),
         ];
         std::fs::write(log.path(), lines.join("\n") + "\n").unwrap();
         let w = log.recent(60.0, 1 << 20, ports(), Slot::Green).unwrap();
         assert_eq!((w.all.requests, w.all.errors), (3, 1), "{w:?}");
         // Only the last bytes are read: here, the last line and a half.
-        let tail = lines[4].len() as u64 + 20;
+        let tail = lines[5].len() as u64 + 20;
         let w = log.recent(600.0, tail, ports(), Slot::Green).unwrap();
         assert_eq!(w.all.requests, 1, "{w:?}");
+    }
+
+    #[test]
+    fn our_probes_and_the_maintenance_page_are_not_users_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let lines = [
+            line("127.0.0.1:3002", "200", "0.001", ""),
+            r#"{"probe":"1","addr":"127.0.0.1:3002","status":"200","ms":"0.001","slot":""}"#
+                .to_owned(),
+            r#"{"code":"503","addr":"127.0.0.1:8099","status":"503","ms":"0.000","slot":""}"#
+                .to_owned(),
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let all = AccessLog::new(&path)
+            .since(0, ports(), Slot::Green)
+            .unwrap();
+        assert_eq!(
+            (all.all.requests, all.all.errors),
+            (2, 1),
+            "the probe is left out"
+        );
+        let users = AccessLog::new(&path)
+            .beside_maintenance(8099)
+            .since(0, ports(), Slot::Green)
+            .unwrap();
+        assert_eq!(
+            (users.all.requests, users.all.errors),
+            (1, 0),
+            "and the page's 503"
+        );
     }
 
     #[test]
@@ -302,7 +367,7 @@ mod tests {
         );
         assert!(d.contains("access_log \"/var/lib/bg/access.log\" bluegreen_shop_api if=$bluegreen_log_982d4486a936;"), "{d}");
         assert!(
-            d.contains(r#"'{"t":"$msec","code":"$status","addr":"$upstream_addr","#),
+            d.contains(r#"'{"t":"$msec","code":"$status","probe":"$http_x_bluegreen_probe","addr":"$upstream_addr","#),
             "{d}"
         );
         let odd = log_directives(

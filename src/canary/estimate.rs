@@ -21,7 +21,7 @@
 //!   move with `p0`), where `v = p(1−p)` of the window's
 //!   rate smoothed by one failure in two requests more (a window that saw no failure does
 //!   not prove that the live slot never fails). The step fails when
-//!   `F > μ + z·σ + ½` with `z = 3`: a one-sided test at about 0.1%, so that the noise of a
+//!   `F > μ + z·σ + ½` with `z = 3`: a one-sided test at about 0.13%, so that the noise of a
 //!   healthy canary (and of the live slot's own failures) does not fail it, with a
 //!   continuity correction for small counts.
 //!

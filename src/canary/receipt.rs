@@ -6,7 +6,7 @@
 //! - failed: those nginx answered with a 5xx (the upstream's own, or nginx's 502 or 504 when
 //!   the upstream failed); a 499 is the client's going away, not a failure;
 //! - the longest time without a successful answer while requests were arriving: from the
-//!   last success (or the window's start) to the next one, across each run of failures;
+//!   last success (or the first request) to the next one, across each run of failures;
 //! - a count per second, for a small picture of the run.
 //!
 //! A request nginx never logged (a keep-alive connection a reload closed as the client sent
@@ -128,8 +128,8 @@ impl Receipt {
 struct Tally {
     started: f64,
     receipt: Receipt,
-    /// When the last success came (the window's start before any).
-    last_success: f64,
+    /// When the last success came (the first request's time before any).
+    last_success: Option<f64>,
     /// Whether a failure came since the last success.
     failing_since_success: bool,
 }
@@ -139,14 +139,15 @@ impl Tally {
         Tally {
             started,
             receipt: Receipt::default(),
-            last_success: started,
+            last_success: None,
             failing_since_success: false,
         }
     }
 
     fn add(&mut self, line: &Line) {
         let failed = line.failed();
-        let at = line.written().unwrap_or(self.last_success);
+        let at = line.written().or(self.last_success).unwrap_or(self.started);
+        let last_success = *self.last_success.get_or_insert(at);
         let receipt = &mut self.receipt;
         receipt.requests += 1;
         receipt.failed += u64::from(failed);
@@ -160,11 +161,11 @@ impl Tally {
             self.failing_since_success = true;
         }
         if failed || self.failing_since_success {
-            let gap = ((at - self.last_success).max(0.0) * 1000.0).round() as u64;
+            let gap = ((at - last_success).max(0.0) * 1000.0).round() as u64;
             receipt.longest_gap_ms = receipt.longest_gap_ms.max(gap);
         }
         if !failed {
-            self.last_success = at;
+            self.last_success = Some(at);
             self.failing_since_success = false;
         }
     }
@@ -219,9 +220,10 @@ mod tests {
     fn an_outage_to_the_end_of_the_window_counts_to_its_last_failure() {
         let r = receipt_of(&[at(10.0, "200"), at(12.0, "502"), at(13.5, "504")], 9.0);
         assert_eq!((r.requests, r.failed, r.longest_gap_ms), (3, 2, 3500));
-        // With no success at all, from the window's start.
-        let r = receipt_of(&[at(10.5, "502")], 9.0);
-        assert_eq!(r.longest_gap_ms, 1500);
+        // With no success at all, from the first request: the time before any request
+        // arrived (the standby's start) is no outage.
+        let r = receipt_of(&[at(10.5, "502"), at(11.5, "502")], 9.0);
+        assert_eq!(r.longest_gap_ms, 1000);
     }
 
     #[test]

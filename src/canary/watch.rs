@@ -15,8 +15,14 @@
 //! - latency: the window's p95 must not be above `max(max-p95-ms, live p95 +
 //!   canary-p95-margin-ms)` (the live p95 only from enough requests).
 //!
+//! The limits are the larger of the ceiling and the live slot's figure plus its margin,
+//! where a canary step takes the smaller: a step still has the live slot to stay on, so it
+//! is held to the stricter; after the switch, a rollback goes back to the live slot, which
+//! is worth it only when the new one is worse than both.
+//!
 //! With fewer than `canary-min-requests` requests in the window, traffic is too thin to
-//! judge and the probes alone judge (they always do: they are the floor).
+//! judge and the probes alone judge (they always do: they are the floor). Our own probes
+//! are not users' requests: the log marks them and they are left out.
 
 use serde::{Deserialize, Serialize};
 

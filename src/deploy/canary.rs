@@ -55,7 +55,7 @@ impl Engine<'_> {
         // a promote has no such window (the paused split served until now).
         let baseline = match from {
             None => self
-                .live_window(canary.slot)?
+                .live_window(canary.slot)
                 .map(|window| Baseline::of(&window.all)),
             Some(_) => None,
         };
@@ -400,8 +400,12 @@ fn describe_step(
             "; {}; its latency is judged on its probes ({probes})",
             e.describe()
         ),
-        _ if traffic.slots_unnamed => format!(
+        Some(_) => format!(
             "; the access log cannot tell the slots apart and the kernel's counts gave {} too few requests (fewer than canary-min-requests {min_requests}): judged on its probes ({probes})",
+            canary.slot
+        ),
+        None if traffic.slots_unnamed => format!(
+            "; the access log cannot tell the slots apart and the kernel's counts could not be read: judged on the probes of {} ({probes})",
             canary.slot
         ),
         _ => format!(

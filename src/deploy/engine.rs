@@ -241,10 +241,18 @@ impl<'a> Engine<'a> {
     }
 
     /// The receipt from the run's start until now, when it was started (with an access log
-    /// nginx writes), or why the log could not be read.
+    /// nginx is told to write), or why it cannot be had (the log is not there, or cannot be
+    /// read).
     pub(super) fn receipt_so_far(&self) -> Option<Result<Receipt, Error>> {
         let (offset, started) = self.receipt_from?;
-        Some(Receipt::read(&self.access_log()?, offset, started))
+        let log = self.access_log()?;
+        if !log.exists() {
+            return Some(Err(Error::CheckFailed(format!(
+                "nginx has written no access log at {} (its first lines come once a switch has told it to): nothing to count",
+                log.path().display()
+            ))));
+        }
+        Some(Receipt::read(&log, offset, started))
     }
 
     /// The version and image the run is about: the plan's, or the canary's that a promote or

@@ -9,6 +9,7 @@ use crate::switch::{Intent, MaintenanceChange};
 
 use super::engine::{Engine, Failure};
 use super::hooks::Hook;
+use super::plan::Operation;
 use super::protocol::{Outcome, Phase};
 
 /// The end of a deploy (and of a promote): switch to `standby` as `intent` says, watch it,
@@ -33,14 +34,17 @@ pub(super) fn run(
         intent
     };
     // The live slot's requests just before the switch, that the users' requests to the new
-    // slot in the watch are judged against.
-    let before = e.live_window(standby)?.map(|window| {
-        if window.slots_unnamed {
-            window.all
-        } else {
-            window.stable
-        }
-    });
+    // slot in the watch are judged against. After traffic steps (a promote's among them) the
+    // window holds the new slot's share too: where the log cannot tell the slots apart it
+    // would loosen the watch, so there is no window then.
+    let after_steps = e.plan.operation == Operation::Promote || !e.result.canary_steps.is_empty();
+    let before = e
+        .live_window(standby)
+        .and_then(|window| match window.slots_unnamed {
+            true if after_steps => None,
+            true => Some(window.all),
+            false => Some(window.stable),
+        });
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;

@@ -34,9 +34,10 @@ const PROBE_MAX_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The window before the switch (or the first canary step) the live slot's requests are
-/// read from: its last seconds, and of those at most the log's last bytes (some thousands
-/// of requests).
+/// read from: its last seconds,
 const LIVE_WINDOW_SECONDS: f64 = 20.0;
+/// and of those at most the log's last bytes (some thousands of requests), so that a busy
+/// site's window is read in bounded time.
 const LIVE_WINDOW_BYTES: u64 = 1024 * 1024;
 
 impl Engine<'_> {
@@ -200,29 +201,37 @@ impl Engine<'_> {
 
     /// What the access log's last [`LIVE_WINDOW_SECONDS`] say, `new_slot` being the slot
     /// about to get traffic: the live slot's requests a canary's steps and the watch are
-    /// judged against. `None` without a log nginx could write.
-    pub(super) fn live_window(&self, new_slot: Slot) -> Result<Option<StepTraffic>, Failure> {
-        Ok(match self.access_log() {
-            Some(log) => Some(log.recent(
-                LIVE_WINDOW_SECONDS,
-                LIVE_WINDOW_BYTES,
-                self.plan.ports,
-                new_slot,
-            )?),
-            None => None,
-        })
+    /// judged against. `None` without a log nginx could write, or one that cannot be read
+    /// (said in the log: the verdicts then go without it).
+    pub(super) fn live_window(&self, new_slot: Slot) -> Option<StepTraffic> {
+        let log = self.access_log()?;
+        let ports = self.plan.ports;
+        match log.recent(LIVE_WINDOW_SECONDS, LIVE_WINDOW_BYTES, ports, new_slot) {
+            Ok(window) => Some(window),
+            Err(e) => {
+                self.log(&format!("the live slot's window cannot be read: {e}"));
+                None
+            }
+        }
     }
 
     /// The verdict on the users' requests to `slot` that `log` holds from `offset` (the
-    /// watch's window), against the live slot's `before` the switch.
+    /// watch's window), against the live slot's `before` the switch; `None` when the log
+    /// cannot be read (said in the log: the probes then judge alone).
     fn judge_users(
         &self,
         log: &AccessLog,
         offset: u64,
         slot: Slot,
         before: Option<&SlotTraffic>,
-    ) -> Result<TrafficVerdict, Failure> {
-        let window = log.since(offset, self.plan.ports, slot)?;
+    ) -> Option<TrafficVerdict> {
+        let window = match log.since(offset, self.plan.ports, slot) {
+            Ok(window) => window,
+            Err(e) => {
+                self.log(&format!("the users' requests cannot be read: {e}"));
+                return None;
+            }
+        };
         // Every request after the switch is the new slot's: where the answers do not name
         // their slot, every line counts.
         let of_new_slot = if window.slots_unnamed {
@@ -230,7 +239,22 @@ impl Engine<'_> {
         } else {
             &window.canary
         };
-        Ok(judge_window(of_new_slot, before, &self.plan.thresholds()))
+        Some(judge_window(of_new_slot, before, &self.plan.thresholds()))
+    }
+
+    /// With no watch (`monitor-duration: 0`), the run's receipt so far still has to keep to
+    /// `max-failed-requests` when it is given: a phase of its own.
+    fn receipt_check_without_watch(&mut self) -> Result<(), Failure> {
+        let Some(most) = self.plan.watch.max_failed_requests else {
+            return Ok(());
+        };
+        self.phase(Phase::Monitor, |me| match me.too_many_failed_requests() {
+            None => Ok((
+                (),
+                format!("no watch (monitor-duration 0); the receipt so far is within max-failed-requests {most}"),
+            )),
+            Some(why) => Err(Error::CheckFailed(why).into()),
+        })
     }
 
     /// Why the run's receipt so far breaks `max-failed-requests`, if it does; a limit the
@@ -255,7 +279,9 @@ impl Engine<'_> {
     pub(super) fn access_log(&self) -> Option<AccessLog> {
         let plan = self.plan;
         let path = plan.switch.access_log(&plan.app, true).ok()?;
-        plan.switch.access_log.then(|| AccessLog::new(path))
+        plan.switch
+            .access_log
+            .then(|| AccessLog::new(path).beside_maintenance(plan.maintenance.port.get()))
     }
 
     /// Watches the live URL after the switch to `slot` from `previous` (its health URL in
@@ -270,7 +296,7 @@ impl Engine<'_> {
     ) -> Result<(), Failure> {
         let plan = self.plan;
         if plan.watch.duration.is_zero() {
-            return Ok(());
+            return self.receipt_check_without_watch();
         }
         let in_maintenance = plan
             .store()
@@ -306,8 +332,11 @@ impl Engine<'_> {
             let started = now_rfc3339();
             let offset = log.as_ref().map(AccessLog::end);
             let mut report = me.with_progress(|p| me.host.watch(&monitor, p));
+            // In maintenance the users get the page: only the probes can judge.
             let users = match (&log, offset) {
-                (Some(log), Some(offset)) => Some(me.judge_users(log, offset, slot, before)?),
+                (Some(log), Some(offset)) if !in_maintenance => {
+                    me.judge_users(log, offset, slot, before)
+                }
                 _ => None,
             };
             if let Some(users) = users.as_ref().filter(|u| !u.reasons.is_empty()) {
@@ -338,7 +367,8 @@ impl Engine<'_> {
             );
             summary.push_str(&match &users {
                 Some(users) => format!("; {}", users.describe(plan.thresholds().min_requests)),
-                None => "; no access log: judged on the probes".to_owned(),
+                None if in_maintenance => "; maintenance is on: judged on the probes".to_owned(),
+                None => "; no access log to read: judged on the probes".to_owned(),
             });
             me.result.users = users;
             if report.passed {

@@ -126,3 +126,38 @@ fn the_receipt_says_each_reload_with_the_client_connections_it_put_at_risk() {
         "{line}"
     );
 }
+
+#[test]
+fn max_failed_requests_holds_without_a_watch_and_needs_a_log_to_count_on() {
+    let deploy = |log_written: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), Runtime::Docker);
+        plan.watch.duration = std::time::Duration::ZERO;
+        plan.watch.max_failed_requests = Some(0);
+        live(&plan, None, Slot::Blue, "v1");
+        if log_written {
+            let path = plan.switch.access_log_path(&plan.app);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+        }
+        let host = FakeHost::new().healthy(Slot::Green, &[true]);
+        run(&plan, &host).0
+    };
+    let counted = deploy(true);
+    assert_eq!(counted.result, Some(Outcome::Deployed), "{counted:?}");
+    let monitor = counted
+        .phases
+        .iter()
+        .find(|p| p.phase == Phase::Monitor)
+        .unwrap();
+    assert!(
+        monitor.detail.contains("no watch (monitor-duration 0)"),
+        "{}",
+        monitor.detail
+    );
+    // nginx never wrote the log: nothing says no request failed.
+    let blind = deploy(false);
+    assert_eq!(blind.result, Some(Outcome::RolledBack), "{blind:?}");
+    let error = blind.error.unwrap().message;
+    assert!(error.contains("nginx has written no access log"), "{error}");
+}
