@@ -218,9 +218,9 @@ impl AccessLog {
             if let Ok(parsed) =
                 serde_json::from_str::<Line>(String::from_utf8_lossy(&line).trim_end())
                 && parsed.probe.is_empty()
-                && !self
+                && self
                     .maintenance_port
-                    .is_some_and(|port| parsed.last_port() == Some(port))
+                    .is_none_or(|port| parsed.last_port() != Some(port))
             {
                 visit(&parsed);
             }
