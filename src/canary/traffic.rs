@@ -85,6 +85,27 @@ pub struct StepTraffic {
 }
 
 impl StepTraffic {
+    /// The requests of a window after the switch to the new slot, all of which are its
+    /// own: where the answers do not name their slot, every line.
+    pub fn after_switch(&self) -> &SlotTraffic {
+        if self.slots_unnamed {
+            &self.all
+        } else {
+            &self.canary
+        }
+    }
+
+    /// The live slot's requests in a window before the switch: where the answers do not
+    /// name their slot, every line, unless the window may hold the new slot's share too
+    /// (`new_slot_served`, after traffic steps), when nothing tells the live slot's apart.
+    pub fn of_live_slot(self, new_slot_served: bool) -> Option<SlotTraffic> {
+        match (self.slots_unnamed, new_slot_served) {
+            (false, _) => Some(self.stable),
+            (true, false) => Some(self.all),
+            (true, true) => None,
+        }
+    }
+
     /// The share of the placed requests the new slot served, in percent.
     pub fn canary_percent(&self) -> f64 {
         let placed = self.stable.requests + self.canary.requests;
@@ -242,5 +263,29 @@ pub(super) mod tests {
         let t = StepTraffic::from_lines(&anonymous.join("\n"), ports(), Slot::Green);
         assert!(t.slots_unnamed, "{t:?}");
         assert_eq!((t.canary.requests, t.stable.requests), (0, 0));
+    }
+
+    #[test]
+    fn after_a_switch_every_request_is_the_new_slots_and_before_it_the_live_slots() {
+        let named: Vec<String> = (0..30)
+            .map(|i| match i % 3 {
+                0 => line("127.0.0.1:3000", "500", "0.001", "green"),
+                _ => line("127.0.0.1:3000", "200", "0.001", "blue"),
+            })
+            .collect();
+        let t = StepTraffic::from_lines(&named.join("\n"), ports(), Slot::Green);
+        assert_eq!(
+            (t.after_switch().requests, t.after_switch().errors),
+            (10, 10)
+        );
+        assert_eq!(t.clone().of_live_slot(true).map(|s| s.requests), Some(20));
+        let anonymous: Vec<String> = (0..30)
+            .map(|_| line("127.0.0.1:3000", "200", "0.001", ""))
+            .collect();
+        let t = StepTraffic::from_lines(&anonymous.join("\n"), ports(), Slot::Green);
+        assert_eq!(t.after_switch().requests, 30);
+        assert_eq!(t.clone().of_live_slot(false).map(|s| s.requests), Some(30));
+        // After steps the window holds the new slot's share too: nothing is the live slot's.
+        assert_eq!(t.of_live_slot(true), None);
     }
 }

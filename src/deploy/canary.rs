@@ -17,10 +17,9 @@ use std::time::Instant;
 
 use crate::canary::{AccessLog, Baseline, Estimate, Share, StepTraffic, estimate, judge};
 use crate::clock::now_rfc3339;
-use crate::config::{self, defaults};
 use crate::error::{Error, RunError};
 use crate::input::{Slot, SwitchTarget};
-use crate::monitor::{Monitor, MonitorReport};
+use crate::monitor::MonitorReport;
 use crate::state::CanaryRecord;
 use crate::switch::Intent;
 
@@ -100,16 +99,7 @@ impl Engine<'_> {
         let plan = self.plan;
         let spec = plan.canary.as_ref().expect("steps run with a canary spec");
         let limits = plan.thresholds();
-        let probes = Monitor {
-            url: plan.health_url(canary.slot),
-            site_host: None,
-            duration: spec.step_duration,
-            interval: config::millis(defaults::MONITOR_INTERVAL),
-            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
-            accepted: plan.watch.accept_status.clone(),
-            max_error_rate: limits.max_error_rate,
-            max_p95_ms: limits.max_p95_ms,
-        };
+        let probes = plan.probes(plan.health_url(canary.slot), None, spec.step_duration);
         // Only a log the switch could have told nginx to write is read: a log directory it
         // refused (others could write there) says nothing to judge on.
         let log = self.access_log();

@@ -40,11 +40,7 @@ pub(super) fn run(
     let after_steps = e.plan.operation == Operation::Promote || !e.result.canary_steps.is_empty();
     let before = e
         .live_window(standby)
-        .and_then(|window| match window.slots_unnamed {
-            true if after_steps => None,
-            true => Some(window.all),
-            false => Some(window.stable),
-        });
+        .and_then(|window| window.of_live_slot(after_steps));
     e.switch_to(Phase::Switch, intent)
         .map_err(|f| Failure::of_slot(f.error, standby))
         .inspect_err(|_| e.abandon_standby(standby))?;

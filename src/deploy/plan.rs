@@ -9,12 +9,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::canary::{CanarySpec, Thresholds};
-use crate::config::{defaults, serde_millis};
+use crate::config::{self, defaults, serde_millis};
 use crate::exec::CommandLine;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Listen, Port, ServerNames, Slot,
     SlotPorts, StatusSet, Version,
 };
+use crate::monitor::Monitor;
 use crate::runtime::RuntimeSpec;
 use crate::state::StateStore;
 use crate::switch::SwitchConfig;
@@ -391,6 +392,21 @@ impl DeployPlan {
     /// The app's state directory.
     pub fn store(&self) -> StateStore {
         StateStore::new(self.state_dir.as_path())
+    }
+
+    /// The watch's probes of `url` (asked as `site_host`) for `duration`, on the plan's
+    /// accepted statuses and thresholds: after a switch and in each canary step.
+    pub fn probes(&self, url: HttpUrl, site_host: Option<String>, duration: Duration) -> Monitor {
+        Monitor {
+            url,
+            site_host,
+            duration,
+            interval: config::millis(defaults::MONITOR_INTERVAL),
+            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
+            accepted: self.watch.accept_status.clone(),
+            max_error_rate: self.watch.max_error_rate.get(),
+            max_p95_ms: self.watch.max_p95_ms,
+        }
     }
 
     /// The health URL of `slot` on its loopback port.

@@ -12,7 +12,6 @@ use crate::config::{self, defaults};
 use crate::error::Error;
 use crate::health::{HealthCheck, HealthCriteria, HealthReport};
 use crate::input::{Slot, StatusSet};
-use crate::monitor::Monitor;
 use crate::progress::Progress;
 use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchReport, SwitchRequest};
 use crate::upstream::Template;
@@ -232,14 +231,11 @@ impl Engine<'_> {
                 return None;
             }
         };
-        // Every request after the switch is the new slot's: where the answers do not name
-        // their slot, every line counts.
-        let of_new_slot = if window.slots_unnamed {
-            &window.all
-        } else {
-            &window.canary
-        };
-        Some(judge_window(of_new_slot, before, &self.plan.thresholds()))
+        Some(judge_window(
+            window.after_switch(),
+            before,
+            &self.plan.thresholds(),
+        ))
     }
 
     /// With no watch (`monitor-duration: 0`), the run's receipt so far still has to keep to
@@ -317,16 +313,7 @@ impl Engine<'_> {
             Some(url) => (url, self.switch.site_host.clone()),
             None => (plan.health_url(slot), None),
         };
-        let monitor = Monitor {
-            url,
-            site_host,
-            duration: plan.watch.duration,
-            interval: config::millis(defaults::MONITOR_INTERVAL),
-            request_timeout: config::seconds(defaults::REQUEST_TIMEOUT),
-            accepted: plan.watch.accept_status.clone(),
-            max_error_rate: plan.watch.max_error_rate.get(),
-            max_p95_ms: plan.watch.max_p95_ms,
-        };
+        let monitor = plan.probes(url, site_host, plan.watch.duration);
         let log = self.access_log();
         self.phase(Phase::Monitor, |me| {
             let started = now_rfc3339();
