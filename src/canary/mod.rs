@@ -39,7 +39,7 @@ pub use estimate::{Baseline, Estimate, estimate};
 pub use judge::{Thresholds, Verdict, judge};
 pub use receipt::Receipt;
 pub use traffic::{SlotTraffic, StepTraffic};
-pub use watch::{TrafficVerdict, judge_window};
+pub use watch::{TrafficVerdict, judge_window, p95_limit};
 
 /// A share of new requests, in percent, that a split sends to the new slot: 1 to 99 (0 is
 /// no split, 100 is the switch itself).

@@ -13,7 +13,8 @@
 //!   canary step's, see [`super::estimate`]) allows at the rate `max(max-error-rate,
 //!   live rate + canary-error-margin)`;
 //! - latency: the window's p95 must not be above `max(max-p95-ms, live p95 +
-//!   canary-p95-margin-ms)` (the live p95 only from enough requests).
+//!   canary-p95-margin-ms)` (the live p95 only from enough requests), and neither must
+//!   the watch's probes' ([`p95_limit`]).
 //!
 //! The limits are the larger of the ceiling and the live slot's figure plus its margin,
 //! where a canary step takes the smaller: a step still has the live slot to stay on, so it
@@ -96,10 +97,7 @@ pub fn judge_window(
                 100.0 * limit
             ));
         }
-        let live_p95 = before
-            .filter(|b| b.requests >= enough)
-            .map_or(0, |b| b.p95_ms + limits.p95_margin_ms);
-        let p95_limit = limits.max_p95_ms.max(live_p95);
+        let p95_limit = p95_limit(before, limits);
         if window.p95_ms > p95_limit {
             reasons.push(format!(
                 "users' requests to the new slot took {} ms at p95, above {p95_limit} ms",
@@ -114,6 +112,17 @@ pub fn judge_window(
         judged,
         reasons,
     }
+}
+
+/// The highest p95 the watch lets the new slot have: `max(max-p95-ms, live p95 +
+/// canary-p95-margin-ms)`, the live slot's figure only from at least `canary-min-requests`
+/// of its requests `before` the switch. The watch's probes are held to it too, so that a
+/// host under load, where the old slot answered as slowly, does not roll a release back.
+pub fn p95_limit(before: Option<&SlotTraffic>, limits: &Thresholds) -> u64 {
+    let live_p95 = before
+        .filter(|b| b.requests >= u64::from(limits.min_requests))
+        .map_or(0, |b| b.p95_ms + limits.p95_margin_ms);
+    limits.max_p95_ms.max(live_p95)
 }
 
 #[cfg(test)]

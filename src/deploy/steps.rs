@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::canary::{AccessLog, SlotTraffic, StepTraffic, TrafficVerdict, judge_window};
+use crate::canary::{AccessLog, SlotTraffic, StepTraffic, TrafficVerdict, judge_window, p95_limit};
 use crate::clock::now_rfc3339;
 use crate::config::{self, defaults};
 use crate::error::Error;
@@ -313,7 +313,8 @@ impl Engine<'_> {
             Some(url) => (url, self.switch.site_host.clone()),
             None => (plan.health_url(slot), None),
         };
-        let monitor = plan.probes(url, site_host, plan.watch.duration);
+        let mut monitor = plan.probes(url, site_host, plan.watch.duration);
+        monitor.max_p95_ms = p95_limit(before, &plan.thresholds());
         let log = self.access_log();
         self.phase(Phase::Monitor, |me| {
             let started = now_rfc3339();

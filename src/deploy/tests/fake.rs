@@ -72,6 +72,8 @@ pub(super) struct FakeHost {
     pub(super) removed_images: Mutex<Vec<String>>,
     /// A port another program listens on.
     pub(super) port_taken: Option<u16>,
+    /// The p95 the watch's probes measure (2 ms unless set), held to the watch's limit.
+    pub(super) probes_p95_ms: Option<u64>,
 }
 
 impl FakeHost {
@@ -100,6 +102,7 @@ impl FakeHost {
             image_listing: None,
             removed_images: Mutex::default(),
             port_taken: None,
+            probes_p95_ms: None,
         }
     }
 
@@ -113,6 +116,29 @@ impl FakeHost {
     pub(super) fn serving_in_watch(mut self, plan: &DeployPlan, lines: String) -> FakeHost {
         self.watch_traffic = Some((plan.switch.access_log_path(&plan.app), lines));
         self
+    }
+
+    /// The watch's report from its probes' errors (`watch_passes`).
+    fn probes_report(&self, monitor: &Monitor) -> MonitorReport {
+        MonitorReport {
+            passed: self.watch_passes,
+            url: monitor.url.to_string(),
+            requests: 10,
+            failures: if self.watch_passes { 0 } else { 10 },
+            error_rate: if self.watch_passes { 0.0 } else { 1.0 },
+            p50_ms: 1,
+            p95_ms: 2,
+            p99_ms: 3,
+            longest_gap_ms: 4,
+            duration_ms: 2000,
+            stopped_early: !self.watch_passes,
+            reasons: if self.watch_passes {
+                Vec::new()
+            } else {
+                vec!["error rate 100.0% (10 of 10) is above the limit 1.0%".into()]
+            },
+            first_failure: None,
+        }
     }
 
     /// The same host, whose `slot` holds a container labelled `version`.
@@ -369,25 +395,21 @@ impl Host for FakeHost {
             std::fs::create_dir_all(crate::fsutil::parent_dir(path)).unwrap();
             crate::fsutil::append_line(path, lines.trim_end()).unwrap();
         }
-        MonitorReport {
-            passed: self.watch_passes,
-            url: monitor.url.to_string(),
-            requests: 10,
-            failures: if self.watch_passes { 0 } else { 10 },
-            error_rate: if self.watch_passes { 0.0 } else { 1.0 },
-            p50_ms: 1,
-            p95_ms: 2,
-            p99_ms: 3,
-            longest_gap_ms: 4,
-            duration_ms: 2000,
-            stopped_early: !self.watch_passes,
-            reasons: if self.watch_passes {
-                Vec::new()
-            } else {
-                vec!["error rate 100.0% (10 of 10) is above the limit 1.0%".into()]
-            },
-            first_failure: None,
+        let p95_ms = self.probes_p95_ms.unwrap_or(2);
+        if p95_ms > monitor.max_p95_ms {
+            let why = format!(
+                "p95 latency {p95_ms} ms is above the limit {} ms",
+                monitor.max_p95_ms
+            );
+            self.note(why.clone());
+            return MonitorReport {
+                passed: false,
+                p95_ms,
+                reasons: vec![why],
+                ..self.probes_report(monitor)
+            };
         }
+        self.probes_report(monitor)
     }
 
     fn validate(&self, request: &ValidateRequest) -> ValidateReport {

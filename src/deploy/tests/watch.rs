@@ -161,3 +161,37 @@ fn max_failed_requests_holds_without_a_watch_and_needs_a_log_to_count_on() {
     let error = blind.error.unwrap().message;
     assert!(error.contains("nginx has written no access log"), "{error}");
 }
+
+#[test]
+fn the_watchs_probes_may_be_as_slow_as_the_live_slot_was_before_the_switch() {
+    // Probes at p95 950 ms on a host where blue answered its users at 900 ms before the
+    // switch: the limit is 900 + canary-p95-margin-ms 100, not max-p95-ms 500.
+    let deploy = |live_p95: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path(), Runtime::Docker);
+        live(&plan, None, Slot::Blue, "v1");
+        let path = plan.switch.access_log_path(&plan.app);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let now = crate::clock::now_epoch_seconds();
+        let lines: Vec<String> = (0..30)
+            .map(|_| {
+                format!(
+                    r#"{{"t":"{now:.3}","code":"200","addr":"127.0.0.1:3001","status":"200","ms":"{}","slot":""}}"#,
+                    live_p95.unwrap_or("0.002")
+                )
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let mut host = FakeHost::new().healthy(Slot::Green, &[true]);
+        host.probes_p95_ms = Some(950);
+        run(&plan, &host)
+    };
+    let (slow_before, _) = deploy(Some("0.900"));
+    assert_eq!(slow_before.result, Some(Outcome::Deployed), "{slow_before:?}");
+    let (fast_before, timeline) = deploy(None);
+    assert_eq!(fast_before.result, Some(Outcome::RolledBack), "{fast_before:?}");
+    assert!(
+        timeline.contains(&"p95 latency 950 ms is above the limit 500 ms".to_owned()),
+        "{timeline:?}"
+    );
+}
