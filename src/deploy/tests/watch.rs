@@ -187,9 +187,17 @@ fn the_watchs_probes_may_be_as_slow_as_the_live_slot_was_before_the_switch() {
         run(&plan, &host)
     };
     let (slow_before, _) = deploy(Some("0.900"));
-    assert_eq!(slow_before.result, Some(Outcome::Deployed), "{slow_before:?}");
+    assert_eq!(
+        slow_before.result,
+        Some(Outcome::Deployed),
+        "{slow_before:?}"
+    );
     let (fast_before, timeline) = deploy(None);
-    assert_eq!(fast_before.result, Some(Outcome::RolledBack), "{fast_before:?}");
+    assert_eq!(
+        fast_before.result,
+        Some(Outcome::RolledBack),
+        "{fast_before:?}"
+    );
     assert!(
         timeline.contains(&"p95 latency 950 ms is above the limit 500 ms".to_owned()),
         "{timeline:?}"
