@@ -5,18 +5,20 @@
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::cli::{AppArgs, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
-use crate::config::{self, default_state_dir, defaults};
+use crate::config::defaults;
 use crate::deploy::{
-    DeployPlan, DeployResult, Engine, Event, HealthSpec, HookSpec, MaintenanceSpec, Operation,
-    Retire, RetireSpec, SiteSpec, SystemHost, WatchSpec,
+    DeployPlan, DeployResult, Engine, Event, HealthSpec, MaintenanceSpec, Operation, RetireSpec,
+    SiteSpec, SystemHost, WatchSpec,
 };
 use crate::error::Result;
 use crate::input::{HostPath, Port};
-use crate::runtime::{Pull, Runtime, RuntimeSpec};
+use crate::runtime::{Pull, RuntimeSpec};
+use crate::validate::MemoryCheck;
 
 /// The options every operation run by hand takes.
 #[derive(Debug, Clone, Args)]
@@ -61,68 +63,45 @@ impl HandArgs {
         };
         // The engine decides `auto` as the run starts, and says why.
         let switch = parts.requested_config()?;
-        let upstream_file = switch.upstream_file.clone();
+        let defaults = DeployPlan::defaults(app, parts.ports()?);
+        // What is left at its default is not used by these operations; what they do use
+        // and the action would default otherwise is said here: no watch, no pull, no
+        // preflight limits, a slot stopped at once.
         let mut plan = DeployPlan {
             operation,
-            dry_run: false,
             purpose: purpose.to_owned(),
-            app: app.clone(),
-            version: "unversioned".parse()?,
-            state_dir: self
-                .app
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| default_state_dir(app)),
-            ports: parts.ports()?,
+            state_dir: self.app.state_dir.clone().unwrap_or(defaults.state_dir),
             runtime: RuntimeSpec {
-                runtime: Runtime::Docker,
-                image: None,
-                container_port: defaults::CONTAINER_PORT.parse()?,
-                env_file: None,
-                docker_args: Vec::new(),
-                compose_file: None,
-                compose_services: Vec::new(),
-                deploy_command: None,
                 pull: Pull::Never,
+                ..defaults.runtime
             },
             health: HealthSpec {
-                path: defaults::HEALTH_PATH.parse()?,
-                timeout: config::seconds(defaults::HEALTH_TIMEOUT),
                 healthy_threshold: NonZeroU32::MIN,
+                ..defaults.health
             },
+            site: SiteSpec::defaults(app, &switch.upstream_file),
             switch,
-            upstream_template: None,
             watch: WatchSpec {
-                url: None,
-                duration: std::time::Duration::ZERO,
-                max_error_rate: defaults::MAX_ERROR_RATE.parse()?,
-                max_p95_ms: defaults::MAX_P95_MS
-                    .parse()
-                    .expect("every default parses (tested)"),
-                accept_status: defaults::MONITOR_ACCEPT_STATUS.parse()?,
+                duration: Duration::ZERO,
                 rollback_on_failure: false,
-                max_failed_requests: None,
+                ..defaults.watch
             },
-            canary: None,
-            hooks: HookSpec::none(),
             retire: RetireSpec {
-                old_slot: Retire::Stop,
-                drain: std::time::Duration::ZERO,
-                stop_timeout: config::seconds(defaults::STOP_TIMEOUT),
+                drain: Duration::ZERO,
                 keep_images: 0,
+                ..defaults.retire
             },
             maintenance: MaintenanceSpec {
                 port: self.maintenance_port,
-                ..MaintenanceSpec::defaults()
+                ..defaults.maintenance
             },
-            site: SiteSpec::defaults(app, &upstream_file),
             min_free_disk_mb: 0,
-            memory_check: crate::validate::MemoryCheck::Off,
+            memory_check: MemoryCheck::Off,
             min_free_memory_mb: 0,
-            check_tcp: Vec::new(),
             lock_timeout: self.switch.lock_timeout,
             systemd_unit_dir: self.systemd_unit_dir.clone(),
             boot_helper_dir: self.boot_helper_dir.clone(),
+            ..defaults
         };
         // Probes of the site ask it by the name setup gave it, as a deploy's do.
         plan.settle_site_host();

@@ -15,7 +15,8 @@
 //!
 //! Layout:
 //! - `protocol`: the events and the result, shared with the runner's relay.
-//! - `plan`: the plan, its typed parts and its cross-field rules.
+//! - `plan`: the plan, its typed parts and its cross-field rules; `defaults`: the plan an
+//!   empty input means.
 //! - `host`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
 //! - `engine`: the context a phase runs in, the phase runner, the lock and state steps.
 //! - `checks`: the preflight checks (validate, and the checks that need the plan).
@@ -34,6 +35,7 @@
 mod canary;
 mod checks;
 mod cleanup;
+mod defaults;
 mod engine;
 mod go_live;
 mod hooks;

@@ -134,6 +134,13 @@ fn readme_table(header: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `rows` as the lines of a README table, to copy from a failure.
+fn markdown_rows(rows: &[Vec<String>]) -> String {
+    rows.iter()
+        .map(|cells| format!("| {} |\n", cells.join(" | ")))
+        .collect()
+}
+
 #[test]
 fn the_readme_lists_every_input_and_output_as_action_yml_states_it() {
     let a = action();
@@ -154,7 +161,12 @@ fn the_readme_lists_every_input_and_output_as_action_yml_states_it() {
             ]
         })
         .collect();
-    assert_eq!(readme_table("| input | default | description |"), inputs);
+    assert_eq!(
+        readme_table("| input | default | description |"),
+        inputs,
+        "the README's Inputs table, as action.yml states it:\n{}",
+        markdown_rows(&inputs)
+    );
     let outputs: Vec<Vec<String>> = entries(&a["outputs"])
         .into_iter()
         .map(|(name, output)| {
@@ -164,5 +176,10 @@ fn the_readme_lists_every_input_and_output_as_action_yml_states_it() {
             ]
         })
         .collect();
-    assert_eq!(readme_table("| output | description |"), outputs);
+    assert_eq!(
+        readme_table("| output | description |"),
+        outputs,
+        "the README's Outputs table, as action.yml states it:\n{}",
+        markdown_rows(&outputs)
+    );
 }

@@ -5,6 +5,8 @@
 //! nothing here restates a rule.
 //!
 //! - this file: the inputs as types, and [`Inputs::from_env`], which builds the plan;
+//! - `table`: every input that lands in the plan, declared once (name, default, where it
+//!   goes), applied over [`DeployPlan::defaults`];
 //! - `connection`: the inputs that say how to reach the hosts (where, in what batches, as
 //!   whom, with which key, through which bastion);
 //! - `source`: reading one input with its default and parser, collecting every problem;
@@ -13,34 +15,23 @@
 mod choices;
 mod connection;
 mod source;
+mod table;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 
 pub use choices::{ImageTransfer, NotifyOn};
 use connection::Connection;
-use source::Source;
 pub use source::env_name;
+use source::{Source, Value};
+use table::PLAN_INPUTS;
 
 use crate::action::fleet::{FleetSpec, SshTarget};
-use crate::canary::{CanarySpec, Share, TrafficSteps};
-use crate::config::{default_server_file, default_state_dir, default_upstream_file, defaults};
-use crate::deploy::{
-    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
-    WatchSpec,
-};
+use crate::config::defaults;
+use crate::deploy::{DeployPlan, Operation};
 use crate::error::Error;
-use crate::exec::CommandLine;
-use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Image, Listen, Port, ServerNames,
-    ServiceName, SlotPorts, StatusSet, SwitchMode, Version, parse_list, parse_port,
-    parse_positive_count, parse_time_limit, parse_wait,
-};
-use crate::runtime::{Pull, Runtime, RuntimeSpec};
-use crate::switch::SwitchConfig;
-use crate::validate::MemoryCheck;
+use crate::input::{AppName, HttpUrl, SlotPorts, Version, parse_port};
 
 /// Every input, validated.
 #[derive(Debug, Clone)]
@@ -123,167 +114,14 @@ impl Inputs {
             .unwrap_or_else(|| "unversioned".into());
         let version = s.parse("version", &version_default, str::parse::<Version>);
 
-        let runtime = s.choice::<Runtime>("runtime", defaults::RUNTIME);
-        let image = s.parse_optional("image", str::parse::<Image>);
-        let container_port = s.parse(
-            "container-port",
-            defaults::CONTAINER_PORT,
-            str::parse::<Port>,
-        );
         let blue_port = s.parse("blue-port", defaults::BLUE_PORT, parse_port);
         let green_port = s.parse("green-port", defaults::GREEN_PORT, parse_port);
         let ports = match (blue_port, green_port) {
             (Some(b), Some(g)) => s.parse("blue-port`/`green-port", "", |_| SlotPorts::new(b, g)),
             _ => None,
         };
-        let env_file = s.parse_optional("env-file", str::parse::<HostPath>);
-        let docker_args = s.parse("docker-args", "", |raw| {
-            shell_words::split(raw)
-                .map_err(|e| Error::invalid("docker-args", format!("{raw:?}: {e}")))
-        });
-        let compose_file = s.parse_optional("compose-file", str::parse::<HostPath>);
-        let compose_services = s.parse("compose-services", "", parse_list::<ServiceName>);
-        let deploy_command = s.optional("deploy-command");
-        let pull = s.choice::<Pull>("pull", defaults::PULL);
         let image_transfer = s.choice::<ImageTransfer>("image-transfer", defaults::IMAGE_TRANSFER);
-
-        let health_path = s.parse(
-            "health-path",
-            defaults::HEALTH_PATH,
-            str::parse::<HealthPath>,
-        );
-        let health_timeout = s.parse("health-timeout", defaults::HEALTH_TIMEOUT, parse_time_limit);
-        let healthy_threshold = s.parse("healthy-threshold", defaults::HEALTHY_THRESHOLD, |raw| {
-            parse_positive_count(raw).map(|n| NonZeroU32::new(n).expect("at least 1"))
-        });
-
-        let switch_mode = s.choice::<SwitchMode>("switch-mode", defaults::SWITCH_MODE);
-        let service_port = s.parse_optional("service-port", str::parse::<Port>);
-        let upstream_file = s.parse_optional("upstream-file", str::parse::<HostPath>);
-        let upstream_template = s.parse_optional("upstream-template", str::parse::<HostPath>);
-        let test_cmd = s.command("nginx-test-command", defaults::TEST_CMD);
-        let reload_cmd = s.command("nginx-reload-command", defaults::RELOAD_CMD);
-        let nft_cmd = s.command("nft-command", defaults::NFT_CMD);
-        let log_dir = s.parse("log-dir", defaults::LOG_DIR, str::parse::<HostPath>);
-        let access_log = s.boolean("access-log", defaults::ACCESS_LOG);
-        let nginx_pid_file = s.parse(
-            "nginx-pid-file",
-            defaults::NGINX_PID_FILE,
-            str::parse::<HostPath>,
-        );
-        let verify_url = s.parse_optional("verify-url", str::parse::<HttpUrl>);
-
-        let monitor_url = s.parse_optional("monitor-url", str::parse::<HttpUrl>);
-        let monitor_duration = s.parse("monitor-duration", defaults::MONITOR_DURATION, parse_wait);
-        let max_error_rate = s.parse(
-            "max-error-rate",
-            defaults::MAX_ERROR_RATE,
-            str::parse::<Fraction>,
-        );
-        let max_p95_ms = s.number("max-p95-ms", defaults::MAX_P95_MS);
-        let max_failed_requests = match s.optional("max-failed-requests") {
-            Some(raw) => s.number("max-failed-requests", &raw),
-            None => None,
-        };
-        let monitor_accept_status = s.parse(
-            "monitor-accept-status",
-            defaults::MONITOR_ACCEPT_STATUS,
-            str::parse::<StatusSet>,
-        );
-        let traffic_steps = s.parse_optional("traffic-steps", str::parse::<TrafficSteps>);
-        let step_seconds = s.parse("step-seconds", defaults::STEP_SECONDS, parse_time_limit);
-        let canary_pause_at = s.parse_optional("canary-pause-at", str::parse::<Share>);
-        if canary_pause_at.is_some() && s.optional("traffic-steps").is_none() {
-            s.errors.push(
-                "input `canary-pause-at` needs `traffic-steps`: there is no step to pause at"
-                    .into(),
-            );
-        }
-        let canary_error_margin = s.parse(
-            "canary-error-margin",
-            defaults::CANARY_ERROR_MARGIN,
-            str::parse::<Fraction>,
-        );
-        let canary_p95_margin_ms = s.number("canary-p95-margin-ms", defaults::CANARY_P95_MARGIN_MS);
-        let canary_min_requests = s.parse(
-            "canary-min-requests",
-            defaults::CANARY_MIN_REQUESTS,
-            |raw| {
-                raw.parse::<u32>().map_err(|_| {
-                    Error::invalid(
-                        "canary-min-requests",
-                        format!("{raw:?}: expected a whole number"),
-                    )
-                })
-            },
-        );
-        let pre_switch = s.parse_optional("pre-switch-command", |raw| {
-            CommandLine::parse(raw, "pre-switch-command")
-        });
-        let post_switch = s.parse_optional("post-switch-command", |raw| {
-            CommandLine::parse(raw, "post-switch-command")
-        });
-        let step_command = s.parse_optional("step-command", |raw| {
-            CommandLine::parse(raw, "step-command")
-        });
-        let hook_timeout = s.parse("hook-timeout", defaults::HOOK_TIMEOUT, parse_time_limit);
-        let post_switch_rollback =
-            s.boolean("post-switch-rollback", defaults::POST_SWITCH_ROLLBACK);
-        let rollback_on_failure = s.boolean("rollback-on-failure", defaults::ROLLBACK_ON_FAILURE);
-        let retire = s.choice::<Retire>("retire", defaults::RETIRE);
-        let drain = s.parse("drain-seconds", defaults::DRAIN_SECONDS, parse_wait);
-        let stop_timeout = s.parse("stop-timeout", defaults::STOP_TIMEOUT, parse_wait);
-        let keep_images = s.parse("keep-images", defaults::KEEP_IMAGES, |raw| {
-            raw.trim().parse::<u32>().map_err(|_| {
-                Error::invalid(
-                    "keep-images",
-                    format!("{raw:?}: expected a whole number (0: keep every image)"),
-                )
-            })
-        });
-        let maintenance_port = s.parse(
-            "maintenance-port",
-            defaults::MAINTENANCE_PORT,
-            str::parse::<Port>,
-        );
-        let maintenance_retry_after = s.parse(
-            "maintenance-retry-after",
-            defaults::MAINTENANCE_RETRY_AFTER,
-            |raw| {
-                raw.trim().parse::<u32>().map_err(|_| {
-                    Error::invalid(
-                        "maintenance-retry-after",
-                        format!("{raw:?}: expected whole seconds"),
-                    )
-                })
-            },
-        );
-        let maintenance_page = s.parse_optional("maintenance-page", str::parse::<HostPath>);
-        let end_maintenance = s.boolean("end-maintenance", defaults::END_MAINTENANCE);
-        let server_names = s.parse(
-            "server-name",
-            defaults::SERVER_NAME,
-            str::parse::<ServerNames>,
-        );
-        let listen = s.parse("listen", defaults::LISTEN, str::parse::<Listen>);
-        let server_file = s.parse_optional("server-file", str::parse::<HostPath>);
-        let min_free_disk_mb = s.number("min-free-disk-mb", defaults::MIN_FREE_DISK_MB);
-        let memory_check = s.choice::<MemoryCheck>("memory-check", defaults::MEMORY_CHECK);
-        let min_free_memory_mb = s.number("min-free-memory-mb", defaults::MIN_FREE_MEMORY_MB);
-        let check_tcp = s.parse("check-tcp", "", parse_list::<HostPort>);
-        let dry_run = s.boolean("dry-run", defaults::DRY_RUN);
-        let lock_timeout = s.parse("lock-timeout", defaults::LOCK_TIMEOUT, parse_wait);
-        let systemd_unit_dir = s.parse(
-            "systemd-unit-dir",
-            defaults::SYSTEMD_UNIT_DIR,
-            str::parse::<HostPath>,
-        );
-        let boot_helper_dir = s.parse(
-            "boot-helper-dir",
-            defaults::BOOT_HELPER_DIR,
-            str::parse::<HostPath>,
-        );
-        let state_dir = s.parse_optional("state-dir", str::parse::<HostPath>);
+        let mut plan = read_plan(&mut s, app.as_ref(), ports);
 
         let slack_webhook = s.optional("slack-webhook");
         let webhook_valid = slack_webhook
@@ -312,109 +150,16 @@ impl Inputs {
             return Err(invalid(s.errors, known));
         }
 
-        let app = app.expect("validated");
-        let upstream_file = upstream_file.unwrap_or_else(|| default_upstream_file(&app));
-        let purpose = format!(
+        plan.operation = operation.expect("validated");
+        plan.version = version.expect("validated");
+        plan.purpose = format!(
             "{} {} by {} ({})",
-            operation.map_or("deploy", Operation::as_str),
-            version.as_ref().map_or("", Version::as_str),
+            plan.operation.as_str(),
+            plan.version,
             env.get("GITHUB_ACTOR").map_or("someone", String::as_str),
             crate::action::report::GithubContext::run_url(env)
                 .unwrap_or_else(|| "a local run".into())
         );
-        let plan = DeployPlan {
-            operation: operation.expect("validated"),
-            dry_run: dry_run.expect("validated"),
-            purpose,
-            state_dir: state_dir.unwrap_or_else(|| default_state_dir(&app)),
-            version: version.expect("validated"),
-            ports: ports.expect("validated"),
-            runtime: RuntimeSpec {
-                runtime: runtime.expect("validated"),
-                image,
-                container_port: container_port.expect("validated"),
-                env_file,
-                docker_args: docker_args.expect("validated"),
-                compose_file,
-                compose_services: compose_services.expect("validated"),
-                deploy_command,
-                pull: pull.expect("validated"),
-            },
-            health: HealthSpec {
-                path: health_path.expect("validated"),
-                timeout: health_timeout.expect("validated"),
-                healthy_threshold: healthy_threshold.expect("validated"),
-            },
-            switch: SwitchConfig {
-                mode: switch_mode.expect("validated"),
-                service_port: service_port.unwrap_or_else(|| {
-                    crate::config::default_service_port(&app, ports.expect("validated"))
-                }),
-                service_port_given: service_port.is_some(),
-                upstream_file: upstream_file.clone(),
-                test_cmd: test_cmd.expect("validated"),
-                reload_cmd: reload_cmd.expect("validated"),
-                nginx_pid_file: nginx_pid_file.expect("validated"),
-                reload_timeout: crate::config::seconds(defaults::RELOAD_TIMEOUT),
-                verify_url,
-                verify_timeout: crate::config::seconds(defaults::VERIFY_TIMEOUT),
-                site_host: None,
-                nft_cmd: nft_cmd.expect("validated"),
-                log_dir: log_dir.expect("validated"),
-                access_log: access_log.expect("validated"),
-            },
-            upstream_template,
-            watch: WatchSpec {
-                url: monitor_url,
-                duration: monitor_duration.expect("validated"),
-                max_error_rate: max_error_rate.expect("validated"),
-                max_p95_ms: max_p95_ms.expect("validated"),
-                max_failed_requests,
-                accept_status: monitor_accept_status.expect("validated"),
-                rollback_on_failure: rollback_on_failure.expect("validated"),
-            },
-            canary: traffic_steps.map(|steps| CanarySpec {
-                steps,
-                step_duration: step_seconds.expect("validated"),
-                pause_at: canary_pause_at,
-                error_margin: canary_error_margin.expect("validated"),
-                p95_margin_ms: canary_p95_margin_ms.expect("validated"),
-                min_requests: canary_min_requests.expect("validated"),
-            }),
-            hooks: HookSpec {
-                pre_switch,
-                post_switch,
-                step: step_command,
-                timeout: hook_timeout.expect("validated"),
-                post_switch_rollback: post_switch_rollback.expect("validated"),
-            },
-            retire: RetireSpec {
-                old_slot: retire.expect("validated"),
-                drain: drain.expect("validated"),
-                stop_timeout: stop_timeout.expect("validated"),
-                keep_images: keep_images.expect("validated"),
-            },
-            maintenance: MaintenanceSpec {
-                port: maintenance_port.expect("validated"),
-                retry_after_seconds: maintenance_retry_after.expect("validated"),
-                page: maintenance_page,
-                end_on_deploy: end_maintenance.expect("validated"),
-            },
-            site: SiteSpec {
-                server_names: server_names.expect("validated"),
-                listen: listen.expect("validated"),
-                server_file: server_file
-                    .unwrap_or_else(|| default_server_file(&app, &upstream_file)),
-            },
-            min_free_disk_mb: min_free_disk_mb.expect("validated"),
-            memory_check: memory_check.expect("validated"),
-            min_free_memory_mb: min_free_memory_mb.expect("validated"),
-            check_tcp: check_tcp.expect("validated"),
-            lock_timeout: lock_timeout.expect("validated"),
-            systemd_unit_dir: systemd_unit_dir.expect("validated"),
-            boot_helper_dir: boot_helper_dir.expect("validated"),
-            app,
-        };
         let image_transfer = image_transfer.expect("validated");
         let mut problems = plan.problems();
         if image_transfer == ImageTransfer::Ssh && plan.runtime.image.is_none() {
@@ -438,4 +183,41 @@ impl Inputs {
             plan,
         })
     }
+}
+
+/// The plan the inputs of [`PLAN_INPUTS`] make: each given input, or its default, over
+/// [`DeployPlan::defaults`] (an input with no default and no value leaves its setting
+/// alone); each problem is recorded in `s`. Where the app or the ports are not valid, the
+/// other inputs are still checked (every problem is reported at once) against a stand-in,
+/// and that plan is never used.
+fn read_plan(s: &mut Source, app: Option<&AppName>, ports: Option<SlotPorts>) -> DeployPlan {
+    let mut plan = DeployPlan::defaults(
+        app.unwrap_or(&"app".parse().expect("a valid name")),
+        ports.unwrap_or_else(|| {
+            let port = |text| parse_port(text).expect("the default parses");
+            SlotPorts::new(port(defaults::BLUE_PORT), port(defaults::GREEN_PORT))
+                .expect("the default ports differ")
+        }),
+    );
+    for input in PLAN_INPUTS {
+        let raw = s
+            .optional(input.name)
+            .unwrap_or_else(|| input.default.into());
+        if raw.is_empty() {
+            continue;
+        }
+        let value = Value {
+            name: input.name,
+            raw: &raw,
+        };
+        if let Err(e) = (input.apply)(&mut plan, &value) {
+            s.errors.push(format!("input `{}`: {e}", input.name));
+        }
+    }
+    if s.optional("canary-pause-at").is_some() && s.optional("traffic-steps").is_none() {
+        s.errors.push(
+            "input `canary-pause-at` needs `traffic-steps`: there is no step to pause at".into(),
+        );
+    }
+    plan
 }

@@ -1,13 +1,17 @@
 //! Reading the inputs one by one: each with its default when empty and its parser, every
-//! problem collected (so all are reported at once), choices by the enums' own names.
+//! problem collected (so all are reported at once), choices by the enums' own names; and
+//! [`Value`], one input's text with the parsers the inputs' table uses.
 
 use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::ValueEnum;
 
 use crate::action::fleet::SshTarget;
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
+use crate::input::{parse_list, parse_time_limit, parse_wait};
 
 /// The environment variable holding input `name` (`ssh-key` -> `INPUT_SSH_KEY`).
 pub fn env_name(name: &str) -> String {
@@ -57,52 +61,90 @@ impl Source<'_> {
         }
     }
 
-    /// Parses input `name` when it is set, recording a failure.
-    pub(super) fn parse_optional<T>(
-        &mut self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T>,
-    ) -> Option<T> {
-        self.optional(name)
-            .and_then(|raw| self.parse(name, &raw, &parse))
-    }
-
     /// One of the names of `T`'s choices.
     pub(super) fn choice<T: ValueEnum>(&mut self, name: &str, default: &str) -> Option<T> {
-        self.parse(name, default, |raw| {
-            T::from_str(raw, false).map_err(|_| {
-                let names: Vec<String> = T::value_variants()
-                    .iter()
-                    .filter_map(|v| Some(v.to_possible_value()?.get_name().to_owned()))
-                    .collect();
-                Error::invalid(
-                    name,
-                    format!("{raw:?}: expected one of {}", names.join(", ")),
-                )
-            })
-        })
+        self.parse(name, default, |raw| Value { name, raw }.choice())
     }
 
     pub(super) fn boolean(&mut self, name: &str, default: &str) -> Option<bool> {
-        self.parse(name, default, |raw| match raw {
+        self.parse(name, default, |raw| Value { name, raw }.boolean())
+    }
+}
+
+/// One input's text as given, with its name for the wording of a problem: what a row of
+/// the inputs' table parses.
+pub(super) struct Value<'a> {
+    pub(super) name: &'a str,
+    pub(super) raw: &'a str,
+}
+
+impl Value<'_> {
+    /// The value through its type's own parser.
+    pub(super) fn parse<T: FromStr<Err = Error>>(&self) -> Result<T> {
+        self.raw.parse()
+    }
+
+    /// One of the names of `T`'s choices.
+    pub(super) fn choice<T: ValueEnum>(&self) -> Result<T> {
+        T::from_str(self.raw, false).map_err(|_| {
+            let names: Vec<String> = T::value_variants()
+                .iter()
+                .filter_map(|v| Some(v.to_possible_value()?.get_name().to_owned()))
+                .collect();
+            Error::invalid(
+                self.name,
+                format!("{:?}: expected one of {}", self.raw, names.join(", ")),
+            )
+        })
+    }
+
+    /// `true` or `false`.
+    pub(super) fn boolean(&self) -> Result<bool> {
+        match self.raw {
             "true" => Ok(true),
             "false" => Ok(false),
-            _ => Err(Error::invalid(
-                name,
+            raw => Err(Error::invalid(
+                self.name,
                 format!("{raw:?}: expected true or false"),
             )),
+        }
+    }
+
+    /// A whole number.
+    pub(super) fn number(&self) -> Result<u64> {
+        self.raw.parse::<u64>().map_err(|_| {
+            Error::invalid(
+                self.name,
+                format!("{:?}: expected a whole number", self.raw),
+            )
         })
     }
 
-    pub(super) fn number(&mut self, name: &str, default: &str) -> Option<u64> {
-        self.parse(name, default, |raw| {
-            raw.parse::<u64>()
-                .map_err(|_| Error::invalid(name, format!("{raw:?}: expected a whole number")))
-        })
+    /// A whole number up to 2^32 - 1; `expected` says what the input counts.
+    pub(super) fn count(&self, expected: &str) -> Result<u32> {
+        self.raw
+            .parse::<u32>()
+            .map_err(|_| Error::invalid(self.name, format!("{:?}: {expected}", self.raw)))
     }
 
-    pub(super) fn command(&mut self, name: &str, default: &str) -> Option<CommandLine> {
-        self.parse(name, default, |raw| CommandLine::parse(raw, name))
+    /// A command line, split into words.
+    pub(super) fn command(&self) -> Result<CommandLine> {
+        CommandLine::parse(self.raw, self.name)
+    }
+
+    /// Words separated by commas or white space, each through `T`'s parser.
+    pub(super) fn list<T: FromStr<Err = Error>>(&self) -> Result<Vec<T>> {
+        parse_list(self.raw)
+    }
+
+    /// Seconds, up to an hour; 0 allowed.
+    pub(super) fn wait(&self) -> Result<Duration> {
+        parse_wait(self.raw)
+    }
+
+    /// Seconds, more than 0 and up to an hour.
+    pub(super) fn time_limit(&self) -> Result<Duration> {
+        parse_time_limit(self.raw)
     }
 }
 

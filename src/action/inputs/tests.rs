@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use super::source::parse_hosts;
 use super::*;
-use crate::input::SlotPorts;
+use crate::canary::CanarySpec;
+use crate::input::{HostPort, SlotPorts};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     let mut m: HashMap<String, String> = [
@@ -196,4 +197,106 @@ fn traffic_steps_and_their_companions() {
     assert!(e.contains("the steps must rise"), "{e}");
     let e = error_of(&[("command", "promote")]);
     assert!(e.contains("promote needs traffic-steps"), "{e}");
+}
+
+/// The inputs of action.yml, each with its default ("" where it has none).
+fn action_yml_inputs() -> Vec<(String, String)> {
+    let text = include_str!("../../../action.yml");
+    let action = yaml_rust2::YamlLoader::load_from_str(text)
+        .unwrap()
+        .remove(0);
+    action["inputs"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .map(|(name, input)| {
+            let default = input["default"].as_str().unwrap_or("");
+            (name.as_str().unwrap().to_owned(), default.to_owned())
+        })
+        .collect()
+}
+
+/// The inputs read before the plan is built (see `table`).
+const READ_BEFORE_THE_PLAN: &[&str] = &[
+    "host",
+    "port",
+    "batch-size",
+    "canary-hosts",
+    "max-unreachable",
+    "fleet-rollback",
+    "username",
+    "ssh-key",
+    "known-hosts",
+    "insecure-skip-host-key-check",
+    "proxy-jump",
+    "app",
+    "command",
+    "version",
+    "blue-port",
+    "green-port",
+    "image-transfer",
+    "slack-webhook",
+    "notify-on",
+];
+
+#[test]
+fn every_input_of_action_yml_has_one_row_or_is_read_before_the_plan() {
+    let mut declared: Vec<&str> = table::PLAN_INPUTS.iter().map(|i| i.name).collect();
+    declared.extend(READ_BEFORE_THE_PLAN);
+    let mut sorted = declared.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), declared.len(), "an input is declared twice");
+    let action = action_yml_inputs();
+    let mut in_action: Vec<&str> = action.iter().map(|(name, _)| name.as_str()).collect();
+    in_action.sort_unstable();
+    assert_eq!(sorted, in_action);
+    for row in table::PLAN_INPUTS {
+        let (_, default) = action.iter().find(|(name, _)| name == row.name).unwrap();
+        assert_eq!(row.default, default, "the default of {}", row.name);
+    }
+}
+
+#[test]
+fn every_rows_default_is_the_plans_default() {
+    let app: AppName = "shop".parse().unwrap();
+    let ports = SlotPorts::new(3001, 3002).unwrap();
+    let defaults = DeployPlan::defaults(&app, ports);
+    let mut with_steps = defaults.clone();
+    with_steps.canary = Some(CanarySpec::defaults("5,50".parse().unwrap()));
+    for plan in [defaults, with_steps] {
+        let mut applied = plan.clone();
+        for row in table::PLAN_INPUTS
+            .iter()
+            .filter(|row| !row.default.is_empty())
+        {
+            let value = Value {
+                name: row.name,
+                raw: row.default,
+            };
+            (row.apply)(&mut applied, &value).unwrap();
+            assert_eq!(applied, plan, "the default of {}", row.name);
+        }
+    }
+}
+
+#[test]
+fn a_given_include_moves_the_server_blocks_default_beside_it_unless_one_is_given() {
+    let beside = Inputs::from_env(&env(&[("upstream-file", "/etc/nginx/sites/shop.conf")]))
+        .unwrap()
+        .plan;
+    assert_eq!(
+        beside.site.server_file.as_str(),
+        "/etc/nginx/sites/bluegreen-shop.server.conf"
+    );
+    let named = Inputs::from_env(&env(&[
+        ("upstream-file", "/etc/nginx/sites/shop.conf"),
+        ("server-file", "/etc/nginx/sites-enabled/shop"),
+    ]))
+    .unwrap()
+    .plan;
+    assert_eq!(
+        named.site.server_file.as_str(),
+        "/etc/nginx/sites-enabled/shop"
+    );
 }
