@@ -104,6 +104,9 @@ pub enum Error {
         reason: String,
         /// Whether the previous upstream file was restored.
         restored: bool,
+        /// The reloads of nginx the attempt and its undoing made, each with the client
+        /// connections open to nginx at it (`None`: not counted), for the run's receipt.
+        reloads: Vec<Option<u32>>,
     },
 
     /// A check ran and failed; the message says why.

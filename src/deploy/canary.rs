@@ -109,8 +109,7 @@ impl Engine<'_> {
             let started = Instant::now();
             let window_start = now_rfc3339();
             let request = me.switch_request(intent, false)?;
-            let report = me.with_progress(|p| me.host.switch(&request, p))?;
-            me.note_reload(&report);
+            let report = me.run_switch(&request)?;
             me.traffic_moved = true;
             me.add_warnings(&report.warnings);
             let offset = log.as_ref().map_or(0, AccessLog::end);

@@ -19,7 +19,7 @@ use crate::lock::AppLock;
 use crate::progress::Progress;
 use crate::runtime::Compose;
 use crate::state::{HistoryEvent, State, StateSource};
-use crate::switch::{SwitchConfig, SwitchReport};
+use crate::switch::{SwitchConfig, SwitchReport, SwitchRequest};
 
 use super::host::Host;
 use super::plan::{DeployPlan, Operation};
@@ -233,11 +233,18 @@ impl<'a> Engine<'a> {
             .map(|log| (log.end(), now_epoch_seconds()));
     }
 
-    /// Notes the reload a switch of the run made, for the receipt.
-    pub(super) fn note_reload(&mut self, report: &SwitchReport) {
-        if let Some(reload) = report.reload {
-            self.reloads.push(reload.clients_open);
+    /// Runs `request` on the host, noting for the receipt each reload of nginx it made,
+    /// those of a switch that failed and was undone too.
+    pub(super) fn run_switch(&mut self, request: &SwitchRequest) -> Result<SwitchReport, Error> {
+        let result = self.with_progress(|p| self.host.switch(request, p));
+        match &result {
+            Ok(report) => self
+                .reloads
+                .extend(report.reload.map(|reload| reload.clients_open)),
+            Err(Error::SwitchFailed { reloads, .. }) => self.reloads.extend(reloads),
+            Err(_) => {}
         }
+        result
     }
 
     /// The receipt from the run's start until now, when it was started (with an access log

@@ -123,8 +123,7 @@ impl Engine<'_> {
     ) -> Result<SwitchReport, Failure> {
         self.phase(phase, |me| {
             let request = me.switch_request(intent, false)?;
-            let report = me.with_progress(|p| me.host.switch(&request, p))?;
-            me.note_reload(&report);
+            let report = me.run_switch(&request)?;
             me.add_warnings(&report.warnings);
             me.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
             let (to, port) = (report.to, report.port);

@@ -36,6 +36,20 @@ pub(super) fn unconfirmed_reload(
 }
 
 impl SwitchRequest {
+    /// [`reload`](Self::reload) of `undo`'s master, noting in `undo` each reload that
+    /// happened (its command ran) with the client connections open to nginx just before it.
+    pub(super) fn reload_counted(
+        &self,
+        undo: &mut Undo,
+    ) -> std::result::Result<bool, (&'static str, String)> {
+        let clients_open = undo.master.and_then(crate::sys::client_connections);
+        let result = self.reload(undo.master);
+        if !matches!(result, Err(("reload", _))) {
+            undo.reloads.push(clients_open);
+        }
+        result
+    }
+
     /// Runs the reload command and, when `master` is known, waits until nginx has replaced
     /// its workers. `Ok(true)` when the reload was seen to take effect, `Ok(false)` when
     /// there was no master to watch; on failure, the failed stage and why.
@@ -170,7 +184,7 @@ impl SwitchRequest {
     pub(super) fn confirm(
         &self,
         decision: &Decision,
-        undo: &Undo,
+        undo: &mut Undo,
         report: &mut SwitchReport,
         progress: &Progress,
     ) -> crate::error::Result<()> {

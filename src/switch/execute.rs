@@ -127,10 +127,12 @@ impl SwitchRequest {
             return Err(self.undo(undo, to, "nginx test", e.to_string()));
         }
         undo.reloaded = true;
-        report.reload = Some(Reload {
-            clients_open: undo.master.and_then(crate::sys::client_connections),
-        });
-        match self.reload(undo.master) {
+        let reloaded = self.reload_counted(undo);
+        report.reload = undo
+            .reloads
+            .last()
+            .map(|&clients_open| Reload { clients_open });
+        match reloaded {
             Ok(confirmed) => report.workers_restarted = confirmed,
             Err((stage, reason)) => {
                 undo.reloaded = stage != "reload";

@@ -173,6 +173,7 @@ impl SwitchRequest {
                 file_written: false,
                 reloaded: false,
                 nft_previous: None,
+                reloads: Vec::new(),
             };
             self.carry_out(&decision, rule_before, &mut undo, &mut report, progress)?;
             self.record(&state, &decision)?;

@@ -18,13 +18,21 @@ pub(super) struct Undo {
     pub(super) reloaded: bool,
     /// In nftables mode, once the rules were touched: where they led before, if anywhere.
     pub(super) nft_previous: Option<Option<Route>>,
+    /// Each reload of nginx so far, with the client connections open at it.
+    pub(super) reloads: Vec<Option<u32>>,
 }
 
 impl SwitchRequest {
     /// Puts back what the switch changed: the nftables rule, the previous include (reloaded
     /// if nginx had loaded the new one, waiting until the restored one serves). Records the
     /// failure in history and builds the error to return.
-    pub(super) fn undo(&self, undo: &Undo, to: Slot, stage: &'static str, reason: String) -> Error {
+    pub(super) fn undo(
+        &self,
+        undo: &mut Undo,
+        to: Slot,
+        stage: &'static str,
+        reason: String,
+    ) -> Error {
         let mut reason = reason;
         let mut restored = true;
         if let (Some(nft), Some(previous)) = (self.nft(), undo.nft_previous) {
@@ -48,7 +56,7 @@ impl SwitchRequest {
             match restore {
                 Ok(()) => {
                     if undo.reloaded
-                        && let Err((_, e)) = self.reload(undo.master)
+                        && let Err((_, e)) = self.reload_counted(undo)
                     {
                         reason.push_str(&format!(
                             "; reloading the restored configuration failed: {e}"
@@ -79,6 +87,7 @@ impl SwitchRequest {
             stage,
             reason,
             restored,
+            reloads: undo.reloads.clone(),
         }
     }
 }

@@ -403,3 +403,46 @@ fn a_dependency_that_refuses_connections_stops_the_deploy_at_validation() {
     assert_eq!(code, 0, "{events:#?}");
     assert!(h.running("blue"));
 }
+
+#[test]
+fn a_switch_undone_after_its_reload_leaves_both_reloads_in_the_receipt() {
+    require!(Root, Nginx);
+    let app = "hostrun-undone";
+    let h = HostRun::new(app);
+    let with_log = |mut plan: DeployPlan| {
+        plan.switch.access_log = true;
+        plan.switch.log_dir = h.site.log_dir().display().to_string().parse().unwrap();
+        plan
+    };
+    let (code, events) = h.deploy(&with_log(h.plan(app, "v1")), &[]);
+    assert_eq!(code, 0, "{events:#?}");
+
+    // v2's switch reloads nginx, then its verify URL (nothing listens there) fails: the
+    // previous include is put back and nginx reloaded again.
+    let mut plan = with_log(h.plan(app, "v2"));
+    plan.switch.verify_url = Some(
+        format!("http://127.0.0.1:{}/", free_port())
+            .parse()
+            .unwrap(),
+    );
+    plan.switch.verify_timeout = Duration::from_secs(1);
+    let (code, events) = h.deploy(&plan, &[]);
+    assert_eq!(code, 1, "{events:#?}");
+    let r = result(&events);
+    assert_eq!(r["failed_phase"], "switch", "{r}");
+    assert_eq!(
+        h.site.nginx.get("/").1,
+        "blue",
+        "the previous include serves"
+    );
+    let at_risk = r["receipt"]["at_risk"].as_array().expect("a receipt");
+    assert_eq!(
+        at_risk.len(),
+        2,
+        "the switch's reload and its undoing's: {r}"
+    );
+    assert!(
+        at_risk.iter().all(Value::is_u64),
+        "each reload's client connections counted (nginx's master is known): {r}"
+    );
+}

@@ -61,6 +61,9 @@ pub(super) struct FakeHost {
     pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
     /// Each switch reloads nginx with this many client connections open.
     pub(super) reload_with_clients: Option<u32>,
+    /// Each switch reloads nginx, fails at its verify and reloads the previous include
+    /// back, changing nothing.
+    pub(super) switch_fails_at_verify: bool,
     /// The access log lines nginx writes while the deploy's watch runs (its URL is the
     /// site's, not a slot's health URL).
     pub(super) watch_traffic: Option<(std::path::PathBuf, String)>,
@@ -98,6 +101,7 @@ impl FakeHost {
             step_traffic: None,
             watch_traffic: None,
             reload_with_clients: None,
+            switch_fails_at_verify: false,
             split_left: None,
             image_listing: None,
             removed_images: Mutex::default(),
@@ -346,6 +350,15 @@ impl Host for FakeHost {
             rule: request.config.nft(&request.app).map(|_| None),
             access_log: None,
         })?;
+        if self.switch_fails_at_verify {
+            return Err(Error::SwitchFailed {
+                to: decision.to.to_string(),
+                stage: "verify",
+                reason: "the fake's verify URL did not answer".into(),
+                restored: true,
+                reloads: vec![self.reload_with_clients; 2],
+            });
+        }
         if !request.dry_run {
             std::fs::write(config.upstream_file.as_path(), &decision.include).unwrap();
             request.record(&state, &decision)?;

@@ -105,6 +105,30 @@ fn max_failed_requests_without_an_access_log_fails_closed() {
 }
 
 #[test]
+fn a_switch_that_failed_after_its_reload_leaves_both_reloads_in_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), Runtime::Docker);
+    live(&plan, None, Slot::Blue, "v1");
+    // nginx writes the app's access log from the run's start on.
+    let log = plan.switch.access_log_path(&plan.app);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "").unwrap();
+    let host = FakeHost {
+        reload_with_clients: Some(7),
+        switch_fails_at_verify: true,
+        ..FakeHost::new().healthy(Slot::Green, &[true])
+    };
+    let (result, _) = run(&plan, &host);
+    assert_eq!(result.failed_phase, Some(Phase::Switch), "{result:?}");
+    let receipt = result.receipt.unwrap();
+    assert_eq!(
+        receipt.at_risk,
+        [Some(7), Some(7)],
+        "the switch's reload and the one that put the previous include back"
+    );
+}
+
+#[test]
 fn the_receipt_says_each_reload_with_the_client_connections_it_put_at_risk() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Docker);
