@@ -10,12 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::canary::{StepTraffic, Verdict};
-use crate::error::{Error, Result};
 use crate::http::Prober;
-use crate::input::{HttpUrl, Slot, StatusSet, SwitchTarget};
+use crate::input::{HttpUrl, StatusSet};
 use crate::progress::Progress;
-use crate::switch::{Intent, SwitchRequest};
 
 /// How often a plain-text progress line is printed.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -168,104 +165,6 @@ impl Monitor {
             reasons,
             first_failure,
         }
-    }
-}
-
-/// What an automatic rollback did.
-#[derive(Debug, Clone, Serialize)]
-pub struct RollbackResult {
-    /// Whether traffic went back to the previous slot.
-    pub rolled_back: bool,
-    /// The slot traffic went back to.
-    pub to: Option<Slot>,
-    /// Why the rollback did not happen or failed.
-    pub error: Option<String>,
-}
-
-/// A watch and, when it failed and a rollback was asked for, the rollback.
-#[derive(Debug, Clone, Serialize)]
-pub struct MonitorOutcome {
-    /// What the watch saw.
-    #[serde(flatten)]
-    pub report: MonitorReport,
-    /// The rollback, when one was asked for and the watch failed.
-    pub rollback: Option<RollbackResult>,
-    /// The verdict on a slot's share of the access log, when one was asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<CanaryJudgement>,
-}
-
-/// What the access log says about a canary's share of the window, and the verdict on it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CanaryJudgement {
-    /// The slot judged.
-    pub slot: Slot,
-    /// What the log says about each slot.
-    pub traffic: StepTraffic,
-    /// The verdict (the probes' reasons included).
-    pub verdict: Verdict,
-}
-
-impl Monitor {
-    /// Watches the URL; if the watch fails and `rollback` is given (its intent is replaced),
-    /// switches back to the previous slot. The rollback only happens while the slot that was active when the
-    /// watch began is still active, and is refused up front when no previous slot exists.
-    pub fn run_with_rollback(
-        &self,
-        rollback: Option<SwitchRequest>,
-        progress: &Progress,
-    ) -> Result<MonitorOutcome> {
-        let rollback = match rollback {
-            None => None,
-            Some(mut request) => {
-                let loaded = request.store.load(
-                    &request.app,
-                    request.config.upstream_file.as_path(),
-                    request.ports,
-                )?;
-                let (Some(active), Some(_)) = (loaded.state.active, loaded.state.previous) else {
-                    return Err(Error::invalid(
-                        "--rollback-on-fail",
-                        format!(
-                            "{} has no previous slot recorded to roll back to",
-                            request.app
-                        ),
-                    ));
-                };
-                request.intent = Intent::back(active, SwitchTarget::Previous);
-                Some(request)
-            }
-        };
-        let report = self.run(progress);
-        let rollback = match rollback {
-            Some(mut request) if !report.passed => {
-                request.intent = request
-                    .intent
-                    .because(format!("monitor failed: {}", report.reasons.join("; ")));
-                progress.line(&format!(
-                    "monitor failed: {}; rolling back",
-                    report.reasons.join("; ")
-                ));
-                Some(match request.run(progress) {
-                    Ok(switch) => RollbackResult {
-                        rolled_back: true,
-                        to: Some(switch.to),
-                        error: None,
-                    },
-                    Err(e) => RollbackResult {
-                        rolled_back: false,
-                        to: None,
-                        error: Some(e.to_string()),
-                    },
-                })
-            }
-            _ => None,
-        };
-        Ok(MonitorOutcome {
-            report,
-            rollback,
-            canary: None,
-        })
     }
 }
 

@@ -10,7 +10,6 @@ use serde::Serialize;
 use crate::boot::RestoreReport;
 use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result, RunError};
 use crate::health::HealthReport;
-use crate::monitor::MonitorOutcome;
 use crate::switch::SwitchReport;
 use crate::validate::{CheckStatus, ValidateReport};
 
@@ -67,7 +66,7 @@ pub fn fail_run(json: bool, e: &RunError) -> ExitCode {
     ExitCode::from(e.kind.exit_code())
 }
 
-fn seconds(ms: u64) -> String {
+pub(crate) fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
@@ -173,79 +172,6 @@ impl Report for SwitchReport {
             seconds(self.elapsed_ms),
             confirmed.join(" and ")
         )
-    }
-}
-
-impl Report for MonitorOutcome {
-    fn passed(&self) -> bool {
-        self.canary
-            .as_ref()
-            .map_or(self.report.passed, |c| c.verdict.passed)
-    }
-
-    fn human(&self) -> String {
-        let r = &self.report;
-        let mut out = format!(
-            "monitor {}: {} in {}\n  requests {}, failed {} ({:.2}%), p50 {} ms, p95 {} ms, p99 {} ms, longest gap without success {} ms\n",
-            r.url,
-            if r.passed { "passed" } else { "FAILED" },
-            seconds(r.duration_ms),
-            r.requests,
-            r.failures,
-            r.error_rate * 100.0,
-            r.p50_ms,
-            r.p95_ms,
-            r.p99_ms,
-            r.longest_gap_ms
-        );
-        for reason in &r.reasons {
-            let _ = writeln!(out, "  {reason}");
-        }
-        if r.stopped_early {
-            out.push_str("  stopped early: the failures already exceeded what the window allows\n");
-        }
-        if let Some(first) = &r.first_failure {
-            let _ = writeln!(out, "  first failure: {first}");
-        }
-        match &self.rollback {
-            Some(rb) if rb.rolled_back => {
-                let _ = writeln!(
-                    out,
-                    "  rolled back to {}",
-                    rb.to.map_or("?", |s| s.as_str())
-                );
-            }
-            Some(rb) => {
-                let _ = writeln!(
-                    out,
-                    "  rollback FAILED: {}",
-                    rb.error.as_deref().unwrap_or("unknown error")
-                );
-            }
-            None => {}
-        }
-        if let Some(c) = &self.canary {
-            let (new, old) = (&c.traffic.canary, &c.traffic.stable);
-            let _ = writeln!(
-                out,
-                "  access log: {} served {:.1}% of {} requests ({}; {}): {}{}",
-                c.slot,
-                c.traffic.canary_percent(),
-                new.requests + old.requests,
-                new.describe(c.slot),
-                old.describe(c.slot.other()),
-                if c.verdict.passed { "passed" } else { "FAILED" },
-                if c.verdict.judged_on_traffic {
-                    ""
-                } else {
-                    " (too few of its requests: judged on the probes)"
-                }
-            );
-            for reason in &c.verdict.reasons {
-                let _ = writeln!(out, "  {reason}");
-            }
-        }
-        out
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::deploy::{DeployPlan, DeployResult, Outcome, Phase, PhaseRecord};
 use crate::error::{Error, ErrorKind, RunError};
 
-use super::RunContext;
+use super::context::RunContext;
 use super::fleet::SshTarget;
 use super::github::JobLog;
 use super::relay::Relay;

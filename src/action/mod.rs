@@ -8,6 +8,7 @@
 //! when asked. A failed notification never changes the result.
 //!
 //! - [`inputs`]: reading and validating the inputs.
+//! - `context`: what every host's run shares.
 //! - [`interrupt`]: a cancelled workflow run's signals, passed on to the host-side run.
 //! - [`credentials`]: the key, known_hosts and ssh_config of a run; [`remote`]: the SSH
 //!   connection; [`proxy`]: its TCP leg.
@@ -18,6 +19,7 @@
 //! - [`github`]: workflow commands (groups, annotations, masks, stop-commands).
 //! - [`report`]: outputs, Slack; `summary`: the job summary.
 
+mod context;
 pub mod credentials;
 pub mod fleet;
 pub mod github;
@@ -40,28 +42,13 @@ use std::time::Instant;
 use crate::deploy::Operation;
 use crate::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_OK, Error};
 
+use context::RunContext;
 use credentials::{Credentials, HostKeys};
 use github::JobLog;
 use image::ImageShipment;
 use inputs::{ImageTransfer, Inputs, Known, NotifyOn, env_name};
 use interrupt::Interrupts;
 use report::{GithubContext, RunReport};
-use ship::Helpers;
-
-/// What every host's run shares.
-struct RunContext<'a> {
-    inputs: &'a Inputs,
-    credentials: &'a Credentials,
-    helpers: &'a Helpers,
-    log: &'a JobLog,
-    interrupts: &'a Interrupts,
-    started: Instant,
-    /// The image, with `image-transfer: ssh` on a deploy that changes things.
-    image: Option<&'a ImageShipment>,
-    /// Every SSH connection of the run (the first of each host, and one opened again after
-    /// its master closed) takes one of [`CONNECTS_AT_ONCE`] slots while it connects.
-    connect_slots: &'a tokio::sync::Semaphore,
-}
 
 /// How many hosts connect at once. sshd starts dropping unauthenticated connections beyond
 /// 10 by default (`MaxStartups 10:30:100`), which a bastion the fleet shares would see; a

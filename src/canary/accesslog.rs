@@ -5,7 +5,8 @@
 //! the requests proxied to the app's upstream. Each line carries when nginx wrote it, its
 //! final status, and per upstream attempt the address nginx connected to, the upstream's
 //! status and response time, and the slot the response named in its `X-Bluegreen-Slot`
-//! header. What the lines say about each slot is `traffic.rs`'s business.
+//! header. What the lines say about each slot, and reading a window of them as such, is
+//! `traffic.rs`'s business.
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
 
@@ -18,9 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::input::{AppName, Slot, SlotPorts};
-
-use super::StepTraffic;
+use crate::input::AppName;
 
 /// The nginx directives, for the http context, that write the app's access log to `path`:
 /// a `map` choosing the requests proxied to the app's upstream, the log format, and the
@@ -143,38 +142,6 @@ impl AccessLog {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
-    /// The complete lines written since `offset` (from the start when the file is now
-    /// shorter: it was rotated), put down to the slots of `ports`, with `canary` the new
-    /// slot. A missing file has no lines.
-    pub fn since(&self, offset: u64, ports: SlotPorts, canary: Slot) -> Result<StepTraffic> {
-        let mut traffic = StepTraffic::default();
-        self.each_line(offset, |line| traffic.add_line(line, ports, canary))?;
-        traffic.finish();
-        Ok(traffic)
-    }
-
-    /// What the lines of the last `seconds` before now say (of at most the log's last
-    /// `most_bytes`): the window a canary's baseline is read from. Lines that carry no time
-    /// (written before the log had one, maybe long ago) are left out.
-    pub fn recent(
-        &self,
-        seconds: f64,
-        most_bytes: u64,
-        ports: SlotPorts,
-        canary: Slot,
-    ) -> Result<StepTraffic> {
-        let now = crate::clock::now_epoch_seconds();
-        let start = self.end().saturating_sub(most_bytes);
-        let mut traffic = StepTraffic::default();
-        self.each_line(start, |line| {
-            if line.written().is_some_and(|t| t >= now - seconds) {
-                traffic.add_line(line, ports, canary);
-            }
-        })?;
-        traffic.finish();
-        Ok(traffic)
-    }
-
     /// Hands each complete line of a user's request from `offset` (from the start when the
     /// file is now shorter: it was rotated) to `visit`, up to the length the file has now
     /// (lines nginx writes meanwhile belong to the next window). A missing file has no
@@ -252,7 +219,9 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canary::StepTraffic;
     use crate::canary::traffic::tests::{line, ports};
+    use crate::input::Slot;
 
     #[test]
     fn a_step_reads_only_complete_lines_written_since_its_start() {

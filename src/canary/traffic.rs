@@ -10,9 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::input::{Slot, SlotPorts};
 
-use super::accesslog::Line;
+use super::accesslog::{AccessLog, Line};
 use super::latency::LatencyHistogram;
 
 /// Of the answers of a step, the largest share that may name no slot for the log still to
@@ -183,6 +184,41 @@ fn fields(text: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// Reading a window of the log as what it says about each slot.
+impl AccessLog {
+    /// The complete lines written since `offset` (from the start when the file is now
+    /// shorter: it was rotated), put down to the slots of `ports`, with `canary` the new
+    /// slot. A missing file has no lines.
+    pub fn since(&self, offset: u64, ports: SlotPorts, canary: Slot) -> Result<StepTraffic> {
+        let mut traffic = StepTraffic::default();
+        self.each_line(offset, |line| traffic.add_line(line, ports, canary))?;
+        traffic.finish();
+        Ok(traffic)
+    }
+
+    /// What the lines of the last `seconds` before now say (of at most the log's last
+    /// `most_bytes`): the window a canary's baseline is read from. Lines that carry no time
+    /// (written before the log had one, maybe long ago) are left out.
+    pub fn recent(
+        &self,
+        seconds: f64,
+        most_bytes: u64,
+        ports: SlotPorts,
+        canary: Slot,
+    ) -> Result<StepTraffic> {
+        let now = crate::clock::now_epoch_seconds();
+        let start = self.end().saturating_sub(most_bytes);
+        let mut traffic = StepTraffic::default();
+        self.each_line(start, |line| {
+            if line.written().is_some_and(|t| t >= now - seconds) {
+                traffic.add_line(line, ports, canary);
+            }
+        })?;
+        traffic.finish();
+        Ok(traffic)
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! `monitor`: watches the live URL after a switch and, when asked, rolls back by itself.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::canary::{AccessLog, Thresholds, judge};
+use serde::{Deserialize, Serialize};
+
+use crate::canary::{AccessLog, StepTraffic, Thresholds, Verdict, judge};
 use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use crate::config::defaults;
 use crate::error::{Error, Result};
@@ -11,11 +14,11 @@ use crate::input::{
     AppName, Fraction, HostPath, HttpUrl, Slot, StatusSet, SwitchTarget, parse_millis,
     parse_time_limit, parse_wait,
 };
-use crate::monitor::{CanaryJudgement, Monitor, MonitorOutcome};
+use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::report::finish;
+use crate::report::{Report, finish};
 use crate::state::StateStore;
-use crate::switch::Intent;
+use crate::switch::{Intent, SwitchRequest};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -170,7 +173,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         _ => None,
     };
     let progress = Progress::new(monitor.duration.as_millis() as u64);
-    let mut outcome = monitor.run_with_rollback(rollback, &progress)?;
+    let mut outcome = watch_and_roll_back(&monitor, rollback, &progress)?;
     if let Some((offset, log, ports, canary)) = judged {
         let traffic = log.since(offset, ports, canary)?;
         let limits = Thresholds {
@@ -192,4 +195,174 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
 
 pub fn main(cli: Cli) -> ExitCode {
     finish(cli.json, run(&cli))
+}
+
+/// What an automatic rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackResult {
+    /// Whether traffic went back to the previous slot.
+    pub rolled_back: bool,
+    /// The slot traffic went back to.
+    pub to: Option<Slot>,
+    /// Why the rollback did not happen or failed.
+    pub error: Option<String>,
+}
+
+/// A watch and, when it failed and a rollback was asked for, the rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorOutcome {
+    /// What the watch saw.
+    #[serde(flatten)]
+    pub report: MonitorReport,
+    /// The rollback, when one was asked for and the watch failed.
+    pub rollback: Option<RollbackResult>,
+    /// The verdict on a slot's share of the access log, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryJudgement>,
+}
+
+/// What the access log says about a canary's share of the window, and the verdict on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryJudgement {
+    /// The slot judged.
+    pub slot: Slot,
+    /// What the log says about each slot.
+    pub traffic: StepTraffic,
+    /// The verdict (the probes' reasons included).
+    pub verdict: Verdict,
+}
+
+/// Watches `monitor`'s URL; if the watch fails and `rollback` is given (its intent is
+/// replaced), switches back to the previous slot. The rollback only happens while the slot
+/// that was active when the watch began is still active, and is refused up front when no
+/// previous slot exists.
+fn watch_and_roll_back(
+    monitor: &Monitor,
+    rollback: Option<SwitchRequest>,
+    progress: &Progress,
+) -> Result<MonitorOutcome> {
+    let rollback = match rollback {
+        None => None,
+        Some(mut request) => {
+            let loaded = request.store.load(
+                &request.app,
+                request.config.upstream_file.as_path(),
+                request.ports,
+            )?;
+            let (Some(active), Some(_)) = (loaded.state.active, loaded.state.previous) else {
+                return Err(Error::invalid(
+                    "--rollback-on-fail",
+                    format!(
+                        "{} has no previous slot recorded to roll back to",
+                        request.app
+                    ),
+                ));
+            };
+            request.intent = Intent::back(active, SwitchTarget::Previous);
+            Some(request)
+        }
+    };
+    let report = monitor.run(progress);
+    let rollback = match rollback {
+        Some(mut request) if !report.passed => {
+            request.intent = request
+                .intent
+                .because(format!("monitor failed: {}", report.reasons.join("; ")));
+            progress.line(&format!(
+                "monitor failed: {}; rolling back",
+                report.reasons.join("; ")
+            ));
+            Some(match request.run(progress) {
+                Ok(switch) => RollbackResult {
+                    rolled_back: true,
+                    to: Some(switch.to),
+                    error: None,
+                },
+                Err(e) => RollbackResult {
+                    rolled_back: false,
+                    to: None,
+                    error: Some(e.to_string()),
+                },
+            })
+        }
+        _ => None,
+    };
+    Ok(MonitorOutcome {
+        report,
+        rollback,
+        canary: None,
+    })
+}
+
+impl Report for MonitorOutcome {
+    fn passed(&self) -> bool {
+        self.canary
+            .as_ref()
+            .map_or(self.report.passed, |c| c.verdict.passed)
+    }
+
+    fn human(&self) -> String {
+        let r = &self.report;
+        let mut out = format!(
+            "monitor {}: {} in {}\n  requests {}, failed {} ({:.2}%), p50 {} ms, p95 {} ms, p99 {} ms, longest gap without success {} ms\n",
+            r.url,
+            if r.passed { "passed" } else { "FAILED" },
+            crate::report::seconds(r.duration_ms),
+            r.requests,
+            r.failures,
+            r.error_rate * 100.0,
+            r.p50_ms,
+            r.p95_ms,
+            r.p99_ms,
+            r.longest_gap_ms
+        );
+        for reason in &r.reasons {
+            let _ = writeln!(out, "  {reason}");
+        }
+        if r.stopped_early {
+            out.push_str("  stopped early: the failures already exceeded what the window allows\n");
+        }
+        if let Some(first) = &r.first_failure {
+            let _ = writeln!(out, "  first failure: {first}");
+        }
+        match &self.rollback {
+            Some(rb) if rb.rolled_back => {
+                let _ = writeln!(
+                    out,
+                    "  rolled back to {}",
+                    rb.to.map_or("?", |s| s.as_str())
+                );
+            }
+            Some(rb) => {
+                let _ = writeln!(
+                    out,
+                    "  rollback FAILED: {}",
+                    rb.error.as_deref().unwrap_or("unknown error")
+                );
+            }
+            None => {}
+        }
+        if let Some(c) = &self.canary {
+            let (new, old) = (&c.traffic.canary, &c.traffic.stable);
+            let _ = writeln!(
+                out,
+                "  access log: {} served {:.1}% of {} requests ({}; {}): {}{}",
+                c.slot,
+                c.traffic.canary_percent(),
+                new.requests + old.requests,
+                new.describe(c.slot),
+                old.describe(c.slot.other()),
+                if c.verdict.passed { "passed" } else { "FAILED" },
+                if c.verdict.judged_on_traffic {
+                    ""
+                } else {
+                    " (too few of its requests: judged on the probes)"
+                }
+            );
+            for reason in &c.verdict.reasons {
+                let _ = writeln!(out, "  {reason}");
+            }
+        }
+        out
+    }
 }

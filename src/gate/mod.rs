@@ -23,24 +23,12 @@ use crate::input::{AppName, HostPath, Image, Slot, SlotPorts};
 use crate::runtime::Runtime;
 use crate::state::State;
 
+pub use answering::{answering, mark_answering};
+
+mod answering;
 mod docker_args;
 #[cfg(test)]
 mod tests;
-
-/// Set once this process answers a restricted key's request (see [`answering`]).
-static ANSWERING: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-
-/// Records that this process answers a request through the gate: what it runs came
-/// through a restricted key.
-pub fn mark_answering() {
-    let _ = ANSWERING.set(());
-}
-
-/// Whether this process answers a request through the gate (a check that warns about what
-/// the deploy key could do says the key is restricted instead).
-pub fn answering() -> bool {
-    ANSWERING.get().is_some()
-}
 
 /// An app's state directory by default, `{app}` standing for its name.
 pub const STATE_DIR_PATTERN: &str = "/var/lib/bluegreen/{app}";

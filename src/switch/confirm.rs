@@ -13,8 +13,8 @@ use crate::nginx;
 use crate::progress::Progress;
 
 use super::decide::Decision;
+use super::request::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest, VERIFY_POLL};
 use super::undo::Undo;
-use super::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest, VERIFY_POLL};
 
 /// How long the probe connection through the service port may take to be accepted.
 const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -12,7 +12,7 @@ use crate::nft::Route;
 use crate::state::{MaintenanceRecord, State};
 use crate::upstream::UpstreamContext;
 
-use super::SwitchRequest;
+use super::request::SwitchRequest;
 
 /// What is in place when a switch starts, as the switch read it.
 pub(crate) struct InPlace<'a> {

@@ -7,8 +7,8 @@ use crate::nft::{NftSwitch, Route};
 use crate::progress::Progress;
 
 use super::decide::Decision;
+use super::request::{NGINX_COMMAND_TIMEOUT, Reload, SwitchReport, SwitchRequest};
 use super::undo::Undo;
-use super::{NGINX_COMMAND_TIMEOUT, Reload, SwitchReport, SwitchRequest};
 
 impl SwitchRequest {
     /// Carries `decision` out: in nftables mode the rule first (new connections to the

@@ -16,111 +16,34 @@
 //! On any failure in 3-4 the rule and the previous include are put back (`undo.rs`; nginx
 //! reloaded if it had already loaded the new one), so nginx keeps routing to the slot it
 //! routed to before. `intent.rs` says what a switch is asked for, `config.rs` how the app's
-//! traffic is switched.
+//! traffic is switched, `request.rs` what one switch is given and what it reports.
 
 mod config;
 mod confirm;
 mod decide;
 mod execute;
 mod intent;
+mod request;
 mod undo;
 
 pub use config::{SwitchConfig, settled_service_port};
 pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 use crate::clock::now_rfc3339;
 use crate::error::Result;
 use crate::fsutil::{read_optional, write_atomic};
-use crate::input::{AppName, Slot, SlotPorts, SwitchMode, SwitchTarget};
+use crate::input::{Slot, SwitchTarget};
 use crate::lock::AppLock;
 use crate::nft::NftSwitch;
-use crate::nginx;
 use crate::progress::Progress;
-use crate::state::{HistoryEvent, State, StateStore};
-use crate::upstream::{Template, unified_diff};
+use crate::state::{HistoryEvent, State};
+use crate::upstream::unified_diff;
 pub(crate) use decide::{Decision, InPlace};
+pub use request::{Reload, SwitchReport, SwitchRequest};
 use undo::Undo;
-
-/// How long the nginx test and reload commands may take.
-const NGINX_COMMAND_TIMEOUT: Duration = nginx::COMMAND_TIMEOUT;
-/// Pause between two probes of the verify URL.
-const VERIFY_POLL: Duration = Duration::from_millis(50);
-
-/// One switch: the app's switch configuration, the intent, and how to lock.
-#[derive(Debug, Clone)]
-pub struct SwitchRequest {
-    /// The app.
-    pub app: AppName,
-    /// Its state directory.
-    pub store: StateStore,
-    /// Ports of both slots.
-    pub ports: SlotPorts,
-    /// How this app's traffic is switched.
-    pub config: SwitchConfig,
-    /// The template the upstream include is rendered from.
-    pub template: Template,
-    /// Where to, under what condition, and why.
-    pub intent: Intent,
-    /// Whether to take the app lock, and how long to wait for it.
-    pub lock: LockPolicy,
-    /// Show what would change and change nothing.
-    pub dry_run: bool,
-}
-
-/// What a switch did.
-#[derive(Debug, Clone, Serialize)]
-pub struct SwitchReport {
-    /// The app.
-    pub app: String,
-    /// The slot traffic left (None on a first switch).
-    pub from: Option<Slot>,
-    /// The slot traffic goes to.
-    pub to: Slot,
-    /// The target slot's port.
-    pub port: u16,
-    /// The target slot's version, when known.
-    pub version: Option<String>,
-    /// True when nothing was changed (`--dry-run`).
-    pub dry_run: bool,
-    /// The rendered upstream include.
-    pub rendered: String,
-    /// Unified diff against the include that was in place (empty when equal).
-    pub diff: String,
-    /// Whether nginx was seen replacing its workers after the reload.
-    pub workers_restarted: bool,
-    /// Whether the verify URL answered naming the target slot.
-    pub verified_slot: bool,
-    /// Whether the kernel confirmed it (nftables mode: the rule read back, and a new
-    /// connection to the service port reached the target).
-    pub kernel_confirmed: bool,
-    /// Whether nginx answers with the maintenance page after it (the target is live behind
-    /// it).
-    pub maintenance: bool,
-    /// How traffic was moved.
-    pub mode: SwitchMode,
-    /// Warnings (state rebuilt from disk, unconfirmable steps).
-    pub warnings: Vec<String>,
-    /// Time taken.
-    pub elapsed_ms: u64,
-    /// The reload of nginx the switch made, if it made one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reload: Option<Reload>,
-}
-
-/// A reload of nginx: it closes the idle keep-alive client connections of every site that
-/// nginx serves, and a client that sends on one as it closes loses that request without a
-/// line in the access log. The connections open at that moment are what was at risk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reload {
-    /// Client connections open to nginx just before the reload (`None`: nginx's master could
-    /// not be found, so they could not be counted).
-    pub clients_open: Option<u32>,
-}
 
 impl SwitchRequest {
     /// Performs the switch (or, with `dry_run`, shows it): reads what is in place, decides
@@ -325,9 +248,10 @@ impl SwitchRequest {
 /// A switch configuration for the unit tests: app `shop`'s default include, service port
 /// 21000, the default nginx and nft commands, in `mode`.
 #[cfg(test)]
-pub(crate) fn test_config(mode: SwitchMode) -> SwitchConfig {
+pub(crate) fn test_config(mode: crate::input::SwitchMode) -> SwitchConfig {
     use crate::exec::CommandLine;
     use crate::input::HostPath;
+    use std::time::Duration;
     let path = |p: &str| p.parse::<HostPath>().unwrap();
     SwitchConfig {
         mode,

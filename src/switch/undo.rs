@@ -8,7 +8,7 @@ use crate::input::Slot;
 use crate::nft::Route;
 use crate::state::HistoryEvent;
 
-use super::SwitchRequest;
+use super::request::SwitchRequest;
 
 /// What a switch changed so far, for putting it back.
 pub(super) struct Undo {

@@ -1,32 +1,12 @@
 //! The checks of what the deploy user may do, for set-ups where it is not root: whether
 //! the reload command may reload nginx (asked without reloading), and the advice for a
 //! program missing from the user's PATH. Messages name the setting to change, as the
-//! reader knows it ([`super::Audience`]).
+//! reader knows it ([`Audience`](super::Audience)).
 
 use crate::exec::CommandLine;
 use crate::sys;
 
-use super::{COMMAND_TIMEOUT, CheckResult, CheckStatus, ValidateRequest};
-
-/// Who reads a report, so that its advice names the settings they set: the action's
-/// inputs, or the helpers' flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// A workflow's `uses:` (inputs like `nginx-test-command`).
-    Action,
-    /// Someone at the host (flags like `--test-cmd`).
-    Helper,
-}
-
-impl Audience {
-    /// The name of a setting: the action's `input`, or the helpers' `flag`.
-    pub fn name(self, input: &'static str, flag: &'static str) -> &'static str {
-        match self {
-            Audience::Action => input,
-            Audience::Helper => flag,
-        }
-    }
-}
+use super::request::{COMMAND_TIMEOUT, CheckResult, CheckStatus, ValidateRequest};
 
 /// The advice for a program that is not on the PATH, naming the setting that names it
 /// (`nginx` is in /usr/sbin, which a non-root login's PATH often lacks).

@@ -10,7 +10,7 @@ use crate::nginx::{FoundBy, MasterFound, MasterMissing, search_master};
 
 use std::path::Path;
 
-use super::{Audience, CheckResult, CheckStatus, ValidateRequest};
+use super::request::{Audience, CheckResult, CheckStatus, ValidateRequest};
 
 impl ValidateRequest {
     /// The `nginx-master` check: passes naming the master a reload is watched through;

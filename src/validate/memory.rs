@@ -12,30 +12,7 @@ use crate::input::Slot;
 use crate::runtime::{self, Runtime};
 use crate::sys;
 
-use super::{COMMAND_TIMEOUT, CheckResult, CheckStatus, ValidateRequest};
-
-/// How the memory preflight treats a standby that would not fit.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum MemoryCheck {
-    /// The check fails, and the run stops before the standby starts.
-    #[default]
-    Fail,
-    /// The check warns, and the run goes on.
-    Warn,
-    /// No check.
-    Off,
-}
+use super::request::{COMMAND_TIMEOUT, CheckResult, CheckStatus, MemoryCheck, ValidateRequest};
 
 const MIB: u64 = 1024 * 1024;
 

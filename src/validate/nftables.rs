@@ -8,7 +8,7 @@ use crate::nft::NftSwitch;
 use crate::state::StateStore;
 use crate::sys;
 
-use super::{CheckResult, CheckStatus, ValidateRequest};
+use super::request::{CheckResult, CheckStatus, ValidateRequest};
 
 impl ValidateRequest {
     pub(super) fn nft_checks(&self) -> Vec<CheckResult> {

@@ -6,7 +6,7 @@
 
 use crate::sys;
 
-use super::{CheckResult, CheckStatus, ValidateRequest};
+use super::request::{CheckResult, CheckStatus, ValidateRequest};
 use crate::fsutil::parent_dir;
 
 /// The Docker daemon's socket, where `DOCKER_HOST` does not name another.

@@ -17,7 +17,7 @@ use std::task::Poll;
 
 use crate::deploy::{DeployPlan, Operation, Outcome};
 
-use super::RunContext;
+use super::context::RunContext;
 use super::github::JobLog;
 use super::host::{self, Connection, cancelled_result};
 use super::report::HostReport;
