@@ -1,5 +1,5 @@
 //! Moving traffic from one slot to the other: the heart of switch-traffic, also used by
-//! the deploy engine and monitor's automatic rollback.
+//! the deploy engine and the monitor helper's automatic rollback.
 //!
 //! Order of operations, each undone if a later one fails:
 //! 1. take the app lock; load state (rebuilding it from disk if needed); read the include
