@@ -25,11 +25,11 @@
 //! - [`gate`]: what a restricted deploy key may run on a host (`bluegreen gate`).
 //! - [`runtime`], [`sys`]: the slots' command builders per runtime, host facts from the kernel.
 //! - [`owners`]: whether a path that root runs or opens is root's alone.
-//! - [`cli`], [`report`], [`progress`]: shared arguments, output, progress display.
+//! - [`cli`], [`progress`]: the helpers' arguments and output, progress display.
 //! - [`canary`]: judging real traffic: traffic steps, the access log they and the watch are
 //!   judged on, the estimate where the log cannot tell the slots apart, the verdicts, and
 //!   the receipt of what a run cost the users.
-//! - [`maintenance`]: the include that makes nginx answer 503 with a page (maintenance mode,
+//! - [`maintenance_server`]: the include that makes nginx answer 503 with a page (maintenance mode,
 //!   and setup's placeholder before a first deploy).
 //! - [`cancel`]: the request to stop a run early, and what it means before and after the
 //!   switch.
@@ -50,13 +50,12 @@ pub mod health;
 pub mod http;
 pub mod input;
 pub mod lock;
-pub mod maintenance;
+pub mod maintenance_server;
 pub mod monitor;
 pub mod nft;
 pub mod nginx;
 pub mod owners;
 pub mod progress;
-pub mod report;
 pub mod runtime;
 pub mod state;
 pub mod switch;

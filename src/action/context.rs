@@ -1,6 +1,6 @@
 //! What every host's run shares: the inputs, the credentials, the helpers, the job log,
 //! the run's interrupts and clock, the image shipped over SSH and the limit on connections
-//! opened at once. The orchestrator builds it; `fleet` and `host` read it.
+//! opened at once. The orchestrator builds it; `fleet` and `host_run` read it.
 
 use std::time::Instant;
 

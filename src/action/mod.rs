@@ -13,7 +13,7 @@
 //! - [`credentials`]: the key, known_hosts and ssh_config of a run; [`remote`]: the SSH
 //!   connection; [`proxy`]: its TCP leg.
 //! - [`fleet`]: the hosts in batches, canary hosts first, and the fleet-wide rollback;
-//!   `host`: one host's run, from connecting to its report.
+//!   `host_run`: one host's run, from connecting to its report.
 //! - [`ship`]: getting the helper (and, with `image-transfer: ssh`, the image) onto a host.
 //! - `relay`: the host's event stream into the job log.
 //! - [`github`]: workflow commands (groups, annotations, masks, stop-commands).
@@ -23,7 +23,7 @@ mod context;
 pub mod credentials;
 pub mod fleet;
 pub mod github;
-mod host;
+mod host_run;
 pub mod image;
 pub mod inputs;
 pub mod interrupt;

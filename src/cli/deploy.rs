@@ -9,9 +9,9 @@ use serde::Deserialize;
 use std::process::ExitCode;
 
 use crate::cancel::{Cancel, CancelReason};
+use crate::cli::output::fail;
 use crate::deploy::{DeployPlan, Event};
 use crate::error::Error;
-use crate::report::fail;
 
 /// Run a deploy plan (JSON on stdin) on this host and stream its events as JSON lines.
 #[derive(Debug, clap::Parser)]

@@ -113,7 +113,7 @@ pub struct Cli {
 pub fn main(cli: Cli) -> ExitCode {
     let policy = match policy(&cli) {
         Ok(p) => p,
-        Err(e) => return crate::report::fail(false, &e),
+        Err(e) => return crate::cli::output::fail(false, &e),
     };
     if cli.install {
         return install(&cli);
@@ -150,7 +150,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 format!("refused by the restricted key: {}", refusals.join("; ")),
             ))
         }),
-        Some(command) => crate::report::fail(false, &command.exec_in_place()),
+        Some(command) => crate::cli::output::fail(false, &command.exec_in_place()),
     }
 }
 
@@ -191,7 +191,7 @@ fn policy(cli: &Cli) -> Result<Policy, Error> {
 /// `authorized_keys` that runs it with the same options.
 fn install(cli: &Cli) -> ExitCode {
     if crate::sys::euid() != 0 {
-        return crate::report::fail(
+        return crate::cli::output::fail(
             false,
             &Error::CheckFailed(
                 "sshd runs the gate for the deploy user, so only root installs it where that user cannot change it: run it with sudo".into(),
@@ -211,7 +211,7 @@ fn install(cli: &Cli) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => crate::report::fail(false, &e),
+        Err(e) => crate::cli::output::fail(false, &e),
     }
 }
 

@@ -116,7 +116,7 @@ pub fn run(plan: &DeployPlan, json: bool) -> ExitCode {
     let problems = plan.problems();
     if !problems.is_empty() {
         let error = crate::error::Error::invalid("plan", problems.join("; "));
-        return crate::report::fail(json, &error);
+        return crate::cli::output::fail(json, &error);
     }
     let progress = |event: &Event| match event {
         Event::Log { line } => eprintln!("{line}"),

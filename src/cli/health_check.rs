@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::EXIT_CODES_HELP;
+use crate::cli::output::finish;
 use crate::config::defaults;
 use crate::health::{HealthCheck, HealthCriteria};
 use crate::input::{HttpUrl, StatusSet, parse_millis, parse_positive_count, parse_time_limit};
 use crate::progress::Progress;
-use crate::report::finish;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -59,7 +59,7 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let mut plan = match cli.hand.plan(operation, "maintenance by hand") {
         Ok(plan) => plan,
-        Err(e) => return crate::report::fail(cli.json, &e),
+        Err(e) => return crate::cli::output::fail(cli.json, &e),
     };
     plan.dry_run = cli.dry_run;
     plan.maintenance.page = cli.page;

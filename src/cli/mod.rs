@@ -1,5 +1,5 @@
 //! The helpers' command lines: one module per helper (its clap parser and `main`), and the
-//! argument groups they share. Printing results lives in [`crate::report`]. The binaries in
+//! argument groups they share; `output`: printing their results. The binaries in
 //! `src/bin/` and the multi-call `bluegreen` binary only parse and call in here.
 
 pub mod deploy;
@@ -8,6 +8,7 @@ pub mod hand;
 pub mod health_check;
 pub mod maintenance;
 pub mod monitor;
+pub mod output;
 pub mod restore;
 pub mod setup;
 pub mod status;

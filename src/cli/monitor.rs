@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::canary::{AccessLog, StepTraffic, Thresholds, Verdict, judge};
+use crate::cli::output::{Report, finish};
 use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use crate::config::defaults;
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use crate::input::{
 };
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::report::{Report, finish};
 use crate::state::StateStore;
 use crate::switch::{Intent, SwitchRequest};
 
@@ -307,7 +307,7 @@ impl Report for MonitorOutcome {
             "monitor {}: {} in {}\n  requests {}, failed {} ({:.2}%), p50 {} ms, p95 {} ms, p99 {} ms, longest gap without success {} ms\n",
             r.url,
             if r.passed { "passed" } else { "FAILED" },
-            crate::report::seconds(r.duration_ms),
+            crate::cli::output::seconds(r.duration_ms),
             r.requests,
             r.failures,
             r.error_rate * 100.0,

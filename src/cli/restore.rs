@@ -5,12 +5,12 @@
 use std::process::ExitCode;
 
 use crate::boot::{BootPath, RestoreReport, restore};
+use crate::cli::output::finish;
 use crate::cli::{AppArgs, EXIT_CODES_HELP};
 use crate::config::defaults;
 use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 use crate::input::HostPath;
-use crate::report::finish;
 
 const EXAMPLES: &str = "\
 Examples:

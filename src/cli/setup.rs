@@ -48,7 +48,7 @@ pub struct Cli {
 pub fn main(cli: Cli) -> ExitCode {
     let mut plan = match cli.hand.plan(Operation::Setup, "setup by hand") {
         Ok(plan) => plan,
-        Err(e) => return crate::report::fail(cli.json, &e),
+        Err(e) => return crate::cli::output::fail(cli.json, &e),
     };
     plan.dry_run = cli.dry_run;
     plan.site = SiteSpec {

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use crate::cli::EXIT_CODES_HELP;
 use crate::cli::hand::HandArgs;
+use crate::cli::output::{Report, fail, fail_run, finish};
 use crate::config::defaults;
 use crate::deploy::{DeployPlan, Engine, Operation, StatusReport, SystemHost};
 use crate::error::Result;
 use crate::input::HealthPath;
-use crate::report::{Report, fail, fail_run, finish};
 use crate::runtime::Runtime;
 
 const EXAMPLES: &str = "\

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use crate::canary::Share;
 use crate::cancel::Cancel;
+use crate::cli::output::finish;
 use crate::config::defaults;
 use crate::error::{Error, Result};
 use crate::health::{HealthCheck, HealthCriteria};
 use crate::input::{HealthPath, HttpUrl, Slot, StatusSet, SwitchTarget, Version, parse_time_limit};
 use crate::progress::Progress;
-use crate::report::finish;
 use crate::state::CanaryRecord;
 use crate::switch::{Intent, SwitchReport, SwitchRequest};
 

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::boot::BootPath;
+use crate::cli::output::finish;
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs};
 use crate::config::defaults;
 use crate::error::Result;
 use crate::exec::CommandLine;
 use crate::input::{HostPath, HostPort, Port, SwitchMode, parse_time_limit};
 use crate::nft::NftSwitch;
-use crate::report::finish;
 use crate::runtime::Runtime;
 use crate::switch::settled_service_port;
 use crate::validate::{Audience, MemoryCheck, ValidateReport, ValidateRequest};

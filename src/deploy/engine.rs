@@ -21,7 +21,7 @@ use crate::runtime::Compose;
 use crate::state::{HistoryEvent, State, StateSource};
 use crate::switch::{SwitchConfig, SwitchReport, SwitchRequest};
 
-use super::host::Host;
+use super::effects::Host;
 use super::plan::{DeployPlan, Operation};
 use super::protocol::{DeployResult, Event, Outcome, Phase, PhaseRecord};
 

@@ -1,13 +1,13 @@
 //! The maintenance operations (`command: maintenance-on`, `maintenance-off`): nginx answers
 //! the app's requests with 503, the maintenance page and `Retry-After` from a server of its
-//! own (see [`crate::maintenance`]) while the live slot keeps running behind it; and back.
+//! own (see [`crate::maintenance_server`]) while the live slot keeps running behind it; and back.
 //! State records it, so every later switch (a deploy, a rollback, a canary step) keeps it
 //! on until it is turned off, or a deploy with `end-maintenance` ends it at its switch.
 
 use crate::clock::now_rfc3339;
 use crate::error::Error;
 use crate::fsutil::read_optional;
-use crate::maintenance::Closed;
+use crate::maintenance_server::Closed;
 use crate::state::MaintenanceRecord;
 use crate::switch::Intent;
 
@@ -31,7 +31,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
     let include = read_optional(plan.switch.upstream_file.as_path())?;
     let include_on = include
         .as_deref()
-        .is_some_and(|text| crate::maintenance::recorded_in(text, &plan.app).is_some());
+        .is_some_and(|text| crate::maintenance_server::recorded_in(text, &plan.app).is_some());
     // Nothing to do only when state and the include agree (a run that died between
     // writing one and the other left them apart).
     match (&state.maintenance, on) {
@@ -96,7 +96,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
     if on {
         let pages = plan.store().pages_dir();
         let page = plan.maintenance.page.as_ref().map(|p| p.as_path());
-        crate::maintenance::install_page(
+        crate::maintenance_server::install_page(
             &pages,
             Closed::Maintenance { slot: live },
             &plan.app,

@@ -17,7 +17,7 @@
 //! - `protocol`: the events and the result, shared with the runner's relay.
 //! - `plan`: the plan, its typed parts and its cross-field rules; `defaults`: the plan an
 //!   empty input means.
-//! - `host`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
+//! - `effects`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
 //! - `engine`: the context a phase runs in, the phase runner, the lock and state steps.
 //! - `checks`: the preflight checks (validate, and the checks that need the plan).
 //! - `slots`: starting, stopping and inspecting the slots.
@@ -36,10 +36,10 @@ mod canary;
 mod checks;
 mod cleanup;
 mod defaults;
+mod effects;
 mod engine;
 mod go_live;
 mod hooks;
-mod host;
 mod maintenance;
 mod operations;
 mod plan;
@@ -57,8 +57,8 @@ mod tests;
 
 use crate::cancel::Cancel;
 
+pub use effects::{Host, SystemHost};
 pub use engine::Engine;
-pub use host::{Host, SystemHost};
 pub use plan::{
     DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
     WatchSpec,

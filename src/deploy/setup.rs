@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::fsutil::{read_optional, sha256_hex, write_atomic};
-use crate::maintenance::Closed;
+use crate::maintenance_server::Closed;
 use crate::upstream::unified_diff;
 
 use super::engine::{Engine, Failure};
@@ -98,7 +98,12 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             me.result.upstream_diff = Some(diff);
             return Ok((Outcome::Unchanged, "dry run: nothing changed".to_owned()));
         }
-        crate::maintenance::install_page(&store.pages_dir(), Closed::NotDeployed, &plan.app, None)?;
+        crate::maintenance_server::install_page(
+            &store.pages_dir(),
+            Closed::NotDeployed,
+            &plan.app,
+            None,
+        )?;
         for (written, f) in files.iter().enumerate() {
             if let Err(err) = write_atomic(&f.path, f.wanted.as_bytes(), 0o644) {
                 put_back(&files[..written]);
@@ -166,12 +171,12 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
     }
     if current
         .as_deref()
-        .is_some_and(|text| !crate::maintenance::is_placeholder(text, &plan.app))
+        .is_some_and(|text| !crate::maintenance_server::is_placeholder(text, &plan.app))
     {
         return Ok(None);
     }
     check_port_free(e, current.as_deref())?;
-    let wanted = crate::maintenance::include(
+    let wanted = crate::maintenance_server::include(
         &plan.app,
         Closed::NotDeployed,
         plan.maintenance.port.get(),
@@ -193,7 +198,7 @@ fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
 /// says so) is no reason.
 pub(super) fn check_port_free(e: &Engine, include: Option<&str>) -> Result<(), Failure> {
     let port = e.plan.maintenance.port.get();
-    if include.is_some_and(|text| crate::maintenance::claims_port(text, &e.plan.app, port)) {
+    if include.is_some_and(|text| crate::maintenance_server::claims_port(text, &e.plan.app, port)) {
         return Ok(());
     }
     match e.host.port_taken(port) {

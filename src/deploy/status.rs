@@ -167,7 +167,7 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
 fn include_in_maintenance(e: &Engine) -> Result<bool, Failure> {
     let plan = e.plan;
     Ok(read_optional(plan.switch.upstream_file.as_path())?
-        .is_some_and(|text| crate::maintenance::recorded_in(&text, &plan.app).is_some()))
+        .is_some_and(|text| crate::maintenance_server::recorded_in(&text, &plan.app).is_some()))
 }
 
 /// What an operator must hear about: state and the include disagreeing on maintenance, nginx and state disagreeing, a live slot that does

@@ -117,7 +117,7 @@ impl StateStore {
         state.active = routed;
         state.maintenance = include
             .as_deref()
-            .and_then(|text| crate::maintenance::recorded_in(text, app))
+            .and_then(|text| crate::maintenance_server::recorded_in(text, app))
             .filter(|_| routed.is_some());
         let warning = match (&problem, routed) {
             (None, None) => {

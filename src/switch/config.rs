@@ -227,7 +227,8 @@ impl SwitchConfig {
     ) -> Option<Slot> {
         let proxies_to = |port: u16| {
             upstream_text.is_some_and(|t| {
-                server_ports(t).contains(&port) || crate::maintenance::recorded_in(t, app).is_some()
+                server_ports(t).contains(&port)
+                    || crate::maintenance_server::recorded_in(t, app).is_some()
             })
         };
         match self.nft(app) {

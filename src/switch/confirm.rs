@@ -175,7 +175,7 @@ impl SwitchRequest {
     /// Polls nginx's maintenance server on `port` until it answers 503 (the page nginx now
     /// serves for the app).
     pub(super) fn verify_closed(&self, port: u16) -> std::result::Result<(), String> {
-        crate::maintenance::confirm_closed(port, self.config.verify_timeout)
+        crate::maintenance_server::confirm_closed(port, self.config.verify_timeout)
     }
 
     /// Confirms that nginx serves as decided: in maintenance, its own server answering

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::input::Slot;
-use crate::maintenance::Closed;
+use crate::maintenance_server::Closed;
 use crate::nft::Route;
 use crate::state::{MaintenanceRecord, State};
 use crate::upstream::UpstreamContext;
@@ -90,7 +90,7 @@ impl SwitchRequest {
         // slot (ctx.port: its own, or the service port) is named behind the page.
         let maintenance = self.intent.maintenance.after(state);
         let include = match &maintenance {
-            Some(m) => crate::maintenance::include(
+            Some(m) => crate::maintenance_server::include(
                 &self.app,
                 Closed::Maintenance { slot: to },
                 m.port,

@@ -19,7 +19,7 @@ use crate::deploy::{DeployPlan, Operation, Outcome};
 
 use super::context::RunContext;
 use super::github::JobLog;
-use super::host::{self, Connection, cancelled_result};
+use super::host_run::{self, Connection, cancelled_result};
 use super::report::HostReport;
 
 /// Runs the plan on every host as the fleet spec says; a report per host, in the order of
@@ -34,7 +34,7 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         targets
             .iter()
             .zip(&connect_logs)
-            .map(|(t, log)| host::connect(t, ctx, log)),
+            .map(|(t, log)| host_run::connect(t, ctx, log)),
     )
     .await;
     let unreachable: Vec<usize> = (0..targets.len())
@@ -195,7 +195,7 @@ async fn run_batch(
         .filter_map(|(i, c)| {
             let phases = c.phases.clone();
             let remote = c.remote.as_mut().ok()?;
-            Some(host::run_on(
+            Some(host_run::run_on(
                 &targets[i],
                 remote,
                 phases,

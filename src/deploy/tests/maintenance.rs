@@ -154,7 +154,7 @@ fn setup_writes_the_placeholder_and_the_server_block_and_reloads_nginx_once() {
     );
     let include = std::fs::read_to_string(setup.switch.upstream_file.as_path()).unwrap();
     assert!(
-        crate::maintenance::is_placeholder(&include, &setup.app),
+        crate::maintenance_server::is_placeholder(&include, &setup.app),
         "{include}"
     );
     let server = std::fs::read_to_string(server_file(&setup)).unwrap();
