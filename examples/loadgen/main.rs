@@ -19,6 +19,7 @@ mod windows;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -181,9 +182,14 @@ fn run(args: &RunArgs) {
     let jobs = Arc::new(Mutex::new(jobs_rx));
     let (records_tx, records_rx) = mpsc::channel::<String>();
     let timeout = Duration::from_millis(args.timeout_ms);
+    // Requests sent later than they were due because every client was busy: the rate was
+    // more than this machine (or the target) could take, and the records then measure the
+    // generator's own queue as much as the target.
+    let late = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.clients {
         let jobs = Arc::clone(&jobs);
+        let late = Arc::clone(&late);
         let records = records_tx.clone();
         let (shape, path, slow_path) = (args.shape, args.path.clone(), args.slow_path.clone());
         workers.push(std::thread::spawn(move || {
@@ -198,6 +204,9 @@ fn run(args: &RunArgs) {
                 } else {
                     ("GET", &path)
                 };
+                if job.due.elapsed() > LATE {
+                    late.fetch_add(1, Ordering::Relaxed);
+                }
                 let (outcome, slot) = request(&mut conn, addr, shape, method, target, timeout);
                 let latency = job.due.elapsed().as_secs_f64() * 1000.0;
                 let _ = records.send(format!(
@@ -254,7 +263,19 @@ fn run(args: &RunArgs) {
         let _ = w.join();
     }
     let _ = writer.join();
+    let late = late.load(Ordering::Relaxed);
+    if late > 0 {
+        eprintln!(
+            "loadgen: {late} requests went out more than {} ms after they were due: {} requests/s is more than this machine and target can take with {} clients; their latency and the windows' figures measure the generator's queue too",
+            LATE.as_millis(),
+            args.rate,
+            args.clients
+        );
+    }
 }
+
+/// A request sent this much after it was due was held up by the generator itself.
+const LATE: Duration = Duration::from_millis(100);
 
 /// Sends one request, reusing `conn` when the shape keeps connections; the outcome (the
 /// HTTP status or the kind of failure) and the slot the answer named (empty for none).
