@@ -21,7 +21,6 @@ use crate::canary::CanarySpec;
 use crate::config::{default_server_file, defaults};
 use crate::deploy::DeployPlan;
 use crate::error::{Error, Result};
-use crate::exec::CommandLine;
 use crate::input::parse_positive_count;
 
 /// One input of the plan.
@@ -53,11 +52,6 @@ fn canary(plan: &mut DeployPlan, set: impl FnOnce(&mut CanarySpec)) {
     }
 }
 
-/// A hook's command line, named by its input.
-fn hook(v: &Value) -> Result<Option<CommandLine>> {
-    CommandLine::parse(v.raw, v.name).map(Some)
-}
-
 /// The inputs of the plan, in the order they are applied.
 pub(super) const PLAN_INPUTS: &[PlanInput] = &[
     // How slots run.
@@ -76,7 +70,7 @@ pub(super) const PLAN_INPUTS: &[PlanInput] = &[
     input("docker-args", "", |p, v| {
         shell_words::split(v.raw)
             .map(|words| p.runtime.docker_args = words)
-            .map_err(|e| Error::invalid("docker-args", format!("{:?}: {e}", v.raw)))
+            .map_err(|e| Error::invalid(v.name, format!("{:?}: {e}", v.raw)))
     }),
     input("compose-file", "", |p, v| {
         v.parse().map(|f| p.runtime.compose_file = Some(f))
@@ -195,12 +189,14 @@ pub(super) const PLAN_INPUTS: &[PlanInput] = &[
     ),
     // The user's commands.
     input("pre-switch-command", "", |p, v| {
-        hook(v).map(|c| p.hooks.pre_switch = c)
+        v.command().map(|c| p.hooks.pre_switch = Some(c))
     }),
     input("post-switch-command", "", |p, v| {
-        hook(v).map(|c| p.hooks.post_switch = c)
+        v.command().map(|c| p.hooks.post_switch = Some(c))
     }),
-    input("step-command", "", |p, v| hook(v).map(|c| p.hooks.step = c)),
+    input("step-command", "", |p, v| {
+        v.command().map(|c| p.hooks.step = Some(c))
+    }),
     input("hook-timeout", defaults::HOOK_TIMEOUT, |p, v| {
         v.time_limit().map(|t| p.hooks.timeout = t)
     }),

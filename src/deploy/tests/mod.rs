@@ -9,6 +9,7 @@ mod cancel;
 mod checks;
 mod cleanup;
 mod fake;
+mod fake_answers;
 mod fixtures;
 mod gate;
 mod hooks;
