@@ -102,7 +102,8 @@ pub enum Error {
         stage: &'static str,
         /// What went wrong.
         reason: String,
-        /// Whether the previous upstream file was restored.
+        /// Whether everything the switch changed was put back: the rule, the include, and
+        /// nginx reloaded onto it where it had loaded the new one.
         restored: bool,
         /// The reloads of nginx the attempt and its undoing made, each with the client
         /// connections open to nginx at it (`None`: not counted), for the run's receipt.

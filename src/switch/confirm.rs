@@ -9,59 +9,40 @@ use std::time::{Duration, Instant};
 use crate::http::{Probe, Prober};
 use crate::input::{HttpUrl, Slot};
 use crate::nft::{NftSwitch, Route};
-use crate::nginx;
-use crate::progress::Progress;
 
 use super::decide::Decision;
-use super::request::{NGINX_COMMAND_TIMEOUT, SwitchReport, SwitchRequest, VERIFY_POLL};
-use super::undo::Undo;
-
-/// How long the probe connection through the service port may take to be accepted.
-const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+use super::execute::Executor;
+use super::request::{SwitchReport, VERIFY_POLL};
+use super::undo::Journal;
 
 /// Why a reload the switch performed is not confirmed, if it is not: a reload is done
 /// only when seen, by nginx's new workers or by an answer of `url` naming the slot that only
 /// the new configuration routes to. The kernel's rule says nothing of which configuration
 /// nginx's workers answer from.
 pub(super) fn unconfirmed_reload(
-    undo: &Undo,
+    journal: &Journal,
     report: &SwitchReport,
     url: &HttpUrl,
 ) -> Option<String> {
-    (undo.reloaded && !report.workers_restarted && !report.verified_slot).then(|| {
+    (journal.reloaded && !report.workers_restarted && !report.verified_slot).then(|| {
         format!(
             "nginx was reloaded but the reload cannot be confirmed: no nginx master could be watched (several masters and none listening on {url}'s port: give nginx-pid-file, --nginx-pid-file), and {url} does not say which slot served it (X-Bluegreen-Slot header or JSON \"slot\")"
         )
     })
 }
 
-impl SwitchRequest {
-    /// [`reload`](Self::reload) of `undo`'s master, noting in `undo` each reload that
-    /// happened (its command ran) with the client connections open to nginx just before it.
-    pub(super) fn reload_counted(
-        &self,
-        undo: &mut Undo,
-    ) -> std::result::Result<bool, (&'static str, String)> {
-        let clients_open = undo.master.and_then(crate::sys::client_connections);
-        let result = self.reload(undo.master);
+impl Executor<'_> {
+    /// Reloads nginx (see [`SwitchHost::reload_nginx`](super::host::SwitchHost::reload_nginx))
+    /// watching the journal's master, noting in the journal each reload that happened (its
+    /// command ran) with the client connections open to nginx just before it.
+    pub(super) fn reload_counted(&mut self) -> std::result::Result<bool, (&'static str, String)> {
+        let master = self.journal.master;
+        let clients_open = master.and_then(|pid| self.host.client_connections(pid));
+        let result = self.host.reload_nginx(master);
         if !matches!(result, Err(("reload", _))) {
-            undo.reloads.push(clients_open);
+            self.journal.reloads.push(clients_open);
         }
         result
-    }
-
-    /// Runs the reload command and, when `master` is known, waits until nginx has replaced
-    /// its workers. `Ok(true)` when the reload was seen to take effect, `Ok(false)` when
-    /// there was no master to watch; on failure, the failed stage and why.
-    pub(super) fn reload(
-        &self,
-        master: Option<u32>,
-    ) -> std::result::Result<bool, (&'static str, String)> {
-        nginx::reload(
-            || self.config.reload_cmd.run(NGINX_COMMAND_TIMEOUT),
-            master,
-            self.config.reload_timeout,
-        )
     }
 
     /// Confirms from the kernel that new connections to the service port go as `route`
@@ -78,7 +59,7 @@ impl SwitchRequest {
             Some((canary, share)) => format!("port {} with {share} to port {canary}", r.port),
             None => format!("port {}", r.port),
         };
-        match nft.current_route() {
+        match self.host.read_rule(nft) {
             Some(now) if now == *route => {}
             other => {
                 return Err((
@@ -95,7 +76,7 @@ impl SwitchRequest {
         let expected: Vec<u16> = std::iter::once(route.port)
             .chain(route.split.map(|(canary, _)| canary))
             .collect();
-        match crate::sys::loopback_destination(nft.service_port, KERNEL_PROBE_TIMEOUT) {
+        match self.host.new_connection_reaches(nft.service_port) {
             Ok(reached) if expected.contains(&reached) => Ok(reached),
             Ok(reached) => Err((
                 "nftables probe",
@@ -118,18 +99,16 @@ impl SwitchRequest {
     /// Polls the verify URL until it answers 2xx from one of `serving` (the target, and a
     /// canary beside it). `Ok(true)` when the answer named one of them, `Ok(false)` when it
     /// answered 2xx without naming any slot.
-    pub(super) fn verify(
-        &self,
-        url: &HttpUrl,
-        serving: &[Slot],
-    ) -> std::result::Result<bool, String> {
+    fn verify(&self, url: &HttpUrl, serving: &[Slot]) -> std::result::Result<bool, String> {
         let to = serving[0];
-        let prober = Prober::new(false).for_site(self.config.site_host.as_deref());
+        let config = &self.request.config;
+        let prober = Prober::new(false).for_site(config.site_host.as_deref());
         let asked = prober.asked(url);
-        let deadline = Instant::now() + self.config.verify_timeout;
+        let deadline = Instant::now() + config.verify_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let probe = prober.get(
+            let probe = self.host.get(
+                &prober,
                 url,
                 remaining.clamp(Duration::from_millis(100), Duration::from_secs(5)),
             );
@@ -165,59 +144,48 @@ impl SwitchRequest {
             if Instant::now() >= deadline {
                 return Err(format!(
                     "{problem} (after {})",
-                    humantime::format_duration(self.config.verify_timeout)
+                    humantime::format_duration(config.verify_timeout)
                 ));
             }
             std::thread::sleep(VERIFY_POLL);
         }
     }
 
-    /// Polls nginx's maintenance server on `port` until it answers 503 (the page nginx now
-    /// serves for the app).
-    pub(super) fn verify_closed(&self, port: u16) -> std::result::Result<(), String> {
-        crate::maintenance_server::confirm_closed(port, self.config.verify_timeout)
-    }
-
     /// Confirms that nginx serves as decided: in maintenance, its own server answering
     /// 503; else the verify URL answering from the target (or a canary beside it), and a
     /// reload this switch made seen to take effect.
-    pub(super) fn confirm(
-        &self,
-        decision: &Decision,
-        undo: &mut Undo,
-        report: &mut SwitchReport,
-        progress: &Progress,
-    ) -> crate::error::Result<()> {
+    pub(super) fn confirm(&mut self, decision: &Decision) -> crate::error::Result<()> {
         let to = decision.to;
+        let config = &self.request.config;
         if let Some(m) = &decision.maintenance {
-            if let Err(reason) = self.verify_closed(m.port) {
-                return Err(self.undo(undo, to, "verify", reason));
+            if let Err(reason) = self.host.confirm_closed(m.port, config.verify_timeout) {
+                return Err(self.undo(to, "verify", reason));
             }
-            progress.line(&format!(
+            self.progress.line(&format!(
                 "maintenance: nginx answers 503 from its server on 127.0.0.1:{}; {to} (port {}) runs behind it, and is not verified through nginx",
-                m.port, report.port
+                m.port, self.report.port
             ));
             return Ok(());
         }
-        let Some(url) = &self.config.verify_url else {
+        let Some(url) = &config.verify_url else {
             return Ok(());
         };
         let serving: Vec<Slot> = std::iter::once(to)
-            .chain(self.intent.split.as_ref().map(|c| c.slot))
+            .chain(self.request.intent.split.as_ref().map(|c| c.slot))
             .collect();
         match self.verify(url, &serving) {
-            Ok(named_slot) => report.verified_slot = named_slot,
-            Err(reason) => return Err(self.undo(undo, to, "verify", reason)),
+            Ok(named_slot) => self.report.verified_slot = named_slot,
+            Err(reason) => return Err(self.undo(to, "verify", reason)),
         }
-        if let Some(why) = unconfirmed_reload(undo, report, url) {
-            return Err(self.undo(undo, to, "reload confirmation", why));
+        if let Some(why) = unconfirmed_reload(&self.journal, self.report, url) {
+            return Err(self.undo(to, "reload confirmation", why));
         }
-        if !report.verified_slot && !report.kernel_confirmed {
+        if !self.report.verified_slot && !self.report.kernel_confirmed {
             let w = format!(
                 "{url} does not say which slot served it; the reload was confirmed by nginx's new workers only"
             );
-            progress.line(&format!("warning: {w}"));
-            report.warnings.push(w);
+            self.progress.line(&format!("warning: {w}"));
+            self.report.warnings.push(w);
         }
         Ok(())
     }

@@ -6,22 +6,31 @@
 //!    and, in nftables mode, where the rule leads;
 //! 2. decide (`decide.rs`, pure): the include to write, where new connections go, from
 //!    which slot, and whether maintenance stays on;
-//! 3. carry it out (`execute.rs`): in nftables mode move the rule and confirm it from the
-//!    kernel; write the include atomically (the current one kept as a backup in the state
-//!    dir), run the nginx test command, reload and confirm new nginx workers started;
+//! 3. carry it out (`execute.rs`, through the host's primitives in `host.rs`): in nftables
+//!    mode move the rule and confirm it from the kernel; write the include atomically (the
+//!    current one kept as a backup in the state dir), run the nginx test command, reload and
+//!    confirm new nginx workers started;
 //! 4. confirm (`confirm.rs`): the verify URL answers from the target slot (in maintenance,
 //!    nginx's own server answers 503 instead);
 //! 5. only then record the new state and a history line.
 //!
-//! On any failure in 3-4 the rule and the previous include are put back (`undo.rs`; nginx
-//! reloaded if it had already loaded the new one), so nginx keeps routing to the slot it
-//! routed to before. `intent.rs` says what a switch is asked for, `config.rs` how the app's
+//! On any failure in 3-4 the rule and the previous include are put back from the journal of
+//! what was changed (`undo.rs`; nginx reloaded if it had already loaded the new one), so
+//! nginx keeps routing to the slot it routed to before; `execute_tests.rs` fails each
+//! effect in turn on an in-memory host and checks that. `intent.rs` says what a switch is asked for, `config.rs` how the app's
 //! traffic is switched, `request.rs` what one switch is given and what it reports.
 
 mod config;
 mod confirm;
 mod decide;
 mod execute;
+#[cfg(test)]
+mod execute_tests;
+#[cfg(test)]
+mod fake_host;
+#[cfg(test)]
+pub(crate) use fake_host::{Fail, FakeSwitchHost};
+mod host;
 mod intent;
 mod request;
 mod undo;
@@ -34,7 +43,7 @@ use std::time::Instant;
 
 use crate::clock::now_rfc3339;
 use crate::error::Result;
-use crate::fsutil::{read_optional, write_atomic};
+use crate::fsutil::read_optional;
 use crate::input::{Slot, SwitchTarget};
 use crate::lock::AppLock;
 use crate::nft::NftSwitch;
@@ -42,14 +51,30 @@ use crate::progress::Progress;
 use crate::state::{HistoryEvent, State};
 use crate::upstream::unified_diff;
 pub(crate) use decide::{Decision, InPlace};
+use execute::Executor;
+pub(crate) use host::SwitchHost;
+use host::ThisHost;
 pub use request::{Reload, SwitchReport, SwitchRequest};
-use undo::Undo;
+use undo::Journal;
 
 impl SwitchRequest {
     /// Performs the switch (or, with `dry_run`, shows it): reads what is in place, decides
     /// (`decide.rs`), carries the decision out and confirms it, and only then
     /// records it.
     pub fn run(&self, progress: &Progress) -> Result<SwitchReport> {
+        let host = ThisHost {
+            config: &self.config,
+            state_dir: self.store.dir(),
+        };
+        self.run_on(&host, progress)
+    }
+
+    /// [`run`](Self::run) through `host`'s primitives.
+    pub(crate) fn run_on(
+        &self,
+        host: &dyn SwitchHost,
+        progress: &Progress,
+    ) -> Result<SwitchReport> {
         let started = Instant::now();
         if self.intent.target == SwitchTarget::Previous && !self.dry_run {
             // Refuse before taking the lock (which creates the state dir): bad input
@@ -71,8 +96,8 @@ impl SwitchRequest {
         }
         let state = loaded.state;
         let access_log = self.access_log(progress, &mut warnings);
-        let old = read_optional(self.config.upstream_file.as_path())?;
-        let rule_before = self.nft().map(|nft| nft.current_route());
+        let old = host.read(self.config.upstream_file.as_path())?;
+        let rule_before = self.nft().map(|nft| host.read_rule(&nft));
         let decision = self.decide(&InPlace {
             state: &state,
             include: old.as_deref(),
@@ -84,21 +109,20 @@ impl SwitchRequest {
             && let Some(w) = self.hand_edits(&state, edited)
         {
             if !self.dry_run {
-                write_atomic(&self.store.hand_edited_path(), edited.as_bytes(), 0o644)?;
+                host.write(&self.store.hand_edited_path(), edited)?;
             }
             progress.line(&format!("warning: {w}"));
             report.warnings.push(w);
         }
         if !self.dry_run {
-            let mut undo = Undo {
-                old_file: old,
-                master: self.config.nginx_master(),
-                file_written: false,
-                reloaded: false,
-                nft_previous: None,
-                reloads: Vec::new(),
-            };
-            self.carry_out(&decision, rule_before, &mut undo, &mut report, progress)?;
+            Executor {
+                request: self,
+                host,
+                progress,
+                journal: Journal::new(old, host.nginx_master()),
+                report: &mut report,
+            }
+            .carry_out(&decision, rule_before)?;
             self.record(&state, &decision)?;
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -240,7 +264,7 @@ impl SwitchRequest {
         self.config.routed_by(&self.app, self.ports, upstream_text)
     }
 
-    fn nft(&self) -> Option<NftSwitch> {
+    pub(super) fn nft(&self) -> Option<NftSwitch> {
         self.config.nft(&self.app)
     }
 }

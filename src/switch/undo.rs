@@ -1,66 +1,80 @@
-//! Putting back what a failed switch changed: the nftables rule, the previous include
-//! (reloaded if nginx had loaded the new one), and a `switch-failed` line in the history.
+//! Putting back what a failed switch changed, from its journal: the nftables rule, the
+//! previous include (reloaded if nginx had loaded the new one), and a `switch-failed` line
+//! in the history. The error says whether everything was put back.
 
 use crate::clock::now_rfc3339;
 use crate::error::Error;
-use crate::fsutil::write_atomic;
 use crate::input::Slot;
-use crate::nft::Route;
+use crate::nft::{NftSwitch, Route};
 use crate::state::HistoryEvent;
 
-use super::request::SwitchRequest;
+use super::execute::Executor;
 
 /// What a switch changed so far, for putting it back.
-pub(super) struct Undo {
+pub(super) struct Journal {
+    /// The include in place before the switch (`None`: there was none).
     pub(super) old_file: Option<String>,
+    /// The nginx master whose reloads are watched, when it could be found.
     pub(super) master: Option<u32>,
+    /// Whether the new include was written.
     pub(super) file_written: bool,
+    /// Whether nginx may have loaded the new include (its reload command ran).
     pub(super) reloaded: bool,
-    /// In nftables mode, once the rules were touched: where they led before, if anywhere.
-    pub(super) nft_previous: Option<Option<Route>>,
+    /// Once the switch touched an nftables rule: that rule's table, and where it led before
+    /// (`None`: there was no table).
+    pub(super) rule_before: Option<(NftSwitch, Option<Route>)>,
     /// Each reload of nginx so far, with the client connections open at it.
     pub(super) reloads: Vec<Option<u32>>,
 }
 
-impl SwitchRequest {
+impl Journal {
+    /// The journal of a switch that has changed nothing yet, with the include in place and
+    /// the nginx master to watch.
+    pub(super) fn new(old_file: Option<String>, master: Option<u32>) -> Journal {
+        Journal {
+            old_file,
+            master,
+            file_written: false,
+            reloaded: false,
+            rule_before: None,
+            reloads: Vec::new(),
+        }
+    }
+}
+
+impl Executor<'_> {
     /// Puts back what the switch changed: the nftables rule, the previous include (reloaded
     /// if nginx had loaded the new one, waiting until the restored one serves). Records the
-    /// failure in history and builds the error to return.
-    pub(super) fn undo(
-        &self,
-        undo: &mut Undo,
-        to: Slot,
-        stage: &'static str,
-        reason: String,
-    ) -> Error {
+    /// failure in history and builds the error to return: `restored` only when everything
+    /// was put back.
+    pub(super) fn undo(&mut self, to: Slot, stage: &'static str, reason: String) -> Error {
         let mut reason = reason;
         let mut restored = true;
-        if let (Some(nft), Some(previous)) = (self.nft(), undo.nft_previous) {
+        if let Some((nft, previous)) = self.journal.rule_before.clone() {
             let put_back = match previous {
-                Some(route) => nft.retarget(&route, self.store.dir()),
-                None => nft.remove(),
+                Some(route) => self.host.load_rule(&nft, &route, true),
+                None => self.host.remove_rule(&nft),
             };
             if let Err(e) = put_back {
                 reason.push_str(&format!("; restoring the nftables rule failed too: {e}"));
                 restored = false;
             }
         }
-        if undo.file_written {
-            let restore = match &undo.old_file {
-                Some(text) => {
-                    write_atomic(self.config.upstream_file.as_path(), text.as_bytes(), 0o644)
-                }
-                None => std::fs::remove_file(self.config.upstream_file.as_path())
-                    .map_err(|e| Error::io("remove", self.config.upstream_file.as_path(), e)),
+        if self.journal.file_written {
+            let include = self.request.config.upstream_file.as_path();
+            let restore = match &self.journal.old_file {
+                Some(text) => self.host.write(include, text),
+                None => self.host.remove(include),
             };
             match restore {
                 Ok(()) => {
-                    if undo.reloaded
-                        && let Err((_, e)) = self.reload_counted(undo)
+                    if self.journal.reloaded
+                        && let Err((_, e)) = self.reload_counted()
                     {
                         reason.push_str(&format!(
                             "; reloading the restored configuration failed: {e}"
                         ));
+                        restored = false;
                     }
                 }
                 Err(e) => {
@@ -71,13 +85,18 @@ impl SwitchRequest {
                 }
             }
         }
-        let _ = self.store.record(&HistoryEvent {
+        let request = self.request;
+        let _ = request.store.record(&HistoryEvent {
             ts: now_rfc3339(),
             event: "switch-failed".into(),
-            app: self.app.to_string(),
+            app: request.app.to_string(),
             from: None,
             to: Some(to),
-            version: self.intent.version.as_ref().map(|v| v.as_str().to_owned()),
+            version: request
+                .intent
+                .version
+                .as_ref()
+                .map(|v| v.as_str().to_owned()),
             detail: Some(format!("{stage}: {reason}")),
             receipt: None,
             pid: std::process::id(),
@@ -87,7 +106,7 @@ impl SwitchRequest {
             stage,
             reason,
             restored,
-            reloads: undo.reloads.clone(),
+            reloads: self.journal.reloads.clone(),
         }
     }
 }

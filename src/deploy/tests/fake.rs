@@ -57,9 +57,9 @@ pub(super) struct FakeHost {
     pub(super) step_traffic: Option<(std::path::PathBuf, String)>,
     /// Each switch reloads nginx with this many client connections open.
     pub(super) reload_with_clients: Option<u32>,
-    /// Each switch reloads nginx, fails at its verify and reloads the previous include
+    /// Each switch reloads nginx, sees no new workers and reloads the previous include
     /// back, changing nothing.
-    pub(super) switch_fails_at_verify: bool,
+    pub(super) switch_fails_after_reload: bool,
     /// The access log lines nginx writes while the deploy's watch runs (its URL is the
     /// site's, not a slot's health URL).
     pub(super) watch_traffic: Option<(std::path::PathBuf, String)>,
@@ -97,7 +97,7 @@ impl FakeHost {
             step_traffic: None,
             watch_traffic: None,
             reload_with_clients: None,
-            switch_fails_at_verify: false,
+            switch_fails_after_reload: false,
             split_left: None,
             image_listing: None,
             removed_images: Mutex::default(),

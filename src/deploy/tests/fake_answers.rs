@@ -10,7 +10,9 @@ use crate::health::{HealthCheck, HealthReport};
 use crate::input::{AppName, Slot, SlotPorts, SwitchTarget};
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::switch::{InPlace, MaintenanceChange, SwitchConfig, SwitchReport, SwitchRequest};
+use crate::switch::{
+    Fail, FakeSwitchHost, MaintenanceChange, SwitchConfig, SwitchReport, SwitchRequest,
+};
 use crate::validate::{CheckResult, CheckStatus, ValidateReport, ValidateRequest};
 
 use super::fake::FakeHost;
@@ -137,7 +139,7 @@ impl Host for FakeHost {
         }
     }
 
-    fn switch(&self, request: &SwitchRequest, _progress: &Progress) -> Result<SwitchReport> {
+    fn switch(&self, request: &SwitchRequest, progress: &Progress) -> Result<SwitchReport> {
         let intent = &request.intent;
         let target = match intent.target {
             SwitchTarget::Slot(s) => s.to_string(),
@@ -159,52 +161,19 @@ impl Host for FakeHost {
             "switch to {target}{condition}{split}{maintenance} ({}){dry}",
             intent.event.as_str()
         ));
-        let config = &request.config;
-        let state = request
-            .store
-            .load(&request.app, config.upstream_file.as_path(), request.ports)?
-            .state;
-        // The real switch's decision and record; only nginx and the kernel are left out.
-        let include = crate::fsutil::read_optional(config.upstream_file.as_path())?;
-        let decision = request.decide(&InPlace {
-            state: &state,
-            include: include.as_deref(),
-            rule: request.config.nft(&request.app).map(|_| None),
-            access_log: None,
-        })?;
-        if self.switch_fails_at_verify {
-            return Err(Error::SwitchFailed {
-                to: decision.to.to_string(),
-                stage: "verify",
-                reason: "the fake's verify URL did not answer".into(),
-                restored: true,
-                reloads: vec![self.reload_with_clients; 2],
-            });
-        }
-        if !request.dry_run {
-            std::fs::write(config.upstream_file.as_path(), &decision.include).unwrap();
-            request.record(&state, &decision)?;
-        }
-        Ok(SwitchReport {
-            app: request.app.to_string(),
-            from: state.active,
-            to: decision.to,
-            port: request.ports.port(decision.to),
-            version: decision.version,
-            dry_run: request.dry_run,
-            rendered: String::new(),
-            diff: "+ server 127.0.0.1:3002;".into(),
-            workers_restarted: true,
-            verified_slot: true,
-            kernel_confirmed: false,
-            maintenance: decision.maintenance.is_some(),
-            mode: request.config.mode,
-            warnings: Vec::new(),
-            elapsed_ms: 1,
-            reload: self.reload_with_clients.map(|n| crate::switch::Reload {
-                clients_open: Some(n),
-            }),
-        })
+        // The real switch, on a host whose nginx and kernel are in memory.
+        let fail = match self.switch_fails_after_reload {
+            true => Fail::FirstOf("new workers"),
+            false => Fail::Never,
+        };
+        let nginx = FakeSwitchHost::new(
+            request.config.upstream_file.as_path(),
+            request.ports,
+            request.config.service_port.get(),
+            fail,
+        )
+        .with_clients_open(self.reload_with_clients);
+        request.run_on(&nginx, progress)
     }
 
     fn reload_nginx(

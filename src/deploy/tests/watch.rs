@@ -30,8 +30,12 @@ fn users_requests_that_fail_in_the_watch_switch_back_though_the_probes_pass() {
     assert_eq!((receipt.requests, receipt.failed), (100, 20), "{receipt:?}");
     let history = std::fs::read_to_string(plan.store().dir().join("history.jsonl")).unwrap();
     let last = history.lines().last().unwrap();
+    // Two reloads at risk, the switch's and the rollback's, with the client connections
+    // open at each not counted (the fake's nginx does not say).
     assert!(
-        last.contains(r#""receipt":{"requests":100,"failed":20,"longest_gap_ms":0}"#),
+        last.contains(
+            r#""receipt":{"requests":100,"failed":20,"longest_gap_ms":0,"at_risk":[null,null]}"#
+        ),
         "{last}"
     );
 
@@ -115,7 +119,7 @@ fn a_switch_that_failed_after_its_reload_leaves_both_reloads_in_the_receipt() {
     std::fs::write(&log, "").unwrap();
     let host = FakeHost {
         reload_with_clients: Some(7),
-        switch_fails_at_verify: true,
+        switch_fails_after_reload: true,
         ..FakeHost::new().healthy(Slot::Green, &[true])
     };
     let (result, _) = run(&plan, &host);
