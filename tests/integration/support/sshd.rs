@@ -153,6 +153,13 @@ impl Sshd {
         )
     }
 
+    /// The last 40 lines of sshd's log, for a failure's message.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     /// How many SSH connections sshd accepted so far.
     pub fn connections(&self) -> usize {
         std::fs::read_to_string(self.dir.join("sshd.log"))

@@ -235,6 +235,11 @@ impl Target {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+        let mut log = log;
+        if log.contains("FAILED connect") {
+            // Why sshd turned the connection away is in its own log.
+            log.push_str(&format!("\nsshd's log:\n{}", self.sshd.log_tail()));
+        }
         ActRun { outputs, log }
     }
 
