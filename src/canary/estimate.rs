@@ -25,14 +25,15 @@
 //!   healthy canary (and of the live slot's own failures) does not fail it, with a
 //!   continuity correction for small counts.
 //!
-//! The point estimate `(F − n_live·p0) / n_new` is reported beside the verdict. Latency
-//! cannot be put down to a slot this way: it is judged on the probes of the new slot. The
-//! false-alarm and miss rates of the test are measured by `stats_of_the_test` in this
-//! file's tests and listed in `docs/benchmarks.md`.
+//! The point estimate `(F − n_live·p0) / n_new` is reported beside the verdict. The p95
+//! latency is estimated from the same counts by counting slow requests like failures
+//! (`slow.rs`). The false-alarm and miss rates of both tests are measured by
+//! `stats_of_the_test` here and `stats_of_the_latency_test` there, and listed in
+//! `docs/benchmarks.md`.
 
 use serde::{Deserialize, Serialize};
 
-use super::SlotTraffic;
+use super::{SlotTraffic, SlowEstimate};
 
 /// How many standard deviations above its mean a healthy step's failure count may go: a
 /// one-sided test at about 0.13%.
@@ -76,6 +77,10 @@ pub struct Estimate {
     pub most_failures: f64,
     /// Whether the step's failures stay within `most_failures`.
     pub passed: bool,
+    /// Whether the new slot's p95 is above its limit, estimated from the same counts (see
+    /// [`super::estimate_slow`]); `None` where the step had no times to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<SlowEstimate>,
 }
 
 impl Estimate {
@@ -145,6 +150,7 @@ pub fn estimate(
         limit,
         most_failures,
         passed: failures as f64 <= most_failures,
+        slow: None,
     })
 }
 
@@ -184,6 +190,7 @@ pub(super) fn most_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canary::TestRng;
 
     fn step(requests: u64, errors: u64) -> SlotTraffic {
         let mut s = SlotTraffic::default();
@@ -260,26 +267,11 @@ mod tests {
         assert!((e.limit - 0.05).abs() < 1e-9);
     }
 
-    /// A small deterministic generator (xorshift64*), so that the rates below are the
-    /// same on every run.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn failures(&mut self, n: u64, rate: f64) -> u64 {
-            (0..n).filter(|_| self.next() < rate).count() as u64
-        }
-    }
-
     /// One simulated step of `requests` requests, `share`% to a canary failing `new_rate`,
     /// the rest to a live slot failing `live_rate`, after a baseline window of
     /// `baseline_requests`; whether it passed.
     fn simulate(
-        rng: &mut Rng,
+        rng: &mut TestRng,
         requests: u64,
         share: u8,
         (new_rate, live_rate): (f64, f64),
@@ -310,7 +302,7 @@ mod tests {
     /// `docs/benchmarks.md` states.
     #[test]
     fn stats_of_the_test() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = TestRng(0x9E37_79B9_7F4A_7C15);
         let runs = 400;
         for baseline_requests in [500, 5000] {
             let false_alarms = (0..runs)

@@ -1,9 +1,9 @@
 //! A canary step's verdict: the probes of the new slot must pass, and when the access log
 //! holds enough of the new slot's requests, their error rate and p95 latency must stay under
 //! the absolute ceilings and within a margin of the old slot's in the same window. Where the
-//! log cannot tell the slots apart, the new slot's error rate estimated from the kernel's
-//! counts ([`super::estimate`]) must stay within the same limits; its latency is then judged
-//! on the probes alone.
+//! log cannot tell the slots apart, the new slot's error rate and p95 estimated from the
+//! kernel's counts ([`super::estimate`], [`super::estimate_slow`]) must stay within the same
+//! limits.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,17 @@ pub fn judge(
                 100.0 * e.new_rate,
                 e.failures,
                 100.0 * e.limit
+            ));
+        }
+        if let Some(slow) = estimated
+            .and_then(|e| e.slow.as_ref())
+            .filter(|s| !s.passed)
+        {
+            reasons.push(format!(
+                "the new slot's p95 is above {} ms: an estimated {:.1}% of its requests took longer ({} of the step's requests did)",
+                slow.limit_ms,
+                100.0 * slow.new_share,
+                slow.slow
             ));
         }
         return Verdict {

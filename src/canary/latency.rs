@@ -48,6 +48,24 @@ impl LatencyHistogram {
     }
 }
 
+impl LatencyHistogram {
+    /// How many times were counted.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// How many times lie above `ms`, counting a bucket whose upper end is above it (as a
+    /// percentile is read: more than 5% of them above `ms` is a p95 above `ms`).
+    pub fn above(&self, ms: u64) -> u64 {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(bucket, _)| upper_end(bucket) > ms)
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
 fn bucket_of(ms: u64) -> usize {
     let index = if ms < FINE {
         ms
@@ -106,5 +124,24 @@ mod tests {
         for ms in [0, 999, 1000, 9999, 10_000, 99_999, 100_000] {
             assert!(upper_end(bucket_of(ms)) >= ms, "{ms}");
         }
+    }
+
+    #[test]
+    fn the_times_above_a_limit_agree_with_the_percentile() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.above(0), 0);
+        for ms in 1..=100 {
+            h.add(ms);
+        }
+        assert_eq!(
+            (h.count(), h.above(95), h.above(94), h.above(100)),
+            (100, 5, 6, 0)
+        );
+        h.add(1234);
+        assert_eq!(
+            (h.above(1230), h.above(1239)),
+            (1, 0),
+            "a bucket counts whole"
+        );
     }
 }

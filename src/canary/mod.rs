@@ -8,7 +8,8 @@
 //!   `traffic`: what a window's lines say about each slot.
 //! - `judge`: a step's verdict from those figures and the probes of the new slot.
 //! - `estimate`: the new slot's error rate from the kernel's counts, where the log cannot
-//!   tell the slots apart (nftables mode, an app that does not name its slot).
+//!   tell the slots apart (nftables mode, an app that does not name its slot); `slow`: its
+//!   p95 latency the same way.
 //! - `watch`: the watch's verdict on the users' requests after the switch.
 //! - `receipt`: what a run cost the users, from the log.
 //!
@@ -21,6 +22,7 @@ mod estimate;
 mod judge;
 mod latency;
 mod receipt;
+mod slow;
 mod traffic;
 mod watch;
 
@@ -38,6 +40,7 @@ pub use accesslog::{AccessLog, log_directives};
 pub use estimate::{Baseline, Estimate, estimate};
 pub use judge::{Thresholds, Verdict, judge};
 pub use receipt::Receipt;
+pub use slow::{SlowEstimate, estimate_slow};
 pub use traffic::{SlotTraffic, StepTraffic};
 pub use watch::{TrafficVerdict, judge_window, p95_limit};
 
@@ -208,6 +211,27 @@ impl CanarySpec {
                 self.steps
             )
         })
+    }
+}
+
+/// A small deterministic generator (xorshift64*) for the estimates' simulated steps, so
+/// that their rates are the same on every run.
+#[cfg(test)]
+struct TestRng(u64);
+
+#[cfg(test)]
+impl TestRng {
+    /// A number in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// How many of `n` events happen, each with probability `rate`.
+    fn failures(&mut self, n: u64, rate: f64) -> u64 {
+        (0..n).filter(|_| self.next() < rate).count() as u64
     }
 }
 

@@ -51,7 +51,18 @@ impl SlotTraffic {
         )
     }
 
-    fn add(&mut self, failed: bool, ms: Option<u64>) {
+    /// How many of its requests carry a response time.
+    pub fn timed(&self) -> u64 {
+        self.times_ms.count()
+    }
+
+    /// How many of its requests took longer than `ms`, read as its p95 is (a time counts
+    /// when the upper end of its histogram bucket is above `ms`).
+    pub fn slower_than(&self, ms: u64) -> u64 {
+        self.times_ms.above(ms)
+    }
+
+    pub(super) fn add(&mut self, failed: bool, ms: Option<u64>) {
         self.requests += 1;
         self.errors += u64::from(failed);
         if let Some(ms) = ms {
@@ -59,7 +70,7 @@ impl SlotTraffic {
         }
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.p95_ms = self.times_ms.percentile(95);
     }
 }

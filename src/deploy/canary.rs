@@ -15,7 +15,9 @@
 
 use std::time::Instant;
 
-use crate::canary::{AccessLog, Baseline, Estimate, Share, StepTraffic, estimate, judge};
+use crate::canary::{
+    AccessLog, Baseline, Estimate, Share, SlotTraffic, StepTraffic, estimate, estimate_slow, judge,
+};
 use crate::clock::now_rfc3339;
 use crate::error::{Error, RunError};
 use crate::input::{Slot, SwitchTarget};
@@ -52,17 +54,15 @@ impl Engine<'_> {
         };
         // A fresh canary's steps are judged against the live slot alone just before them;
         // a promote has no such window (the paused split served until now).
-        let baseline = match from {
-            None => self
-                .live_window(canary.slot)
-                .map(|window| Baseline::of(&window.all)),
+        let before = match from {
+            None => self.live_window(canary.slot).map(|window| window.all),
             Some(_) => None,
         };
         for share in spec.steps.after(from) {
             self.stop_if_asked()?;
             canary.share = share;
             canary.paused = false;
-            self.canary_step(live, &canary, baseline)?;
+            self.canary_step(live, &canary, before.as_ref())?;
             if !through && spec.pause_at == Some(share) {
                 self.stop_if_asked()?;
                 canary.paused = true;
@@ -89,12 +89,13 @@ impl Engine<'_> {
 
     /// One step: the split, a step's worth of probes of the new slot, then the verdict on
     /// what the access log says each slot served in the meantime (or, where it cannot tell
-    /// the slots apart, on the estimate from the kernel's counts against `baseline`).
+    /// the slots apart, on the estimates from the kernel's counts against the live slot's
+    /// window `before` the steps).
     fn canary_step(
         &mut self,
         live: Slot,
         canary: &CanaryRecord,
-        baseline: Option<Baseline>,
+        before: Option<&SlotTraffic>,
     ) -> Result<(), Failure> {
         let plan = self.plan;
         let spec = plan.canary.as_ref().expect("steps run with a canary spec");
@@ -129,13 +130,15 @@ impl Engine<'_> {
             let estimated = connections
                 .filter(|_| traffic.slots_unnamed)
                 .and_then(|counts| {
-                    estimate(
+                    let e = estimate(
                         &traffic.all,
                         counts,
-                        baseline,
+                        before.map(Baseline::of),
                         limits.max_error_rate,
                         limits.error_margin,
-                    )
+                    )?;
+                    let slow = estimate_slow(&traffic.all, counts, before, &limits);
+                    Some(Estimate { slow, ..e })
                 });
             let mut verdict = judge(&traffic, estimated.as_ref(), &probed, &limits);
             let detail = describe_step(
@@ -385,10 +388,13 @@ fn describe_step(
         _ if !traffic.slots_unnamed && new.requests >= u64::from(min_requests) => {
             format!("; probes {probes}")
         }
-        Some(e) if e.new_requests >= f64::from(min_requests) => format!(
-            "; {}; its latency is judged on its probes ({probes})",
-            e.describe()
-        ),
+        Some(e) if e.new_requests >= f64::from(min_requests) => match &e.slow {
+            Some(slow) => format!("; {}; {}; probes {probes}", e.describe(), slow.describe()),
+            None => format!(
+                "; {}; no request carried a time, so its latency is judged on its probes ({probes})",
+                e.describe()
+            ),
+        },
         Some(_) => format!(
             "; the access log cannot tell the slots apart and the kernel's counts gave {} too few requests (fewer than canary-min-requests {min_requests}): judged on its probes ({probes})",
             canary.slot

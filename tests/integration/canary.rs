@@ -189,6 +189,9 @@ fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
     let healthy = demo_image("anon", &[anonymous]);
     let failing_20 = demo_image("anon-fails-20", &[anonymous, ("DEMO_ERROR_RATE", "0.2")]);
     let failing_all = demo_image("anon-fails-100", &[anonymous, ("DEMO_ERROR_RATE", "1")]);
+    // Every page in 600 ms (far above the live slot's p95 and canary-p95-margin-ms 100,
+    // and above max-p95-ms 500), its health URL answering at once.
+    let slow = demo_image("anon-slow", &[anonymous, ("DEMO_DELAY", "600ms")]);
     let t = Target::new("e2e-anon");
     // The default mode: nftables, where nginx sees only the service port.
     assert_result(
@@ -217,8 +220,17 @@ fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
     assert_eq!(live(), ("green".into(), "v2".into()));
     t.settled();
 
-    // Releases whose pages fail (their health URL answers) go back at the first 10% step.
-    for (image, version) in [(&failing_20, "v3"), (&failing_all, "v4")] {
+    // Releases whose pages fail or are slow (their health URL answers) go back at the
+    // first 10% step.
+    for (image, version, reason) in [
+        (&failing_20, "v3", "the new slot's error rate, estimated at"),
+        (
+            &failing_all,
+            "v4",
+            "the new slot's error rate, estimated at",
+        ),
+        (&slow, "v5", "the new slot's p95 is above"),
+    ] {
         let run = t.run(&[("IMAGE", image), ("VERSION", version), steps[0], steps[1]]);
         assert_result(&run, "rolled-back");
         let lines = step_lines(&run.log);
@@ -226,7 +238,7 @@ fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
         assert!(
             lines[0].contains("FAILED canary step")
                 && lines[0].contains("10% to blue")
-                && lines[0].contains("the new slot's error rate, estimated at"),
+                && lines[0].contains(reason),
             "{}",
             run.log
         );
