@@ -1,11 +1,14 @@
 //! What the engine does to the host it runs on, as one narrow interface: run a command,
 //! check health, switch, watch, validate, read where traffic goes (and whether it is
-//! split), reload nginx, whether a port is taken, wait. [`SystemHost`]
-//! does it for real; the engine's tests drive the same engine with a recording fake.
+//! split), read, write and remove nginx's files (the include, the server block), reload
+//! nginx, whether a port is taken, wait. [`SystemHost`] does it for real; the engine's tests
+//! drive the same engine with a recording fake.
 //!
-//! State (`state.json`, `history.jsonl`, the lock) is not behind this interface: it is
-//! files in the state directory, which a test points at a temporary directory.
+//! State (`state.json`, `history.jsonl`, the lock, the maintenance pages) is not behind
+//! this interface: it is files in the state directory, which a test points at a temporary
+//! directory.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -50,6 +53,16 @@ pub trait Host {
         app: &AppName,
         ports: SlotPorts,
     ) -> Result<Option<Slot>>;
+
+    /// The file at `path` (one of nginx's: the include, the server block), `None` when there
+    /// is none.
+    fn read_file(&self, path: &Path) -> Result<Option<String>>;
+
+    /// Writes `text` to `path` atomically (readers see the old file or the new one).
+    fn write_file(&self, path: &Path, text: &str) -> Result<()>;
+
+    /// Removes the file at `path`.
+    fn remove_file(&self, path: &Path) -> Result<()>;
 
     /// Reloads nginx with `config`'s reload command and waits until its master has replaced
     /// its workers (when the master can be found): `Ok(true)` when seen, `Ok(false)` when
@@ -107,6 +120,18 @@ impl Host for SystemHost {
         ports: SlotPorts,
     ) -> Result<Option<Slot>> {
         config.split_routed(app, ports)
+    }
+
+    fn read_file(&self, path: &Path) -> Result<Option<String>> {
+        crate::fsutil::read_optional(path)
+    }
+
+    fn write_file(&self, path: &Path, text: &str) -> Result<()> {
+        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        std::fs::remove_file(path).map_err(|e| crate::error::Error::io("remove", path, e))
     }
 
     fn reload_nginx(

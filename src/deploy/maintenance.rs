@@ -6,7 +6,6 @@
 
 use crate::clock::now_rfc3339;
 use crate::error::Error;
-use crate::fsutil::read_optional;
 use crate::maintenance_server::Closed;
 use crate::state::MaintenanceRecord;
 use crate::switch::Intent;
@@ -28,7 +27,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         ))
         .into());
     }
-    let include = read_optional(plan.switch.upstream_file.as_path())?;
+    let include = e.host.read_file(plan.switch.upstream_file.as_path())?;
     let include_on = include
         .as_deref()
         .is_some_and(|text| crate::maintenance_server::recorded_in(text, &plan.app).is_some());

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use crate::error::Error;
-use crate::fsutil::{read_optional, sha256_hex, write_atomic};
+use crate::fsutil::sha256_hex;
 use crate::maintenance_server::Closed;
 use crate::upstream::unified_diff;
 
@@ -105,8 +105,8 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             None,
         )?;
         for (written, f) in files.iter().enumerate() {
-            if let Err(err) = write_atomic(&f.path, f.wanted.as_bytes(), 0o644) {
-                put_back(&files[..written]);
+            if let Err(err) = me.host.write_file(&f.path, &f.wanted) {
+                put_back(me, &files[..written]);
                 return Err(err.into());
             }
             done.push(format!("wrote {}", f.path.display()));
@@ -157,7 +157,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
 fn planned_include(e: &Engine) -> Result<Option<Planned>, Failure> {
     let plan = e.plan;
     let path = plan.switch.upstream_file.as_path();
-    let current = read_optional(path)?;
+    let current = e.host.read_file(path)?;
     if let (None, Some(live)) = (
         &current,
         plan.store().read(&plan.app).and_then(|s| s.active),
@@ -221,7 +221,7 @@ fn planned_server(e: &Engine) -> Result<(Option<Planned>, Option<String>), Failu
     let path = plan.site.server_file.as_path();
     let body = server_block(e);
     let wanted = format!("{SERVER_HEADER}{}\n{body}", sha256_hex(body.as_bytes()));
-    let current = read_optional(path)?;
+    let current = e.host.read_file(path)?;
     let planned = Planned {
         path: path.to_path_buf(),
         current,
@@ -272,7 +272,7 @@ fn server_block(e: &Engine) -> String {
 fn apply(e: &Engine, files: &[Planned]) -> Result<Vec<String>, Failure> {
     let switch = &e.plan.switch;
     let refuse = |why: String, reloaded: bool| -> Failure {
-        put_back(files);
+        put_back(e, files);
         if reloaded {
             let _ = e.host.reload_nginx(switch);
         }
@@ -330,11 +330,11 @@ fn names_conflict(line: &str, e: &Engine) -> bool {
 }
 
 /// Puts the files setup wrote back as they were.
-fn put_back(files: &[Planned]) {
+fn put_back(e: &Engine, files: &[Planned]) {
     for f in files {
         let _ = match &f.current {
-            Some(text) => write_atomic(&f.path, text.as_bytes(), 0o644),
-            None => std::fs::remove_file(&f.path).map_err(|e| Error::io("remove", &f.path, e)),
+            Some(text) => e.host.write_file(&f.path, text),
+            None => e.host.remove_file(&f.path),
         };
     }
 }

@@ -86,7 +86,7 @@ fn known_here(e: &Engine) -> Result<(), Failure> {
     if store.state_path().exists() {
         return Ok(());
     }
-    let include = read_optional(plan.switch.upstream_file.as_path())?;
+    let include = e.host.read_file(plan.switch.upstream_file.as_path())?;
     if include.is_some_and(|text| crate::upstream::has_marker(&text, &plan.app)) {
         return Ok(());
     }
@@ -166,7 +166,8 @@ fn site_answer(e: &Engine, state: &State, routed: Option<Slot>) -> Option<Result
 /// Whether the app's include serves the maintenance page now.
 fn include_in_maintenance(e: &Engine) -> Result<bool, Failure> {
     let plan = e.plan;
-    Ok(read_optional(plan.switch.upstream_file.as_path())?
+    Ok(e.host
+        .read_file(plan.switch.upstream_file.as_path())?
         .is_some_and(|text| crate::maintenance_server::recorded_in(&text, &plan.app).is_some()))
 }
 

@@ -1,6 +1,7 @@
 //! The fake host's answers to the engine (see `fake.rs` for its script and timeline).
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::deploy::Host;
@@ -174,6 +175,19 @@ impl Host for FakeHost {
         )
         .with_clients_open(self.reload_with_clients);
         request.run_on(&nginx, progress)
+    }
+
+    fn read_file(&self, path: &Path) -> Result<Option<String>> {
+        crate::fsutil::read_optional(path)
+    }
+
+    // Files are written to the test's directory and asserted there, not in the timeline.
+    fn write_file(&self, path: &Path, text: &str) -> Result<()> {
+        std::fs::write(path, text).map_err(|e| Error::io("write", path, e))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))
     }
 
     fn reload_nginx(
