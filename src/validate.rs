@@ -5,7 +5,7 @@
 //!
 //! `request`: what is asked and answered (the request, each check's verdict, the report);
 //! this file runs the checks of nginx, Docker, the state, ports and dependencies, and
-//! `access`, `master`, `memory`, `nftables` and `privilege` the others.
+//! `access`, `master`, `memory`, `nftables`, `privilege` and `proxy` the others.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ mod master;
 mod memory;
 mod nftables;
 mod privilege;
+mod proxy;
 mod request;
 
 use access::not_on_path;
@@ -42,7 +43,10 @@ impl ValidateRequest {
                 s.spawn(|| self.docker_checks()),
                 s.spawn(|| self.nft_checks()),
                 s.spawn(|| self.tcp_checks()),
-                s.spawn(|| self.memory_check(live).into_iter().collect()),
+                s.spawn(|| {
+                    let memory = self.memory_check(live).into_iter();
+                    memory.chain(self.proxy_ports_check(live)).collect()
+                }),
             ];
             let state = self.state_checks();
             let groups: Vec<Vec<CheckResult>> = groups
@@ -51,12 +55,12 @@ impl ValidateRequest {
                 .collect();
             (groups, state)
         });
-        let memory = groups.pop().expect("five groups");
+        let capacity = groups.pop().expect("five groups");
         let tcp = groups.pop().expect("five groups");
         let (standby_port, state) = state_checks;
         let mut checks: Vec<CheckResult> = groups.concat();
         checks.push(standby_port);
-        checks.extend(memory);
+        checks.extend(capacity);
         checks.extend(tcp);
         checks.push(state);
         checks.extend(self.privilege_check());

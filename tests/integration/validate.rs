@@ -437,6 +437,80 @@ fn a_standby_that_would_not_fit_in_memory_is_refused_naming_both_figures() {
     assert_eq!(status, "warn");
 }
 
+/// A container removed when the test ends, however it ends.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "--force", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_live_slot_behind_docker_proxy_is_told_how_many_connections_a_second_it_can_take() {
+    require!(Nginx, Docker);
+    let site = Site::new();
+    let image = crate::support::demo_image("v", &[]);
+    let name = format!("bluegreen-proxy-check-{}", site.blue_port);
+    let _blue = Container(name.clone());
+    let published = format!("127.0.0.1:{}:8080", site.blue_port);
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--publish",
+            &published,
+            "--env",
+            "BLUEGREEN_SLOT=blue",
+            &image,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    crate::support::wait_for_port(site.blue_port, std::time::Duration::from_secs(10));
+    let switched = site.switch(&["--to", "blue", "--app-version", "v1"]);
+    assert_eq!(switched.code, 0, "{switched:?}");
+    let args = site_args(&site);
+    let report = validate(&args, &["--runtime", "docker"]).json();
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ends: Vec<u32> = range
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let ports = ends[1] - ends[0] + 1;
+    let detail = detail_of(&report, "proxy-ports");
+    let reuse = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse").unwrap();
+    let said = if reuse.trim() == "1" {
+        "net.ipv4.tcp_tw_reuse=1 reuses its closed ports".to_owned()
+    } else {
+        format!(
+            "at most about {} new connections a second to a slot ({ports} ports",
+            ports / 60
+        )
+    };
+    assert!(
+        detail.contains(&format!(
+            "docker-proxy carries the live slot's requests (port {})",
+            site.blue_port
+        )) && detail.contains(&said),
+        "{detail}"
+    );
+    // The command runtime has no proxy in front of the slot: no such check.
+    let report = validate(&args, &["--runtime", "command"]).json();
+    assert!(
+        !report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "proxy-ports"),
+        "{report}"
+    );
+}
+
 #[test]
 fn in_reload_mode_two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be_watched() {
     require!(Nginx);
