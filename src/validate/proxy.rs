@@ -5,7 +5,7 @@
 //! reused toward a container's address, so a slot takes at most about (ephemeral ports) /
 //! 60 new connections a second: about 470 with the default range. Above that nginx gets
 //! `502` for the requests docker-proxy cannot connect. The check says the figure, and warns
-//! when the ports toward one peer already in TIME_WAIT are past half of them.
+//! when the ports toward one peer off loopback already in TIME_WAIT are past half of them.
 
 use crate::input::Slot;
 use crate::sys;
@@ -94,9 +94,15 @@ pub(super) fn judge(seen: &ProxyPorts) -> Option<CheckResult> {
     result(status, detail)
 }
 
-/// The most connections in TIME_WAIT toward one peer in a `/proc/net/tcp` table.
+/// The most connections in TIME_WAIT toward one peer that is not on loopback (whose ports
+/// the default `tcp_tw_reuse=2` reuses) in a `/proc/net/tcp` or `tcp6` table.
 pub(super) fn most_time_wait(table: &str) -> u64 {
     const TIME_WAIT: &str = "06";
+    // Addresses as the kernel prints them: 127.0.0.0/8 stores its first byte last; ::1.
+    let loopback = |address: &str| {
+        address.len() == 8 && address.ends_with("7F")
+            || address == "00000000000000000000000001000000"
+    };
     let mut by_peer = std::collections::HashMap::<&str, u64>::new();
     for line in table.lines().skip(1) {
         let mut fields = line.split_whitespace();
@@ -105,7 +111,8 @@ pub(super) fn most_time_wait(table: &str) -> u64 {
         else {
             continue;
         };
-        if state == TIME_WAIT {
+        let address = peer.split(':').next().unwrap_or_default();
+        if state == TIME_WAIT && !loopback(address) {
             *by_peer.entry(peer).or_default() += 1;
         }
     }
@@ -159,13 +166,20 @@ mod tests {
     }
 
     #[test]
-    fn time_wait_is_counted_per_peer() {
+    fn time_wait_is_counted_per_peer_off_loopback() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 010011AC:8A3C 020011AC:1F90 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n\
    1: 010011AC:8A3D 020011AC:1F90 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n\
    2: 010011AC:8A3E 030011AC:1F90 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n\
-   3: 0100007F:0BB9 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000\n";
-        assert_eq!(most_time_wait(table), 2);
+   3: 0100007F:0BB9 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000\n\
+   4: 0100007F:8A3F 0100007F:0BB9 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n\
+   5: 0100007F:8A40 0100007F:0BB9 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n\
+   6: 0100007F:8A41 0100007F:0BB9 06 00000000:00000000 03:00000fa1 00000000     0        0 0 3 0000000000000000\n";
+        assert_eq!(
+            most_time_wait(table),
+            2,
+            "loopback's ports are reused: not counted"
+        );
         assert_eq!(most_time_wait(""), 0);
     }
 }
