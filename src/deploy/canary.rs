@@ -111,7 +111,7 @@ impl Engine<'_> {
             let window_start = now_rfc3339();
             let request = me.switch_request(intent, false)?;
             let report = me.run_switch(&request)?;
-            me.traffic_moved = true;
+            me.run.traffic_moved = true;
             me.add_warnings(&report.warnings);
             let offset = log.as_ref().map_or(0, AccessLog::end);
             let nft = me.switch.nft(&plan.app);
@@ -162,7 +162,7 @@ impl Engine<'_> {
                 verdict.passed = false;
                 verdict.reasons.push(why);
             }
-            me.result.canary_steps.push(StepReport {
+            me.run.result.canary_steps.push(StepReport {
                 share: canary.share.percent(),
                 served_percent: traffic.canary_percent(),
                 traffic: traffic.clone(),
@@ -192,20 +192,20 @@ impl Engine<'_> {
         slot: Slot,
         failure: Failure,
     ) -> Result<Outcome, Failure> {
-        if !self.traffic_moved {
+        if !self.run.traffic_moved {
             if !failure.before_start {
                 self.abandon_standby(slot);
             }
             return Err(failure);
         }
-        self.result.error = Some(RunError::from(&failure.error));
+        self.run.result.error = Some(RunError::from(&failure.error));
         self.end_canary(
             Phase::Rollback,
             live,
             format!("canary failed: {}", failure.error),
         )?;
         if failure.log_of.is_some() {
-            self.result.log_tail = self.log_tail(slot);
+            self.run.result.log_tail = self.log_tail(slot);
         }
         self.abandon_standby(slot);
         match failure.error {
@@ -233,16 +233,17 @@ pub(super) fn promote(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "promote")?;
-    e.acted_on = Some((canary.version.clone(), canary.image.clone()));
+    e.run.acted_on = Some((canary.version.clone(), canary.image.clone()));
     // The canary serves its share already: whatever fails from here sends it back.
-    e.traffic_moved = true;
+    e.run.traffic_moved = true;
     let checked = e
         .health_check(canary.slot)
         .and_then(|()| e.canary_steps(live, canary.clone(), Some(canary.share), true));
     match checked {
         // Asked to stop before this run moved the share: the canary stays as it was.
         Err(failure)
-            if matches!(failure.error, Error::Cancelled(_)) && e.result.canary_steps.is_empty() =>
+            if matches!(failure.error, Error::Cancelled(_))
+                && e.run.result.canary_steps.is_empty() =>
         {
             return Err(failure);
         }
@@ -262,7 +263,7 @@ pub(super) fn abort(e: &mut Engine) -> Result<Outcome, Failure> {
     e.lock()?;
     let state = e.load_state()?;
     let (live, canary) = canary_in(&state, "abort")?;
-    e.acted_on = Some((canary.version.clone(), canary.image.clone()));
+    e.run.acted_on = Some((canary.version.clone(), canary.image.clone()));
     e.end_canary(
         Phase::Rollback,
         live,

@@ -1,7 +1,7 @@
 //! The engine every host-side operation runs on: the context a phase works in (the plan,
-//! the host, the event sink, the result so far), the phase runner that announces, times and
-//! records each phase, and the first steps of every run (lock, state). The other steps the
-//! operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
+//! the host, the event sink, the request to stop, and the run's state so far in one
+//! [`RunState`]), the phase runner that announces, times and records each phase, and the
+//! first steps of every run (lock, state). The other steps the operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
 //! `release.rs` (deploy), `go_live.rs` (the switch, watch and switch back a deploy and a
 //! promote end with), `canary.rs` (traffic steps, promote and abort), `rollback.rs`,
 //! `maintenance.rs`, `setup.rs` and `status.rs`, each a short sequence of steps;
@@ -59,23 +59,31 @@ impl From<Error> for Failure {
     }
 }
 
-/// One run on one host: the context every phase works in.
+/// One run on one host: the phase runner over what it is given (the plan, the host, the
+/// event sink, the request to stop) and what the run has done so far ([`RunState`]).
 pub struct Engine<'a> {
     pub(super) plan: &'a DeployPlan,
     pub(super) host: &'a dyn Host,
     emit: &'a (dyn Fn(&Event) + Sync),
-    pub(super) result: DeployResult,
-    started: Instant,
+    /// Whether someone asked the run to stop (see [`crate::cancel`]).
+    pub(super) cancel: Cancel,
     /// How traffic is switched, with `auto` decided once the run has started.
     pub(super) switch: SwitchConfig,
+    /// What the run has done and found so far.
+    pub(super) run: RunState,
+}
+
+/// What a run has done and found so far: everything in it changes as phases run.
+pub(super) struct RunState {
+    /// The result so far: phases, outcome, warnings, the receipt.
+    pub(super) result: DeployResult,
+    started: Instant,
     /// The compose flavour, once the first phase that needs it has looked.
     pub(super) compose: Option<Option<Compose>>,
     /// The app lock, held from the lock phase to the end of the run.
     held: Option<AppLock>,
     /// The slot to retire once the result is out.
     pub(super) pending_retire: Option<Slot>,
-    /// Whether someone asked the run to stop (see [`crate::cancel`]).
-    pub(super) cancel: Cancel,
     /// Whether this run has moved traffic (a switch, a rollback, a canary's share): from
     /// then on a request to stop no longer stops it half-way.
     pub(super) traffic_moved: bool,
@@ -101,17 +109,19 @@ impl<'a> Engine<'a> {
             plan,
             host,
             emit,
-            result: DeployResult::default(),
-            started: Instant::now(),
-            switch: plan.switch.clone(),
-            compose: None,
-            held: None,
-            pending_retire: None,
             cancel: Cancel::new(),
-            traffic_moved: false,
-            acted_on: None,
-            receipt_from: None,
-            reloads: Vec::new(),
+            switch: plan.switch.clone(),
+            run: RunState {
+                result: DeployResult::default(),
+                started: Instant::now(),
+                compose: None,
+                held: None,
+                pending_retire: None,
+                traffic_moved: false,
+                acted_on: None,
+                receipt_from: None,
+                reloads: Vec::new(),
+            },
         }
     }
 
@@ -125,7 +135,7 @@ impl<'a> Engine<'a> {
     /// moved (after that, the watch and its rollback run to their end, and a canary ends
     /// at its next step; see `canary.rs`).
     pub(super) fn stop_requested(&self) -> Option<CancelReason> {
-        self.cancel.requested().filter(|_| !self.traffic_moved)
+        self.cancel.requested().filter(|_| !self.run.traffic_moved)
     }
 
     /// Ends the run with the operation's `outcome`: records it (and, after a failure, the
@@ -134,7 +144,7 @@ impl<'a> Engine<'a> {
     /// still holding the lock; returns the result.
     pub(super) fn finish(mut self, outcome: Result<Outcome, Failure>) -> DeployResult {
         match outcome {
-            Ok(outcome) => self.result.result = Some(outcome),
+            Ok(outcome) => self.run.result.result = Some(outcome),
             Err(failure) => {
                 // A failure that comes with a request to stop (a wait cut short) is the stop.
                 let error = match self.stop_requested() {
@@ -145,14 +155,14 @@ impl<'a> Engine<'a> {
                 if cancelled {
                     self.log(&format!("{error}: the live slot was not touched"));
                 }
-                self.result.result = Some(if cancelled {
+                self.run.result.result = Some(if cancelled {
                     Outcome::Cancelled
                 } else {
                     Outcome::Failed
                 });
-                self.result.error = Some(RunError::from(&error));
+                self.run.result.error = Some(RunError::from(&error));
                 if let Some(slot) = failure.log_of.filter(|_| !cancelled) {
-                    self.result.log_tail = self.log_tail(slot);
+                    self.run.result.log_tail = self.log_tail(slot);
                 }
             }
         }
@@ -162,20 +172,20 @@ impl<'a> Engine<'a> {
             self.plan.ports,
         ) {
             let state = loaded.state;
-            self.result.active_slot = state.active;
-            self.result.previous_slot = state.previous;
-            self.result.active_version = state
+            self.run.result.active_slot = state.active;
+            self.run.result.previous_slot = state.previous;
+            self.run.result.active_version = state
                 .active
                 .and_then(|s| state.slots.get(s).version.clone());
         }
         match self.receipt_so_far() {
             Some(Ok(mut receipt)) => {
-                receipt.at_risk = self.reloads.clone();
+                receipt.at_risk = self.run.reloads.clone();
                 self.log(&format!(
                     "receipt: {} (nginx's log, from the run's start to its end)",
                     receipt.describe()
                 ));
-                self.result.receipt = Some(receipt);
+                self.run.result.receipt = Some(receipt);
             }
             Some(Err(e)) => self.log(&format!("no receipt: {e}")),
             None => {}
@@ -183,17 +193,17 @@ impl<'a> Engine<'a> {
         if !self.plan.dry_run && self.plan.operation != Operation::Status {
             self.record_history();
         }
-        (self.emit)(&Event::Result(Box::new(self.result.clone())));
-        if let Some(old) = self.pending_retire.take() {
+        (self.emit)(&Event::Result(Box::new(self.run.result.clone())));
+        if let Some(old) = self.run.pending_retire.take() {
             self.retire(old);
         }
-        self.held = None;
-        self.result
+        self.run.held = None;
+        self.run.result
     }
 
     fn record_history(&self) {
-        let outcome = self.result.result.unwrap_or(Outcome::Failed);
-        let detail = match (&self.result.failed_phase, &self.result.error) {
+        let outcome = self.run.result.result.unwrap_or(Outcome::Failed);
+        let detail = match (&self.run.result.failed_phase, &self.run.result.error) {
             (Some(phase), Some(error)) => {
                 format!("{} at {}: {error}", outcome.as_str(), phase.as_str())
             }
@@ -212,23 +222,23 @@ impl<'a> Engine<'a> {
             },
             app: self.plan.app.to_string(),
             from: None,
-            to: self.result.active_slot,
+            to: self.run.result.active_slot,
             // Setup and maintenance move no version; a rollback or an abort goes back to
             // what is live after it (not the run's own version label).
             version: match self.plan.operation {
                 Operation::Setup | Operation::MaintenanceOn | Operation::MaintenanceOff => None,
-                Operation::Rollback | Operation::Abort => self.result.active_version.clone(),
+                Operation::Rollback | Operation::Abort => self.run.result.active_version.clone(),
                 _ => Some(self.release().0.as_str().to_owned()),
             },
             detail: Some(format!("{detail} ({})", self.plan.purpose)),
-            receipt: self.result.receipt.as_ref().map(Receipt::figures),
+            receipt: self.run.result.receipt.as_ref().map(Receipt::figures),
             pid: std::process::id(),
         });
     }
 
     /// Starts the run's receipt: from here on, what nginx logs counts.
     pub(super) fn start_receipt(&mut self) {
-        self.receipt_from = self
+        self.run.receipt_from = self
             .access_log()
             .map(|log| (log.end(), now_epoch_seconds()));
     }
@@ -239,9 +249,10 @@ impl<'a> Engine<'a> {
         let result = self.with_progress(|p| self.host.switch(request, p));
         match &result {
             Ok(report) => self
+                .run
                 .reloads
                 .extend(report.reload.map(|reload| reload.clients_open)),
-            Err(Error::SwitchFailed { reloads, .. }) => self.reloads.extend(reloads),
+            Err(Error::SwitchFailed { reloads, .. }) => self.run.reloads.extend(reloads),
             Err(_) => {}
         }
         result
@@ -251,7 +262,7 @@ impl<'a> Engine<'a> {
     /// nginx is told to write), or why it cannot be had (the log is not there, or cannot be
     /// read).
     pub(super) fn receipt_so_far(&self) -> Option<Result<Receipt, Error>> {
-        let (offset, started) = self.receipt_from?;
+        let (offset, started) = self.run.receipt_from?;
         let log = self.access_log()?;
         if !log.exists() {
             return Some(Err(Error::CheckFailed(format!(
@@ -265,7 +276,8 @@ impl<'a> Engine<'a> {
     /// The version and image the run is about: the plan's, or the canary's that a promote or
     /// an abort acts on.
     pub(super) fn release(&self) -> (Version, Option<Image>) {
-        self.acted_on
+        self.run
+            .acted_on
             .clone()
             .unwrap_or_else(|| (self.plan.version.clone(), self.plan.runtime.image.clone()))
     }
@@ -274,8 +286,8 @@ impl<'a> Engine<'a> {
     /// by its switch alike).
     pub(super) fn add_warnings(&mut self, warnings: &[String]) {
         for w in warnings {
-            if !self.result.warnings.contains(w) {
-                self.result.warnings.push(w.clone());
+            if !self.run.result.warnings.contains(w) {
+                self.run.result.warnings.push(w.clone());
             }
         }
     }
@@ -322,14 +334,14 @@ impl<'a> Engine<'a> {
         let record = PhaseRecord {
             phase,
             ok,
-            start_ms: started.duration_since(self.started).as_millis() as u64,
+            start_ms: started.duration_since(self.run.started).as_millis() as u64,
             ms: started.elapsed().as_millis() as u64,
             detail,
         };
         (self.emit)(&Event::PhaseEnd(record.clone()));
-        self.result.phases.push(record);
+        self.run.result.phases.push(record);
         if !ok {
-            self.result.failed_phase = Some(phase);
+            self.run.result.failed_phase = Some(phase);
         }
         outcome.map(|(value, _)| value)
     }
@@ -351,14 +363,14 @@ impl<'a> Engine<'a> {
             )?;
             Ok((lock, format!("locked {}", store.dir().display())))
         })?;
-        self.held = Some(lock);
+        self.run.held = Some(lock);
         Ok(())
     }
 
     /// Lets the app lock go before the run ends (a refused first setup removing the
     /// directory the lock is in).
     pub(super) fn unlock(&mut self) {
-        self.held = None;
+        self.run.held = None;
     }
 
     /// Decides `auto` (nftables where `nft` answers, else reload) and says which and why.
@@ -369,8 +381,8 @@ impl<'a> Engine<'a> {
             .switch
             .resolve(|probe| host.run(probe, NFT_PROBE_TIMEOUT));
         self.log(&format!("switch mode: {} ({why})", resolved.mode));
-        self.result.switch_mode = Some(resolved.mode);
-        self.result.switch_mode_reason = Some(why);
+        self.run.result.switch_mode = Some(resolved.mode);
+        self.run.result.switch_mode_reason = Some(why);
         self.switch = resolved;
     }
 

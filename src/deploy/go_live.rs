@@ -37,7 +37,8 @@ pub(super) fn run(
     // slot in the watch are judged against. After traffic steps (a promote's among them) the
     // window holds the new slot's share too: where the log cannot tell the slots apart it
     // would loosen the watch, so there is no window then.
-    let after_steps = e.plan.operation == Operation::Promote || !e.result.canary_steps.is_empty();
+    let after_steps =
+        e.plan.operation == Operation::Promote || !e.run.result.canary_steps.is_empty();
     let before = e
         .live_window(standby)
         .and_then(|window| window.of_live_slot(after_steps));
@@ -69,7 +70,7 @@ pub(super) fn run(
             );
         }
         // Reported, not rolled back: the new version is live and passed its watch.
-        e.result.failed_phase = None;
+        e.run.result.failed_phase = None;
         let warning = format!(
             "{}; {standby} stays live (post-switch-rollback is off, or there is no previous slot)",
             failure.error
@@ -78,8 +79,8 @@ pub(super) fn run(
         e.add_warnings(&[warning]);
     }
     if let Some(old) = previous {
-        e.result.retire = Some(e.retire_plan(old));
-        e.pending_retire = Some(old);
+        e.run.result.retire = Some(e.retire_plan(old));
+        e.run.pending_retire = Some(old);
     }
     Ok(Outcome::Deployed)
 }
@@ -98,7 +99,7 @@ fn switch_back(
     let Some(previous) = previous else {
         return Err(failure);
     };
-    e.result.error = Some(RunError::from(&failure.error));
+    e.run.result.error = Some(RunError::from(&failure.error));
     let back = Intent::back(standby, SwitchTarget::Slot(previous))
         .because(format!("{what} failed: {}", failure.error));
     let back = match ended {
@@ -106,7 +107,7 @@ fn switch_back(
         None => back,
     };
     e.switch_to(Phase::Rollback, back)?;
-    e.result.log_tail = e.log_tail(standby);
+    e.run.result.log_tail = e.log_tail(standby);
     e.abandon_standby(standby);
     Ok(Outcome::RolledBack)
 }

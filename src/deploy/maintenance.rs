@@ -89,7 +89,7 @@ pub(super) fn run(e: &mut Engine, on: bool) -> Result<Outcome, Failure> {
         } else {
             format!("plan: nginx routes {} to {live} again", plan.app)
         });
-        e.result.upstream_diff = Some(report.diff);
+        e.run.result.upstream_diff = Some(report.diff);
         return Ok(Outcome::Unchanged);
     }
     if on {

@@ -124,7 +124,7 @@ fn lock_or_list_problems(e: &mut Engine) -> Result<(), Failure> {
     let Err(also) = e.validate(false) else {
         return Err(failure);
     };
-    e.result.failed_phase = Some(Phase::Lock);
+    e.run.result.failed_phase = Some(Phase::Lock);
     Err(Error::CheckFailed(format!("{}; and {}", failure.error, also.error)).into())
 }
 
@@ -201,7 +201,7 @@ pub(super) fn dry_run(e: &mut Engine) -> Result<Outcome, Failure> {
             humantime::format_duration(spec.step_duration)
         ));
     }
-    e.result.upstream_diff = Some(report.diff);
+    e.run.result.upstream_diff = Some(report.diff);
     Ok(Outcome::Unchanged)
 }
 

@@ -78,12 +78,12 @@ impl Engine<'_> {
             Ok(((), done.join("; ")))
         });
         let detail = match outcome {
-            Ok(()) => self.result.phases.last().map(|p| p.detail.clone()),
+            Ok(()) => self.run.result.phases.last().map(|p| p.detail.clone()),
             Err(f) => {
-                self.result.failed_phase = None;
+                self.run.result.failed_phase = None;
                 let w = format!("retire of {old} failed: {}", f.error);
                 self.log(&format!("warning: {w}"));
-                self.result.warnings.push(w.clone());
+                self.run.result.warnings.push(w.clone());
                 Some(w)
             }
         };

@@ -181,6 +181,6 @@ fn rollback_image(
         "state records no image ID for {version} (written by an older release): re-creating it from {tag}, which may now name another build"
     );
     e.log(&format!("warning: {w}"));
-    e.result.warnings.push(w);
+    e.run.result.warnings.push(w);
     Ok(tag)
 }

@@ -95,7 +95,7 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
             {
                 me.log(&format!("plan: install the boot path ({missing})"));
             }
-            me.result.upstream_diff = Some(diff);
+            me.run.result.upstream_diff = Some(diff);
             return Ok((Outcome::Unchanged, "dry run: nothing changed".to_owned()));
         }
         crate::maintenance_server::install_page(

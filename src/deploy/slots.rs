@@ -28,7 +28,7 @@ impl<'a> Engine<'a> {
     pub(super) fn commands(&mut self) -> SlotCommands<'a> {
         let docker = CommandLine::new([defaults::DOCKER_CMD]);
         let runtime = &self.plan.runtime;
-        if self.compose.is_none() {
+        if self.run.compose.is_none() {
             let found = (runtime.runtime == Runtime::Compose)
                 .then(|| {
                     Compose::candidates(&docker)
@@ -37,12 +37,12 @@ impl<'a> Engine<'a> {
                 })
                 .flatten()
                 .map(|(compose, _)| compose);
-            self.compose = Some(found);
+            self.run.compose = Some(found);
         }
         SlotCommands {
             spec: runtime,
             docker,
-            compose: self.compose.clone().flatten(),
+            compose: self.run.compose.clone().flatten(),
         }
     }
 

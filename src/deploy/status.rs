@@ -69,8 +69,8 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         Ok((report, summary))
     })?;
     let problems = report.problems.clone();
-    e.result.history = report.history.clone();
-    e.result.status = Some(report);
+    e.run.result.history = report.history.clone();
+    e.run.result.status = Some(report);
     if problems.is_empty() {
         return Ok(Outcome::Unchanged);
     }

@@ -125,7 +125,7 @@ impl Engine<'_> {
             let request = me.switch_request(intent, false)?;
             let report = me.run_switch(&request)?;
             me.add_warnings(&report.warnings);
-            me.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
+            me.run.traffic_moved |= matches!(phase, Phase::Switch | Phase::Rollback | Phase::Canary);
             let (to, port) = (report.to, report.port);
             let detail = match (request.intent.event, &request.intent.reason) {
                 (SwitchEvent::Maintenance, _) if report.maintenance => format!(
@@ -347,7 +347,7 @@ impl Engine<'_> {
                 report.passed = false;
                 report.reasons.push(why);
             }
-            me.result.monitor = Some(report.clone());
+            me.run.result.monitor = Some(report.clone());
             let mut summary = format!(
                 "probes: {} requests, {} failed, p95 {} ms, longest gap {} ms",
                 report.requests, report.failures, report.p95_ms, report.longest_gap_ms
@@ -357,7 +357,7 @@ impl Engine<'_> {
                 None if in_maintenance => "; maintenance is on: judged on the probes".to_owned(),
                 None => "; no access log to read: judged on the probes".to_owned(),
             });
-            me.result.users = users;
+            me.run.result.users = users;
             if report.passed {
                 Ok(((), summary))
             } else {
