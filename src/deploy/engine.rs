@@ -1,6 +1,6 @@
 //! The engine every host-side operation runs on: the context a phase works in (the plan,
 //! the host, the event sink, the request to stop, and the run's state so far in one
-//! [`RunState`]), the phase runner that announces, times and records each phase, and the
+//! `RunState`), the phase runner that announces, times and records each phase, and the
 //! first steps of every run (lock, state). The other steps the operations share are in `checks.rs`, `slots.rs` and `steps.rs`; the operations are in
 //! `release.rs` (deploy), `go_live.rs` (the switch, watch and switch back a deploy and a
 //! promote end with), `canary.rs` (traffic steps, promote and abort), `rollback.rs`,
@@ -60,7 +60,7 @@ impl From<Error> for Failure {
 }
 
 /// One run on one host: the phase runner over what it is given (the plan, the host, the
-/// event sink, the request to stop) and what the run has done so far ([`RunState`]).
+/// event sink, the request to stop) and what the run has done so far (`RunState`).
 pub struct Engine<'a> {
     pub(super) plan: &'a DeployPlan,
     pub(super) host: &'a dyn Host,
