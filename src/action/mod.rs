@@ -272,7 +272,7 @@ fn finish(
         let posted = report
             .slack_payload(github)
             .map_err(|e| e.to_string())
-            .and_then(|payload| report::post_slack(webhook, &payload));
+            .and_then(|payload| report::slack::post_slack(webhook, &payload));
         match posted {
             Ok(()) => log.info("Slack notified"),
             Err(why) => log.warning(&format!("Slack notification failed: {why}")),

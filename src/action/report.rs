@@ -333,8 +333,6 @@ pub fn write_outputs(path: &Path, outputs: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
-mod slack;
+pub mod slack;
 #[cfg(test)]
 mod tests;
-
-pub use slack::{SLACK_TIMEOUT, post_slack, slack_escape};

@@ -9,22 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::monitor::MonitorReport;
 
-use super::{Estimate, StepTraffic};
-
-/// The limits a step is judged against.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// Highest acceptable error rate of the new slot (0 to 1).
-    pub max_error_rate: f64,
-    /// How much the new slot's error rate may exceed the old slot's.
-    pub error_margin: f64,
-    /// Highest acceptable p95 latency of the new slot, in ms.
-    pub max_p95_ms: u64,
-    /// How much the new slot's p95 may exceed the old slot's, in ms.
-    pub p95_margin_ms: u64,
-    /// Fewer of the new slot's requests than this: judged on probes only.
-    pub min_requests: u32,
-}
+use super::{Estimate, StepTraffic, Thresholds};
 
 /// What a step was judged on and how it came out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,10 +6,11 @@
 //!   [`TrafficSteps`], the [`CanarySpec`] a plan carries).
 //! - `accesslog`: the access log nginx writes through the include we own, read by window;
 //!   `traffic`: what a window's lines say about each slot.
-//! - `judge`: a step's verdict from those figures and the probes of the new slot.
+//! - `judge`: a step's verdict from those figures and the probes of the new slot, held to
+//!   the plan's `limits`.
 //! - `estimate`: the new slot's error rate from the kernel's counts, where the log cannot
 //!   tell the slots apart (nftables mode, an app that does not name its slot); `slow`: its
-//!   p95 latency the same way.
+//!   p95 latency the same way; `one_sided`: the test on counts both (and the watch) use.
 //! - `watch`: the watch's verdict on the users' requests after the switch.
 //! - `receipt`: what a run cost the users, from the log.
 //!
@@ -21,6 +22,8 @@ mod accesslog;
 mod estimate;
 mod judge;
 mod latency;
+mod limits;
+mod one_sided;
 mod receipt;
 mod slow;
 mod traffic;
@@ -37,8 +40,10 @@ use crate::error::{Error, Result};
 use crate::input::Fraction;
 
 pub use accesslog::{AccessLog, log_directives};
-pub use estimate::{Baseline, Estimate, estimate};
-pub use judge::{Thresholds, Verdict, judge};
+pub use estimate::{Estimate, estimate};
+pub use judge::{Verdict, judge};
+pub use limits::Thresholds;
+pub use one_sided::Baseline;
 pub use receipt::Receipt;
 pub use slow::{SlowEstimate, estimate_slow};
 pub use traffic::{SlotTraffic, StepTraffic};

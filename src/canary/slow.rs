@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::estimate::{Baseline, most_failures};
+use super::one_sided::{Baseline, most_failures};
 use super::{SlotTraffic, Thresholds};
 
 /// The share of a slot's requests that may be slower than its p95 limit.

@@ -27,8 +27,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::estimate::most_failures;
-use super::{Baseline, SlotTraffic, Thresholds};
+use super::one_sided::{Baseline, most_failures};
+use super::{SlotTraffic, Thresholds};
 
 /// What the watch's window of real traffic said.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,9 +8,8 @@ use crate::config::defaults;
 use crate::error::Error;
 use crate::exec::CommandLine;
 use crate::input::{Image, Slot, Version};
-use crate::runtime::{
-    Compose, DETECT_TIMEOUT, Listing, Pull, Runtime, RuntimeSpec, SlotCommands, SlotSpec,
-};
+use crate::runtime::commands::{SlotCommands, SlotSpec};
+use crate::runtime::{Compose, DETECT_TIMEOUT, Listing, Pull, Runtime, RuntimeSpec};
 use crate::state::{SlotRecord, parse_image_id};
 
 use super::engine::{Engine, Failure, RUNTIME_COMMAND_TIMEOUT};

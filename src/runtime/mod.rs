@@ -5,13 +5,11 @@
 //!
 //! - this file: the runtimes, the pull policy, the settings a plan carries ([`RuntimeSpec`]),
 //!   the compose flavours, and the queries validation runs;
-//! - `commands`: [`SlotCommands`], the builders of each slot command per runtime.
+//! - `commands`: [`commands::SlotCommands`], the builders of each slot command per runtime.
 
-mod commands;
+pub mod commands;
 #[cfg(test)]
 mod tests;
-
-pub use commands::{SlotCommands, SlotSpec};
 
 use std::fmt;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::commands::{SlotCommands, SlotSpec};
 use super::*;
 use crate::exec::CommandLine;
 use crate::input::{AppName, Slot};

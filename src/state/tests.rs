@@ -1,6 +1,7 @@
 //! Unit tests of state.json: switch transitions, parsing, rebuilding from disk.
 
 use super::*;
+use crate::input::{AppName, Slot, SlotPorts};
 
 fn app() -> AppName {
     "shop".parse().unwrap()

@@ -11,9 +11,8 @@ use crate::input::{HttpUrl, Slot};
 use crate::nft::{NftSwitch, Route};
 
 use super::decide::Decision;
-use super::execute::Executor;
+use super::execute::{Executor, Journal};
 use super::request::{SwitchReport, VERIFY_POLL};
-use super::undo::Journal;
 
 /// Why a reload the switch performed is not confirmed, if it is not: a reload is done
 /// only when seen, by nginx's new workers or by an answer of `url` naming the slot that only

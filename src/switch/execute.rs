@@ -10,7 +10,6 @@ use crate::progress::Progress;
 use super::decide::Decision;
 use super::host::SwitchHost;
 use super::request::{Reload, SwitchReport, SwitchRequest};
-use super::undo::Journal;
 
 /// One switch being carried out: the request, the host it acts on, what it changed so far
 /// and what it reports.
@@ -20,6 +19,38 @@ pub(super) struct Executor<'a> {
     pub(super) progress: &'a Progress<'a>,
     pub(super) journal: Journal,
     pub(super) report: &'a mut SwitchReport,
+}
+
+/// What a switch changed so far, for putting it back.
+pub(super) struct Journal {
+    /// The include in place before the switch (`None`: there was none).
+    pub(super) old_file: Option<String>,
+    /// The nginx master whose reloads are watched, when it could be found.
+    pub(super) master: Option<u32>,
+    /// Whether the new include was written.
+    pub(super) file_written: bool,
+    /// Whether nginx may have loaded the new include (its reload command ran).
+    pub(super) reloaded: bool,
+    /// Once the switch touched an nftables rule: that rule's table, and where it led before
+    /// (`None`: there was no table).
+    pub(super) rule_before: Option<(NftSwitch, Option<Route>)>,
+    /// Each reload of nginx so far, with the client connections open at it.
+    pub(super) reloads: Vec<Option<u32>>,
+}
+
+impl Journal {
+    /// The journal of a switch that has changed nothing yet, with the include in place and
+    /// the nginx master to watch.
+    pub(super) fn new(old_file: Option<String>, master: Option<u32>) -> Journal {
+        Journal {
+            old_file,
+            master,
+            file_written: false,
+            reloaded: false,
+            rule_before: None,
+            reloads: Vec::new(),
+        }
+    }
 }
 
 impl Executor<'_> {

@@ -17,9 +17,8 @@ use crate::progress::Progress;
 use crate::state::{CanaryRecord, MaintenanceRecord, State, StateStore};
 
 use super::decide::{Decision, InPlace};
-use super::execute::Executor;
+use super::execute::{Executor, Journal};
 use super::fake_host::{FAKE_MASTER, Fail, FakeSwitchHost};
-use super::undo::Journal;
 use super::{Intent, LockPolicy, MaintenanceChange, SwitchRequest};
 
 /// The service port of nftables mode.

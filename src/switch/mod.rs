@@ -51,11 +51,10 @@ use crate::progress::Progress;
 use crate::state::{HistoryEvent, State};
 use crate::upstream::unified_diff;
 pub(crate) use decide::{Decision, InPlace};
-use execute::Executor;
+use execute::{Executor, Journal};
 pub(crate) use host::SwitchHost;
 use host::ThisHost;
 pub use request::{Reload, SwitchReport, SwitchRequest};
-use undo::Journal;
 
 impl SwitchRequest {
     /// Performs the switch (or, with `dry_run`, shows it): reads what is in place, decides
