@@ -33,7 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::one_sided::{Baseline, most_failures};
+use super::one_sided::{Baseline, divided, most_failures, new_slots_share};
 use super::{SlotTraffic, SlowEstimate};
 
 /// What the estimate found in one step.
@@ -95,13 +95,10 @@ pub fn estimate(
     max_error_rate: f64,
     error_margin: f64,
 ) -> Option<Estimate> {
-    let counted = to_new + to_live;
-    if counted == 0 {
+    if to_new + to_live == 0 {
         return None;
     }
-    let requests = step.requests as f64;
-    let new_requests = requests * to_new as f64 / counted as f64;
-    let live_requests = requests - new_requests;
+    let (new_requests, live_requests) = divided(step.requests, (to_new, to_live));
     let baseline = baseline.filter(|b| b.requests > 0);
     let live_rate = baseline.map_or(0.0, |b| b.failures as f64 / b.requests as f64);
     let limit = max_error_rate.min(live_rate + error_margin);
@@ -114,11 +111,7 @@ pub fn estimate(
         limit < max_error_rate,
     );
     let failures = step.errors;
-    let new_rate = if new_requests > 0.0 {
-        ((failures as f64 - live_requests * live_rate) / new_requests).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let new_rate = new_slots_share(failures, new_requests, live_requests, live_rate);
     Some(Estimate {
         new_requests,
         failures,

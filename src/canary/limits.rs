@@ -15,3 +15,18 @@ pub struct Thresholds {
     /// Fewer of the new slot's requests than this: judged on probes only.
     pub min_requests: u32,
 }
+
+impl Thresholds {
+    /// The action's defaults (max-error-rate 1%, margin 1 point, max-p95-ms 500, margin
+    /// 100 ms, 20 requests at least), for tests.
+    #[cfg(test)]
+    pub(super) fn defaults_for_tests() -> Thresholds {
+        Thresholds {
+            max_error_rate: 0.01,
+            error_margin: 0.01,
+            max_p95_ms: 500,
+            p95_margin_ms: 100,
+            min_requests: 20,
+        }
+    }
+}

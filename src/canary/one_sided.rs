@@ -62,3 +62,27 @@ pub(super) fn most_failures(
         + tracking * tracking * live_spread / baseline.map_or(1.0, |b| b.requests as f64);
     mean + Z * variance.sqrt() + 0.5
 }
+
+/// The new slot's share of `events` (failures, slow requests) of a step: what is left when
+/// the live slot's `live_requests` at its `live_rate` are taken out, over its own
+/// `new_requests` (0 to 1; 0 without requests of its own).
+pub(super) fn new_slots_share(
+    events: u64,
+    new_requests: f64,
+    live_requests: f64,
+    live_rate: f64,
+) -> f64 {
+    if new_requests > 0.0 {
+        ((events as f64 - live_requests * live_rate) / new_requests).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// `requests` divided between the slots as the kernel's counts of new connections (to the
+/// new slot, to the live one) say: (the new slot's, the live slot's).
+pub(super) fn divided(requests: u64, (to_new, to_live): (u64, u64)) -> (f64, f64) {
+    let requests = requests as f64;
+    let new = requests * to_new as f64 / (to_new + to_live) as f64;
+    (new, requests - new)
+}

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::one_sided::{Baseline, most_failures};
+use super::one_sided::{Baseline, divided, most_failures, new_slots_share};
 use super::{SlotTraffic, Thresholds};
 
 /// The share of a slot's requests that may be slower than its p95 limit.
@@ -69,8 +69,7 @@ pub fn estimate_slow(
     before: Option<&SlotTraffic>,
     limits: &Thresholds,
 ) -> Option<SlowEstimate> {
-    let counted = to_new + to_live;
-    if counted == 0 || step.timed() == 0 {
+    if to_new + to_live == 0 || step.timed() == 0 {
         return None;
     }
     let before = before.filter(|b| b.timed() > 0);
@@ -84,9 +83,7 @@ pub fn estimate_slow(
         failures: b.slower_than(limit_ms),
     });
     let live_share = baseline.map_or(0.0, |b| b.failures as f64 / b.requests as f64);
-    let timed = step.timed() as f64;
-    let new_requests = timed * to_new as f64 / counted as f64;
-    let live_requests = timed - new_requests;
+    let (new_requests, live_requests) = divided(step.timed(), (to_new, to_live));
     let most_slow = most_failures(
         new_requests,
         live_requests,
@@ -96,11 +93,7 @@ pub fn estimate_slow(
         false,
     );
     let slow = step.slower_than(limit_ms);
-    let new_share = if new_requests > 0.0 {
-        ((slow as f64 - live_requests * live_share) / new_requests).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let new_share = new_slots_share(slow, new_requests, live_requests, live_share);
     Some(SlowEstimate {
         limit_ms,
         new_requests,
@@ -118,13 +111,7 @@ mod tests {
     use crate::canary::TestRng;
 
     fn limits() -> Thresholds {
-        Thresholds {
-            max_error_rate: 0.01,
-            error_margin: 0.01,
-            max_p95_ms: 500,
-            p95_margin_ms: 100,
-            min_requests: 20,
-        }
+        Thresholds::defaults_for_tests()
     }
 
     /// A slot's requests with these times, in ms.

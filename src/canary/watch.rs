@@ -130,13 +130,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Thresholds {
-        Thresholds {
-            max_error_rate: 0.01,
-            error_margin: 0.01,
-            max_p95_ms: 500,
-            p95_margin_ms: 100,
-            min_requests: 20,
-        }
+        Thresholds::defaults_for_tests()
     }
 
     fn traffic(requests: u64, errors: u64, p95_ms: u64) -> SlotTraffic {

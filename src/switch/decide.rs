@@ -126,62 +126,16 @@ mod tests {
     use super::*;
     use crate::canary::Share;
     use crate::input::SwitchMode;
-    use crate::input::{SlotPorts, SwitchTarget, Version};
-    use crate::state::{CanaryRecord, StateStore};
-    use crate::switch::{Intent, LockPolicy, MaintenanceChange};
+    use crate::input::SwitchTarget;
+    use crate::switch::fixtures::{self, canary, live_on_blue, maintenance, to};
+    use crate::switch::{Intent, MaintenanceChange};
     use crate::upstream::Template;
 
     const SERVICE_PORT: u16 = 21000;
 
     fn request(mode: SwitchMode, intent: Intent) -> SwitchRequest {
         let config = crate::switch::test_config(mode);
-        SwitchRequest {
-            app: "shop".parse().unwrap(),
-            store: StateStore::new(Path::new("/var/lib/bluegreen/shop")),
-            ports: SlotPorts::new(3001, 3002).unwrap(),
-            template: config.builtin_template(),
-            config,
-            intent,
-            lock: LockPolicy::HeldByCaller,
-            dry_run: false,
-        }
-    }
-
-    fn to(slot: Slot) -> Intent {
-        Intent {
-            version: Some("v2".parse::<Version>().unwrap()),
-            ..Intent::switch_to(SwitchTarget::Slot(slot))
-        }
-    }
-
-    fn live_on_blue() -> State {
-        let ports = SlotPorts::new(3001, 3002).unwrap();
-        State::new(&"shop".parse().unwrap()).after_switch(
-            Slot::Blue,
-            ports,
-            Some("v1"),
-            None,
-            "then",
-        )
-    }
-
-    fn maintenance(port: u16) -> MaintenanceRecord {
-        MaintenanceRecord {
-            since: Some("then".into()),
-            port,
-            retry_after_seconds: 120,
-        }
-    }
-
-    fn canary(share: &str) -> CanaryRecord {
-        CanaryRecord {
-            slot: Slot::Green,
-            share: share.parse::<Share>().unwrap(),
-            version: "v2".parse().unwrap(),
-            image: None,
-            image_id: None,
-            paused: false,
-        }
+        fixtures::request(config, intent, Path::new("/var/lib/bluegreen/shop"))
     }
 
     /// Why `request` is refused with `state` in place (no include, reload mode).

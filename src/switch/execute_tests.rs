@@ -11,15 +11,16 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
-use crate::input::{Slot, SlotPorts, SwitchMode, SwitchTarget, Version};
+use crate::input::{Slot, SwitchMode};
 use crate::nft::Route;
 use crate::progress::Progress;
-use crate::state::{CanaryRecord, MaintenanceRecord, State, StateStore};
+use crate::state::State;
 
 use super::decide::{Decision, InPlace};
 use super::execute::{Executor, Journal};
 use super::fake_host::{FAKE_MASTER, Fail, FakeSwitchHost};
-use super::{Intent, LockPolicy, MaintenanceChange, SwitchRequest};
+use super::fixtures::{self, canary, live_on_blue, maintenance, to};
+use super::{Intent, MaintenanceChange, SwitchRequest};
 
 /// The service port of nftables mode.
 const SERVICE_PORT: u16 = 21000;
@@ -45,16 +46,7 @@ fn request(mode: SwitchMode, intent: Intent, dir: &Path) -> SwitchRequest {
         .to_string()
         .parse()
         .unwrap();
-    SwitchRequest {
-        app: "shop".parse().unwrap(),
-        store: StateStore::new(dir),
-        ports: SlotPorts::new(3001, 3002).unwrap(),
-        template: config.builtin_template(),
-        config,
-        intent,
-        lock: LockPolicy::HeldByCaller,
-        dry_run: false,
-    }
+    fixtures::request(config, intent, dir)
 }
 
 /// Carries `case` out on a fresh in-memory host failing as `fail` says.
@@ -93,18 +85,6 @@ fn carry_out(case: &Case, fail: Fail) -> (Result<()>, FakeSwitchHost, Decision, 
     (result, host, decision, dir)
 }
 
-fn to(slot: Slot) -> Intent {
-    Intent {
-        version: Some("v2".parse::<Version>().unwrap()),
-        ..Intent::switch_to(SwitchTarget::Slot(slot))
-    }
-}
-
-fn live_on_blue() -> State {
-    let ports = SlotPorts::new(3001, 3002).unwrap();
-    State::new(&"shop".parse().unwrap()).after_switch(Slot::Blue, ports, Some("v1"), None, "then")
-}
-
 /// The include `mode`'s built-in template gives for traffic on `slot`.
 fn include(mode: SwitchMode, slot: Slot) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -119,25 +99,10 @@ fn include(mode: SwitchMode, slot: Slot) -> String {
     .include
 }
 
-fn maintenance_on(port: u16) -> MaintenanceRecord {
-    MaintenanceRecord {
-        since: Some("then".into()),
-        port,
-        retry_after_seconds: 120,
-    }
-}
-
 /// Every mode, mode change, canary and maintenance case, live on blue.
 fn cases() -> Vec<Case> {
     use SwitchMode::{Nftables, Reload};
-    let canary = CanaryRecord {
-        slot: Slot::Green,
-        share: "10%".parse().unwrap(),
-        version: "v2".parse().unwrap(),
-        image: None,
-        image_id: None,
-        paused: false,
-    };
+    let canary = canary("10%");
     let case = |name, mode, intent, include: Option<String>, rule| Case {
         name,
         mode,
@@ -200,19 +165,19 @@ fn cases() -> Vec<Case> {
         case(
             "maintenance on, reload mode",
             Reload,
-            Intent::maintenance(Slot::Blue, Some(maintenance_on(3003))),
+            Intent::maintenance(Slot::Blue, Some(maintenance(3003))),
             Some(include(Reload, Slot::Blue)),
             None,
         ),
         case(
             "maintenance on, nftables mode",
             Nftables,
-            Intent::maintenance(Slot::Blue, Some(maintenance_on(3003))),
+            Intent::maintenance(Slot::Blue, Some(maintenance(3003))),
             Some(include(Nftables, Slot::Blue)),
             blue,
         ),
         Case {
-            state: live_on_blue().with_maintenance(Some(maintenance_on(3003))),
+            state: live_on_blue().with_maintenance(Some(maintenance(3003))),
             ..case(
                 "maintenance off",
                 Reload,

@@ -29,6 +29,8 @@ mod execute_tests;
 #[cfg(test)]
 mod fake_host;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 pub(crate) use fake_host::{Fail, FakeSwitchHost};
 mod host;
 mod intent;
