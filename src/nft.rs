@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::canary::Share;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exec::CommandLine;
 use crate::fsutil::write_atomic;
 use crate::input::AppName;
@@ -159,7 +159,23 @@ impl NftSwitch {
         self.current_route().map(|r| r.port)
     }
 
-    /// Where the service port leads now, if the table exists.
+    /// Where the service port leads now: `Ok(None)` when the table does not exist; an error
+    /// when nft cannot say (not permitted, timed out, a table whose rules name no route).
+    pub fn read_route(&self) -> Result<Option<Route>> {
+        match self.list_command().run(NFT_TIMEOUT) {
+            Ok(out) => self.route_in(&out.stdout).map(Some).ok_or_else(|| {
+                Error::CheckFailed(format!("table ip {} holds no rule of ours", self.table))
+            }),
+            Err(Error::CommandFailed { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where the service port leads now, if the table exists and can be read.
     pub fn current_route(&self) -> Option<Route> {
         let out = self.list_command().run(NFT_TIMEOUT).ok()?;
         self.route_in(&out.stdout)

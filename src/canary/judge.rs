@@ -50,10 +50,9 @@ pub fn judge(
                 100.0 * e.limit
             ));
         }
-        if let Some(slow) = estimated
-            .and_then(|e| e.slow.as_ref())
-            .filter(|s| !s.passed)
-        {
+        // Judged on its own count: the requests that carried a time.
+        let slow = estimated.and_then(|e| e.slow.as_ref());
+        if let Some(slow) = slow.filter(|s| s.new_requests >= enough as f64 && !s.passed) {
             reasons.push(format!(
                 "the new slot's p95 is above {} ms: an estimated {:.1}% of its requests took longer ({} of the step's requests did)",
                 slow.limit_ms,

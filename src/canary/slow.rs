@@ -7,7 +7,7 @@
 //!
 //! - `L` is what a step judged on named slots holds the new slot to: `max-p95-ms`, and the
 //!   live slot's p95 plus `canary-p95-margin-ms` where the window before the steps holds at
-//!   least `canary-min-requests` of its requests (the lower of the two).
+//!   least `canary-min-requests` of its requests with a time (the lower of the two).
 //! - The live slot's share of requests slower than `L` comes from that window (none
 //!   without one, which can only make a canary look slower).
 //! - The step's timed requests are divided between the slots as the counters say, and the
@@ -74,7 +74,7 @@ pub fn estimate_slow(
     }
     let before = before.filter(|b| b.timed() > 0);
     let limit_ms = before
-        .filter(|b| b.requests >= u64::from(limits.min_requests))
+        .filter(|b| b.timed() >= u64::from(limits.min_requests))
         .map_or(limits.max_p95_ms, |b| {
             limits.max_p95_ms.min(b.p95_ms + limits.p95_margin_ms)
         });

@@ -59,8 +59,14 @@ impl Executor<'_> {
             None => format!("port {}", r.port),
         };
         match self.host.read_rule(nft) {
-            Some(now) if now == *route => {}
-            other => {
+            Ok(Some(now)) if now == *route => {}
+            Err(e) => {
+                return Err((
+                    "nftables read-back",
+                    format!("table {} cannot be read back: {e}", nft.table),
+                ));
+            }
+            Ok(other) => {
                 return Err((
                     "nftables read-back",
                     format!(

@@ -85,12 +85,16 @@ impl Executor<'_> {
                 // old workers, still proxying to the service port, reach the new slot; the
                 // run removes it once they are gone.
                 let stale = config.nft_of(&self.request.app);
-                if let Some(previous) = self.host.read_rule(&stale) {
+                // Where nft cannot be read (reload mode where it is not permitted), no
+                // earlier nftables mode left a rule this switch could move.
+                if let Ok(Some(previous)) = self.host.read_rule(&stale) {
+                    // Noted first: a load that moved the rule and then failed (keeping its
+                    // copy) is put back too.
+                    self.journal.rule_before = Some((stale.clone(), Some(previous)));
                     let to_target = Route::to(self.report.port);
                     if let Err(e) = self.host.load_rule(&stale, &to_target, false) {
                         return Err(self.undo(decision.to, "nftables", e.to_string()));
                     }
-                    self.journal.rule_before = Some((stale, Some(previous)));
                 }
             }
         }
@@ -109,14 +113,15 @@ impl Executor<'_> {
         previous: Option<Route>,
     ) -> Result<()> {
         let to = decision.to;
-        // nft loads a ruleset in one transaction: a load that failed changed nothing.
+        // Noted first: a load that moved the rule and then failed (keeping its copy) is put
+        // back too.
+        self.journal.rule_before = Some((nft.clone(), previous));
         if let Err(e) = self
             .host
             .load_rule(nft, &decision.route, previous.is_some())
         {
             return Err(self.undo(to, "nftables", e.to_string()));
         }
-        self.journal.rule_before = Some((nft.clone(), previous));
         let reached = match self.confirm_by_kernel(nft, to, &decision.route) {
             Ok(port) => port,
             Err((stage, why)) => return Err(self.undo(to, stage, why)),
@@ -177,10 +182,9 @@ impl Executor<'_> {
             .map(|&clients_open| Reload { clients_open });
         match reloaded {
             Ok(confirmed) => self.report.workers_restarted = confirmed,
-            Err((stage, reason)) => {
-                self.journal.reloaded = stage != "reload";
-                return Err(self.undo(to, stage, reason));
-            }
+            // Even a reload command that failed (timed out after signalling) may have had
+            // nginx load the include: the undo reloads the previous one in every case.
+            Err((stage, reason)) => return Err(self.undo(to, stage, reason)),
         }
         Ok(())
     }

@@ -280,7 +280,12 @@ fn check_claim(
             reason,
             ..
         }) => {
-            assert!(reason.contains("failed"), "{context}: {reason}");
+            // It says what could not be put back.
+            let said = ["failed too", "reloading the restored configuration failed"];
+            assert!(
+                said.iter().any(|s| reason.contains(s)),
+                "{context}: {reason}"
+            );
             false
         }
         other => panic!("{context}: {other:?}"),
@@ -316,5 +321,28 @@ fn a_failure_while_putting_back_is_never_reported_as_restored() {
     assert!(
         restored > 0 && not_restored > 0,
         "{restored} restored, {not_restored} not"
+    );
+}
+
+#[test]
+fn a_rule_that_cannot_be_read_is_not_taken_for_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = request(SwitchMode::Nftables, to(Slot::Green), dir.path());
+    let path = r.config.upstream_file.as_path();
+    let blue = include(SwitchMode::Nftables, Slot::Blue);
+    std::fs::write(path, &blue).unwrap();
+    let host = FakeSwitchHost::new(path, r.ports, SERVICE_PORT, Fail::FirstOf("read rule"));
+    *host.rule.borrow_mut() = Some(Route::to(3001));
+    let silent = |_: &str| {};
+    let err = r.run_on(&host, &Progress::lines(&silent)).unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(
+        *host.effects.borrow(),
+        ["read rule"],
+        "nothing else was tried"
+    );
+    assert_eq!(
+        host.holds(),
+        (Some(blue.clone()), Some(Route::to(3001)), Some(blue))
     );
 }

@@ -35,8 +35,9 @@ pub(crate) enum Fail {
 pub(crate) struct FakeSwitchHost {
     /// Where the app's rule leads (for the table on `service_port`).
     pub(crate) rule: RefCell<Option<Route>>,
-    /// The include nginx's workers answer from once it has reloaded (before: the file).
-    serving: RefCell<Option<Option<String>>>,
+    /// The include nginx's workers answer from: the file as it was when the host was made,
+    /// then what each reload loaded.
+    serving: RefCell<Option<String>>,
     /// Every primitive called, in order.
     pub(crate) effects: RefCell<Vec<&'static str>>,
     fail: Fail,
@@ -48,8 +49,8 @@ pub(crate) struct FakeSwitchHost {
 }
 
 impl FakeSwitchHost {
-    /// A host whose nginx serves `include_path` for slots on `ports`, the app's rule (none
-    /// yet) on `service_port`, failing as `fail` says.
+    /// A host whose nginx serves `include_path` as it is now for slots on `ports`, the
+    /// app's rule (none yet) on `service_port`, failing as `fail` says.
     pub(crate) fn new(
         include_path: &Path,
         ports: SlotPorts,
@@ -58,7 +59,7 @@ impl FakeSwitchHost {
     ) -> FakeSwitchHost {
         FakeSwitchHost {
             rule: RefCell::default(),
-            serving: RefCell::default(),
+            serving: RefCell::new(read_optional(include_path).unwrap()),
             effects: RefCell::default(),
             fail,
             include_path: include_path.to_path_buf(),
@@ -100,10 +101,7 @@ impl FakeSwitchHost {
 
     /// The include nginx's workers answer from.
     fn served(&self) -> Option<String> {
-        match &*self.serving.borrow() {
-            Some(loaded) => loaded.clone(),
-            None => self.include_on_disk(),
-        }
+        self.serving.borrow().clone()
     }
 
     /// The slot an answer through nginx comes from, as the include it serves routes it.
@@ -169,10 +167,14 @@ impl SwitchHost for FakeSwitchHost {
         if self.step("reload") {
             return Err(("reload", "injected failure".into()));
         }
+        // Unseen is not undone: nginx may have loaded the include all the same.
+        *self.serving.borrow_mut() = self.include_on_disk();
         if master.is_some() && self.step("new workers") {
-            return Err(("reload confirmation", "injected: no new workers".into()));
+            return Err((
+                "reload confirmation",
+                "injected: no new workers seen".into(),
+            ));
         }
-        *self.serving.borrow_mut() = Some(self.include_on_disk());
         Ok(master.is_some())
     }
 
@@ -192,10 +194,10 @@ impl SwitchHost for FakeSwitchHost {
         Ok(())
     }
 
-    fn read_rule(&self, _nft: &NftSwitch) -> Option<Route> {
+    fn read_rule(&self, _nft: &NftSwitch) -> Result<Option<Route>> {
         match self.step("read rule") {
-            true => None,
-            false => *self.rule.borrow(),
+            true => Err(Self::injected("nft list")),
+            false => Ok(*self.rule.borrow()),
         }
     }
 

@@ -46,9 +46,9 @@ pub(crate) trait SwitchHost {
     fn load_rule(&self, nft: &NftSwitch, route: &Route, replacing: bool) -> Result<()>;
     /// Removes the app's table (the service port then leads nowhere).
     fn remove_rule(&self, nft: &NftSwitch) -> Result<()>;
-    /// Where the app's rule leads, read back from the kernel (`None`: no table, or it could
-    /// not be read).
-    fn read_rule(&self, nft: &NftSwitch) -> Option<Route>;
+    /// Where the app's rule leads, read back from the kernel: `Ok(None)` when there is no
+    /// table; an error when it cannot be read.
+    fn read_rule(&self, nft: &NftSwitch) -> Result<Option<Route>>;
     /// Opens a new connection to the service port and says which port accepted it.
     fn new_connection_reaches(&self, service_port: u16) -> std::io::Result<u16>;
     /// Asks `url` once, as `prober` asks.
@@ -113,8 +113,8 @@ impl SwitchHost for ThisHost<'_> {
         nft.remove()
     }
 
-    fn read_rule(&self, nft: &NftSwitch) -> Option<Route> {
-        nft.current_route()
+    fn read_rule(&self, nft: &NftSwitch) -> Result<Option<Route>> {
+        nft.read_route()
     }
 
     fn new_connection_reaches(&self, service_port: u16) -> std::io::Result<u16> {

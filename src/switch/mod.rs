@@ -98,7 +98,9 @@ impl SwitchRequest {
         let state = loaded.state;
         let access_log = self.access_log(progress, &mut warnings);
         let old = host.read(self.config.upstream_file.as_path())?;
-        let rule_before = self.nft().map(|nft| host.read_rule(&nft));
+        // A rule that cannot be read is not taken for none: a switch that then created the
+        // table would replace it, and its undo remove it.
+        let rule_before = self.nft().map(|nft| host.read_rule(&nft)).transpose()?;
         let decision = self.decide(&InPlace {
             state: &state,
             include: old.as_deref(),

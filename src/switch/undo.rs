@@ -20,7 +20,14 @@ impl Executor<'_> {
         if let Some((nft, previous)) = self.journal.rule_before.clone() {
             let put_back = match previous {
                 Some(route) => self.host.load_rule(&nft, &route, true),
-                None => self.host.remove_rule(&nft),
+                // A load that failed may have made no table: none is what there was.
+                None => self
+                    .host
+                    .remove_rule(&nft)
+                    .or_else(|e| match self.host.read_rule(&nft) {
+                        Ok(None) => Ok(()),
+                        _ => Err(e),
+                    }),
             };
             if let Err(e) = put_back {
                 reason.push_str(&format!("; restoring the nftables rule failed too: {e}"));

@@ -20,6 +20,9 @@ const TIME_WAIT_SECONDS: u32 = 60;
 pub(super) struct ProxyPorts {
     /// The live slot's port, when docker-proxy listens on it.
     pub(super) proxied_port: Option<u16>,
+    /// The live slot's port, when something listens on it that this user cannot see (a
+    /// docker-proxy runs as root: a deploy user that is not root cannot tell).
+    pub(super) unseen_port: Option<u16>,
     /// `net.ipv4.tcp_tw_reuse`, as the kernel says it.
     pub(super) tw_reuse: Option<String>,
     /// `net.ipv4.ip_local_port_range`.
@@ -36,13 +39,16 @@ impl ValidateRequest {
             return None;
         }
         let port = self.ports.port(live?);
-        let proxied = sys::listener_pids(port).iter().any(|pid| {
+        let listeners = sys::listener_pids(port);
+        let proxied = listeners.iter().any(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|name| name.trim() == "docker-proxy")
         });
+        let unseen = listeners.is_empty() && !sys::port_is_free(port);
         let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok();
         judge(&ProxyPorts {
             proxied_port: proxied.then_some(port),
+            unseen_port: unseen.then_some(port),
             tw_reuse: read("tcp_tw_reuse").map(|v| v.trim().to_owned()),
             port_range: read("ip_local_port_range").and_then(|text| {
                 let mut ends = text.split_whitespace().map(str::parse::<u32>);
@@ -61,8 +67,16 @@ impl ValidateRequest {
 /// The check's verdict on what was read; `None` where docker-proxy does not carry the live
 /// slot's requests (Docker's `userland-proxy` is off, or the slot publishes elsewhere).
 pub(super) fn judge(seen: &ProxyPorts) -> Option<CheckResult> {
-    let port = seen.proxied_port?;
     let result = |status, detail| Some(CheckResult::new("proxy-ports", status, detail));
+    if let Some(port) = seen.unseen_port {
+        return result(
+            CheckStatus::Warn,
+            format!(
+                "the live slot's port {port} is served by a process this user cannot see (docker-proxy runs as root): how many new connections a second Docker's userland proxy can open to a slot was not checked (README: Size the ports behind a busy slot)"
+            ),
+        );
+    }
+    let port = seen.proxied_port?;
     if seen.tw_reuse.as_deref() == Some("1") {
         return result(
             CheckStatus::Pass,
@@ -126,6 +140,7 @@ mod tests {
     fn seen(tw_reuse: &str, most_time_wait: u64) -> ProxyPorts {
         ProxyPorts {
             proxied_port: Some(3001),
+            unseen_port: None,
             tw_reuse: Some(tw_reuse.into()),
             port_range: Some((32768, 60999)),
             most_time_wait,
@@ -150,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn reuse_passes_and_no_proxy_is_no_check() {
+    fn reuse_passes_no_proxy_is_no_check_and_one_unseen_is_said() {
         let reuse = judge(&seen("1", 20_000)).unwrap();
         assert_eq!(reuse.status, CheckStatus::Pass, "{}", reuse.detail);
         let direct = ProxyPorts {
@@ -163,6 +178,18 @@ mod tests {
             ..seen("2", 0)
         };
         assert_eq!(judge(&unreadable).unwrap().status, CheckStatus::Warn);
+        let hidden = ProxyPorts {
+            proxied_port: None,
+            unseen_port: Some(3001),
+            ..seen("2", 0)
+        };
+        let hidden = judge(&hidden).unwrap();
+        assert_eq!(hidden.status, CheckStatus::Warn);
+        assert!(
+            hidden.detail.contains("was not checked"),
+            "{}",
+            hidden.detail
+        );
     }
 
     #[test]
