@@ -14,11 +14,13 @@
 //!    nginx's own server answers 503 instead);
 //! 5. only then record the new state and a history line.
 //!
-//! On any failure in 3-4 the rule and the previous include are put back from the journal of
-//! what was changed (`undo.rs`; nginx reloaded if it had already loaded the new one), so
-//! nginx keeps routing to the slot it routed to before; `execute_tests.rs` fails each
-//! effect in turn on an in-memory host and checks that. `intent.rs` says what a switch is asked for, `config.rs` how the app's
-//! traffic is switched, `request.rs` what one switch is given and what it reports.
+//! On any failure in 3-4 the previous include and the rule are put back from the journal of
+//! what was changed (`undo.rs`; nginx reloaded if it may have loaded the new one), so nginx
+//! keeps routing to the slot it routed to before; `execute_tests.rs` fails each effect in
+//! turn on a host whose nginx and kernel are in memory (`fake_host.rs`) and checks that.
+//! `intent.rs` says what a switch is asked for, `config.rs` how the app's traffic is
+//! switched, `request.rs` what one switch is given and what it reports, `host.rs` the
+//! primitives it acts through.
 
 mod config;
 mod confirm;

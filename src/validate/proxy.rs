@@ -25,6 +25,8 @@ pub(super) struct ProxyPorts {
     pub(super) unseen_port: Option<u16>,
     /// `net.ipv4.tcp_tw_reuse`, as the kernel says it.
     pub(super) tw_reuse: Option<String>,
+    /// `net.ipv4.tcp_timestamps` (reuse needs them on).
+    pub(super) timestamps: Option<String>,
     /// `net.ipv4.ip_local_port_range`.
     pub(super) port_range: Option<(u32, u32)>,
     /// The most connections in TIME_WAIT toward one peer (address and port).
@@ -50,6 +52,7 @@ impl ValidateRequest {
             proxied_port: proxied.then_some(port),
             unseen_port: unseen.then_some(port),
             tw_reuse: read("tcp_tw_reuse").map(|v| v.trim().to_owned()),
+            timestamps: read("tcp_timestamps").map(|v| v.trim().to_owned()),
             port_range: read("ip_local_port_range").and_then(|text| {
                 let mut ends = text.split_whitespace().map(str::parse::<u32>);
                 Some((ends.next()?.ok()?, ends.next()?.ok()?))
@@ -77,7 +80,8 @@ pub(super) fn judge(seen: &ProxyPorts) -> Option<CheckResult> {
         );
     }
     let port = seen.proxied_port?;
-    if seen.tw_reuse.as_deref() == Some("1") {
+    let timestamps_on = seen.timestamps.as_deref().is_some_and(|t| t != "0");
+    if seen.tw_reuse.as_deref() == Some("1") && timestamps_on {
         return result(
             CheckStatus::Pass,
             format!(
@@ -96,8 +100,13 @@ pub(super) fn judge(seen: &ProxyPorts) -> Option<CheckResult> {
     let ports = high - low + 1;
     let budget = ports / TIME_WAIT_SECONDS;
     let detail = format!(
-        "docker-proxy carries the live slot's requests (port {port}): with net.ipv4.tcp_tw_reuse={} it opens at most about {budget} new connections a second to a slot ({ports} ports, each held 60 s after use), above which nginx answers 502; {} ports toward one peer are in TIME_WAIT now; net.ipv4.tcp_tw_reuse=1 lifts the limit (README: Size the ports behind a busy slot)",
+        "docker-proxy carries the live slot's requests (port {port}): with net.ipv4.tcp_tw_reuse={}{} it opens at most about {budget} new connections a second to a slot ({ports} ports, each held 60 s after use), above which nginx answers 502; {} ports toward one peer are in TIME_WAIT now; net.ipv4.tcp_tw_reuse=1 lifts the limit (README: Size the ports behind a busy slot)",
         seen.tw_reuse.as_deref().unwrap_or("unknown"),
+        if timestamps_on {
+            ""
+        } else {
+            " and tcp_timestamps off (reuse needs them)"
+        },
         seen.most_time_wait
     );
     let status = if seen.most_time_wait * 2 > u64::from(ports) {
@@ -142,6 +151,7 @@ mod tests {
             proxied_port: Some(3001),
             unseen_port: None,
             tw_reuse: Some(tw_reuse.into()),
+            timestamps: Some("1".into()),
             port_range: Some((32768, 60999)),
             most_time_wait,
         }
@@ -168,6 +178,13 @@ mod tests {
     fn reuse_passes_no_proxy_is_no_check_and_one_unseen_is_said() {
         let reuse = judge(&seen("1", 20_000)).unwrap();
         assert_eq!(reuse.status, CheckStatus::Pass, "{}", reuse.detail);
+        let without_timestamps = ProxyPorts {
+            timestamps: Some("0".into()),
+            ..seen("1", 20_000)
+        };
+        let without_timestamps = judge(&without_timestamps).unwrap();
+        assert_eq!(without_timestamps.status, CheckStatus::Warn);
+        assert!(without_timestamps.detail.contains("tcp_timestamps off"));
         let direct = ProxyPorts {
             proxied_port: None,
             ..seen("2", 20_000)
