@@ -189,9 +189,9 @@ fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
     let healthy = demo_image("anon", &[anonymous]);
     let failing_20 = demo_image("anon-fails-20", &[anonymous, ("DEMO_ERROR_RATE", "0.2")]);
     let failing_all = demo_image("anon-fails-100", &[anonymous, ("DEMO_ERROR_RATE", "1")]);
-    // Every page in 600 ms (far above the live slot's p95 and canary-p95-margin-ms 100,
-    // and above max-p95-ms 500), its health URL answering at once.
-    let slow = demo_image("anon-slow", &[anonymous, ("DEMO_DELAY", "600ms")]);
+    // Every page in 300 ms (far above the live slot's p95 plus canary-p95-margin-ms 100),
+    // its health URL answering at once.
+    let slow = demo_image("anon-slow", &[anonymous, ("DEMO_DELAY", "300ms")]);
     let t = Target::new("e2e-anon");
     // The default mode: nftables, where nginx sees only the service port.
     assert_result(
@@ -222,16 +222,16 @@ fn an_app_that_never_names_its_slot_is_judged_on_the_kernels_counts() {
 
     // Releases whose pages fail or are slow (their health URL answers) go back at the
     // first 10% step.
-    for (image, version, reason) in [
-        (&failing_20, "v3", "the new slot's error rate, estimated at"),
-        (
-            &failing_all,
-            "v4",
-            "the new slot's error rate, estimated at",
-        ),
-        (&slow, "v5", "the new slot's p95 is above"),
+    // Clients wait on a slow slot, so fewer requests reach it: its step is longer, so that
+    // it always holds canary-min-requests of them.
+    let failing = "the new slot's error rate, estimated at";
+    let longer = ("STEP_SECONDS", "12");
+    for (image, version, reason, step) in [
+        (&failing_20, "v3", failing, steps[1]),
+        (&failing_all, "v4", failing, steps[1]),
+        (&slow, "v5", "the new slot's p95 is above", longer),
     ] {
-        let run = t.run(&[("IMAGE", image), ("VERSION", version), steps[0], steps[1]]);
+        let run = t.run(&[("IMAGE", image), ("VERSION", version), steps[0], step]);
         assert_result(&run, "rolled-back");
         let lines = step_lines(&run.log);
         assert_eq!(lines.len(), 1, "one step, then back: {}", run.log);
