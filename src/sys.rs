@@ -118,8 +118,14 @@ pub fn port_is_free(port: u16) -> bool {
 /// The process listening on TCP `port`, as `pid N (name)`, when it can be found.
 pub fn port_owner(port: u16) -> Option<String> {
     let pid = *listener_pids(port).first()?;
-    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    Some(format!("pid {pid} ({})", name.trim()))
+    let name = process_name(pid).unwrap_or_default();
+    Some(format!("pid {pid} ({name})"))
+}
+
+/// The name of process `pid` (its `comm`), when it can be read.
+pub fn process_name(pid: u32) -> Option<String> {
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(name.trim().to_owned())
 }
 
 /// The processes that hold a socket listening on TCP `port` (all of them: nginx's master

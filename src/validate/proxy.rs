@@ -42,10 +42,9 @@ impl ValidateRequest {
         }
         let port = self.ports.port(live?);
         let listeners = sys::listener_pids(port);
-        let proxied = listeners.iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|name| name.trim() == "docker-proxy")
-        });
+        let proxied = listeners
+            .iter()
+            .any(|&pid| sys::process_name(pid).is_some_and(|name| name == "docker-proxy"));
         let unseen = listeners.is_empty() && !sys::port_is_free(port);
         let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok();
         judge(&ProxyPorts {
