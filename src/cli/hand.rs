@@ -1,7 +1,8 @@
 //! The plan of an engine operation started by hand on the host (`bluegreen status`,
-//! `setup`, `maintenance`): the options they share (those of switch-traffic) and the
-//! defaults for the settings they do not use; and running it, with the engine's progress on
-//! stderr and its result on stdout.
+//! `setup`, `maintenance`, `switch-traffic`, and the rollback of `monitor
+//! --rollback-on-fail`): the options they share (those of switch-traffic) and the defaults
+//! for the settings they do not use; and running it, with the engine's progress on stderr
+//! and its result on stdout.
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
@@ -50,6 +51,28 @@ pub struct HandArgs {
 }
 
 impl HandArgs {
+    /// The options of a helper that takes the switch's options but not the rest (`monitor
+    /// --rollback-on-fail`): those left out at their defaults.
+    pub fn with_defaults(
+        app: AppArgs,
+        ports: PortArgs,
+        nginx: NginxArgs,
+        switch: SwitchArgs,
+    ) -> HandArgs {
+        let parsed = |text: &str| text.parse::<HostPath>().expect("a tested default");
+        HandArgs {
+            app,
+            ports,
+            nginx,
+            switch,
+            maintenance_port: defaults::MAINTENANCE_PORT
+                .parse()
+                .expect("a tested default"),
+            systemd_unit_dir: parsed(defaults::SYSTEMD_UNIT_DIR),
+            boot_helper_dir: parsed(defaults::BOOT_HELPER_DIR),
+        }
+    }
+
     /// The plan of `operation` for the app these options name; what it does not use is the
     /// default. Fails on bad input before anything is touched.
     pub fn plan(&self, operation: Operation, purpose: &str) -> Result<DeployPlan> {
@@ -80,6 +103,7 @@ impl HandArgs {
                 ..defaults.health
             },
             site: SiteSpec::defaults(app, &switch.upstream_file),
+            upstream_template: self.switch.template_path()?,
             switch,
             watch: WatchSpec {
                 duration: Duration::ZERO,
@@ -118,7 +142,14 @@ pub fn run(plan: &DeployPlan, json: bool) -> ExitCode {
         let error = crate::error::Error::invalid("plan", problems.join("; "));
         return crate::cli::output::fail(json, &error);
     }
-    let progress = |event: &Event| match event {
+    let result = Engine::new(plan, &SystemHost, &print_progress).run();
+    print_result(plan, &result, json);
+    ExitCode::from(result.exit_code())
+}
+
+/// Prints the engine's progress on stderr: its log lines and each phase's end.
+pub fn print_progress(event: &Event) {
+    match event {
         Event::Log { line } => eprintln!("{line}"),
         Event::PhaseEnd(record) => eprintln!(
             "{} {} ({} ms): {}",
@@ -128,10 +159,7 @@ pub fn run(plan: &DeployPlan, json: bool) -> ExitCode {
             record.detail
         ),
         _ => {}
-    };
-    let result = Engine::new(plan, &SystemHost, &progress).run();
-    print_result(plan, &result, json);
-    ExitCode::from(result.exit_code())
+    }
 }
 
 fn print_result(plan: &DeployPlan, result: &DeployResult, json: bool) {

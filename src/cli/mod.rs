@@ -28,8 +28,7 @@ use crate::input::{
     parse_wait,
 };
 use crate::state::StateStore;
-use crate::switch::{Intent, LockPolicy, SwitchConfig, SwitchRequest};
-use crate::upstream::Template;
+use crate::switch::SwitchConfig;
 
 /// Text appended to every helper's `--help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -193,7 +192,25 @@ pub struct SwitchArgs {
     pub lock_timeout: Duration,
 }
 
-/// Everything needed to build a [`SwitchRequest`] from parsed arguments.
+impl SwitchArgs {
+    /// `--template` as an absolute path (a relative one is taken from the working
+    /// directory).
+    pub fn template_path(&self) -> Result<Option<HostPath>> {
+        let Some(path) = &self.template else {
+            return Ok(None);
+        };
+        let absolute = std::path::absolute(path)
+            .map_err(|e| Error::invalid("--template", format!("{}: {e}", path.display())))?;
+        let text = absolute.to_str().ok_or_else(|| {
+            Error::invalid("--template", format!("{}: not UTF-8", path.display()))
+        })?;
+        text.parse()
+            .map(Some)
+            .map_err(|e: Error| Error::invalid("--template", e.to_string()))
+    }
+}
+
+/// The options that say how an app's traffic is switched, for the plan of a run by hand.
 pub struct SwitchParts<'a> {
     /// The app.
     pub app: &'a AppName,
@@ -208,13 +225,6 @@ pub struct SwitchParts<'a> {
 }
 
 impl SwitchParts<'_> {
-    /// How this app's traffic is switched, from the options, with `auto` decided here; the
-    /// reason for the mode; fails on bad input.
-    pub fn config(&self) -> Result<(SwitchConfig, String)> {
-        let config = self.requested_config()?;
-        Ok(config.resolve(|probe| probe.run(crate::config::seconds(defaults::TCP_TIMEOUT))))
-    }
-
     /// The same configuration with the mode as asked (`auto` left for the caller to
     /// decide); fails on bad input.
     pub fn requested_config(&self) -> Result<SwitchConfig> {
@@ -263,29 +273,6 @@ impl SwitchParts<'_> {
             .state
             .switch_mode;
         Ok(recorded.unwrap_or(SwitchMode::Auto))
-    }
-
-    /// A switch request for `intent`; fails on bad input before anything is touched.
-    pub fn request(&self, intent: Intent, dry_run: bool) -> Result<SwitchRequest> {
-        let (config, _) = self.config()?;
-        let ports = self.ports()?;
-        if let Some(problem) = config.problem_with(ports) {
-            return Err(crate::error::Error::invalid("--service-port", problem));
-        }
-        let template = match &self.switch.template {
-            Some(path) => Template::from_file(path, "--template")?,
-            None => config.builtin_template(),
-        };
-        Ok(SwitchRequest {
-            app: self.app.clone(),
-            store: state_store(self.app, self.state_dir),
-            ports,
-            config,
-            template,
-            intent,
-            lock: LockPolicy::Acquire(self.switch.lock_timeout),
-            dry_run,
-        })
     }
 }
 

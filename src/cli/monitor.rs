@@ -7,18 +7,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::canary::{AccessLog, StepTraffic, Thresholds, Verdict, judge};
+use crate::cli::hand::HandArgs;
 use crate::cli::output::{Report, finish};
-use crate::cli::{EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
+use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs};
 use crate::config::defaults;
+use crate::deploy::{DeployPlan, Engine, Event, Operation, Outcome, SystemHost};
 use crate::error::{Error, Result};
 use crate::input::{
-    AppName, Fraction, HostPath, HttpUrl, Slot, StatusSet, SwitchTarget, parse_millis,
+    AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, StatusSet, parse_millis,
     parse_time_limit, parse_wait,
 };
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
 use crate::state::StateStore;
-use crate::switch::{Intent, SwitchRequest};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,7 +30,7 @@ Examples:
       --access-log /var/log/bluegreen/shop.access.log --canary green
 
 A request fails when it gets no answer in time or a status outside --accept-status
-(default 200-499: server errors and connection failures count, client errors do not).
+(default 200-399: a mistyped URL's 404 fails the watch too; say 200-499 to accept it).
 The watch stops early once failures exceed what the whole window allows.
 
 With --access-log, the requests nginx logged during the window are judged too: the
@@ -70,7 +71,9 @@ pub struct Cli {
     #[arg(long, default_value = defaults::MAX_P95_MS, value_name = "MS")]
     max_p95_ms: u64,
 
-    /// On failure, switch back to the previous slot (needs --app and the switch options).
+    /// On failure, switch back to the previous slot, as the action's command rollback does
+    /// (needs --app and the switch options); the previous slot must still run: monitor
+    /// starts no slot.
     #[arg(long, requires = "app", conflicts_with = "access_log")]
     rollback_on_fail: bool,
 
@@ -82,6 +85,11 @@ pub struct Cli {
     /// The slot whose share of the access log is judged against the other's.
     #[arg(long, value_name = "SLOT", requires = "access_log")]
     canary: Option<Slot>,
+
+    /// The health path the previous slot must answer 2xx at before --rollback-on-fail
+    /// sends traffic back to it.
+    #[arg(long, default_value = defaults::HEALTH_PATH, value_name = "PATH")]
+    health_path: HealthPath,
 
     /// How much higher than the other slot's the canary's error rate may be.
     #[arg(long, default_value = defaults::CANARY_ERROR_MARGIN, value_name = "RATE")]
@@ -134,28 +142,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         max_p95_ms: cli.max_p95_ms,
     };
     let rollback = match (&cli.app, cli.rollback_on_fail) {
-        (Some(app), true)
-            if crate::cli::state_store(app, cli.state_dir.as_ref())
-                .read(app)
-                .is_some_and(|state| state.maintenance.is_some()) =>
-        {
-            return Err(Error::invalid(
-                "--rollback-on-fail",
-                format!(
-                    "{app} is in maintenance: nginx answers its URLs with 503, so a watch through nginx would roll back a healthy version; end maintenance first, or watch the slot's own health URL without --rollback-on-fail"
-                ),
-            ));
-        }
-        (Some(app), true) => Some(
-            SwitchParts {
-                app,
-                state_dir: cli.state_dir.as_ref(),
-                ports: &cli.ports,
-                nginx: &cli.nginx,
-                switch: &cli.switch,
-            }
-            .request(Intent::switch_to(SwitchTarget::Previous), false)?,
-        ),
+        (Some(app), true) => Some(rollback_plan(cli, app)?),
         _ => None,
     };
     let judged = match (&cli.access_log, cli.canary, &cli.app) {
@@ -173,7 +160,17 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
         _ => None,
     };
     let progress = Progress::new(monitor.duration.as_millis() as u64);
-    let mut outcome = watch_and_roll_back(&monitor, rollback, &progress)?;
+    let report = monitor.run(&progress);
+    let rollback = rollback.filter(|_| !report.passed).map(|mut plan| {
+        plan.purpose = format!("monitor failed: {}", report.reasons.join("; "));
+        progress.line(&format!("{}; rolling back", plan.purpose));
+        roll_back(&plan)
+    });
+    let mut outcome = MonitorOutcome {
+        report,
+        rollback,
+        canary: None,
+    };
     if let Some((offset, log, ports, canary)) = judged {
         let traffic = log.since(offset, ports, canary)?;
         let limits = Thresholds {
@@ -232,66 +229,59 @@ pub struct CanaryJudgement {
     pub verdict: Verdict,
 }
 
-/// Watches `monitor`'s URL; if the watch fails and `rollback` is given (its intent is
-/// replaced), switches back to the previous slot. The rollback only happens while the slot
-/// that was active when the watch began is still active, and is refused up front when no
-/// previous slot exists.
-fn watch_and_roll_back(
-    monitor: &Monitor,
-    rollback: Option<SwitchRequest>,
-    progress: &Progress,
-) -> Result<MonitorOutcome> {
-    let rollback = match rollback {
-        None => None,
-        Some(mut request) => {
-            let loaded = request.store.load(
-                &request.app,
-                request.config.upstream_file.as_path(),
-                request.ports,
-            )?;
-            let (Some(active), Some(_)) = (loaded.state.active, loaded.state.previous) else {
-                return Err(Error::invalid(
-                    "--rollback-on-fail",
-                    format!(
-                        "{} has no previous slot recorded to roll back to",
-                        request.app
-                    ),
-                ));
-            };
-            request.intent = Intent::back(active, SwitchTarget::Previous);
-            Some(request)
-        }
-    };
-    let report = monitor.run(progress);
-    let rollback = match rollback {
-        Some(mut request) if !report.passed => {
-            request.intent = request
-                .intent
-                .because(format!("monitor failed: {}", report.reasons.join("; ")));
-            progress.line(&format!(
-                "monitor failed: {}; rolling back",
-                report.reasons.join("; ")
-            ));
-            Some(match request.run(progress) {
-                Ok(switch) => RollbackResult {
-                    rolled_back: true,
-                    to: Some(switch.to),
-                    error: None,
-                },
-                Err(e) => RollbackResult {
-                    rolled_back: false,
-                    to: None,
-                    error: Some(e.to_string()),
-                },
-            })
-        }
-        _ => None,
-    };
-    Ok(MonitorOutcome {
-        report,
-        rollback,
-        canary: None,
-    })
+/// The plan of the rollback a failed watch runs: the engine's rollback (the action's
+/// `command: rollback`), which starts no slot here (monitor knows the slots only by their
+/// ports) and goes ahead only while the slot live now still is. A dry run of it now
+/// refuses, before the watch, what the rollback would refuse (no previous slot, a canary in
+/// progress). Refused as well: an app in maintenance, whose URLs nginx answers with 503, so
+/// a watch through nginx would fail.
+fn rollback_plan(cli: &Cli, app: &AppName) -> Result<DeployPlan> {
+    let refuse = |why: String| Error::invalid("--rollback-on-fail", why);
+    let store = crate::cli::state_store(app, cli.state_dir.as_ref());
+    if store
+        .read(app)
+        .is_some_and(|state| state.maintenance.is_some())
+    {
+        return Err(refuse(format!(
+            "{app} is in maintenance: nginx answers its URLs with 503, so a watch through nginx would roll back a healthy version; end maintenance first, or watch the slot's own health URL without --rollback-on-fail"
+        )));
+    }
+    let hand = HandArgs::with_defaults(
+        AppArgs {
+            app: app.clone(),
+            state_dir: cli.state_dir.clone(),
+        },
+        cli.ports.clone(),
+        cli.nginx.clone(),
+        cli.switch.clone(),
+    );
+    let mut plan = hand.plan(Operation::Rollback, "monitor failed")?;
+    plan.runtime = plan.runtime.starting_no_slot();
+    plan.health.path = cli.health_path.clone();
+    plan.dry_run = true;
+    let problems = plan.problems();
+    if !problems.is_empty() {
+        return Err(refuse(problems.join("; ")));
+    }
+    let quiet = |_: &Event| {};
+    let check = Engine::new(&plan, &SystemHost, &quiet).run();
+    if let Some(error) = check.error {
+        return Err(refuse(error.message));
+    }
+    plan.dry_run = false;
+    plan.expect_live = check.active_slot;
+    Ok(plan)
+}
+
+/// Runs the rollback `plan` (its progress on stderr) and says what it did.
+fn roll_back(plan: &DeployPlan) -> RollbackResult {
+    let result = Engine::new(plan, &SystemHost, &crate::cli::hand::print_progress).run();
+    let rolled_back = result.result == Some(Outcome::RolledBack);
+    RollbackResult {
+        rolled_back,
+        to: result.active_slot.filter(|_| rolled_back),
+        error: result.error.map(|e| e.message),
+    }
 }
 
 impl Report for MonitorOutcome {

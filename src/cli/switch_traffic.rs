@@ -2,20 +2,16 @@
 //! new requests at it), confirms it, records it.
 
 use std::process::ExitCode;
-
-use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs, SwitchParts};
 use std::time::Duration;
 
 use crate::canary::Share;
-use crate::cancel::Cancel;
-use crate::cli::output::finish;
+use crate::cli::hand::{HandArgs, print_progress};
+use crate::cli::output::{fail, fail_run, finish};
+use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs};
 use crate::config::defaults;
+use crate::deploy::{DeployPlan, Engine, HandSwitchSpec, Operation, SystemHost};
 use crate::error::{Error, Result};
-use crate::health::{HealthCheck, HealthCriteria};
-use crate::input::{HealthPath, HttpUrl, Slot, StatusSet, SwitchTarget, Version, parse_time_limit};
-use crate::progress::Progress;
-use crate::state::CanaryRecord;
-use crate::switch::{Intent, SwitchReport, SwitchRequest};
+use crate::input::{HealthPath, SwitchTarget, Version, parse_time_limit};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -84,111 +80,42 @@ pub struct Cli {
     json: bool,
 }
 
-fn run(cli: &Cli) -> Result<SwitchReport> {
-    let parts = SwitchParts {
-        app: &cli.app.app,
-        state_dir: cli.app.state_dir.as_ref(),
-        ports: &cli.ports,
-        nginx: &cli.nginx,
-        switch: &cli.switch,
-    };
-    let plain = Intent::switch_to(cli.to).recording(cli.app_version.clone(), None);
-    let request = parts.request(plain, cli.dry_run)?;
-    let slot = request.target_slot()?;
-    let request = match cli.weight {
-        Some(share) => parts.request(split_to(cli, &request, slot, share)?, cli.dry_run)?,
-        None => request,
-    };
-    let progress = Progress::new(0);
-    if !cli.dry_run && !cli.skip_health_check_dangerous {
-        target_answers_healthy(cli, &request, slot, &progress)?;
-    }
-    request.run(&progress)
-}
-
-/// The intent of `--weight`: `share` of new requests to `slot`, the rest to the live slot,
-/// which must be the other one.
-fn split_to(cli: &Cli, request: &SwitchRequest, slot: Slot, share: Share) -> Result<Intent> {
-    let state = request
-        .store
-        .load(
-            &request.app,
-            request.config.upstream_file.as_path(),
-            request.ports,
-        )?
-        .state;
-    let live = state.active.filter(|live| *live != slot).ok_or_else(|| {
-        Error::invalid(
-            "--weight",
-            format!(
-                "a weight sends a share to the slot that is not live, beside the live one; the live slot is {}",
-                state.active.map_or("none", Slot::as_str)
-            ),
-        )
-    })?;
-    let version = match &cli.app_version {
-        Some(v) => v.clone(),
-        None => state
-            .slots
-            .get(slot)
-            .version
-            .as_deref()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--app-version",
-                    format!("state records no version for {slot}: say which it runs"),
-                )
-            })?,
-    };
-    Ok(Intent::split(
-        live,
-        CanaryRecord {
-            slot,
-            share,
-            version,
-            image: None,
-            image_id: None,
-            paused: true,
-        },
-    ))
-}
-
-/// Refuses the switch, changing nothing, unless `slot` (the target, or the slot a weight
-/// sends a share to) answers healthy: a switch to a stopped slot would make nginx answer
-/// 502.
-fn target_answers_healthy(
-    cli: &Cli,
-    request: &SwitchRequest,
-    slot: Slot,
-    progress: &Progress,
-) -> Result<()> {
-    let port = request.ports.port(slot);
-    let url: HttpUrl = format!("http://127.0.0.1:{port}{}", cli.health_path.as_str())
-        .parse()
-        .expect("a loopback URL with a checked path parses");
-    let report = HealthCheck {
-        url,
-        timeout: cli.health_timeout,
-        healthy_threshold: 1,
-        interval: Duration::from_millis(200),
-        max_interval: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(2),
-        criteria: HealthCriteria::new(StatusSet::default(), false),
-        cancel: Cancel::new(),
-    }
-    .run(progress);
-    if report.healthy {
-        return Ok(());
-    }
-    Err(Error::CheckFailed(format!(
-        "not switching: {slot} (port {port}) does not answer healthy at {} within {}: {}; start it first, or pass --skip-health-check-dangerous",
-        report.url,
-        humantime::format_duration(cli.health_timeout),
-        report.last_problem.as_deref().unwrap_or("no answer")
-    )))
+/// The plan of the switch these options ask for: the engine's operation `switch`, with
+/// the slots known by their ports only (it starts none).
+fn plan(cli: &Cli) -> Result<DeployPlan> {
+    let hand = HandArgs::with_defaults(
+        cli.app.clone(),
+        cli.ports.clone(),
+        cli.nginx.clone(),
+        cli.switch.clone(),
+    );
+    let mut plan = hand.plan(Operation::Switch, "switch-traffic by hand")?;
+    plan.dry_run = cli.dry_run;
+    plan.runtime = plan.runtime.starting_no_slot();
+    plan.health.path = cli.health_path.clone();
+    plan.health.timeout = cli.health_timeout;
+    plan.hand_switch = Some(HandSwitchSpec {
+        to: cli.to,
+        share: cli.weight,
+        version: cli.app_version.clone(),
+        check_health: !cli.skip_health_check_dangerous,
+    });
+    Ok(plan)
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    finish(cli.json, run(&cli))
+    let plan = match plan(&cli) {
+        Ok(plan) => plan,
+        Err(e) => return fail(cli.json, &e),
+    };
+    let problems = plan.problems();
+    if !problems.is_empty() {
+        return fail(cli.json, &Error::invalid("plan", problems.join("; ")));
+    }
+    let result = Engine::new(&plan, &SystemHost, &print_progress).run();
+    match (result.switch, result.error) {
+        (_, Some(e)) => fail_run(cli.json, &e),
+        (Some(report), None) => finish(cli.json, Ok(report)),
+        (None, None) => unreachable!("a switch that did not fail says what it did"),
+    }
 }

@@ -98,6 +98,8 @@ impl DeployPlan {
             lock_timeout: config::seconds(defaults::LOCK_TIMEOUT),
             systemd_unit_dir: parsed(defaults::SYSTEMD_UNIT_DIR),
             boot_helper_dir: parsed(defaults::BOOT_HELPER_DIR),
+            expect_live: None,
+            hand_switch: None,
         }
     }
 }

@@ -190,7 +190,10 @@ impl<'a> Engine<'a> {
             Some(Err(e)) => self.log(&format!("no receipt: {e}")),
             None => {}
         }
-        if !self.plan.dry_run && self.plan.operation != Operation::Status {
+        // A switch by hand is one line of history, the switch's own.
+        if !self.plan.dry_run
+            && !matches!(self.plan.operation, Operation::Status | Operation::Switch)
+        {
             self.record_history();
         }
         (self.emit)(&Event::Result(Box::new(self.run.result.clone())));

@@ -27,7 +27,8 @@
 //!   `cleanup`: removing the app's old images then.
 //! - `release` (the deploy operation), `canary` (its traffic steps, and the promote and
 //!   abort operations), `rollback`, `reconcile`, `status`, `maintenance` (on and off),
-//!   `setup`: one file per operation, each a short sequence of the engine's steps;
+//!   `setup`, `hand_switch` (a switch by hand): one file per operation, each a short
+//!   sequence of the engine's steps;
 //!   `go_live`: the switch, watch and switch back that a deploy and a promote end with.
 //! - `operations`: which operation a plan runs ([`Engine::run`]); the engine names none, so
 //!   no module here imports one that imports it back.
@@ -39,6 +40,7 @@ mod defaults;
 mod effects;
 mod engine;
 mod go_live;
+mod hand_switch;
 mod hooks;
 mod maintenance;
 mod operations;
@@ -60,8 +62,8 @@ use crate::cancel::Cancel;
 pub use effects::{Host, SystemHost};
 pub use engine::Engine;
 pub use plan::{
-    DeployPlan, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire, RetireSpec, SiteSpec,
-    WatchSpec,
+    DeployPlan, HandSwitchSpec, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire,
+    RetireSpec, SiteSpec, WatchSpec,
 };
 pub use protocol::{
     DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport, StepReport,

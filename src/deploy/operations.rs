@@ -32,6 +32,7 @@ impl Engine<'_> {
             (Operation::MaintenanceOn, _) => super::maintenance::run(&mut self, true),
             (Operation::MaintenanceOff, _) => super::maintenance::run(&mut self, false),
             (Operation::Setup, _) => super::setup::run(&mut self),
+            (Operation::Switch, _) => super::hand_switch::run(&mut self),
         };
         self.finish(outcome)
     }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::canary::{CanarySpec, Thresholds};
+use crate::canary::{CanarySpec, Share, Thresholds};
 use crate::config::{self, defaults, serde_millis};
 use crate::exec::CommandLine;
 use crate::input::{
     AppName, Fraction, HealthPath, HostPath, HostPort, HttpUrl, Listen, Port, ServerNames, Slot,
-    SlotPorts, StatusSet, Version,
+    SlotPorts, StatusSet, SwitchTarget, Version,
 };
 use crate::monitor::Monitor;
 use crate::runtime::RuntimeSpec;
@@ -44,6 +44,10 @@ pub enum Operation {
     /// nginx proxies to the live slot again.
     #[serde(rename = "maintenance-off")]
     MaintenanceOff,
+    /// Send traffic, or a share of new requests, to a slot that already runs: a switch by
+    /// hand (`switch-traffic`), not a command of the action.
+    #[value(skip)]
+    Switch,
 }
 
 impl Operation {
@@ -58,6 +62,7 @@ impl Operation {
             Operation::Setup => "setup",
             Operation::MaintenanceOn => "maintenance-on",
             Operation::MaintenanceOff => "maintenance-off",
+            Operation::Switch => "switch",
         }
     }
 }
@@ -190,6 +195,25 @@ pub struct SiteSpec {
     pub server_file: HostPath,
 }
 
+/// Where a switch by hand (`switch-traffic`, the operation `switch`) sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandSwitchSpec {
+    /// The slot: blue, green, or the previous one.
+    pub to: SwitchTarget,
+    /// Only this share of new requests to it, the rest to the live slot: a canary by hand,
+    /// recorded in state until the next switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<Share>,
+    /// The version the slot runs, recorded in state and the include (else what state
+    /// records for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// The slot must answer healthy (within the plan's health timeout) before traffic
+    /// moves.
+    pub check_health: bool,
+}
+
 /// Everything the host needs for one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +274,13 @@ pub struct DeployPlan {
     /// The root-owned directory holding the helper the boot unit runs.
     #[serde(default = "default_boot_helper_dir")]
     pub boot_helper_dir: HostPath,
+    /// A rollback changes nothing unless this slot is still the live one (`monitor
+    /// --rollback-on-fail`: the slot that was live when its watch began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_live: Option<Slot>,
+    /// Where the operation `switch` sends traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_switch: Option<HandSwitchSpec>,
 }
 
 impl HookSpec {
@@ -340,12 +371,27 @@ impl DeployPlan {
             problems.extend(self.runtime.missing_for_deploy());
         }
         problems.extend(self.canary.as_ref().and_then(CanarySpec::problem));
+        // A switch by hand never reads the maintenance port (and cannot be given one).
         let maintenance_port = self.maintenance.port.get();
-        if self.ports.slot_of(maintenance_port).is_some()
-            || maintenance_port == self.switch.service_port.get()
+        if self.operation != Operation::Switch
+            && (self.ports.slot_of(maintenance_port).is_some()
+                || maintenance_port == self.switch.service_port.get())
         {
             problems.push(format!(
                 "maintenance-port {maintenance_port} is a slot's port or the service port: nginx's maintenance server needs a port of its own"
+            ));
+        }
+        if self.expect_live.is_some() && self.operation != Operation::Rollback {
+            problems.push(format!(
+                "expect_live applies to a rollback only, not to command {}",
+                self.operation.as_str()
+            ));
+        }
+        if (self.operation == Operation::Switch) != self.hand_switch.is_some() {
+            problems.push(format!(
+                "hand_switch goes with command switch, and only with it (command {}, hand_switch {})",
+                self.operation.as_str(),
+                if self.hand_switch.is_some() { "given" } else { "missing" }
             ));
         }
         if self.operation == Operation::Promote && self.canary.is_none() {

@@ -9,6 +9,7 @@ use crate::error::RunError;
 use crate::input::{Slot, SwitchMode};
 use crate::monitor::MonitorReport;
 use crate::state::{CanaryRecord, MaintenanceRecord};
+use crate::switch::SwitchReport;
 
 /// A step of a run: the runner's own (connect, image transfer, and ship helpers when the
 /// host asks for an upload as the run starts), then the host's.
@@ -177,6 +178,10 @@ pub struct DeployResult {
     /// Each canary step that ran, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub canary_steps: Vec<StepReport>,
+    /// What the switch of a switch by hand did, or would do (a dry run); printed by
+    /// `switch-traffic` on the host, never sent to the runner.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchReport>,
 }
 
 /// One canary step: the share it gave the new slot, what the access log and the probes saw,

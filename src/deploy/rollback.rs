@@ -5,7 +5,10 @@
 //! re-created from its recorded image, or the rollback refuses before changing anything.
 //! A previous slot's port that answers while the slot's own container does not run belongs
 //! to another process: the rollback refuses it, as it refuses while a canary is in
-//! progress (`command: abort` ends one).
+//! progress (`command: abort` ends one). A plan that names the slot it expects live
+//! (`monitor --rollback-on-fail`, after its watch) changes nothing once another is; one
+//! with no way to start a slot (the command runtime without a command) switches back only
+//! to a previous slot that still answers.
 
 use crate::error::Error;
 use crate::input::{Image, Slot, SwitchTarget, Version};
@@ -30,6 +33,13 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         ))
         .into());
     };
+    if let Some(expected) = plan.expect_live.filter(|slot| *slot != active) {
+        return Err(Error::CheckFailed(format!(
+            "{active} is live now, not {expected}: another run switched {} meanwhile; not rolling back",
+            plan.app
+        ))
+        .into());
+    }
     if let Some(canary) = &state.canary {
         // The previous slot holds the canary: bringing the old version back there would
         // replace it while it serves its share.
@@ -99,6 +109,7 @@ fn start_again(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<(bool,
             format!("{slot} is still running (version {version})"),
         ));
     }
+    refuse_without_a_runtime(e, slot, &format!("{slot} does not answer healthy"))?;
     // The image is what a compose file or the user's command may name in its variables.
     let image = recorded_image(record);
     let commands = e.commands();
@@ -119,6 +130,11 @@ fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, F
         || "its container is gone or runs another version".to_owned(),
         |v| format!("a deploy of {v} that did not go live took its place"),
     );
+    refuse_without_a_runtime(
+        e,
+        slot,
+        &format!("{slot} no longer holds {version} ({why})"),
+    )?;
     let image = if plan.runtime.runtime.uses_docker() {
         Some(rollback_image(e, slot, record, &version)?)
     } else {
@@ -135,6 +151,20 @@ fn recreate(e: &mut Engine, slot: Slot, record: &SlotRecord) -> Result<String, F
     let detail = e.start_fresh(slot, &version, image.as_ref(), Pull::Never)?;
     e.update_state(|state| state.restored(slot))?;
     Ok(format!("re-created {slot}: {detail}"))
+}
+
+/// Refuses, changing nothing, to start or re-create `slot` (whose state `problem` says)
+/// under a plan that names no way to: the command runtime with no deploy command, as
+/// `monitor --rollback-on-fail` plans, which knows the slots only by their ports.
+fn refuse_without_a_runtime(e: &Engine, slot: Slot, problem: &str) -> Result<(), Failure> {
+    if e.plan.runtime.starts_slots() {
+        return Ok(());
+    }
+    Err(Error::CheckFailed(format!(
+        "{problem}, and this rollback names no runtime to start it with: start {slot} (port {}) yourself, or roll back with the action's command rollback, which starts it",
+        e.plan.ports.port(slot)
+    ))
+    .into())
 }
 
 /// The image state records for the slot's version (its tag), when it is a valid one.

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::health::{HealthCheck, HealthCriteria, HealthReport};
 use crate::input::{Slot, StatusSet};
 use crate::progress::Progress;
-use crate::switch::{Intent, LockPolicy, SwitchEvent, SwitchReport, SwitchRequest};
+use crate::switch::{Intent, SwitchEvent, SwitchReport, SwitchRequest};
 use crate::upstream::Template;
 
 use super::engine::{Engine, Failure};
@@ -192,7 +192,6 @@ impl Engine<'_> {
             config: self.switch.clone(),
             template: self.template()?,
             intent,
-            lock: LockPolicy::HeldByCaller,
             dry_run,
         })
     }

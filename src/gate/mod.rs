@@ -9,7 +9,8 @@
 //! shipped one), and an image's inspection; not `docker load` (`image-transfer: ssh`),
 //! whose stream names its own tags.
 //! Everything else is refused with one line. The plan the start reads is then checked
-//! ([`Policy::refusals`]): one of the named apps, an operation that deploys (no setup),
+//! ([`Policy::refusals`]): one of the named apps, an operation that deploys (no setup, no
+//! switch by hand),
 //! the docker runtime with `docker-args` that keep the container in its box, the default
 //! paths, and nothing that runs a command of the plan's choosing on the host (hooks,
 //! templates, other nginx or nft commands).
@@ -175,8 +176,15 @@ impl Policy {
                     .join(", ")
             ));
         }
-        if plan.operation == Operation::Setup {
-            no.push("command setup: setting a host up is root's, not this key's".into());
+        match plan.operation {
+            Operation::Setup => {
+                no.push("command setup: setting a host up is root's, not this key's".into())
+            }
+            // The action never sends it: a switch by hand is `switch-traffic` on the host.
+            Operation::Switch => no.push(
+                "command switch: a switch by hand is run on the host, not through this key".into(),
+            ),
+            _ => {}
         }
         self.where_refusals(plan, &mut no);
         self.port_refusals(plan, recorded, &mut no);

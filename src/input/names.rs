@@ -105,6 +105,16 @@ pub enum SwitchTarget {
     Previous,
 }
 
+impl SwitchTarget {
+    /// The target as typed: `blue`, `green` or `previous`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SwitchTarget::Slot(slot) => slot.as_str(),
+            SwitchTarget::Previous => "previous",
+        }
+    }
+}
+
 impl FromStr for SwitchTarget {
     type Err = Error;
 
@@ -241,7 +251,7 @@ impl fmt::Display for Image {
     }
 }
 
-serde_via_str!(AppName, Version, Image, ServiceName);
+serde_via_str!(AppName, Version, Image, ServiceName, SwitchTarget);
 
 #[cfg(test)]
 mod tests {

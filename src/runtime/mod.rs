@@ -251,6 +251,22 @@ pub struct RuntimeSpec {
 }
 
 impl RuntimeSpec {
+    /// This spec, made to start no slot: the command runtime without a command, for a run
+    /// by hand that knows the slots by their ports only (a switch by hand, monitor's
+    /// rollback).
+    pub fn starting_no_slot(self) -> RuntimeSpec {
+        RuntimeSpec {
+            runtime: Runtime::Command,
+            deploy_command: None,
+            ..self
+        }
+    }
+
+    /// Whether a run has a way to start a slot (see [`RuntimeSpec::starting_no_slot`]).
+    pub fn starts_slots(&self) -> bool {
+        self.runtime != Runtime::Command || self.deploy_command.is_some()
+    }
+
     /// What the runtime lacks to deploy a new version, if anything.
     pub fn missing_for_deploy(&self) -> Option<String> {
         match self.runtime {

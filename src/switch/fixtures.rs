@@ -7,7 +7,7 @@ use crate::canary::Share;
 use crate::input::{Slot, SlotPorts, SwitchTarget, Version};
 use crate::state::{CanaryRecord, MaintenanceRecord, State, StateStore};
 
-use super::{Intent, LockPolicy, SwitchConfig, SwitchRequest};
+use super::{Intent, SwitchConfig, SwitchRequest};
 
 /// A switch of app `shop` (blue on 3001, green on 3002) with `config` and its state in
 /// `state_dir`, the lock held by the caller.
@@ -19,7 +19,6 @@ pub(super) fn request(config: SwitchConfig, intent: Intent, state_dir: &Path) ->
         template: config.builtin_template(),
         config,
         intent,
-        lock: LockPolicy::HeldByCaller,
         dry_run: false,
     }
 }

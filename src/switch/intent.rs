@@ -1,7 +1,5 @@
 //! What differs from one switch to the next: where traffic goes, under what condition, and
-//! why ([`Intent`]); and how the switch gets the app lock ([`LockPolicy`]).
-
-use std::time::Duration;
+//! why ([`Intent`]).
 
 use crate::error::{Error, Result};
 use crate::input::{AppName, Image, Slot, SlotPorts, SwitchTarget, Version};
@@ -225,28 +223,6 @@ impl Intent {
             )
             .with_image_id(to, self.image_id.as_ref().map(Image::as_str))
     }
-
-    /// The lock's purpose line for this intent.
-    pub fn purpose(&self) -> String {
-        match self.target {
-            SwitchTarget::Slot(s) => match (&self.split, &self.maintenance) {
-                (Some(c), _) => format!("canary: {} to {}", c.share, c.slot),
-                (None, MaintenanceChange::Start(_)) => "maintenance on".into(),
-                (None, MaintenanceChange::End) => "maintenance off".into(),
-                (None, MaintenanceChange::Keep) => format!("{} to {s}", self.event.as_str()),
-            },
-            SwitchTarget::Previous => format!("{} to previous", self.event.as_str()),
-        }
-    }
-}
-
-/// How a switch gets the app lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockPolicy {
-    /// Take it, waiting up to this long while another process holds it.
-    Acquire(Duration),
-    /// The caller already holds it for this whole operation (a deploy run).
-    HeldByCaller,
 }
 
 #[cfg(test)]
@@ -259,7 +235,6 @@ mod tests {
         assert_eq!(back.only_if_active, Some(Slot::Green));
         assert_eq!(back.event, SwitchEvent::Rollback);
         assert_eq!(back.reason.as_deref(), Some("watch failed"));
-        assert_eq!(back.purpose(), "rollback to previous");
         let plain = Intent::switch_to(SwitchTarget::Slot(Slot::Blue));
         assert_eq!(
             (plain.only_if_active, plain.event),

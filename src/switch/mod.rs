@@ -1,9 +1,10 @@
-//! Moving traffic from one slot to the other: the heart of switch-traffic, also used by
-//! the deploy engine and the monitor helper's automatic rollback.
+//! Moving traffic from one slot to the other: every switch of the engine's runs (a deploy,
+//! a rollback, a canary step, maintenance, a switch by hand with switch-traffic), each run
+//! holding the app lock around it.
 //!
 //! Order of operations, each undone if a later one fails:
-//! 1. take the app lock; load state (rebuilding it from disk if needed); read the include
-//!    and, in nftables mode, where the rule leads;
+//! 1. load state (rebuilding it from disk if needed); read the include and, in nftables
+//!    mode, where the rule leads;
 //! 2. decide (`decide.rs`, pure): the include to write, where new connections go, from
 //!    which slot, and whether maintenance stays on;
 //! 3. carry it out (`execute.rs`, through the host's primitives in `host.rs`): in nftables
@@ -40,7 +41,7 @@ mod request;
 mod undo;
 
 pub use config::{SwitchConfig, settled_service_port};
-pub use intent::{Intent, LockPolicy, MaintenanceChange, SwitchEvent};
+pub use intent::{Intent, MaintenanceChange, SwitchEvent};
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -48,8 +49,7 @@ use std::time::Instant;
 use crate::clock::now_rfc3339;
 use crate::error::Result;
 use crate::fsutil::read_optional;
-use crate::input::{Slot, SwitchTarget};
-use crate::lock::AppLock;
+use crate::input::Slot;
 use crate::nft::NftSwitch;
 use crate::progress::Progress;
 use crate::state::{HistoryEvent, State};
@@ -79,16 +79,6 @@ impl SwitchRequest {
         progress: &Progress,
     ) -> Result<SwitchReport> {
         let started = Instant::now();
-        if self.intent.target == SwitchTarget::Previous && !self.dry_run {
-            // Refuse before taking the lock (which creates the state dir): bad input
-            // changes nothing. The answer is checked again under the lock.
-            let state = self
-                .store
-                .load(&self.app, self.config.upstream_file.as_path(), self.ports)?
-                .state;
-            self.intent.resolve(&state, &self.app)?;
-        }
-        let _lock = self.lock(progress)?;
         let loaded = self
             .store
             .load(&self.app, self.config.upstream_file.as_path(), self.ports)?;
@@ -132,26 +122,6 @@ impl SwitchRequest {
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
-    }
-
-    /// Takes the app lock when the request says to (never for a dry run).
-    fn lock(&self, progress: &Progress) -> Result<Option<AppLock>> {
-        let LockPolicy::Acquire(timeout) = self.lock else {
-            return Ok(None);
-        };
-        if self.dry_run {
-            return Ok(None);
-        }
-        self.store.ensure_dir()?;
-        AppLock::acquire_reporting(
-            self.store.dir(),
-            self.app.as_str(),
-            &self.intent.purpose(),
-            timeout,
-            |line| progress.line(line),
-            &crate::cancel::Cancel::new(),
-        )
-        .map(Some)
     }
 
     /// The access log the include has nginx write (unless `access-log` is off); none where

@@ -11,7 +11,7 @@ use crate::nginx;
 use crate::state::StateStore;
 use crate::upstream::Template;
 
-use super::{Intent, LockPolicy, SwitchConfig};
+use super::{Intent, SwitchConfig};
 
 /// How long the nginx test and reload commands may take.
 pub(super) const NGINX_COMMAND_TIMEOUT: Duration = nginx::COMMAND_TIMEOUT;
@@ -33,8 +33,6 @@ pub struct SwitchRequest {
     pub template: Template,
     /// Where to, under what condition, and why.
     pub intent: Intent,
-    /// Whether to take the app lock, and how long to wait for it.
-    pub lock: LockPolicy,
     /// Show what would change and change nothing.
     pub dry_run: bool,
 }

@@ -120,6 +120,8 @@ impl HostRun {
             memory_check: bluegreen::validate::MemoryCheck::Off,
             min_free_memory_mb: 0,
             check_tcp: Vec::new(),
+            expect_live: None,
+            hand_switch: None,
         }
     }
 

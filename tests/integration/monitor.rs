@@ -114,11 +114,23 @@ fn a_failing_release_is_rolled_back() {
         (&state["active"], &state["previous"]),
         (&"blue".into(), &"green".into())
     );
-    let last = site.history().pop().unwrap();
-    assert_eq!(last["event"], "rollback");
+    // The engine's rollback: its switch, then the run's own line.
+    let history = site.history();
+    let [.., switch, run] = &history[..] else {
+        panic!("{history:?}")
+    };
+    assert_eq!(switch["event"], "rollback");
     assert!(
-        last["detail"].as_str().unwrap().contains("error rate"),
-        "{last}"
+        switch["detail"].as_str().unwrap().contains("error rate"),
+        "{switch}"
+    );
+    assert_eq!(run["event"], "rollback-run");
+    assert!(
+        run["detail"]
+            .as_str()
+            .unwrap()
+            .contains("monitor failed: error rate"),
+        "{run}"
     );
 }
 
@@ -141,6 +153,36 @@ fn rollback_without_a_previous_slot_is_refused_up_front() {
     let r = run(MONITOR, &args);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no previous slot"), "{}", r.stderr);
+}
+
+#[test]
+fn rollback_is_refused_up_front_while_a_canary_runs() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let _green = site.demo("green", "v2", &[]);
+    for (slot, version) in [("green", "v2"), ("blue", "v1")] {
+        assert_eq!(
+            site.switch(&["--to", slot, "--app-version", version]).code,
+            0
+        );
+    }
+    let canary = site.switch(&["--to", "green", "--app-version", "v2", "--weight", "10"]);
+    assert_eq!(canary.code, 0, "{canary:?}");
+    let mut args: Vec<String> = ["--url", &site.nginx.url("/"), "--rollback-on-fail"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(site.switch_args());
+    let r = run(MONITOR, &args);
+    // The rollback's own refusal, before any request of the watch.
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("a canary of v2 is in progress in green"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("monitor:"), "{}", r.stderr);
 }
 
 #[test]

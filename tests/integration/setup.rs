@@ -242,9 +242,16 @@ fn by_hand_on_debians_nginx_a_switch_is_verified_as_the_sites_name() {
     );
     assert_eq!(code, 0, "{out}");
     let _blue = site.demo("blue", "v1", &[]);
-    // Asked by address, nginx answers from its default site: the switch is undone, and
-    // says why.
+    // Without the app's server block, asked by address, nginx answers from its default
+    // site: the switch is undone, and says why.
+    let server = site
+        .nginx
+        .upstream_file
+        .with_file_name(format!("bluegreen-{}.server.conf", crate::support::APP));
+    let block = std::fs::read_to_string(&server).unwrap();
+    std::fs::remove_file(&server).unwrap();
     let by_address = site.switch(&["--to", "blue", "--verify-timeout", "1"]);
+    std::fs::write(&server, block).unwrap();
     assert_ne!(by_address.code, 0, "{by_address:?}");
     assert!(
         by_address
@@ -257,6 +264,8 @@ fn by_hand_on_debians_nginx_a_switch_is_verified_as_the_sites_name() {
     );
     let by_name = site.switch(&["--to", "blue", "--site-host", "shop.example.com"]);
     assert_eq!(by_name.code, 0, "{by_name:?}");
+    // Without --site-host, switch-traffic asks as the name of the block setup wrote.
+    assert_eq!(site.switch(&["--to", "blue"]).code, 0);
     let (status, slot, _) = crate::support::http_get_as(&site.nginx.url("/"), "shop.example.com");
     assert_eq!((status, slot.as_str()), (200, "blue"));
     // status by hand asks the site by the name in the server block setup wrote.

@@ -54,7 +54,7 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
         );
     }
     type Change = fn(&mut DeployPlan);
-    let cases: [(Change, &str); 16] = [
+    let cases: [(Change, &str); 17] = [
         (
             |p| p.site.server_file = "/home/deploy/.ssh/id_ed25519".parse().unwrap(),
             "server-file /home/deploy/.ssh/id_ed25519: this key uses /etc/nginx/conf.d/bluegreen-shop.server.conf only",
@@ -62,6 +62,10 @@ fn a_plan_for_a_named_app_at_the_default_paths_passes_and_each_way_out_is_refuse
         (
             |p| p.operation = Operation::Setup,
             "command setup: setting a host up is root's, not this key's",
+        ),
+        (
+            |p| p.operation = Operation::Switch,
+            "command switch: a switch by hand is run on the host, not through this key",
         ),
         (
             |p| p.state_dir = "/var/lib/bluegreen/api".parse().unwrap(),

@@ -12,6 +12,7 @@ mod fake;
 mod fake_answers;
 mod fixtures;
 mod gate;
+mod hand_switch;
 mod hooks;
 mod maintenance;
 mod promote;

@@ -126,6 +126,65 @@ fn rollback_refuses_a_previous_port_held_by_another_process() {
 }
 
 #[test]
+fn rollback_expecting_another_live_slot_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = rollback_from_green_to_blue(dir.path());
+    // A watch began with blue live; another run has switched to green since.
+    plan.expect_live = Some(Slot::Blue);
+    let host = FakeHost::new()
+        .holding(Slot::Blue, "v1")
+        .healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert_eq!(timeline, ["phase lock", "result failed"]);
+    assert!(
+        result
+            .error
+            .unwrap()
+            .message
+            .contains("green is live now, not blue: another run switched shop meanwhile"),
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Green));
+}
+
+#[test]
+fn rollback_without_a_way_to_start_slots_refuses_a_previous_slot_that_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = rollback_from_green_to_blue(dir.path());
+    // What `monitor --rollback-on-fail` plans: the slots are known by their ports only.
+    plan.runtime = plan.runtime.starting_no_slot();
+    let host = FakeHost::new().healthy(Slot::Blue, &[false]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::Failed), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("run ")),
+        "nothing is started: {timeline:?}"
+    );
+    let message = result.error.unwrap().message;
+    assert!(
+        message.contains("blue does not answer healthy, and this rollback names no runtime"),
+        "{message}"
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Green));
+}
+
+#[test]
+fn rollback_without_a_way_to_start_slots_goes_back_to_a_previous_slot_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = rollback_from_green_to_blue(dir.path());
+    plan.runtime = plan.runtime.starting_no_slot();
+    plan.expect_live = Some(Slot::Green);
+    let host = FakeHost::new().healthy(Slot::Blue, &[true]);
+    let (result, timeline) = run(&plan, &host);
+    assert_eq!(result.result, Some(Outcome::RolledBack), "{result:?}");
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("run ")),
+        "nothing is started: {timeline:?}"
+    );
+    assert_eq!(active_slot(&plan), Some(Slot::Blue));
+}
+
+#[test]
 fn reconcile_does_not_follow_a_routed_port_held_by_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let plan = recorded_blue_routed_green(dir.path());
