@@ -10,7 +10,7 @@ use crate::state::{CanaryRecord, State};
 use crate::switch::Intent;
 
 use super::engine::{Engine, Failure};
-use super::plan::HandSwitchSpec;
+use super::plan_parts::HandSwitchSpec;
 use super::protocol::{Outcome, Phase};
 
 /// Switches as the plan's `hand_switch` says.

@@ -15,8 +15,8 @@
 //!
 //! Layout:
 //! - `protocol`: the events and the result, shared with the runner's relay.
-//! - `plan`: the plan, its typed parts and its cross-field rules; `defaults`: the plan an
-//!   empty input means.
+//! - `plan`: the plan and its cross-field rules; `plan_parts`: its typed parts;
+//!   `defaults`: the plan an empty input means.
 //! - `effects`: what the engine does to the host ([`Host`]), and [`SystemHost`], the real one.
 //! - `engine`: the context a phase runs in, the phase runner, the lock and state steps.
 //! - `checks`: the preflight checks (validate, and the checks that need the plan).
@@ -45,6 +45,7 @@ mod hooks;
 mod maintenance;
 mod operations;
 mod plan;
+mod plan_parts;
 mod protocol;
 mod reconcile;
 mod release;
@@ -61,9 +62,9 @@ use crate::cancel::Cancel;
 
 pub use effects::{Host, SystemHost};
 pub use engine::Engine;
-pub use plan::{
-    DeployPlan, HandSwitchSpec, HealthSpec, HookSpec, MaintenanceSpec, Operation, Retire,
-    RetireSpec, SiteSpec, WatchSpec,
+pub use plan::{DeployPlan, Operation};
+pub use plan_parts::{
+    HandSwitchSpec, HealthSpec, HookSpec, MaintenanceSpec, Retire, RetireSpec, SiteSpec, WatchSpec,
 };
 pub use protocol::{
     DeployResult, Event, Outcome, Phase, PhaseRecord, SlotStatus, StatusReport, StepReport,

@@ -15,7 +15,7 @@ use crate::runtime::Runtime;
 use crate::state::{HistoryEvent, SlotRecord};
 
 use super::engine::Engine;
-use super::plan::Retire;
+use super::plan_parts::Retire;
 use super::protocol::Phase;
 
 /// How long an `nft` or `systemctl` command after the result may take.
