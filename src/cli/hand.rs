@@ -137,14 +137,22 @@ impl HandArgs {
 /// (one JSON object with `json`, else a line and, for a dry run, the diff); returns the
 /// run's exit code.
 pub fn run(plan: &DeployPlan, json: bool) -> ExitCode {
-    let problems = plan.problems();
-    if !problems.is_empty() {
-        let error = crate::error::Error::invalid("plan", problems.join("; "));
+    if let Err(error) = refuse_problems(plan) {
         return crate::cli::output::fail(json, &error);
     }
     let result = Engine::new(plan, &SystemHost, &print_progress).run();
     print_result(plan, &result, json);
     ExitCode::from(result.exit_code())
+}
+
+/// Refuses `plan`, before anything runs, when a rule that spans its fields is broken (see
+/// [`DeployPlan::problems`]).
+pub fn refuse_problems(plan: &DeployPlan) -> Result<()> {
+    let problems = plan.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Error::invalid("plan", problems.join("; ")))
 }
 
 /// Prints the engine's progress on stderr: its log lines and each phase's end.

@@ -19,7 +19,6 @@ use crate::input::{
 };
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
-use crate::state::StateStore;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -147,12 +146,7 @@ fn run(cli: &Cli) -> Result<MonitorOutcome> {
     };
     let judged = match (&cli.access_log, cli.canary, &cli.app) {
         (Some(path), Some(canary), Some(app)) => {
-            let store = StateStore::new(
-                cli.state_dir
-                    .clone()
-                    .unwrap_or_else(|| crate::config::default_state_dir(app))
-                    .as_path(),
-            );
+            let store = crate::cli::state_store(app, cli.state_dir.as_ref());
             let ports = cli.ports.ports(app, &store)?;
             let log = AccessLog::new(path.as_path());
             Some((log.end(), log, ports, canary))
@@ -237,15 +231,6 @@ pub struct CanaryJudgement {
 /// a watch through nginx would fail.
 fn rollback_plan(cli: &Cli, app: &AppName) -> Result<DeployPlan> {
     let refuse = |why: String| Error::invalid("--rollback-on-fail", why);
-    let store = crate::cli::state_store(app, cli.state_dir.as_ref());
-    if store
-        .read(app)
-        .is_some_and(|state| state.maintenance.is_some())
-    {
-        return Err(refuse(format!(
-            "{app} is in maintenance: nginx answers its URLs with 503, so a watch through nginx would roll back a healthy version; end maintenance first, or watch the slot's own health URL without --rollback-on-fail"
-        )));
-    }
     let hand = HandArgs::with_defaults(
         AppArgs {
             app: app.clone(),
@@ -255,14 +240,21 @@ fn rollback_plan(cli: &Cli, app: &AppName) -> Result<DeployPlan> {
         cli.nginx.clone(),
         cli.switch.clone(),
     );
+    if hand
+        .app
+        .store()
+        .read(app)
+        .is_some_and(|state| state.maintenance.is_some())
+    {
+        return Err(refuse(format!(
+            "{app} is in maintenance: nginx answers its URLs with 503, so a watch through nginx would roll back a healthy version; end maintenance first, or watch the slot's own health URL without --rollback-on-fail"
+        )));
+    }
     let mut plan = hand.plan(Operation::Rollback, "monitor failed")?;
     plan.runtime = plan.runtime.starting_no_slot();
     plan.health.path = cli.health_path.clone();
     plan.dry_run = true;
-    let problems = plan.problems();
-    if !problems.is_empty() {
-        return Err(refuse(problems.join("; ")));
-    }
+    crate::cli::hand::refuse_problems(&plan)?;
     let quiet = |_: &Event| {};
     let check = Engine::new(&plan, &SystemHost, &quiet).run();
     if let Some(error) = check.error {

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::canary::Share;
-use crate::cli::hand::{HandArgs, print_progress};
+use crate::cli::hand::{HandArgs, print_progress, refuse_problems};
 use crate::cli::output::{fail, fail_run, finish};
 use crate::cli::{AppArgs, EXIT_CODES_HELP, NginxArgs, PortArgs, SwitchArgs};
 use crate::config::defaults;
 use crate::deploy::{DeployPlan, Engine, HandSwitchSpec, Operation, SystemHost};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::{HealthPath, SwitchTarget, Version, parse_time_limit};
 
 const EXAMPLES: &str = "\
@@ -108,9 +108,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(plan) => plan,
         Err(e) => return fail(cli.json, &e),
     };
-    let problems = plan.problems();
-    if !problems.is_empty() {
-        return fail(cli.json, &Error::invalid("plan", problems.join("; ")));
+    if let Err(error) = refuse_problems(&plan) {
+        return fail(cli.json, &error);
     }
     let result = Engine::new(&plan, &SystemHost, &print_progress).run();
     match (result.switch, result.error) {

@@ -405,25 +405,36 @@ impl<'a> Engine<'a> {
 
     /// Loads state, rebuilt from disk (with a warning) when missing or corrupt.
     pub(super) fn load_state(&mut self) -> Result<State, Failure> {
+        let (state, warning, live_from_rule) = self.read_state()?;
+        if let Some(w) = warning {
+            self.log(&format!("warning: {w}"));
+            self.add_warnings(&[w]);
+        }
+        if let Some(slot) = live_from_rule {
+            self.log(&format!(
+                "the nftables rule routes to {slot}: taking it as the live slot"
+            ));
+        }
+        Ok(state)
+    }
+
+    /// State as [`Engine::load_state`] reads it, saying nothing: with the warning of a
+    /// rebuild, and the live slot when the nftables rule told it.
+    pub(super) fn read_state(&self) -> Result<(State, Option<String>, Option<Slot>), Failure> {
         let plan = self.plan;
         let loaded =
             plan.store()
                 .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)?;
-        if let Some(w) = loaded.warning {
-            self.log(&format!("warning: {w}"));
-            self.add_warnings(&[w]);
-        }
         let mut state = loaded.state;
         // In nftables mode the upstream file does not say which slot is live: the rule does.
-        if loaded.source != StateSource::File
-            && self.switch.nft(&plan.app).is_some()
-            && let Some(slot) = self.host.routed(&self.switch, &plan.app, plan.ports)?
-        {
-            self.log(&format!(
-                "the nftables rule routes to {slot}: taking it as the live slot"
-            ));
-            state.active = Some(slot);
+        let live_from_rule =
+            match loaded.source != StateSource::File && self.switch.nft(&plan.app).is_some() {
+                true => self.host.routed(&self.switch, &plan.app, plan.ports)?,
+                false => None,
+            };
+        if live_from_rule.is_some() {
+            state.active = live_from_rule;
         }
-        Ok(state)
+        Ok((state, loaded.warning, live_from_rule))
     }
 }

@@ -26,10 +26,8 @@ pub(super) fn run(e: &mut Engine) -> Result<Outcome, Failure> {
         // Bad input (no previous slot, a share to the live slot) is refused before the
         // lock, which creates the state directory: it changes nothing. Asked again under
         // the lock.
-        let before =
-            plan.store()
-                .load(&plan.app, plan.switch.upstream_file.as_path(), plan.ports)?;
-        intent_of(e, spec, &before.state)?;
+        let (before, _, _) = e.read_state()?;
+        intent_of(e, spec, &before)?;
         e.lock()?;
     }
     let state = e.load_state()?;

@@ -10,6 +10,18 @@ fn watch(site: &Site, extra: &[&str]) -> crate::support::Run {
     run(MONITOR, &args)
 }
 
+/// Runs monitor on `site`'s URL with `--rollback-on-fail`, `extra` and the switch's options.
+fn watch_rolling_back(site: &Site, extra: &[&str]) -> crate::support::Run {
+    let url = site.nginx.url("/");
+    let mut args: Vec<String> = ["--url", url.as_str(), "--rollback-on-fail"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(site.switch_args());
+    run(MONITOR, &args)
+}
+
 #[test]
 fn a_healthy_slot_passes() {
     require!(Nginx);
@@ -89,21 +101,7 @@ fn a_failing_release_is_rolled_back() {
     );
     assert_eq!(site.served_slot(), "green");
 
-    let mut args: Vec<String> = [
-        "--url",
-        &site.nginx.url("/"),
-        "--json",
-        "--duration",
-        "10",
-        "--interval",
-        "50",
-        "--rollback-on-fail",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(site.switch_args());
-    let r = run(MONITOR, &args);
+    let r = watch_rolling_back(&site, &["--json", "--duration", "10", "--interval", "50"]);
     assert_eq!(r.code, 1, "{r:?}");
     let report = r.json();
     assert_eq!(report["rollback"]["rolled_back"], true, "{report}");
@@ -139,18 +137,7 @@ fn rollback_without_a_previous_slot_is_refused_up_front() {
     require!(Nginx);
     let site = Site::new();
     let _blue = site.demo("blue", "v1", &[]);
-    let mut args: Vec<String> = [
-        "--url",
-        &site.nginx.url("/"),
-        "--duration",
-        "5",
-        "--rollback-on-fail",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(site.switch_args());
-    let r = run(MONITOR, &args);
+    let r = watch_rolling_back(&site, &["--duration", "5"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("no previous slot"), "{}", r.stderr);
 }
@@ -169,12 +156,7 @@ fn rollback_is_refused_up_front_while_a_canary_runs() {
     }
     let canary = site.switch(&["--to", "green", "--app-version", "v2", "--weight", "10"]);
     assert_eq!(canary.code, 0, "{canary:?}");
-    let mut args: Vec<String> = ["--url", &site.nginx.url("/"), "--rollback-on-fail"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(site.switch_args());
-    let r = run(MONITOR, &args);
+    let r = watch_rolling_back(&site, &[]);
     // The rollback's own refusal, before any request of the watch.
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
