@@ -122,7 +122,7 @@ impl SwitchConfig {
                 SwitchMode::Reload,
                 format!("auto: nftables cannot be used here ({e})"),
             ),
-            (mode, _) => (mode, "set by switch-mode".to_owned()),
+            (mode, _) => (mode, "set by switch-mode (--switch-mode)".to_owned()),
         };
         let resolved = SwitchConfig {
             mode,

@@ -123,6 +123,15 @@ fn rules_that_span_inputs_are_checked_once_the_inputs_parse() {
     assert!(e.contains("deploy-command"), "{e}");
     let e = error_of(&[("blue-port", "3005"), ("green-port", "3005")]);
     assert!(e.contains("different"), "{e}");
+    // The maintenance port is checked whatever the command, and said once.
+    for command in ["deploy", "setup", "rollback"] {
+        let e = error_of(&[("command", command), ("maintenance-port", "3001")]);
+        assert_eq!(
+            e.matches("maintenance-port 3001 is a slot's port").count(),
+            1,
+            "{command}: {e}"
+        );
+    }
 }
 
 #[test]
