@@ -36,9 +36,16 @@ on_error() { # status line command
 }
 trap 'on_error "$?" "$LINENO" "$BASH_COMMAND"' ERR
 
-# Builds static release binaries into $bin_dir: cargo build arguments (--bin X, --example Y).
+# Builds static release binaries into $bin_dir: cargo build arguments (--bin X).
 build_release() {
   cargo build --quiet --release --locked --target "$release_target" "$@"
+}
+
+# Builds the benchmarks' load generator into $bin_dir/examples. On its own: an example
+# brings the dev-dependencies' features into its build, so built beside the helpers it would
+# build them a second time, with features other than those that ship.
+build_loadgen() {
+  build_release --example loadgen
 }
 
 # A loopback TCP port that was free a moment ago, chosen below the kernel's ephemeral range

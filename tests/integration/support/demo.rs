@@ -48,7 +48,25 @@ impl Drop for Demo {
 pub fn musl_demo_app() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = "x86_64-unknown-linux-musl";
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The variables cargo sets for this test process would count as changed for the
+    // release build's build scripts (ring's reads CARGO_MANIFEST_DIR): left in, they would
+    // rebuild what scripts/build-static built, and it would rebuild again after.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    let status = cargo
         .current_dir(root)
         .args([
             "build",
