@@ -1,6 +1,6 @@
 //! The helpers' command lines: one module per helper (its clap parser and `main`), and the
-//! argument groups they share; `output`: printing their results. The binaries in
-//! `src/bin/` and the multi-call `bluegreen` binary only parse and call in here.
+//! argument groups they share; `output`: printing their results. The multi-call
+//! `bluegreen` binary (`src/bin/bluegreen.rs`) only parses and calls in here.
 
 pub mod deploy;
 pub mod gate;

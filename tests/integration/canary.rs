@@ -462,7 +462,7 @@ fn by_hand_a_weight_splits_traffic_and_monitor_judges_the_slots_share_of_the_log
         .to_string();
     let green_health = format!("http://127.0.0.1:{}/health", site.green_port);
     let judged = run(
-        MONITOR,
+        &MONITOR,
         &[
             "--url",
             &green_health,

@@ -9,7 +9,7 @@ use crate::support::{Demo, HEALTH_CHECK, free_port, run};
 fn check(url: &str, extra: &[&str]) -> crate::support::Run {
     let mut args = vec!["--url", url, "--json"];
     args.extend(extra);
-    run(HEALTH_CHECK, &args)
+    run(&HEALTH_CHECK, &args)
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn unhealthy_app_times_out_with_the_last_answer() {
     let demo = Demo::start(free_port(), "green", "v2", &["--health", "unhealthy"]);
     let started = Instant::now();
     let r = run(
-        HEALTH_CHECK,
+        &HEALTH_CHECK,
         &[
             "--url",
             &demo.health_url(),
@@ -150,7 +150,7 @@ fn a_huge_body_is_read_only_up_to_the_cap() {
         "prlimit",
         &[
             "--data=67108864",
-            HEALTH_CHECK,
+            HEALTH_CHECK.as_str(),
             "--url",
             &url,
             "--healthy-threshold",
@@ -201,7 +201,7 @@ fn bad_input_is_a_usage_error() {
         &["--url", "http://127.0.0.1/", "--healthy-threshold", "0"],
         &["--url", "http://127.0.0.1/", "--accept-status", "700"],
     ] {
-        let r = run(HEALTH_CHECK, args);
+        let r = run(&HEALTH_CHECK, args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(r.stderr.contains("invalid"), "{args:?}: {}", r.stderr);
     }

@@ -7,7 +7,7 @@ fn watch(site: &Site, extra: &[&str]) -> crate::support::Run {
     let url = site.nginx.url("/");
     let mut args = vec!["--url", url.as_str(), "--json"];
     args.extend(extra);
-    run(MONITOR, &args)
+    run(&MONITOR, &args)
 }
 
 /// Runs monitor on `site`'s URL with `--rollback-on-fail`, `extra` and the switch's options.
@@ -19,7 +19,7 @@ fn watch_rolling_back(site: &Site, extra: &[&str]) -> crate::support::Run {
         .map(|s| s.to_string())
         .collect();
     args.extend(site.switch_args());
-    run(MONITOR, &args)
+    run(&MONITOR, &args)
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn bad_input_is_a_usage_error() {
         &["--url", "http://127.0.0.1/", "--rollback-on-fail"],
         &["--url", "127.0.0.1"],
     ] {
-        let r = run(MONITOR, args);
+        let r = run(&MONITOR, args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
     }
 }
@@ -209,11 +209,11 @@ fn a_url_that_answers_404_fails_the_watch_unless_accepted() {
         "50",
         "--json",
     ];
-    let r = run(MONITOR, &args);
+    let r = run(&MONITOR, &args);
     assert_eq!(r.code, 1, "a 404 is a failed request by default: {r:?}");
     assert_eq!(r.json()["passed"], false);
     let mut accepting = args.to_vec();
     accepting.extend(["--accept-status", "200-499"]);
-    let r = run(MONITOR, &accepting);
+    let r = run(&MONITOR, &accepting);
     assert_eq!(r.code, 0, "{r:?}");
 }

@@ -22,7 +22,7 @@ fn validate(site: &Site, app: &str, extra: &[&str]) -> crate::support::Run {
     let mut args = site.validate_args(app);
     args.extend(["--runtime", "command", "--mode", "nftables"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
-    run(VALIDATE, &args)
+    run(&VALIDATE, &args)
 }
 
 /// The check `name` of a validate report: its status and detail.
@@ -65,7 +65,7 @@ fn the_port_state_records_is_the_one_every_helper_uses() {
     let service_port = free_port().to_string();
 
     let first = run(
-        SWITCH_TRAFFIC,
+        &SWITCH_TRAFFIC,
         &nft_args(
             &site,
             &app,
@@ -76,7 +76,7 @@ fn the_port_state_records_is_the_one_every_helper_uses() {
     assert_eq!(site.state()["service_port"].to_string(), service_port);
 
     // Without the flag, the next switch uses the recorded port, not a default.
-    let second = run(SWITCH_TRAFFIC, &nft_args(&site, &app, &["--to", "green"]));
+    let second = run(&SWITCH_TRAFFIC, &nft_args(&site, &app, &["--to", "green"]));
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(rule_port(&app), service_port);
     assert_eq!(site.state()["service_port"].to_string(), service_port);
@@ -90,7 +90,7 @@ fn the_port_state_records_is_the_one_every_helper_uses() {
     // A flag that contradicts state is refused, and nothing changes.
     let other = free_port().to_string();
     let refused = run(
-        SWITCH_TRAFFIC,
+        &SWITCH_TRAFFIC,
         &nft_args(&site, &app, &["--service-port", &other, "--to", "blue"]),
     );
     assert_eq!(refused.code, 2, "{refused:?}");
@@ -130,7 +130,7 @@ fn a_second_app_gets_a_port_of_its_own_and_cannot_take_the_first_apps() {
 
     // Both with the defaults: each app's own port, each site its own app.
     for (site, app) in [(&first, &first_app), (&second, &second_app)] {
-        let switched = run(SWITCH_TRAFFIC, &nft_args(site, app, &["--to", "blue"]));
+        let switched = run(&SWITCH_TRAFFIC, &nft_args(site, app, &["--to", "blue"]));
         assert_eq!(switched.code, 0, "{switched:?}");
     }
     let first_port = rule_port(&first_app);
@@ -169,7 +169,7 @@ fn a_second_app_gets_a_port_of_its_own_and_cannot_take_the_first_apps() {
     // A slot's own port: refused before anything runs.
     let slot = third.blue_port.to_string();
     let refused = run(
-        SWITCH_TRAFFIC,
+        &SWITCH_TRAFFIC,
         &nft_args(
             &third,
             &third_app,

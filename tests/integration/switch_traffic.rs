@@ -340,7 +340,7 @@ fn bad_input_is_refused_before_anything_changes() {
             .iter()
             .filter(|_| !args.contains(&"--verify-url")),
         );
-        let r = run(SWITCH_TRAFFIC, &all);
+        let r = run(&SWITCH_TRAFFIC, &all);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(
             r.stderr.contains(expected),
@@ -397,7 +397,7 @@ fn nftables_mode_switches_without_reloading_nginx() {
     let switch = |to: &str| {
         let mut all = args.clone();
         all.extend(["--to", to, "--json"].map(String::from));
-        run(SWITCH_TRAFFIC, &all)
+        run(&SWITCH_TRAFFIC, &all)
     };
 
     // The first switch points nginx at the service port (one reload).

@@ -52,7 +52,7 @@ fn the_first_switch_onto_a_dead_include_waits_for_its_reload_twenty_times_of_twe
             ])
             .status();
 
-        let switched = run(SWITCH_TRAFFIC, &args);
+        let switched = run(&SWITCH_TRAFFIC, &args);
         assert_eq!(switched.code, 0, "round {round}: {switched:?}");
         // The first requests after the switch returns, as the watch would send them.
         for request in 1..=5 {

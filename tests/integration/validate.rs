@@ -12,7 +12,7 @@ fn site_args(site: &Site) -> Vec<String> {
 fn validate(args: &[String], extra: &[&str]) -> crate::support::Run {
     let mut all = args.to_vec();
     all.extend(extra.iter().map(|s| s.to_string()));
-    run(VALIDATE, &all)
+    run(&VALIDATE, &all)
 }
 
 /// The status of the check named `name` in a JSON report.
@@ -211,7 +211,7 @@ fn bad_input_is_a_usage_error() {
         &["--app", APP, "--tcp-timeout", "-3"],
         &["--app", APP, "--test-cmd", ""],
     ] {
-        let r = run(VALIDATE, args);
+        let r = run(&VALIDATE, args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
     }
 }
@@ -285,7 +285,7 @@ fn validate_as_nobody(site: &Site, extra: &[&str], path: &str) -> crate::support
     let out = std::process::Command::new("runuser")
         .args(["-u", "nobody", "--", "env"])
         .arg(format!("PATH={path}"))
-        .arg(VALIDATE)
+        .arg(&*VALIDATE)
         .args(site_args(site))
         .args(["--runtime", "command"])
         .args(extra)
@@ -371,7 +371,7 @@ fn nginx_missing_from_the_path_says_so_and_names_the_setting() {
     let mut args = without(&site_args(&site), "--test-cmd");
     args.extend(["--test-cmd".to_owned(), "nginx -t".to_owned()]);
     // A non-root login's PATH: no /usr/sbin.
-    let out = std::process::Command::new(VALIDATE)
+    let out = std::process::Command::new(&*VALIDATE)
         .args(&args)
         .args(["--runtime", "command"])
         .env("PATH", "/usr/bin:/bin")

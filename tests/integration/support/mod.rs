@@ -16,7 +16,9 @@ pub mod target;
 pub mod traffic;
 
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 pub use demo::{DEMO_APP, Demo, demo_image};
@@ -28,11 +30,26 @@ pub use sshd::{Sshd, current_user};
 pub use target::{ActRun, Target, assert_result};
 pub use traffic::Traffic;
 
-pub const VALIDATE: &str = env!("CARGO_BIN_EXE_validate");
-pub const HEALTH_CHECK: &str = env!("CARGO_BIN_EXE_health-check");
-pub const SWITCH_TRAFFIC: &str = env!("CARGO_BIN_EXE_switch-traffic");
-pub const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 pub const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+/// The helpers by hand, each called as a user calls it: through a link named after it.
+pub static VALIDATE: LazyLock<String> = LazyLock::new(|| helper_link("validate"));
+pub static HEALTH_CHECK: LazyLock<String> = LazyLock::new(|| helper_link("health-check"));
+pub static SWITCH_TRAFFIC: LazyLock<String> = LazyLock::new(|| helper_link("switch-traffic"));
+pub static MONITOR: LazyLock<String> = LazyLock::new(|| helper_link("monitor"));
+
+/// A link named `name` to the `bluegreen` binary, which runs as that helper when called so
+/// (like busybox). Tests run in processes of their own at once: each puts its link in place
+/// by a rename, which never leaves the name missing or half made.
+fn helper_link(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helpers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(name);
+    let fresh = dir.join(format!("{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&fresh);
+    std::os::unix::fs::symlink(BLUEGREEN, &fresh).unwrap();
+    std::fs::rename(&fresh, &link).unwrap();
+    link.display().to_string()
+}
 
 /// The app name every test deploys.
 pub const APP: &str = "shop";

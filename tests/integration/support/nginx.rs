@@ -390,7 +390,7 @@ impl Site {
             .cloned()
             .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        run(SWITCH_TRAFFIC, &args)
+        run(&SWITCH_TRAFFIC, &args)
     }
 
     /// The slot nginx currently routes to, asked through nginx.
