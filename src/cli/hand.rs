@@ -51,8 +51,8 @@ pub struct HandArgs {
 }
 
 impl HandArgs {
-    /// The options of a helper that takes the switch's options but not the rest (`monitor
-    /// --rollback-on-fail`): those left out at their defaults.
+    /// The options of a helper that takes the switch's options but not the rest
+    /// (`switch-traffic`, `monitor --rollback-on-fail`): those left out at their defaults.
     pub fn with_defaults(
         app: AppArgs,
         ports: PortArgs,

@@ -14,14 +14,14 @@ use crate::config::defaults;
 use crate::deploy::{DeployPlan, Engine, Event, Operation, Outcome, SystemHost};
 use crate::error::{Error, Result};
 use crate::input::{
-    AppName, Fraction, HealthPath, HostPath, HttpUrl, Slot, StatusSet, parse_millis,
+    AppName, Fraction, HealthPath, HostPath, HttpUrl, Port, Slot, StatusSet, parse_millis,
     parse_time_limit, parse_wait,
 };
 use crate::monitor::{Monitor, MonitorReport};
 use crate::progress::Progress;
 
 const EXAMPLES: &str = "\
-Examples:
+Examples (`bluegreen monitor`, or monitor as a link to bluegreen):
   monitor --url https://shop.example.com/ --duration 30
   monitor --url http://127.0.0.1/ --duration 60 --max-error-rate 0 --max-p95-ms 300
   monitor --url http://127.0.0.1/ --rollback-on-fail --app shop --verify-url http://127.0.0.1/health
@@ -118,6 +118,11 @@ pub struct Cli {
 
     #[command(flatten)]
     switch: SwitchArgs,
+
+    /// The port setup gave nginx's own 503 server, for --rollback-on-fail: its answers in
+    /// the access log are nginx's, not a slot's.
+    #[arg(long, default_value = defaults::MAINTENANCE_PORT, value_name = "PORT")]
+    maintenance_port: Port,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -231,15 +236,18 @@ pub struct CanaryJudgement {
 /// a watch through nginx would fail.
 fn rollback_plan(cli: &Cli, app: &AppName) -> Result<DeployPlan> {
     let refuse = |why: String| Error::invalid("--rollback-on-fail", why);
-    let hand = HandArgs::with_defaults(
-        AppArgs {
-            app: app.clone(),
-            state_dir: cli.state_dir.clone(),
-        },
-        cli.ports.clone(),
-        cli.nginx.clone(),
-        cli.switch.clone(),
-    );
+    let hand = HandArgs {
+        maintenance_port: cli.maintenance_port,
+        ..HandArgs::with_defaults(
+            AppArgs {
+                app: app.clone(),
+                state_dir: cli.state_dir.clone(),
+            },
+            cli.ports.clone(),
+            cli.nginx.clone(),
+            cli.switch.clone(),
+        )
+    };
     if hand
         .app
         .store()

@@ -52,12 +52,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Whether the operation may start nginx's own server on the maintenance port
-    /// (maintenance, and setup's placeholder before the first deploy).
-    pub fn starts_maintenance_server(self) -> bool {
-        matches!(self, Operation::Setup | Operation::MaintenanceOn)
-    }
-
     /// The operation's name, as the action's `command` input spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,19 +167,6 @@ impl DeployPlan {
         }
     }
 
-    /// The maintenance port's clash with a slot's port or the service port, if any. Checked
-    /// by [`problems`](Self::problems) only for the operations that start nginx's
-    /// maintenance server: the others never read the port, and a helper run by hand (the
-    /// rollback of `monitor --rollback-on-fail`) is not given one.
-    pub fn maintenance_port_problem(&self) -> Option<String> {
-        let port = self.maintenance.port.get();
-        (self.ports.slot_of(port).is_some() || port == self.switch.service_port.get()).then(|| {
-            format!(
-                "maintenance-port {port} is a slot's port or the service port: nginx's maintenance server needs a port of its own"
-            )
-        })
-    }
-
     /// The problems of rules that span fields (each field is checked by its type), as one
     /// line each, for the caller to report with its own.
     pub fn problems(&self) -> Vec<String> {
@@ -194,8 +175,17 @@ impl DeployPlan {
             problems.extend(self.runtime.missing_for_deploy());
         }
         problems.extend(self.canary.as_ref().and_then(CanarySpec::problem));
-        if self.operation.starts_maintenance_server() {
-            problems.extend(self.maintenance_port_problem());
+        // A switch by hand never reads the maintenance port (and cannot be given one); every
+        // other operation does, if only to tell nginx's own 503s from the slots' answers
+        // in the access log.
+        let maintenance_port = self.maintenance.port.get();
+        if self.operation != Operation::Switch
+            && (self.ports.slot_of(maintenance_port).is_some()
+                || maintenance_port == self.switch.service_port.get())
+        {
+            problems.push(format!(
+                "maintenance-port {maintenance_port} is a slot's port or the service port: nginx's maintenance server needs a port of its own"
+            ));
         }
         if self.expect_live.is_some() && self.operation != Operation::Rollback {
             problems.push(format!(

@@ -122,7 +122,10 @@ impl SwitchConfig {
                 SwitchMode::Reload,
                 format!("auto: nftables cannot be used here ({e})"),
             ),
-            (mode, _) => (mode, "set by switch-mode (--switch-mode)".to_owned()),
+            (mode, _) => (
+                mode,
+                "given (switch-mode; by hand --mode, else the mode state.json records)".to_owned(),
+            ),
         };
         let resolved = SwitchConfig {
             mode,

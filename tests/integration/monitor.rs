@@ -143,6 +143,25 @@ fn rollback_without_a_previous_slot_is_refused_up_front() {
 }
 
 #[test]
+fn the_maintenance_port_given_reaches_the_rollback() {
+    require!(Nginx);
+    let site = Site::new();
+    let _blue = site.demo("blue", "v1", &[]);
+    let blue_port = site.blue_port.to_string();
+    let r = watch_rolling_back(
+        &site,
+        &["--duration", "5", "--maintenance-port", &blue_port],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("maintenance-port {blue_port} is a slot's port")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn rollback_is_refused_up_front_while_a_canary_runs() {
     require!(Nginx);
     let site = Site::new();

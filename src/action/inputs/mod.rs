@@ -162,11 +162,6 @@ impl Inputs {
         );
         let image_transfer = image_transfer.expect("validated");
         let mut problems = plan.problems();
-        // The action's inputs are one configuration, checked whatever the command: a
-        // maintenance port that clashes is refused at the first deploy, not only at setup.
-        if !plan.operation.starts_maintenance_server() {
-            problems.extend(plan.maintenance_port_problem());
-        }
         if image_transfer == ImageTransfer::Ssh && plan.runtime.image.is_none() {
             problems.push("image-transfer: ssh needs an image".into());
         }

@@ -280,24 +280,6 @@ fn a_maintenance_port_another_program_listens_on_is_refused_before_anything_chan
     assert_eq!(state_of(&on).maintenance, None);
 }
 
-#[test]
-fn a_maintenance_port_on_a_slots_port_is_a_problem_only_where_the_server_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut base = plan(dir.path(), Runtime::Command);
-    base.maintenance.port = "3002".parse().unwrap();
-    for operation in [Operation::Setup, Operation::MaintenanceOn] {
-        let problems = with_operation(base.clone(), operation).problems();
-        assert!(
-            problems.iter().any(|p| p.contains("maintenance-port 3002")),
-            "{operation:?}: {problems:?}"
-        );
-    }
-    // monitor --rollback-on-fail's rollback is not given a maintenance port: the default
-    // may be a slot's port, and it never reads it.
-    let rollback = with_operation(base, Operation::Rollback);
-    assert!(rollback.problems().is_empty(), "{:?}", rollback.problems());
-}
-
 /// `plan`'s state with blue live (v1) and maintenance on.
 fn in_maintenance(plan: &DeployPlan) {
     live(plan, None, Slot::Blue, "v1");

@@ -432,13 +432,13 @@ fn auto_picks_nftables_where_nft_answers_and_reload_where_it_does_not() {
         let state = state_of(&plan);
         assert_eq!(state.switch_mode, Some(mode), "state records the mode used");
     }
-    // A mode that is given is not probed, and the reason names the input and the option.
+    // A mode that is given is not probed, and the reason says where such a mode comes from.
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path(), Runtime::Command);
     let (result, timeline) = run(&plan, &FakeHost::new().healthy(Slot::Blue, &[true]));
     assert_eq!(timeline[0], "phase lock");
     assert_eq!(
         result.switch_mode_reason.as_deref(),
-        Some("set by switch-mode (--switch-mode)")
+        Some("given (switch-mode; by hand --mode, else the mode state.json records)")
     );
 }
