@@ -30,20 +30,19 @@ enum Command {
     Gate(gate::Cli),
 }
 
-const HELPERS: [&str; 4] = ["validate", "health-check", "switch-traffic", "monitor"];
-
 fn main() -> ExitCode {
-    let mut args: Vec<OsString> = std::env::args_os().collect();
-    let called_as = args
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_owned();
-    if HELPERS.contains(&called_as.as_str()) {
-        args.insert(1, called_as.into());
+    // Called through a link named after a helper, it is that helper: its own usage line.
+    let called_as = std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(OsString::from));
+    match called_as.as_ref().and_then(|n| n.to_str()) {
+        Some("validate") => return validate::main(validate::Cli::parse()),
+        Some("health-check") => return health_check::main(health_check::Cli::parse()),
+        Some("switch-traffic") => return switch_traffic::main(switch_traffic::Cli::parse()),
+        Some("monitor") => return monitor::main(monitor::Cli::parse()),
+        _ => {}
     }
-    match Command::parse_from(args) {
+    match Command::parse() {
         Command::Validate(cli) => validate::main(cli),
         Command::HealthCheck(cli) => health_check::main(cli),
         Command::SwitchTraffic(cli) => switch_traffic::main(cli),

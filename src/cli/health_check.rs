@@ -11,7 +11,7 @@ use crate::input::{HttpUrl, StatusSet, parse_millis, parse_positive_count, parse
 use crate::progress::Progress;
 
 const EXAMPLES: &str = "\
-Examples:
+Examples (`bluegreen health-check`, or health-check as a link to bluegreen):
   health-check --url http://127.0.0.1:3002/health
   health-check --url http://127.0.0.1:3002/health --timeout 60 --healthy-threshold 3
   health-check --url http://127.0.0.1:3002/ready --accept-status 200,204 --allow-degraded --json

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::input::{HealthPath, SwitchTarget, Version, parse_time_limit};
 
 const EXAMPLES: &str = "\
-Examples:
+Examples (`bluegreen switch-traffic`, or switch-traffic as a link to bluegreen):
   switch-traffic --app shop --to green --app-version v42 --verify-url http://127.0.0.1/health
   switch-traffic --app shop --to previous
   switch-traffic --app shop --to blue --dry-run

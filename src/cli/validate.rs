@@ -17,7 +17,7 @@ use crate::switch::settled_service_port;
 use crate::validate::{Audience, MemoryCheck, ValidateReport, ValidateRequest};
 
 const EXAMPLES: &str = "\
-Examples:
+Examples (`bluegreen validate`, or validate as a link to bluegreen):
   validate --app shop
   validate --app shop --runtime compose --tcp db:5432 --tcp redis:6379
   validate --app shop --test-cmd 'docker exec web nginx -t' --json

@@ -560,3 +560,29 @@ fn in_reload_mode_two_nginx_masters_and_no_pid_file_warn_that_a_reload_cannot_be
         .collect();
     assert!(!names.contains(&"nginx-master"), "{nftables}");
 }
+
+#[test]
+fn each_helper_called_through_a_link_of_its_name_is_that_helper() {
+    use crate::support::{HEALTH_CHECK, MONITOR, SWITCH_TRAFFIC};
+    for (name, link) in [
+        ("validate", &VALIDATE),
+        ("health-check", &HEALTH_CHECK),
+        ("switch-traffic", &SWITCH_TRAFFIC),
+        ("monitor", &MONITOR),
+    ] {
+        let r = run(link, &["--help"]);
+        assert_eq!(r.code, 0, "{name}: {r:?}");
+        let usage = r.stdout.lines().find(|l| l.starts_with("Usage:"));
+        assert_eq!(
+            usage.and_then(|l| l.split_whitespace().nth(1)),
+            Some(name),
+            "{name}: {}",
+            r.stdout
+        );
+        assert!(
+            !r.stdout.contains(&format!("{name} {name}")),
+            "{}",
+            r.stdout
+        );
+    }
+}

@@ -71,6 +71,7 @@ pub fn musl_demo_app() -> PathBuf {
         .args([
             "build",
             "--quiet",
+            "--locked",
             "--release",
             "--target",
             target,

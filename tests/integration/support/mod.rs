@@ -41,7 +41,7 @@ pub static MONITOR: LazyLock<String> = LazyLock::new(|| helper_link("monitor"));
 /// (like busybox). Tests run in processes of their own at once: each puts its link in place
 /// by a rename, which never leaves the name missing or half made.
 fn helper_link(name: &str) -> String {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helpers");
+    let dir = Path::new(BLUEGREEN).with_file_name("helper-links");
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join(name);
     let fresh = dir.join(format!("{name}.{}", std::process::id()));

@@ -130,8 +130,8 @@ impl Target {
             ("HEALTH_TIMEOUT", "20".to_owned()),
             ("MONITOR_DURATION", "2".to_owned()),
             // Four tests at once on two cores slow every answer: a watch judging a healthy
-            // release on the default p95 limit of 500 ms would fail it at random. The tests
-            // that judge latency say their own limits.
+            // release on the default p95 limit of 500 ms would fail it at random. (Latency
+            // is judged in these tests against the live slot's, as canary steps do.)
             ("MAX_P95_MS", "3000".to_owned()),
             ("DRAIN_SECONDS", "0".to_owned()),
             ("STOP_TIMEOUT", "5".to_owned()),
