@@ -135,7 +135,9 @@ fn a_canary_failing_a_fifth_of_its_requests_is_rolled_back_within_its_first_step
         ("IMAGE", &bad),
         ("VERSION", "v2"),
         ("TRAFFIC_STEPS", "25,50"),
-        ("STEP_SECONDS", "4"),
+        // Long enough that green's 25% of the traffic's ~40 requests a second is always
+        // above canary-min-requests (20), as above: about 60 expected.
+        ("STEP_SECONDS", "6"),
     ]);
     let took = started.elapsed();
     let (requests, failed) = traffic.finish();
