@@ -95,8 +95,7 @@ impl HostRun {
                 url: None,
                 duration: Duration::from_secs(1),
                 max_error_rate: "0.01".parse().unwrap(),
-                // A busy machine's latency is not a failed release (see `Target::env`).
-                max_p95_ms: 3000,
+                max_p95_ms: crate::support::BUSY_MACHINE_MAX_P95_MS,
                 accept_status: "200-399".parse().unwrap(),
                 rollback_on_failure: true,
                 max_failed_requests: None,

@@ -51,6 +51,12 @@ fn helper_link(name: &str) -> String {
     link.display().to_string()
 }
 
+/// The p95 limit (`max-p95-ms`) of every end-to-end deploy's watch: four tests at once on
+/// two cores slow every answer, and a watch judging a healthy release on the default 500 ms
+/// would fail it at random. (Latency is judged in these tests against the live slot's, as
+/// canary steps do.)
+pub const BUSY_MACHINE_MAX_P95_MS: u64 = 3000;
+
 /// The app name every test deploys.
 pub const APP: &str = "shop";
 
