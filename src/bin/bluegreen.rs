@@ -4,8 +4,7 @@
 //! ARGS`, or called through a
 //! link named after a helper (`validate ARGS`), like busybox.
 
-use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bluegreen::cli::{
@@ -32,10 +31,12 @@ enum Command {
 
 fn main() -> ExitCode {
     // Called through a link named after a helper, it is that helper: its own usage line.
-    let called_as = std::env::args_os()
-        .next()
-        .and_then(|a| Path::new(&a).file_name().map(OsString::from));
-    match called_as.as_ref().and_then(|n| n.to_str()) {
+    let called_as = std::env::args_os().next().map(PathBuf::from);
+    match called_as
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
         Some("validate") => return validate::main(validate::Cli::parse()),
         Some("health-check") => return health_check::main(health_check::Cli::parse()),
         Some("switch-traffic") => return switch_traffic::main(switch_traffic::Cli::parse()),
