@@ -158,15 +158,18 @@ pub fn main() -> ExitCode {
         image: image.as_ref(),
         connect_slots: &tokio::sync::Semaphore::new(CONNECTS_AT_ONCE),
     };
-    let hosts = runtime.block_on(fleet::run(&ctx));
+    let fleet = runtime.block_on(fleet::run(&ctx));
     drop(credentials);
+    if let Some(error) = &fleet.error {
+        log.error(error);
+    }
     let report = RunReport {
         app: inputs.plan.app.to_string(),
         command: inputs.plan.operation.as_str().to_owned(),
         version: inputs.plan.version.as_str().to_owned(),
-        hosts,
+        hosts: fleet.reports,
         duration: started.elapsed(),
-        early_error: None,
+        run_error: fleet.error,
         dry_run: inputs.plan.dry_run,
     };
     finish(
@@ -222,7 +225,7 @@ fn fail_early(
             .unwrap_or_default(),
         hosts: Vec::new(),
         duration: started.elapsed(),
-        early_error: Some(error.to_string()),
+        run_error: Some(error.to_string()),
         dry_run: false,
     };
     finish(

@@ -25,6 +25,9 @@ pub struct HostReport {
     /// Unreachable at the start, and skipped as `max-unreachable` allows: it does not fail
     /// the run.
     pub skipped: bool,
+    /// The receipt of this host's deploy, when the fleet then rolled it back: `result`'s
+    /// receipt is then the rollback's (see [`HostReport::receipts`]).
+    pub deploy_receipt: Option<crate::canary::Receipt>,
 }
 
 impl HostReport {
@@ -35,6 +38,7 @@ impl HostReport {
             result,
             runner_phases,
             skipped: false,
+            deploy_receipt: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl HostReport {
         // Deployed, or paused as a canary.
         let before = self.outcome().as_str();
         let deployed = std::mem::take(&mut self.result);
+        self.deploy_receipt = deployed.receipt;
         self.result = DeployResult {
             result: Some(if went_back {
                 Outcome::RolledBack
@@ -122,8 +127,10 @@ pub struct RunReport {
     pub hosts: Vec<HostReport>,
     /// Wall time of the whole run.
     pub duration: Duration,
-    /// The error that stopped the run before any host (bad input, missing binaries).
-    pub early_error: Option<String>,
+    /// The error that failed the run as a whole rather than on a host: before any host
+    /// (bad input, missing binaries), or a fleet whose failed requests together went over
+    /// `max-failed-requests` while its hosts kept the new version.
+    pub run_error: Option<String>,
     /// The run only showed what it would do (`dry-run`).
     pub dry_run: bool,
 }
@@ -160,8 +167,7 @@ impl RunReport {
             .filter(|h| !h.skipped)
             .map(HostReport::outcome)
             .collect();
-        if self.early_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed)
-        {
+        if self.run_error.is_some() || outcomes.is_empty() || outcomes.contains(&Outcome::Failed) {
             Outcome::Failed
         } else if outcomes.contains(&Outcome::RolledBack) && !self.asked_to_go_back() {
             Outcome::RolledBack
@@ -244,23 +250,16 @@ impl RunReport {
                     .and_then(|r| r.switch_mode)
                     .map_or(String::new(), |m| m.to_string()),
             ),
-            ("requests", self.receipt_total(|r| r.requests)),
-            ("failed-requests", self.receipt_total(|r| r.failed)),
+            ("requests", self.receipt_output(|t| t.requests)),
+            ("failed-requests", self.receipt_output(|t| t.failed)),
         ]
     }
 
-    /// The sum of a receipt figure over the hosts that have a receipt (empty with none).
-    pub(super) fn receipt_total(&self, figure: impl Fn(&crate::canary::Receipt) -> u64) -> String {
-        let receipts: Vec<u64> = self
-            .hosts
-            .iter()
-            .filter_map(|h| h.result.receipt.as_ref().map(&figure))
-            .collect();
-        if receipts.is_empty() {
-            String::new()
-        } else {
-            receipts.iter().sum::<u64>().to_string()
-        }
+    /// A figure of the hosts' receipts added up, for an output (empty when no host has a
+    /// receipt).
+    fn receipt_output(&self, figure: impl Fn(&ReceiptTotal) -> u64) -> String {
+        self.receipt_total()
+            .map_or(String::new(), |total| figure(&total).to_string())
     }
 }
 
@@ -333,6 +332,9 @@ pub fn write_outputs(path: &Path, outputs: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
+mod receipts;
 pub mod slack;
+
+pub use receipts::ReceiptTotal;
 #[cfg(test)]
 mod tests;

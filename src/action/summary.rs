@@ -1,8 +1,9 @@
 //! The job summary: a timeline of each host's phases (a mermaid Gantt chart, which GitHub
 //! draws; folded above eight hosts), a table of hosts (result, slots, version, failed
-//! phase, time), for a fleet how many hosts ended each way, and per host (folded in a
-//! fleet, open where it failed) a table of phases with the watch's figures, the error,
-//! warnings, the upstream diff of a dry run and the failed slot's log. Host text is
+//! phase, time, users' requests), for a fleet how many hosts ended each way and its users'
+//! requests added up, and per host (folded in a fleet, open where it failed) a table of
+//! phases with the watch's figures, its receipts, the error, warnings, the upstream diff
+//! of a dry run and the failed slot's log. Host text is
 //! made inert (no HTML, no links) and fit for a Markdown table cell; code blocks cannot be
 //! closed from inside.
 
@@ -36,6 +37,11 @@ impl RunReport {
                 version => self.version_output(),
                 duration_seconds => format!("{:.1}", self.duration.as_secs_f64()),
                 tally => tally(&hosts),
+                run_error => self.run_error.as_deref().map(cell),
+                fleet_receipt => self
+                    .receipt_total()
+                    .filter(|_| hosts.len() > 1)
+                    .map(|t| (t.coverage(), cell(&t.describe()))),
                 fold_timeline => hosts.len() > FOLDED_TIMELINE_HOSTS,
                 hosts => minijinja::value::Serde(&hosts),
                 timeline_tick => timeline_tick(span),
@@ -90,8 +96,11 @@ struct SummaryHost {
     retire: Option<String>,
     phases: Vec<SummaryPhase>,
     monitor: Option<MonitorReport>,
-    /// What the run cost the users (`describe`d), and its picture.
-    receipt: Option<(String, String)>,
+    /// The users' requests on its receipts: `120 (2 failed)`, or `-` without one.
+    requests: String,
+    /// What the run cost the users, a receipt at a time: what it covers, its line
+    /// (`describe`d) and its picture.
+    receipts: Vec<(&'static str, String, String)>,
     error: Option<String>,
     warnings: Vec<String>,
     upstream_diff: Option<String>,
@@ -144,10 +153,12 @@ impl From<&HostReport> for SummaryHost {
             retire: r.retire.as_deref().map(cell),
             phases,
             monitor: r.monitor.clone(),
-            receipt: r
-                .receipt
-                .as_ref()
-                .map(|receipt| (receipt.describe(), receipt.picture())),
+            requests: h
+                .receipt_figures()
+                .map_or("-".to_owned(), |(requests, failed)| {
+                    format!("{requests} ({failed} failed)")
+                }),
+            receipts: receipt_lines(h),
             error: r.error.as_ref().map(|e| cell(&e.message)),
             warnings: r.warnings.iter().map(|w| cell(w)).collect(),
             upstream_diff: r
@@ -158,6 +169,24 @@ impl From<&HostReport> for SummaryHost {
             log_tail: r.log_tail.clone().map(|l| l.replace("```", "'''")),
         }
     }
+}
+
+/// A host's receipts, each with what it covers: one from the run's start to its end, or
+/// the deploy's and the fleet's rollback's.
+fn receipt_lines(host: &HostReport) -> Vec<(&'static str, String, String)> {
+    let windows: &[&'static str] = if host.deploy_receipt.is_some() {
+        &[
+            "of the deploy, from its start to its end",
+            "of the fleet's rollback",
+        ]
+    } else {
+        &["from the run's start to its end"]
+    };
+    windows
+        .iter()
+        .zip(host.receipts())
+        .map(|(window, r)| (*window, r.describe(), r.picture()))
+        .collect()
 }
 
 /// Above this many hosts the timeline is folded (it grows a row per host and phase).

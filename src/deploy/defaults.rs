@@ -74,6 +74,7 @@ impl DeployPlan {
                 accept_status: parsed(defaults::MONITOR_ACCEPT_STATUS),
                 rollback_on_failure: parsed(defaults::ROLLBACK_ON_FAILURE),
                 max_failed_requests: None,
+                failed_elsewhere: 0,
             },
             canary: None,
             hooks: HookSpec {

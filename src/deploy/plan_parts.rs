@@ -72,6 +72,11 @@ pub struct WatchSpec {
     /// (`max-failed-requests`); above it the watch fails.
     #[serde(default)]
     pub max_failed_requests: Option<u64>,
+    /// Failed requests already on the receipts of the fleet's other hosts (its earlier
+    /// batches), counted against `max_failed_requests` with this host's own: the limit is
+    /// the run's, not each host's.
+    #[serde(default)]
+    pub failed_elsewhere: u64,
 }
 
 /// Commands run on the host around the switch (`pre-switch-command`,

@@ -255,11 +255,17 @@ impl Engine<'_> {
     /// receipt cannot be read for (no access log) breaks it too, since nothing says it held.
     fn too_many_failed_requests(&self) -> Option<String> {
         let most = self.plan.watch.max_failed_requests?;
+        let elsewhere = self.plan.watch.failed_elsewhere;
         match self.receipt_so_far() {
-            Some(Ok(receipt)) if receipt.failed <= most => None,
+            Some(Ok(receipt)) if receipt.failed + elsewhere <= most => None,
             Some(Ok(receipt)) => Some(format!(
-                "{} of {} requests failed since the run started, above max-failed-requests {most}",
-                receipt.failed, receipt.requests
+                "{} of {} requests failed since the run started{}, above max-failed-requests {most}",
+                receipt.failed,
+                receipt.requests,
+                match elsewhere {
+                    0 => String::new(),
+                    n => format!(", and {n} on the fleet's other hosts before this one"),
+                }
             )),
             Some(Err(e)) => Some(format!("max-failed-requests {most} cannot be checked: {e}")),
             None => Some(format!(

@@ -6,8 +6,9 @@
 //! mid-run fails and the hosts already switched are rolled back; a canary left paused on one
 //! host is aborted when a later host fails; a fleet that fails to start half-way leaves no
 //! namespace behind; an nginx balancer in front of the fleet (no retries to hide a failure)
-//! answers every request while the whole fleet deploys at once. Every test ends with each
-//! host serving a healthy slot.
+//! answers every request while the whole fleet deploys at once; `max-failed-requests` holds
+//! the fleet's failed requests added up, and the fleet's receipt counts each host's deploy
+//! and rollback. Every test ends with each host serving a healthy slot.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -308,4 +309,95 @@ fn a_balancer_in_front_of_the_fleet_answers_every_request_while_all_hosts_deploy
         "{} of {requests} requests failed through the balancer: {bad:?}",
         bad.len()
     );
+}
+
+#[test]
+fn max_failed_requests_is_the_fleets_and_its_receipt_adds_up_each_hosts() {
+    require!(Root, Nginx, Sshd, Namespaces);
+    let fleet = Fleet::serving_v1(2);
+    // The new version fails every page while its health URL answers. Each host's
+    // post-switch command, after that host's watch, asks its own site twice: 2 failed
+    // requests on each host's receipt, within max-failed-requests 3 there, 4 across the
+    // fleet. The old slots keep running (retire: keep), untouched by the fault.
+    for n in 1..=2 {
+        fleet.break_next_slot(n, "--error-rate 1");
+    }
+    let inputs = |fleet_rollback: &'static str| {
+        [
+            ("VERSION", "v2"),
+            ("RETIRE", "keep"),
+            ("MAX_FAILED_REQUESTS", "3"),
+            ("FLEET_ROLLBACK", fleet_rollback),
+            (
+                "POST_SWITCH_COMMAND",
+                "curl --silent --output /dev/null --output /dev/null http://127.0.0.1:8080/one http://127.0.0.1:8080/two",
+            ),
+        ]
+    };
+    let host = |n: usize| format!("{}:22", fleet.host(n));
+
+    // One host after another: the second makes the fleet's count 4, and both go back.
+    let run = fleet.run(&inputs("true"));
+    assert_eq!(run.output("result"), "rolled-back", "{}", run.log);
+    all_serve(&fleet, "v1");
+    assert!(
+        run.log.contains("stopping the fleet here: the users' failed requests across the fleet so far (4) are above max-failed-requests 3"),
+        "{}",
+        run.log
+    );
+    // Each host's deploy and its rollback are counted: the rollbacks failed none.
+    assert_eq!(run.output("failed-requests"), "4", "{}", run.summary);
+    let requests: u64 = run.output("requests").parse().unwrap();
+    assert!(requests >= 4, "{}", run.summary);
+    assert!(
+        run.summary.contains(&format!(
+            "Users' requests across the fleet (nginx's logs of 2 hosts): {requests} requests, 4 failed ({} 2, {} 2)",
+            host(1),
+            host(2)
+        )),
+        "{}",
+        run.summary
+    );
+    for n in 1..=2 {
+        assert!(
+            run.summary
+                .contains(&format!("| {} | rolled-back |", host(n))),
+            "{}",
+            run.summary
+        );
+    }
+    assert_eq!(
+        run.summary
+            .matches("Users' requests of the deploy, from its start to its end (nginx's log): ")
+            .count(),
+        2,
+        "{}",
+        run.summary
+    );
+    assert_eq!(
+        run.summary
+            .matches("Users' requests of the fleet's rollback (nginx's log): ")
+            .count(),
+        2,
+        "{}",
+        run.summary
+    );
+
+    // Without fleet-rollback the hosts keep the new version, and the run fails, saying so.
+    let kept = fleet.run(&inputs("false"));
+    assert_eq!(kept.output("result"), "failed", "{}", kept.log);
+    let error = format!(
+        "the users' failed requests across the fleet so far (4) are above max-failed-requests 3; {}, {} kept the new version",
+        host(1),
+        host(2)
+    );
+    assert!(kept.log.contains(&error), "{}", kept.log);
+    assert!(
+        kept.summary.contains(&format!("**Error:** {error}")),
+        "{}",
+        kept.summary
+    );
+    let back = fleet.run(&[("COMMAND", "rollback")]);
+    assert_eq!(back.output("result"), "rolled-back", "{}", back.log);
+    all_serve(&fleet, "v1");
 }

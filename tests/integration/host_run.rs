@@ -99,6 +99,7 @@ impl HostRun {
                 accept_status: "200-399".parse().unwrap(),
                 rollback_on_failure: true,
                 max_failed_requests: None,
+                failed_elsewhere: 0,
             },
             canary: None,
             hooks: HookSpec::none(),

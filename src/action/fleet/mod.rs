@@ -4,8 +4,10 @@
 //! which must pass their watch before any other starts, then `batch-size` hosts at a time,
 //! side by side. When a host fails, no later batch starts, and with `fleet-rollback` the
 //! hosts this run switched are rolled back (`command: rollback` on each), so the fleet ends
-//! on one version; their reports say so. A cancelled run stops starting hosts and rolls
-//! nothing back.
+//! on one version; their reports say so. `max-failed-requests` is the run's, not each
+//! host's: each host is told the failed requests its earlier batches' receipts hold, and
+//! failed requests of a batch that together go over it stop the fleet as a failed host
+//! does. A cancelled run stops starting hosts and rolls nothing back.
 
 mod plan;
 
@@ -22,10 +24,19 @@ use super::github::JobLog;
 use super::host_run::{self, Connection, cancelled_result};
 use super::report::HostReport;
 
-/// Runs the plan on every host as the fleet spec says; a report per host, in the order of
-/// the `host` input.
-pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
+/// What a run across the fleet came to.
+pub(super) struct FleetRun {
+    /// A report per host, in the order of the `host` input.
+    pub(super) reports: Vec<HostReport>,
+    /// Why the run failed as a whole while its hosts kept the new version: their failed
+    /// requests together went over `max-failed-requests` and the fleet did not go back.
+    pub(super) error: Option<String>,
+}
+
+/// Runs the plan on every host as the fleet spec says.
+pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
     let inputs = ctx.inputs;
+    let mut plan = inputs.plan.clone();
     let targets = &inputs.hosts;
     let spec = inputs.fleet;
     let everyone: Vec<usize> = (0..targets.len()).collect();
@@ -44,6 +55,7 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
     // Why no further batch starts, and whether a host failed (rather than a cancel).
     let mut stop = skip_unreachable(ctx, &connections, &unreachable, &mut reports);
     let mut failed = false;
+    let mut over_budget = None;
 
     // The batches go through the hosts that answered: a skipped canary host's place goes
     // to the next one.
@@ -76,7 +88,8 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
             }
             continue;
         }
-        let done = run_batch(ctx, &batch, &mut connections, &logs, &inputs.plan).await;
+        plan.watch.failed_elsewhere = failed_requests(&reports);
+        let done = run_batch(ctx, &batch, &mut connections, &logs, &plan).await;
         let outcomes: Vec<Outcome> = done.iter().map(HostReport::outcome).collect();
         let (stopper, batch_failed) = batch_verdict(inputs.plan.operation, &outcomes);
         failed |= batch_failed;
@@ -88,6 +101,12 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
         for (i, report) in batch.iter().zip(done) {
             reports[*i] = Some(report);
         }
+        if let Some(why) = budget_broken(&plan, &reports).filter(|_| stop.is_none()) {
+            ctx.log.warning(&format!("stopping the fleet here: {why}"));
+            failed = true;
+            stop = Some(why.clone());
+            over_budget = Some(why);
+        }
     }
 
     if let Some(why) = stop.as_ref().filter(|_| spec.rollback && failed) {
@@ -98,10 +117,43 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> Vec<HostReport> {
             remote.close().await;
         }
     }
-    reports
+    let reports: Vec<HostReport> = reports
         .into_iter()
         .map(|r| r.expect("every host has a report"))
-        .collect()
+        .collect();
+    // Observed, not assumed: hosts the fleet did not roll back are still on the new version.
+    let stayed: Vec<&str> = reports
+        .iter()
+        .filter(|r| matches!(r.outcome(), Outcome::Deployed | Outcome::Paused))
+        .map(|r| r.host.as_str())
+        .collect();
+    let error = over_budget.filter(|_| !stayed.is_empty()).map(|why| {
+        format!(
+            "{why}; {} kept the new version (fleet-rollback is off, or the command does not go back)",
+            stayed.join(", ")
+        )
+    });
+    FleetRun { reports, error }
+}
+
+/// The failed requests on the receipts of the hosts that have ended so far.
+fn failed_requests(reports: &[Option<HostReport>]) -> u64 {
+    reports
+        .iter()
+        .flatten()
+        .filter_map(HostReport::receipt_figures)
+        .map(|(_, failed)| failed)
+        .sum()
+}
+
+/// Why the failed requests of the hosts so far break the plan's `max-failed-requests`, if
+/// they do.
+fn budget_broken(plan: &DeployPlan, reports: &[Option<HostReport>]) -> Option<String> {
+    let most = plan.watch.max_failed_requests?;
+    let failed = failed_requests(reports);
+    (failed > most).then(|| {
+        format!("the users' failed requests across the fleet so far ({failed}) are above max-failed-requests {most}")
+    })
 }
 
 /// Each host's log, and the log it connects with: with a group of its own where a host
@@ -327,6 +379,38 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failed_requests_of_the_hosts_so_far_are_held_to_the_runs_limit() {
+        let host = |failed: Option<u64>| {
+            let result = crate::deploy::DeployResult {
+                receipt: failed.map(|failed| crate::canary::Receipt {
+                    requests: 100,
+                    failed,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let target = SshTarget::parse("web1", 22).unwrap();
+            Some(HostReport::new(&target, result, Vec::new()))
+        };
+        // Two hosts with 2 failed each, one without a receipt, one not run yet.
+        let reports = [host(Some(2)), host(None), host(Some(2)), None];
+        assert_eq!(failed_requests(&reports), 4);
+        let app = "shop".parse().unwrap();
+        let ports = crate::input::SlotPorts::new(3001, 3002).unwrap();
+        let mut plan = DeployPlan::defaults(&app, ports);
+        assert_eq!(budget_broken(&plan, &reports), None, "no limit given");
+        plan.watch.max_failed_requests = Some(4);
+        assert_eq!(budget_broken(&plan, &reports), None, "at the limit");
+        plan.watch.max_failed_requests = Some(3);
+        assert_eq!(
+            budget_broken(&plan, &reports).as_deref(),
+            Some(
+                "the users' failed requests across the fleet so far (4) are above max-failed-requests 3"
+            )
+        );
+    }
 
     #[test]
     fn a_batch_calls_for_going_back_whichever_of_its_hosts_is_read_first() {

@@ -43,7 +43,7 @@ impl RunReport {
             outcome.as_str()
         );
         let error = self
-            .early_error
+            .run_error
             .clone()
             .or_else(|| failed.and_then(|h| Some(h.result.error.as_ref()?.message.clone())));
         let not_ok_label = if matches!(self.command.as_str(), "deploy" | "promote") {
@@ -66,10 +66,17 @@ impl RunReport {
                     .join(", "),
             ),
         ];
-        let requests = self.receipt_total(|r| r.requests);
-        if !requests.is_empty() {
-            let failed = self.receipt_total(|r| r.failed);
-            fields.push(("Users' requests", format!("{requests}, {failed} failed")));
+        if let Some(total) = self.receipt_total() {
+            let mut requests = format!(
+                "{}, {} failed{}",
+                total.requests,
+                total.failed,
+                total.by_host()
+            );
+            if total.counted < total.hosts {
+                requests.push_str(&format!(" ({})", total.coverage()));
+            }
+            fields.push(("Users' requests", requests));
         }
         if self.hosts.len() > 1 && !not_ok.is_empty() {
             let listed: Vec<String> = not_ok

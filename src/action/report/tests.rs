@@ -1,4 +1,7 @@
-//! Unit tests of the run report: outputs, the job summary, Slack.
+//! Unit tests of the run report: outputs, the job summary, Slack; its receipts in
+//! `tests/receipts.rs`.
+
+mod receipts;
 
 use super::*;
 use crate::deploy::{Phase, PhaseRecord};
@@ -35,9 +38,10 @@ fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
                 detail: "ok".into(),
             }],
             skipped: false,
+            deploy_receipt: None,
         }],
         duration: Duration::from_millis(4200),
-        early_error: None,
+        run_error: None,
         dry_run: false,
     }
 }
@@ -64,47 +68,6 @@ fn outputs_follow_the_outcome() {
     assert_eq!(
         report(Outcome::RolledBack, Some("x")).outcome(),
         Outcome::RolledBack
-    );
-}
-
-#[test]
-fn the_receipts_of_the_hosts_add_up_in_the_outputs_the_summary_and_slack() {
-    let mut r = report(Outcome::Deployed, None);
-    // No receipt (no access log): empty outputs, no line.
-    let out = r.outputs();
-    assert_eq!(out[6], ("requests", String::new()));
-    assert_eq!(out[7], ("failed-requests", String::new()));
-    r.hosts[0].result.receipt = Some(crate::canary::Receipt {
-        requests: 120,
-        failed: 2,
-        longest_gap_ms: 40,
-        per_second: vec![[60, 0], [60, 2]],
-        at_risk: Vec::new(),
-    });
-    let mut second = r.hosts[0].clone();
-    second.host = "web2".into();
-    r.hosts.push(second);
-    let out = r.outputs();
-    assert_eq!(out[6], ("requests", "240".to_owned()));
-    assert_eq!(out[7], ("failed-requests", "4".to_owned()));
-    let text = r.summary().unwrap();
-    assert!(
-        text.contains("Users' requests from the run's start to its end (nginx's log): 120 requests, 2 failed, longest without a successful answer 40 ms."),
-        "{text}"
-    );
-    assert!(
-        text.contains("requests ██  (a column a second, peak 60)\nfailures ·x"),
-        "{text}"
-    );
-    let slack = r.slack_payload(&GithubContext::default()).unwrap();
-    let payload: serde_json::Value = serde_json::from_str(&slack).unwrap();
-    assert!(
-        payload["blocks"][1]["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["text"] == "*Users' requests*\n240, 4 failed"),
-        "{slack}"
     );
 }
 

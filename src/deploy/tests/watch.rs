@@ -64,10 +64,11 @@ fn users_requests_that_fail_in_the_watch_switch_back_though_the_probes_pass() {
 
 #[test]
 fn max_failed_requests_fails_the_watch_when_the_receipt_holds_more() {
-    let deploy = |most: Option<u64>| {
+    let deploy_after = |most: Option<u64>, elsewhere: u64| {
         let dir = tempfile::tempdir().unwrap();
         let mut plan = plan(dir.path(), Runtime::Docker);
         plan.watch.max_failed_requests = most;
+        plan.watch.failed_elsewhere = elsewhere;
         live(&plan, None, Slot::Blue, "v1");
         // 1 of 100 failed: within max-error-rate 1%, so only the receipt's limit judges.
         let host = FakeHost::new()
@@ -75,6 +76,7 @@ fn max_failed_requests_fails_the_watch_when_the_receipt_holds_more() {
             .serving_in_watch(&plan, logged(0, 100, 1));
         run(&plan, &host).0
     };
+    let deploy = |most| deploy_after(most, 0);
     let strict = deploy(Some(0));
     assert_eq!(strict.result, Some(Outcome::RolledBack), "{strict:?}");
     let error = strict.error.unwrap().message;
@@ -86,6 +88,15 @@ fn max_failed_requests_fails_the_watch_when_the_receipt_holds_more() {
     );
     assert_eq!(deploy(Some(1)).result, Some(Outcome::Deployed));
     assert_eq!(deploy(None).result, Some(Outcome::Deployed));
+    // In a fleet the limit is the run's: the failed requests of earlier hosts count too.
+    let after_others = deploy_after(Some(3), 3);
+    assert_eq!(after_others.result, Some(Outcome::RolledBack));
+    let error = after_others.error.unwrap().message;
+    assert!(
+        error.contains("1 of 100 requests failed since the run started, and 3 on the fleet's other hosts before this one, above max-failed-requests 3"),
+        "{error}"
+    );
+    assert_eq!(deploy_after(Some(3), 2).result, Some(Outcome::Deployed));
 }
 
 #[test]
