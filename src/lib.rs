@@ -17,8 +17,9 @@
 //! - [`fsutil`], [`state`], [`lock`], [`clock`]: crash-safe files, `state.json` and
 //!   `history.jsonl`, the per-app lock (`state/store.rs`: the state directory), the time
 //!   they record.
-//! - [`upstream`], [`nginx`], [`nft`], [`boot`]: rendering the upstream include, confirming
-//!   reloads, the nftables switch mode and what restores it at boot (as root, from root's files).
+//! - [`upstream`], [`nginx`], [`nft`], [`conntrack`], [`boot`]: rendering the upstream
+//!   include, confirming reloads, the nftables switch mode (and the kernel's unanswered
+//!   handshakes it forgets) and what restores it at boot (as root, from root's files).
 //! - [`http`], [`health`], [`monitor`]: probing URLs, health checks, post-switch watching.
 //! - [`switch`], [`validate`]: the switch (its configuration and intent, the pure decision,
 //!   its execution, confirmation and undo path), the preflight checks.
@@ -41,6 +42,7 @@ pub mod cancel;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conntrack;
 pub mod deploy;
 pub mod error;
 pub mod exec;

@@ -36,6 +36,11 @@ impl Route {
         Route { port, split: None }
     }
 
+    /// The ports it leads new connections to.
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        std::iter::once(self.port).chain(self.split.map(|(port, _)| port))
+    }
+
     /// `share` of new connections to `canary_port`, the rest to `port`.
     pub fn split(port: u16, canary_port: u16, share: Share) -> Route {
         Route {

@@ -1,7 +1,8 @@
 //! Carrying a switch's decision out through the host's primitives (`host.rs`): in nftables
 //! mode the rule first, then the include, written, tested by nginx and reloaded, then the
 //! confirmation (`confirm.rs`); each step noted in the journal and undone (`undo.rs`) when a
-//! later one fails.
+//! later one fails. Once confirmed, in nftables mode, the kernel forgets the handshakes the
+//! ports traffic left had not answered.
 
 use crate::error::{Error, Result};
 use crate::nft::{NftSwitch, Route};
@@ -101,7 +102,39 @@ impl Executor<'_> {
         if decision.include_changes || self.request.nft().is_none() {
             self.load_include(decision)?;
         }
-        self.confirm(decision)
+        self.confirm(decision)?;
+        if let (Some(nft), Some(before)) = (self.request.nft(), rule_before.flatten()) {
+            self.forget_unanswered(&nft, &before, &decision.route);
+        }
+        Ok(())
+    }
+
+    /// Once the switch is confirmed, has the kernel forget the handshakes that the ports
+    /// traffic left (in `before`, not in `after`) never answered, so that their next SYN
+    /// takes the rule as it is now and not a port that may soon stop listening (see
+    /// [`crate::conntrack`]). The switch is done either way: what fails is said, not undone.
+    fn forget_unanswered(&mut self, nft: &NftSwitch, before: &Route, after: &Route) {
+        for port in before.ports().filter(|p| !after.ports().any(|q| q == *p)) {
+            match self.host.forget_unanswered(nft.service_port, port) {
+                Ok(0) => {}
+                Ok(n) => {
+                    self.report.handshakes_forgotten += n;
+                    self.progress.line(&format!(
+                        "conntrack: forgot {n} handshake{} that port {port} had not answered: {} next SYN takes the rule as it is now",
+                        if n == 1 { "" } else { "s" },
+                        if n == 1 { "its" } else { "their" }
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    self.progress.line(&format!(
+                        "conntrack: not permitted to look for handshakes that port {port} had not answered ({e}; it needs root): such a connection's next SYN still goes to port {port}"
+                    ));
+                }
+                Err(e) => self.report.warnings.push(format!(
+                    "the kernel's handshakes that port {port} had not answered could not be forgotten ({e}): such a connection's next SYN still goes to port {port}"
+                )),
+            }
+        }
     }
 
     /// Points the app's rule as `decision` says (from `previous`, where it led before) and

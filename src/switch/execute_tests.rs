@@ -190,6 +190,43 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
+fn the_handshakes_the_ports_traffic_left_never_answered_are_forgotten_once_confirmed() {
+    let forgotten = |case: &Case| {
+        let (result, host, _, _dir) = carry_out(case, Fail::Never);
+        result.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        host.forgotten.borrow().clone()
+    };
+    for case in cases() {
+        // Only a switch that moves the rule away from a port: blue's, in nftables mode
+        // from blue to green. A canary or maintenance keeps blue in the rule; a first rule
+        // or reload mode leaves no rule behind.
+        let expected: &[u16] = if case.name == "nftables mode" {
+            &[3001]
+        } else {
+            &[]
+        };
+        assert_eq!(forgotten(&case), expected, "{}", case.name);
+    }
+    // A canary promoted leaves blue's port; one aborted leaves green's.
+    let split = Route::split(3001, 3002, "10%".parse().unwrap());
+    let from_split = |intent| Case {
+        name: "from a canary",
+        mode: SwitchMode::Nftables,
+        intent,
+        state: live_on_blue(),
+        include: Some(include(SwitchMode::Nftables, Slot::Blue)),
+        rule: Some(split),
+    };
+    assert_eq!(forgotten(&from_split(to(Slot::Green))), [3001]);
+    assert_eq!(forgotten(&from_split(to(Slot::Blue))), [3002]);
+    // A switch that failed forgets nothing.
+    let nft = &cases()[2];
+    let (result, host, _, _dir) = carry_out(nft, Fail::FirstOf("new connection"));
+    assert!(result.is_err());
+    assert!(host.forgotten.borrow().is_empty());
+}
+
+#[test]
 fn carried_out_whole_nginx_serves_the_decision_and_the_rule_leads_as_decided() {
     for case in cases() {
         let (result, host, decision, _dir) = carry_out(&case, Fail::Never);
@@ -226,10 +263,16 @@ fn a_failure_at_any_effect_puts_back_the_include_the_rule_and_what_nginx_serves(
             let context = format!("{}, failing at {n} ({effect}) of {effects:?}", case.name);
             match result {
                 // In reload mode a rule that cannot be read is one nftables mode did not
-                // leave: nothing to move, and the switch goes on.
+                // leave: nothing to move, and the switch goes on. The kernel's unanswered
+                // handshakes are forgotten once the switch is confirmed: a failure there is
+                // said, and the switch stands.
                 Ok(()) => {
-                    let observed = *effect == "read rule" && case.mode == SwitchMode::Reload;
+                    let observed = (*effect == "read rule" && case.mode == SwitchMode::Reload)
+                        || *effect == "forget handshakes";
                     assert!(observed, "{context}");
+                    if case.mode == SwitchMode::Nftables {
+                        assert_eq!(host.holds().1, Some(decision.route), "{context}");
+                    }
                     let (include, _, serving) = host.holds();
                     assert_eq!(
                         include.as_deref(),
@@ -299,6 +342,11 @@ fn a_failure_while_putting_back_is_never_reported_as_restored() {
         let before = (case.include.clone(), case.rule, case.include.clone());
         let (_, whole, _, _dir) = carry_out(&case, Fail::Never);
         for first in 0..whole.effects.borrow().len() {
+            // Forgetting the unanswered handshakes comes after the switch is confirmed: its
+            // failure undoes nothing (the test above).
+            if whole.effects.borrow()[first] == "forget handshakes" {
+                continue;
+            }
             let (_, failed_once, _, _dir) = carry_out(&case, Fail::At(first));
             let undo_effects = failed_once.effects.borrow().len();
             for second in first + 1..undo_effects {

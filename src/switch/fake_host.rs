@@ -40,6 +40,8 @@ pub(crate) struct FakeSwitchHost {
     serving: RefCell<Option<String>>,
     /// Every primitive called, in order.
     pub(crate) effects: RefCell<Vec<&'static str>>,
+    /// The ports whose unanswered handshakes the kernel was asked to forget, in order.
+    pub(crate) forgotten: RefCell<Vec<u16>>,
     fail: Fail,
     include_path: PathBuf,
     ports: SlotPorts,
@@ -61,6 +63,7 @@ impl FakeSwitchHost {
             rule: RefCell::default(),
             serving: RefCell::new(read_optional(include_path).unwrap()),
             effects: RefCell::default(),
+            forgotten: RefCell::default(),
             fail,
             include_path: include_path.to_path_buf(),
             ports,
@@ -208,6 +211,16 @@ impl SwitchHost for FakeSwitchHost {
             true => Err(refused()),
             false => self.rule.borrow().map(|r| r.port).ok_or_else(refused),
         }
+    }
+
+    /// One handshake was left unanswered on each port traffic leaves.
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32> {
+        assert_eq!(service_port, self.service_port);
+        if self.step("forget handshakes") {
+            return Err(std::io::Error::other("injected failure"));
+        }
+        self.forgotten.borrow_mut().push(port);
+        Ok(1)
     }
 
     fn get(&self, _prober: &Prober, _url: &HttpUrl, _timeout: Duration) -> Probe {

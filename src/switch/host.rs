@@ -1,6 +1,7 @@
 //! The host as a switch's executor sees it: one method per effect or observation (a file
 //! written or removed, nginx's test and reload, the app's nftables rule loaded, removed or
-//! read back, a new connection traced, one HTTP probe). [`ThisHost`] performs them here;
+//! read back, a new connection traced, the kernel's unanswered handshakes forgotten, one
+//! HTTP probe). [`ThisHost`] performs them here;
 //! the tests give a host whose nginx and kernel are in memory (`fake_host.rs`) and that
 //! fails at each primitive in turn, to show that every failure is put back.
 
@@ -51,6 +52,9 @@ pub(crate) trait SwitchHost {
     fn read_rule(&self, nft: &NftSwitch) -> Result<Option<Route>>;
     /// Opens a new connection to the service port and says which port accepted it.
     fn new_connection_reaches(&self, service_port: u16) -> std::io::Result<u16>;
+    /// Has the kernel forget the handshakes the rule sent through `service_port` to `port`
+    /// and that were never answered (see [`crate::conntrack`]); how many it forgot.
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32>;
     /// Asks `url` once, as `prober` asks.
     fn get(&self, prober: &Prober, url: &HttpUrl, timeout: Duration) -> Probe;
     /// Polls nginx's maintenance server on 127.0.0.1:`port` until it answers 503, for up
@@ -119,6 +123,10 @@ impl SwitchHost for ThisHost<'_> {
 
     fn new_connection_reaches(&self, service_port: u16) -> std::io::Result<u16> {
         crate::sys::loopback_destination(service_port, KERNEL_PROBE_TIMEOUT)
+    }
+
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32> {
+        crate::conntrack::forget_unanswered(service_port, port)
     }
 
     fn get(&self, prober: &Prober, url: &HttpUrl, timeout: Duration) -> Probe {

@@ -186,6 +186,7 @@ impl SwitchRequest {
             warnings,
             elapsed_ms: 0,
             reload: None,
+            handshakes_forgotten: 0,
         })
     }
 

@@ -75,6 +75,14 @@ pub struct SwitchReport {
     /// The reload of nginx the switch made, if it made one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<Reload>,
+    /// nftables mode: the handshakes that the ports traffic left had not answered, which
+    /// the kernel forgot so that their next SYN takes the rule as it is now.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub handshakes_forgotten: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A reload of nginx: it closes the idle keep-alive client connections of every site that

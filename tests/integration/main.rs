@@ -19,6 +19,7 @@ mod demo_app;
 mod faults;
 mod fleet;
 mod gate;
+mod handshakes;
 mod health_check;
 mod hooks;
 mod host_run;
