@@ -190,7 +190,7 @@ impl Netlink {
         // SAFETY: fd is a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let timeout = libc::timeval {
-            tv_sec: RECEIVE_TIMEOUT.as_secs() as libc::time_t,
+            tv_sec: RECEIVE_TIMEOUT.as_secs() as _,
             tv_usec: 0,
         };
         // SAFETY: the option's value is a timeval of the size given.
