@@ -10,6 +10,10 @@
 //! upstream`. Forgetting those entries (and only those: an answered connection's entry
 //! carries its packets) makes the next SYN take the rule as it is now.
 //!
+//! The table is read whole (one dump), and each entry found is read again just before it
+//! is deleted: one answered meanwhile is kept. What is left is the microseconds between
+//! that second read and the delete, against SYNs sent again seconds apart.
+//!
 //! Needs CAP_NET_ADMIN (root); without it the kernel refuses with EPERM.
 
 use std::io;
@@ -26,6 +30,8 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+/// A message that carries a conntrack entry.
+const ENTRY: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
 /// An attribute's type without its nested and byte-order flags.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const CTA_TUPLE_ORIG: u16 = 1;
@@ -52,16 +58,20 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn forget_unanswered(service_port: u16, port: u16) -> io::Result<u32> {
     let socket = Netlink::open()?;
     let mut stale: Vec<Vec<u8>> = Vec::new();
-    socket.each_entry(|entry| {
+    socket.dump(|entry| {
         if entry.unanswered_via(service_port, port) {
-            stale.push(entry.key);
+            stale.push(entry.key());
         }
     })?;
     let mut forgotten = 0;
     for key in stale {
-        // Gone meanwhile (answered and closed, or timed out): nothing to forget.
-        match socket.delete(&key) {
-            Ok(()) => forgotten += 1,
+        // Answered, closed or timed out since the dump: kept, or nothing to forget.
+        let mut still = false;
+        let read = socket.request(IPCTNL_MSG_CT_GET, NLM_F_ACK, &key, |entry| {
+            still = entry.unanswered_via(service_port, port);
+        });
+        match read.and_then(|()| if still { socket.delete(&key) } else { Ok(()) }) {
+            Ok(()) => forgotten += u32::from(still),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
@@ -69,20 +79,25 @@ pub fn forget_unanswered(service_port: u16, port: u16) -> io::Result<u32> {
     Ok(forgotten)
 }
 
-/// One conntrack entry, as much of it as deciding needs.
+/// One conntrack entry, as much of it as deciding needs, borrowed from the kernel's message.
 #[derive(Debug, Default, PartialEq)]
-struct Entry {
+struct Entry<'a> {
     protocol: u8,
     /// Where its first packet was sent (before NAT).
     original_destination: ([u8; 4], u16),
     /// Where the replies come from (after NAT: the port the rule chose).
     reply_source_port: u16,
     status: u32,
-    /// The attributes that name it for a delete: its original tuple, zone and id.
-    key: Vec<u8>,
+    /// The attributes that name it: its original tuple, zone and id, as the kernel sent them.
+    names: [&'a [u8]; 3],
 }
 
-impl Entry {
+impl<'a> Entry<'a> {
+    /// The attributes that name it in a request (read again, delete).
+    fn key(&self) -> Vec<u8> {
+        self.names.concat()
+    }
+
     /// A TCP connection to 127.0.0.1:`service_port` sent on to `port`, never answered.
     fn unanswered_via(&self, service_port: u16, port: u16) -> bool {
         self.protocol == IPPROTO_TCP
@@ -92,19 +107,20 @@ impl Entry {
     }
 
     /// The entry a ctnetlink message carries (after its netfilter header).
-    fn parse(attributes: &[u8]) -> Entry {
+    fn parse(attributes: &'a [u8]) -> Entry<'a> {
         let mut entry = Entry::default();
         for (kind, value, whole) in Attributes(attributes) {
             match kind {
                 CTA_TUPLE_ORIG => {
-                    entry.key.extend_from_slice(whole);
+                    entry.names[0] = whole;
                     let (protocol, destination, _) = tuple(value);
                     entry.protocol = protocol;
                     entry.original_destination = destination;
                 }
                 CTA_TUPLE_REPLY => entry.reply_source_port = tuple(value).2,
                 CTA_STATUS => entry.status = be_u32(value),
-                CTA_ZONE | CTA_ID => entry.key.extend_from_slice(whole),
+                CTA_ZONE => entry.names[1] = whole,
+                CTA_ID => entry.names[2] = whole,
                 _ => {}
             }
         }
@@ -242,10 +258,9 @@ impl Netlink {
         Ok(sequence)
     }
 
-    /// Reads the kernel's answers to request `sequence`, handing each message's type and
-    /// payload to `each`, until the request is done: its acknowledgement, or the end of a
-    /// dump. An error the kernel answers is returned as the OS error it names.
-    fn receive(&self, sequence: u32, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
+    /// Reads the kernel's answers to request `sequence`, handing each entry it carries to
+    /// `each`, until the request is done.
+    fn receive(&self, sequence: u32, mut each: impl FnMut(Entry<'_>)) -> io::Result<()> {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             // SAFETY: the buffer is valid for writes of its length.
@@ -260,130 +275,75 @@ impl Netlink {
             if received < 0 {
                 return Err(io::Error::last_os_error());
             }
-            let mut rest = &buffer[..received as usize];
-            while rest.len() >= 16 {
-                let length = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-                let answers = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-                if length < 16 || length > rest.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "a netlink message longer than what was received",
-                    ));
-                }
-                let payload = &rest[16..length];
-                rest = &rest[length.next_multiple_of(4).min(rest.len())..];
-                if answers != sequence {
-                    continue;
-                }
-                match kind {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code = payload
-                            .get(..4)
-                            .map_or(0, |c| i32::from_ne_bytes(c.try_into().unwrap()));
-                        return match code {
-                            0 => Ok(()),
-                            code => Err(io::Error::from_raw_os_error(-code)),
-                        };
-                    }
-                    kind => each(kind, payload),
-                }
+            if let Some(done) = answers(&buffer[..received as usize], sequence, &mut each) {
+                return done;
             }
         }
     }
 
+    /// Sends request `kind` with `attributes` and reads its answers, each entry to `each`.
+    fn request(
+        &self,
+        kind: u16,
+        flags: u16,
+        attributes: &[u8],
+        each: impl FnMut(Entry<'_>),
+    ) -> io::Result<()> {
+        let sequence = self.send(kind, flags, attributes)?;
+        self.receive(sequence, each)
+    }
+
     /// Hands every IPv4 entry of the kernel's table to `each`, one at a time (a busy host's
     /// table holds hundreds of thousands).
-    fn each_entry(&self, mut each: impl FnMut(Entry)) -> io::Result<()> {
-        let sequence = self.send(IPCTNL_MSG_CT_GET, NLM_F_DUMP, &[])?;
-        self.receive(sequence, |kind, payload| {
-            if kind == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW && payload.len() >= 4 {
-                each(Entry::parse(&payload[4..]));
-            }
-        })
+    fn dump(&self, each: impl FnMut(Entry<'_>)) -> io::Result<()> {
+        self.request(IPCTNL_MSG_CT_GET, NLM_F_DUMP, &[], each)
     }
 
     /// Deletes the entry `key` names.
     fn delete(&self, key: &[u8]) -> io::Result<()> {
-        let sequence = self.send(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, key)?;
-        self.receive(sequence, |_, _| {})
+        self.request(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, key, |_| {})
     }
+}
+
+/// Walks the netlink messages of one read that answer request `sequence` (others are
+/// skipped), handing each conntrack entry to `each`; `Some` once the request is done: its
+/// acknowledgement, or the end of a dump, or the error the kernel answered (as the OS
+/// error it names; a dump that failed part-way says so in its end).
+fn answers(
+    mut read: &[u8],
+    sequence: u32,
+    each: &mut impl FnMut(Entry<'_>),
+) -> Option<io::Result<()>> {
+    let error_in = |payload: &[u8]| match payload
+        .get(..4)
+        .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+    {
+        Some(code) if code < 0 => Err(io::Error::from_raw_os_error(-code)),
+        _ => Ok(()),
+    };
+    while read.len() >= 16 {
+        let length = u32::from_ne_bytes(read[0..4].try_into().unwrap()) as usize;
+        let kind = u16::from_ne_bytes(read[4..6].try_into().unwrap());
+        let answering = u32::from_ne_bytes(read[8..12].try_into().unwrap());
+        if length < 16 || length > read.len() {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a netlink message longer than what was received",
+            )));
+        }
+        let payload = &read[16..length];
+        read = &read[length.next_multiple_of(4).min(read.len())..];
+        if answering != sequence {
+            continue;
+        }
+        match kind {
+            NLMSG_DONE | NLMSG_ERROR => return Some(error_in(payload)),
+            ENTRY if payload.len() >= 4 => each(Entry::parse(&payload[4..])),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A netlink attribute of `kind` holding `value`, padded to 4 bytes.
-    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(value);
-        a.resize(a.len().next_multiple_of(4), 0);
-        a
-    }
-
-    /// A tuple attribute of `kind` from `source` to `destination` ports on loopback, as the
-    /// kernel nests it.
-    fn tuple_attribute(kind: u16, source: u16, destination: u16) -> Vec<u8> {
-        const NESTED: u16 = 0x8000;
-        let ip = [attribute(1, &LOOPBACK), attribute(CTA_IP_V4_DST, &LOOPBACK)].concat();
-        let proto = [
-            attribute(CTA_PROTO_NUM, &[IPPROTO_TCP]),
-            attribute(CTA_PROTO_SRC_PORT, &source.to_be_bytes()),
-            attribute(CTA_PROTO_DST_PORT, &destination.to_be_bytes()),
-        ]
-        .concat();
-        attribute(
-            kind | NESTED,
-            &[
-                attribute(CTA_TUPLE_IP | NESTED, &ip),
-                attribute(CTA_TUPLE_PROTO | NESTED, &proto),
-            ]
-            .concat(),
-        )
-    }
-
-    #[test]
-    fn an_entry_is_read_from_the_kernels_attributes_and_named_for_a_delete() {
-        let original = tuple_attribute(CTA_TUPLE_ORIG, 41777, 3000);
-        let id = attribute(CTA_ID, &7u32.to_be_bytes());
-        let message = [
-            original.clone(),
-            tuple_attribute(CTA_TUPLE_REPLY, 3001, 41777),
-            attribute(CTA_STATUS, &8u32.to_be_bytes()),
-            attribute(4, &[0; 8]),
-            id.clone(),
-        ]
-        .concat();
-        let entry = Entry::parse(&message);
-        assert_eq!(
-            (
-                entry.protocol,
-                entry.original_destination,
-                entry.reply_source_port
-            ),
-            (IPPROTO_TCP, (LOOPBACK, 3000), 3001)
-        );
-        assert_eq!(entry.key, [original, id].concat());
-        // Confirmed, never answered: forgotten for port 3001 behind service port 3000 only.
-        assert!(entry.unanswered_via(3000, 3001));
-        assert!(!entry.unanswered_via(3000, 3002));
-        assert!(!entry.unanswered_via(3005, 3001));
-        let answered = Entry {
-            status: 8 | IPS_SEEN_REPLY,
-            ..entry
-        };
-        assert!(!answered.unanswered_via(3000, 3001));
-    }
-
-    #[test]
-    fn a_truncated_attribute_ends_the_reading() {
-        let mut message = attribute(CTA_STATUS, &2u32.to_be_bytes());
-        message.extend_from_slice(&[200, 0, 3, 0, 1]);
-        let read: Vec<u16> = Attributes(&message).map(|(kind, _, _)| kind).collect();
-        assert_eq!(read, [CTA_STATUS]);
-    }
-}
+mod tests;

@@ -25,8 +25,10 @@ pub struct HostReport {
     /// Unreachable at the start, and skipped as `max-unreachable` allows: it does not fail
     /// the run.
     pub skipped: bool,
-    /// The receipt of this host's deploy, when the fleet then rolled it back: `result`'s
-    /// receipt is then the rollback's (see [`HostReport::receipts`]).
+    /// Rolled back by the fleet after its deploy: `result` is the rollback's, its receipt
+    /// the rollback's (see [`HostReport::receipts`]).
+    pub fleet_rolled_back: bool,
+    /// The receipt of this host's deploy, when the fleet then rolled it back.
     pub deploy_receipt: Option<crate::canary::Receipt>,
 }
 
@@ -38,6 +40,7 @@ impl HostReport {
             result,
             runner_phases,
             skipped: false,
+            fleet_rolled_back: false,
             deploy_receipt: None,
         }
     }
@@ -60,6 +63,7 @@ impl HostReport {
         // Deployed, or paused as a canary.
         let before = self.outcome().as_str();
         let deployed = std::mem::take(&mut self.result);
+        self.fleet_rolled_back = true;
         self.deploy_receipt = deployed.receipt;
         self.result = DeployResult {
             result: Some(if went_back {

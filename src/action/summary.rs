@@ -172,20 +172,29 @@ impl From<&HostReport> for SummaryHost {
 }
 
 /// A host's receipts, each with what it covers: one from the run's start to its end, or
-/// the deploy's and the fleet's rollback's.
+/// for a host the fleet rolled back, the deploy's and the rollback's (each where there is
+/// one).
 fn receipt_lines(host: &HostReport) -> Vec<(&'static str, String, String)> {
-    let windows: &[&'static str] = if host.deploy_receipt.is_some() {
-        &[
-            "of the deploy, from its start to its end",
-            "of the fleet's rollback",
+    let windows = if host.fleet_rolled_back {
+        [
+            (
+                "of the deploy, from its start to its end",
+                host.deploy_receipt.as_ref(),
+            ),
+            ("of the fleet's rollback", host.result.receipt.as_ref()),
         ]
     } else {
-        &["from the run's start to its end"]
+        [
+            (
+                "from the run's start to its end",
+                host.result.receipt.as_ref(),
+            ),
+            ("", None),
+        ]
     };
     windows
-        .iter()
-        .zip(host.receipts())
-        .map(|(window, r)| (*window, r.describe(), r.picture()))
+        .into_iter()
+        .filter_map(|(window, r)| Some((window, r?.describe(), r?.picture())))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 //! a connection whose first SYN the old slot never answered (dropped, as a slot with a full
 //! accept queue drops it) would take its next SYN to the old slot's port after the switch,
 //! and be refused once that slot stops listening. The switch forgets such handshakes, so the
-//! next SYN reaches the new slot.
+//! next SYN reaches the new slot, and leaves the connections the old slot answered alone.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
-use crate::support::{NftTable, SWITCH_TRAFFIC, Site, free_port, run};
+use crate::support::{NftTable, Site, free_port};
 
 /// A table of the test's own that drops the SYNs from `client_port` to `port` on their way
 /// in (after the kernel has NATed them and kept the decision); removed when dropped.
@@ -70,18 +70,15 @@ fn a_handshake_the_old_slot_never_answered_reaches_the_new_slot_after_the_switch
     let _green = site.demo("green", "v2", &[]);
     let _table = NftTable::of_app(&app);
     let service_port = free_port();
-    let mut args = site.switch_args();
-    args[1] = app.clone();
-    let mode = args.iter().position(|a| a == "--mode").unwrap();
-    args[mode + 1] = "nftables".into();
-    args.extend(["--service-port".to_owned(), service_port.to_string()]);
-    let switch = |to: &str| {
-        let mut all = args.clone();
-        all.extend(["--to", to, "--json"].map(String::from));
-        run(&SWITCH_TRAFFIC, &all)
-    };
+    let switch = site.nftables_switch(&app, service_port);
     let first = switch("blue");
     assert_eq!(first.code, 0, "{first:?}");
+    // A connection blue answered, kept open: the switch must leave its entry alone.
+    let mut answered = TcpStream::connect(("127.0.0.1", service_port)).unwrap();
+    answered
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(ask(&mut answered, "keep-alive").contains("demo-app v1 (blue)"));
 
     // A connection to the service port, NATed to blue, whose SYN blue never answers.
     let client_port = free_port();
@@ -109,6 +106,10 @@ fn a_handshake_the_old_slot_never_answered_reaches_the_new_slot_after_the_switch
         "{}",
         second.stderr
     );
+    assert!(
+        ask(&mut answered, "close").contains("demo-app v1 (blue)"),
+        "the answered connection still reaches blue"
+    );
     // Blue stops listening, and its SYNs are no longer dropped: a SYN sent to blue's port
     // now would be refused.
     drop(blue);
@@ -123,10 +124,27 @@ fn a_handshake_the_old_slot_never_answered_reaches_the_new_slot_after_the_switch
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.contains("demo-app v2 (green)"), "{answer}");
+    assert!(ask(&mut stream, "close").contains("demo-app v2 (green)"));
+}
+
+/// One request on `stream` with `Connection: connection`; the answer, read up to its body's
+/// end.
+fn ask(stream: &mut TcpStream, connection: &str) -> String {
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: test\r\nConnection: {connection}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains(")\n") {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -14,8 +14,7 @@ use bluegreen::deploy::{
     WatchSpec,
 };
 use bluegreen::exec::CommandLine;
-use bluegreen::input::SlotPorts;
-use bluegreen::input::SwitchMode;
+use bluegreen::input::{SlotPorts, SwitchMode};
 use bluegreen::lock::AppLock;
 use bluegreen::runtime::{Pull, Runtime, RuntimeSpec};
 use bluegreen::switch::SwitchConfig;

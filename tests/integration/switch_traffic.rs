@@ -388,17 +388,8 @@ fn nftables_mode_switches_without_reloading_nginx() {
     let _blue = site.demo("blue", "v1", &[]);
     let _green = site.demo("green", "v2", &[]);
     let _table = crate::support::NftTable::of_app(&app);
-    let service_port = crate::support::free_port().to_string();
-    let mut args = site.switch_args();
-    args[1] = app.clone();
-    let mode = args.iter().position(|a| a == "--mode").unwrap();
-    args[mode + 1] = "nftables".into();
-    args.extend(["--service-port", &service_port].map(String::from));
-    let switch = |to: &str| {
-        let mut all = args.clone();
-        all.extend(["--to", to, "--json"].map(String::from));
-        run(&SWITCH_TRAFFIC, &all)
-    };
+    let service_port = crate::support::free_port();
+    let switch = site.nftables_switch(&app, service_port);
 
     // The first switch points nginx at the service port (one reload).
     let first = switch("blue");

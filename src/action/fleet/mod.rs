@@ -4,10 +4,11 @@
 //! which must pass their watch before any other starts, then `batch-size` hosts at a time,
 //! side by side. When a host fails, no later batch starts, and with `fleet-rollback` the
 //! hosts this run switched are rolled back (`command: rollback` on each), so the fleet ends
-//! on one version; their reports say so. `max-failed-requests` is the run's, not each
-//! host's: each host is told the failed requests its earlier batches' receipts hold, and
-//! failed requests of a batch that together go over it stop the fleet as a failed host
-//! does. A cancelled run stops starting hosts and rolls nothing back.
+//! on one version; their reports say so. In a deploy or promote of several hosts,
+//! `max-failed-requests` is the run's, not each host's: each host is told the failed
+//! requests its earlier batches' receipts hold, and when a batch's receipts (each to its
+//! host's end) take the sum over it, the fleet stops as it does for a failed host. A
+//! cancelled run stops starting hosts and rolls nothing back.
 
 mod plan;
 
@@ -88,7 +89,9 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
             }
             continue;
         }
-        plan.watch.failed_elsewhere = failed_requests(&reports);
+        if fleet_budget(&plan, targets.len()).is_some() {
+            plan.watch.failed_elsewhere = failed_requests(&reports);
+        }
         let done = run_batch(ctx, &batch, &mut connections, &logs, &plan).await;
         let outcomes: Vec<Outcome> = done.iter().map(HostReport::outcome).collect();
         let (stopper, batch_failed) = batch_verdict(inputs.plan.operation, &outcomes);
@@ -101,7 +104,8 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
         for (i, report) in batch.iter().zip(done) {
             reports[*i] = Some(report);
         }
-        if let Some(why) = budget_broken(&plan, &reports).filter(|_| stop.is_none()) {
+        let over = budget_broken(&plan, targets.len(), &reports);
+        if let Some(why) = over.filter(|_| stop.is_none()) {
             ctx.log.warning(&format!("stopping the fleet here: {why}"));
             failed = true;
             stop = Some(why.clone());
@@ -129,7 +133,7 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
         .collect();
     let error = over_budget.filter(|_| !stayed.is_empty()).map(|why| {
         format!(
-            "{why}; {} kept the new version (fleet-rollback is off, or the command does not go back)",
+            "{why}; {} kept the new version (fleet-rollback is off)",
             stayed.join(", ")
         )
     });
@@ -146,10 +150,23 @@ fn failed_requests(reports: &[Option<HostReport>]) -> u64 {
         .sum()
 }
 
-/// Why the failed requests of the hosts so far break the plan's `max-failed-requests`, if
-/// they do.
-fn budget_broken(plan: &DeployPlan, reports: &[Option<HostReport>]) -> Option<String> {
-    let most = plan.watch.max_failed_requests?;
+/// The plan's `max-failed-requests` as the fleet's limit: for a deploy or promote of more
+/// than one host (one host's own watch holds it; a rollback or abort is how a fleet gets
+/// back, and is never stopped for what the version it leaves cost).
+fn fleet_budget(plan: &DeployPlan, hosts: usize) -> Option<u64> {
+    let deploys = matches!(plan.operation, Operation::Deploy | Operation::Promote);
+    plan.watch
+        .max_failed_requests
+        .filter(|_| deploys && hosts > 1)
+}
+
+/// Why the failed requests of the hosts so far break the fleet's limit, if they do.
+fn budget_broken(
+    plan: &DeployPlan,
+    hosts: usize,
+    reports: &[Option<HostReport>],
+) -> Option<String> {
+    let most = fleet_budget(plan, hosts)?;
     let failed = failed_requests(reports);
     (failed > most).then(|| {
         format!("the users' failed requests across the fleet so far ({failed}) are above max-failed-requests {most}")
@@ -377,62 +394,4 @@ async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_failed_requests_of_the_hosts_so_far_are_held_to_the_runs_limit() {
-        let host = |failed: Option<u64>| {
-            let result = crate::deploy::DeployResult {
-                receipt: failed.map(|failed| crate::canary::Receipt {
-                    requests: 100,
-                    failed,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let target = SshTarget::parse("web1", 22).unwrap();
-            Some(HostReport::new(&target, result, Vec::new()))
-        };
-        // Two hosts with 2 failed each, one without a receipt, one not run yet.
-        let reports = [host(Some(2)), host(None), host(Some(2)), None];
-        assert_eq!(failed_requests(&reports), 4);
-        let app = "shop".parse().unwrap();
-        let ports = crate::input::SlotPorts::new(3001, 3002).unwrap();
-        let mut plan = DeployPlan::defaults(&app, ports);
-        assert_eq!(budget_broken(&plan, &reports), None, "no limit given");
-        plan.watch.max_failed_requests = Some(4);
-        assert_eq!(budget_broken(&plan, &reports), None, "at the limit");
-        plan.watch.max_failed_requests = Some(3);
-        assert_eq!(
-            budget_broken(&plan, &reports).as_deref(),
-            Some(
-                "the users' failed requests across the fleet so far (4) are above max-failed-requests 3"
-            )
-        );
-    }
-
-    #[test]
-    fn a_batch_calls_for_going_back_whichever_of_its_hosts_is_read_first() {
-        use Outcome::{Cancelled, Deployed, Failed, RolledBack};
-        let deploy = Operation::Deploy;
-        // A host cancelled as its neighbour failed: the failure counts, in either order.
-        assert_eq!(batch_verdict(deploy, &[Cancelled, Failed]), (Some(0), true));
-        assert_eq!(batch_verdict(deploy, &[Failed, Cancelled]), (Some(0), true));
-        assert_eq!(
-            batch_verdict(deploy, &[Deployed, RolledBack]),
-            (Some(1), true)
-        );
-        // Cancels alone stop the run without going back.
-        assert_eq!(
-            batch_verdict(deploy, &[Cancelled, Cancelled]),
-            (Some(0), false)
-        );
-        assert_eq!(batch_verdict(deploy, &[Deployed, Deployed]), (None, false));
-        // A rollback command rolls back on purpose.
-        assert_eq!(
-            batch_verdict(Operation::Rollback, &[RolledBack, RolledBack]),
-            (None, false)
-        );
-    }
-}
+mod tests;

@@ -38,6 +38,7 @@ fn report(outcome: Outcome, error: Option<&str>) -> RunReport {
                 detail: "ok".into(),
             }],
             skipped: false,
+            fleet_rolled_back: false,
             deploy_receipt: None,
         }],
         duration: Duration::from_millis(4200),

@@ -361,6 +361,21 @@ impl Site {
         Demo::start(port, slot, version, extra)
     }
 
+    /// A switch of `app` in nftables mode on `service_port`: switch-traffic `--to` the
+    /// slot given, with `--json`.
+    pub fn nftables_switch(&self, app: &str, service_port: u16) -> impl Fn(&str) -> super::Run {
+        let mut args = self.switch_args();
+        args[1] = app.to_owned();
+        let mode = args.iter().position(|a| a == "--mode").unwrap();
+        args[mode + 1] = "nftables".into();
+        args.extend(["--service-port".to_owned(), service_port.to_string()]);
+        move |to: &str| {
+            let mut all = args.clone();
+            all.extend(["--to", to, "--json"].map(String::from));
+            super::run(&super::SWITCH_TRAFFIC, &all)
+        }
+    }
+
     /// Arguments shared by switch-traffic and monitor's rollback.
     pub fn switch_args(&self) -> Vec<String> {
         let mut args = self.app_args(APP);

@@ -119,6 +119,20 @@ fn a_host_the_fleet_rolled_back_keeps_its_deploys_receipt_beside_the_rollbacks()
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }
+
+    // A deploy without a receipt (no access log then): the rollback's is named as such.
+    let mut run = two_hosts("deploy", Outcome::Deployed, Outcome::Failed);
+    let mut back = run.hosts[0].clone();
+    back.result.result = Some(Outcome::RolledBack);
+    back.result.receipt = Some(receipt(30, 4, 900, None));
+    run.hosts[0].fleet_rollback(back, "web2 ended failed");
+    let text = run.summary().unwrap();
+    assert!(
+        text.contains("Users' requests of the fleet's rollback (nginx's log): 30 requests"),
+        "{text}"
+    );
+    assert!(!text.contains("from the run's start"), "{text}");
+    assert!(!text.contains("of the deploy"), "{text}");
 }
 
 #[test]
