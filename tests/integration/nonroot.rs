@@ -3,7 +3,8 @@
 //! directory and the directory of the upstream file, allowed by one sudoers line to test
 //! and reload nginx. nftables needs root, so the default switch mode falls back to reload.
 //! Then the same user's key restricted to `bluegreen gate`: a deploy through it says the
-//! key can only deploy.
+//! key can only deploy. With a sudoers line for `nft` too (`nft-command: sudo nft`), such a
+//! user switches by nftables, and is told what only root can do.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -177,4 +178,49 @@ fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
     );
     assert!(!t.container_running("green"), "nothing was started");
     assert_eq!(t.live(), ("blue".into(), "u3".into()));
+}
+
+#[test]
+fn a_deploy_user_with_sudo_nft_switches_by_nftables_and_is_told_what_needs_root() {
+    require!(Root, Nginx, Sshd, Docker, Act, Sudo, Nftables);
+    let user = DeployUser::create();
+    let t = Target::for_user("e2e-nonroot-nft", &user.name, user.home.path());
+    let (test_cmd, reload_cmd) = user.allow(&t);
+    let nft = String::from_utf8(Command::new("which").arg("nft").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    user.write_sudoers(&format!(
+        "{} ALL=(root) NOPASSWD: {}, {}, {nft}\n",
+        user.name,
+        t.site.nginx.test_cmd(),
+        t.site.nginx.reload_cmd()
+    ));
+    let image = demo_image("v", &[]);
+    let inputs = |version: &'static str| {
+        vec![
+            ("IMAGE", image.as_str()),
+            ("VERSION", version),
+            ("NGINX_TEST_COMMAND", test_cmd.as_str()),
+            ("NGINX_RELOAD_COMMAND", reload_cmd.as_str()),
+            ("NFT_COMMAND", "sudo nft"),
+        ]
+    };
+    let first = t.run(&inputs("n1"));
+    assert_result(&first, "deployed");
+    assert_eq!(first.output("switch-mode"), "nftables", "{}", first.log);
+    // The second switch leaves blue's port: the kernel's unanswered handshakes to it can
+    // only be forgotten by root, and the run says so instead of claiming it.
+    let second = t.run(&inputs("n2"));
+    assert_result(&second, "deployed");
+    assert!(
+        second.log.contains(&format!(
+            "conntrack: not permitted to look for handshakes that port {} had not answered",
+            t.site.blue_port
+        )),
+        "{}",
+        second.log
+    );
+    assert!(!second.log.contains("conntrack: forgot"), "{}", second.log);
+    assert_eq!(t.live(), ("green".into(), "n2".into()));
 }
