@@ -20,6 +20,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+// The kernel's netlink and ctnetlink numbers (linux/netlink.h,
+// linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h, nf_conntrack_common.h).
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -52,10 +54,27 @@ const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
 /// How long one answer of the kernel may take.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What forgetting came to: how many entries the kernel forgot, and the error that stopped
+/// it before the end, if one did (the entries forgotten before it stay forgotten).
+#[derive(Debug)]
+pub struct Forgotten {
+    /// Entries the kernel deleted.
+    pub count: u32,
+    /// Why it stopped early (no right to, a kernel that did not answer).
+    pub error: Option<io::Error>,
+}
+
 /// Forgets the kernel's entries for TCP connections to 127.0.0.1:`service_port` that a
 /// DNAT rule sent to `port` and that never had an answer, so that their next SYN goes where
-/// the rule leads now. Returns how many it forgot.
-pub fn forget_unanswered(service_port: u16, port: u16) -> io::Result<u32> {
+/// the rule leads now.
+pub fn forget_unanswered(service_port: u16, port: u16) -> Forgotten {
+    let mut count = 0;
+    let error = forget_counting(service_port, port, &mut count).err();
+    Forgotten { count, error }
+}
+
+/// [`forget_unanswered`], counting into `count` as it goes.
+fn forget_counting(service_port: u16, port: u16, count: &mut u32) -> io::Result<()> {
     let socket = Netlink::open()?;
     let mut stale: Vec<Vec<u8>> = Vec::new();
     socket.dump(|entry| {
@@ -63,7 +82,6 @@ pub fn forget_unanswered(service_port: u16, port: u16) -> io::Result<u32> {
             stale.push(entry.key());
         }
     })?;
-    let mut forgotten = 0;
     for key in stale {
         // Answered, closed or timed out since the dump: kept, or nothing to forget.
         let mut still = false;
@@ -71,12 +89,12 @@ pub fn forget_unanswered(service_port: u16, port: u16) -> io::Result<u32> {
             still = entry.unanswered_via(service_port, port);
         });
         match read.and_then(|()| if still { socket.delete(&key) } else { Ok(()) }) {
-            Ok(()) => forgotten += u32::from(still),
+            Ok(()) => *count += u32::from(still),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(forgotten)
+    Ok(())
 }
 
 /// One conntrack entry, as much of it as deciding needs, borrowed from the kernel's message.
@@ -156,10 +174,12 @@ fn tuple(attributes: &[u8]) -> (u8, ([u8; 4], u16), u16) {
     (protocol, (address, port), source_port)
 }
 
+/// A big-endian (network order) u16 attribute; 0 when it is not two bytes.
 fn be_u16(value: &[u8]) -> u16 {
     value.try_into().map_or(0, u16::from_be_bytes)
 }
 
+/// A big-endian (network order) u32 attribute; 0 when it is not four bytes.
 fn be_u32(value: &[u8]) -> u32 {
     value.try_into().map_or(0, u32::from_be_bytes)
 }
@@ -191,6 +211,8 @@ struct Netlink {
 }
 
 impl Netlink {
+    /// A socket to the kernel's netfilter, its answers awaited for [`RECEIVE_TIMEOUT`] at
+    /// most.
     fn open() -> io::Result<Netlink> {
         // SAFETY: a plain socket(2) call; the descriptor is owned right after.
         let fd = unsafe {

@@ -115,23 +115,25 @@ impl Executor<'_> {
     /// [`crate::conntrack`]). The switch is done either way: what fails is said, not undone.
     fn forget_unanswered(&mut self, nft: &NftSwitch, before: &Route, after: &Route) {
         for port in before.ports().filter(|p| !after.ports().any(|q| q == *p)) {
-            match self.host.forget_unanswered(nft.service_port, port) {
-                Ok(0) => {}
-                Ok(n) => {
-                    self.report.handshakes_forgotten += n;
-                    self.progress.line(&format!(
-                        "conntrack: forgot {n} handshake{} that port {port} had not answered: {} next SYN takes the rule as it is now",
-                        if n == 1 { "" } else { "s" },
-                        if n == 1 { "its" } else { "their" }
-                    ));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let forgotten = self.host.forget_unanswered(nft.service_port, port);
+            let n = forgotten.count;
+            if n > 0 {
+                self.report.handshakes_forgotten += n;
+                self.progress.line(&format!(
+                    "conntrack: forgot {n} handshake{} that port {port} had not answered: {} next SYN takes the rule as it is now",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "its" } else { "their" }
+                ));
+            }
+            match forgotten.error {
+                None => {}
+                Some(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     self.progress.line(&format!(
                         "conntrack: not permitted to look for handshakes that port {port} had not answered ({e}; it needs root): such a connection's next SYN still goes to port {port}"
                     ));
                 }
-                Err(e) => self.report.warnings.push(format!(
-                    "the kernel's handshakes that port {port} had not answered could not be forgotten ({e}): such a connection's next SYN still goes to port {port}"
+                Some(e) => self.report.warnings.push(format!(
+                    "the kernel's handshakes that port {port} had not answered could not all be forgotten ({e}): such a connection's next SYN still goes to port {port}"
                 )),
             }
         }

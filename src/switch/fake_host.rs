@@ -214,13 +214,19 @@ impl SwitchHost for FakeSwitchHost {
     }
 
     /// One handshake was left unanswered on each port traffic leaves.
-    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32> {
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> crate::conntrack::Forgotten {
         assert_eq!(service_port, self.service_port);
         if self.step("forget handshakes") {
-            return Err(std::io::Error::other("injected failure"));
+            return crate::conntrack::Forgotten {
+                count: 0,
+                error: Some(std::io::Error::other("injected failure")),
+            };
         }
         self.forgotten.borrow_mut().push(port);
-        Ok(1)
+        crate::conntrack::Forgotten {
+            count: 1,
+            error: None,
+        }
     }
 
     fn get(&self, _prober: &Prober, _url: &HttpUrl, _timeout: Duration) -> Probe {

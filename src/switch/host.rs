@@ -53,8 +53,8 @@ pub(crate) trait SwitchHost {
     /// Opens a new connection to the service port and says which port accepted it.
     fn new_connection_reaches(&self, service_port: u16) -> std::io::Result<u16>;
     /// Has the kernel forget the handshakes the rule sent through `service_port` to `port`
-    /// and that were never answered (see [`crate::conntrack`]); how many it forgot.
-    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32>;
+    /// and that were never answered (see [`crate::conntrack`]).
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> crate::conntrack::Forgotten;
     /// Asks `url` once, as `prober` asks.
     fn get(&self, prober: &Prober, url: &HttpUrl, timeout: Duration) -> Probe;
     /// Polls nginx's maintenance server on 127.0.0.1:`port` until it answers 503, for up
@@ -125,7 +125,7 @@ impl SwitchHost for ThisHost<'_> {
         crate::sys::loopback_destination(service_port, KERNEL_PROBE_TIMEOUT)
     }
 
-    fn forget_unanswered(&self, service_port: u16, port: u16) -> std::io::Result<u32> {
+    fn forget_unanswered(&self, service_port: u16, port: u16) -> crate::conntrack::Forgotten {
         crate::conntrack::forget_unanswered(service_port, port)
     }
 

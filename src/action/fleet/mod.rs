@@ -89,7 +89,7 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
             }
             continue;
         }
-        if fleet_budget(&plan, targets.len()).is_some() {
+        if fleet_budget(&plan, reachable.len()).is_some() {
             plan.watch.failed_elsewhere = failed_requests(&reports);
         }
         let done = run_batch(ctx, &batch, &mut connections, &logs, &plan).await;
@@ -104,7 +104,7 @@ pub(super) async fn run(ctx: &RunContext<'_>) -> FleetRun {
         for (i, report) in batch.iter().zip(done) {
             reports[*i] = Some(report);
         }
-        let over = budget_broken(&plan, targets.len(), &reports);
+        let over = budget_broken(&plan, reachable.len(), &reports);
         if let Some(why) = over.filter(|_| stop.is_none()) {
             ctx.log.warning(&format!("stopping the fleet here: {why}"));
             failed = true;
@@ -150,9 +150,10 @@ fn failed_requests(reports: &[Option<HostReport>]) -> u64 {
         .sum()
 }
 
-/// The plan's `max-failed-requests` as the fleet's limit: for a deploy or promote of more
-/// than one host (one host's own watch holds it; a rollback or abort is how a fleet gets
-/// back, and is never stopped for what the version it leaves cost).
+/// The plan's `max-failed-requests` as the fleet's limit: for a deploy or promote that runs
+/// on more than one host, `hosts` being those that run (the skipped do not; one host's own
+/// watch holds it; a rollback or abort is how a fleet gets back, and is never stopped for
+/// what the version it leaves cost).
 fn fleet_budget(plan: &DeployPlan, hosts: usize) -> Option<u64> {
     let deploys = matches!(plan.operation, Operation::Deploy | Operation::Promote);
     plan.watch
