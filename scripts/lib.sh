@@ -49,17 +49,34 @@ build_loadgen() {
 }
 
 # A loopback TCP port that was free a moment ago, chosen below the kernel's ephemeral range
-# so no later bind to port 0 or outgoing connection can be handed the same port first.
+# so no later bind to port 0 or outgoing connection can be handed the same port first. A
+# port handed out is claimed for 10 minutes (a file in /tmp/bluegreen-ports), so two calls
+# before either port is bound (a target's web, slot and maintenance ports) never get the same.
 free_port() {
   python3 - <<'PY'
-import random, socket
+import os, random, socket, time
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+claims = "/tmp/bluegreen-ports"
+os.makedirs(claims, exist_ok=True)
+def claim(port):
+    path = os.path.join(claims, str(port))
+    try:
+        if time.time() - os.stat(path).st_mtime > 600:
+            os.remove(path)
+    except OSError:
+        pass
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except OSError:
+        return False
 for port in random.sample(range(10000, max(low, 10001)), min(1000, max(low - 10000, 1))):
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             continue
+    if claim(port):
         print(port)
         break
 else:

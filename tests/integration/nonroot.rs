@@ -88,6 +88,21 @@ impl Drop for DeployUser {
     }
 }
 
+/// A deploy of `image` as `version` through sudo's nginx commands.
+fn deploy_inputs<'a>(
+    image: &'a str,
+    version: &'a str,
+    test_cmd: &'a str,
+    reload_cmd: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("IMAGE", image),
+        ("VERSION", version),
+        ("NGINX_TEST_COMMAND", test_cmd),
+        ("NGINX_RELOAD_COMMAND", reload_cmd),
+    ]
+}
+
 #[test]
 fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
     require!(Root, Nginx, Sshd, Docker, Act, Sudo);
@@ -95,14 +110,7 @@ fn a_deploy_user_that_is_not_root_deploys_with_the_documented_set_up() {
     let t = Target::for_user("e2e-nonroot", &user.name, user.home.path());
     let (test_cmd, reload_cmd) = user.allow(&t);
     let image = demo_image("v", &[]);
-    let inputs = |version: &'static str| {
-        vec![
-            ("IMAGE", image.as_str()),
-            ("VERSION", version),
-            ("NGINX_TEST_COMMAND", test_cmd.as_str()),
-            ("NGINX_RELOAD_COMMAND", reload_cmd.as_str()),
-        ]
-    };
+    let inputs = |version| deploy_inputs(&image, version, &test_cmd, &reload_cmd);
     let first = t.run(&inputs("u1"));
     assert_result(&first, "deployed");
     assert_eq!(first.output("switch-mode"), "reload", "{}", first.log);
@@ -197,14 +205,10 @@ fn a_deploy_user_with_sudo_nft_switches_by_nftables_and_is_told_what_needs_root(
         t.site.nginx.reload_cmd()
     ));
     let image = demo_image("v", &[]);
-    let inputs = |version: &'static str| {
-        vec![
-            ("IMAGE", image.as_str()),
-            ("VERSION", version),
-            ("NGINX_TEST_COMMAND", test_cmd.as_str()),
-            ("NGINX_RELOAD_COMMAND", reload_cmd.as_str()),
-            ("NFT_COMMAND", "sudo nft"),
-        ]
+    let inputs = |version| {
+        let mut inputs = deploy_inputs(&image, version, &test_cmd, &reload_cmd);
+        inputs.push(("NFT_COMMAND", "sudo nft"));
+        inputs
     };
     let first = t.run(&inputs("n1"));
     assert_result(&first, "deployed");
